@@ -1,0 +1,53 @@
+# busd — see README.md. Every target works on a machine with only Go.
+
+GO       ?= go
+BIN      := bin
+FUZZTIME ?= 10s
+BENCH    ?= .
+ARGS     ?=
+
+.PHONY: all build run test vet fmt-check lint bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# busd itself arrives with the broker (issue 4); until then there is nothing
+# to run, and the target says so rather than pretending.
+run:
+	@echo "make run: the busd broker is not built yet; see README.md." >&2
+	@exit 1
+
+test: vet fmt-check
+	$(GO) test -race -count=1 ./...
+	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+lint: vet fmt-check
+	cd bench && $(GO) vet ./...
+
+# Benchmarks: the main module's own, then the side-by-side comparisons of the
+# bench module. BENCH filters by name, e.g. make bench BENCH='Index/match/literal'.
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(ARGS) ./...
+	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(ARGS) ./...
+
+# Runs every fuzz target of every package for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf $(BIN)
+	$(GO) clean -testcache
