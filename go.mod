@@ -2,4 +2,7 @@ module github.com/busd/busd
 
 go 1.26.0
 
-require golang.org/x/sys v0.49.0 // indirect
+require (
+	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

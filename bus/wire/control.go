@@ -1,0 +1,59 @@
+package wire
+
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// handle is the one msgpack configuration of the protocol, set up once and
+// only read after (which the codec package allows from many goroutines).
+// WriteExt selects the current msgpack spec (str8, bin, timestamps); maps
+// decoded into interface values get string keys.
+var handle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{WriteExt: true}
+	h.MapType = reflect.TypeOf(map[string]any(nil))
+	return h
+}()
+
+// Hello is the payload of HELLO, the client's first frame.
+type Hello struct {
+	Version int    `codec:"version"` // the protocol version the client speaks
+	Name    string `codec:"name"`    // a name for logs and monitoring, may be empty
+}
+
+// Info is the payload of INFO, the broker's answer to HELLO.
+type Info struct {
+	Version    int    `codec:"version"`     // the protocol version of this connection
+	Server     string `codec:"server"`      // the broker's software and version
+	ConnID     uint64 `codec:"conn_id"`     // this connection's id, as it appears in origins
+	MaxPayload uint32 `codec:"max_payload"` // Limits.MaxPayload
+	MaxHeaders uint32 `codec:"max_headers"` // Limits.MaxHeaders
+	MaxFDs     uint8  `codec:"max_fds"`     // Limits.MaxFDs
+	MaxSubs    uint32 `codec:"max_subs"`    // subscriptions allowed on this connection
+}
+
+// Limits returns the limits the Info announces.
+func (i *Info) Limits() Limits {
+	return Limits{MaxPayload: i.MaxPayload, MaxHeaders: i.MaxHeaders, MaxFDs: i.MaxFDs}
+}
+
+// AppendBody appends v encoded as msgpack to dst.
+func AppendBody(dst []byte, v any) ([]byte, error) {
+	enc := codec.NewEncoderBytes(&dst, handle)
+	if err := enc.Encode(v); err != nil {
+		return dst, fmt.Errorf("wire: encode %T: %w", v, err)
+	}
+	return dst, nil
+}
+
+// DecodeBody decodes msgpack b into v, which must point to a zeroed value.
+// A malformed body is an *Error with CodeBadFrame.
+func DecodeBody(b []byte, v any) error {
+	dec := codec.NewDecoderBytes(b, handle)
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeBadFrame, "undecodable %T body: %v", v, err)
+	}
+	return nil
+}

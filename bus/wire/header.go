@@ -1,0 +1,137 @@
+package wire
+
+import "encoding/binary"
+
+// Header is the fixed part of every frame:
+//
+//	offset size field
+//	0      1    version     Version
+//	1      1    op          Op
+//	2      1    flags       reserved, must be 0
+//	3      1    nfds        fds that travel with this frame
+//	4      2    topic_len   topic section bytes
+//	6      2    reply_len   reply section bytes (SUB: queue group)
+//	8      4    hdr_len     headers section bytes
+//	12     4    payload_len payload section bytes
+//	16     4    id          subscription id (SUB, UNSUB, MSG), ping id (PING, PONG), else 0
+//
+// All fields are big-endian.
+type Header struct {
+	Op         Op
+	Flags      uint8
+	NFDs       uint8
+	TopicLen   uint16
+	ReplyLen   uint16
+	HdrLen     uint32
+	PayloadLen uint32
+	ID         uint32
+}
+
+// Size returns the length of the whole frame the header starts.
+func (h *Header) Size() int {
+	n := HeaderLen + int(h.TopicLen) + int(h.ReplyLen) + int(h.HdrLen) + int(h.PayloadLen)
+	if h.Op == OpMsg {
+		n += OriginLen
+	}
+	return n
+}
+
+// AppendFrameHeader appends h's encoding to dst.
+func AppendFrameHeader(dst []byte, h *Header) []byte {
+	dst = append(dst, Version, byte(h.Op), h.Flags, h.NFDs)
+	dst = binary.BigEndian.AppendUint16(dst, h.TopicLen)
+	dst = binary.BigEndian.AppendUint16(dst, h.ReplyLen)
+	dst = binary.BigEndian.AppendUint32(dst, h.HdrLen)
+	dst = binary.BigEndian.AppendUint32(dst, h.PayloadLen)
+	return binary.BigEndian.AppendUint32(dst, h.ID)
+}
+
+// DecodeHeader decodes the header at the start of b and checks it against
+// the format and lim, so that the caller can trust Size before reading or
+// allocating the rest of the frame. The error is an *Error with a fatal code.
+func DecodeHeader(b []byte, lim *Limits) (Header, error) {
+	if len(b) < HeaderLen {
+		return Header{}, ErrShortFrame
+	}
+	h := Header{
+		Op:         Op(b[1]),
+		Flags:      b[2],
+		NFDs:       b[3],
+		TopicLen:   binary.BigEndian.Uint16(b[4:]),
+		ReplyLen:   binary.BigEndian.Uint16(b[6:]),
+		HdrLen:     binary.BigEndian.Uint32(b[8:]),
+		PayloadLen: binary.BigEndian.Uint32(b[12:]),
+		ID:         binary.BigEndian.Uint32(b[16:]),
+	}
+	switch {
+	case b[0] != Version:
+		return h, Errorf(CodeBadVersion, "frame version %d, this broker speaks %d", b[0], Version)
+	case !h.Op.Known():
+		return h, Errorf(CodeUnknownOp, "op %d", b[1])
+	case h.Flags != 0:
+		return h, Errorf(CodeBadFrame, "%v frame has flags %#x; none are defined", h.Op, h.Flags)
+	case h.TopicLen > MaxTopicLen || h.ReplyLen > MaxTopicLen:
+		return h, Errorf(CodeTooLarge, "%v topic or reply of %d/%d bytes; the limit is %d",
+			h.Op, h.TopicLen, h.ReplyLen, MaxTopicLen)
+	case !opShapes[h.Op].fits(&h):
+		return h, Errorf(CodeBadFrame, "%v frame has sections its op does not use: %s", h.Op, opShapes[h.Op].describe())
+	case h.PayloadLen > lim.MaxPayload:
+		return h, Errorf(CodeTooLarge, "%v payload of %d bytes; the limit is %d", h.Op, h.PayloadLen, lim.MaxPayload)
+	case h.HdrLen > lim.MaxHeaders:
+		return h, Errorf(CodeTooLarge, "%v headers of %d bytes; the limit is %d", h.Op, h.HdrLen, lim.MaxHeaders)
+	case h.NFDs > lim.MaxFDs:
+		return h, Errorf(CodeTooManyFDs, "%v frame carries %d fds; the limit is %d", h.Op, h.NFDs, lim.MaxFDs)
+	}
+	return h, nil
+}
+
+// shape says which header fields an op uses; the others must be zero, so
+// that a later protocol version can give them a meaning.
+type shape struct {
+	topic, reply, hdrs, payload, fds bool
+	id                               int8 // 0: must be 0, 1: must be non-zero, 2: any
+}
+
+var opShapes = [...]shape{
+	OpHello: {payload: true},
+	OpInfo:  {payload: true},
+	OpPub:   {topic: true, reply: true, hdrs: true, payload: true, fds: true},
+	OpSub:   {topic: true, reply: true, id: 1},
+	OpUnsub: {id: 1},
+	OpMsg:   {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1},
+	OpPing:  {id: 2},
+	OpPong:  {id: 2},
+	OpErr:   {payload: true},
+}
+
+func (s shape) fits(h *Header) bool {
+	switch {
+	case !s.topic && h.TopicLen != 0, !s.reply && h.ReplyLen != 0, !s.hdrs && h.HdrLen != 0,
+		!s.payload && h.PayloadLen != 0, !s.fds && h.NFDs != 0:
+		return false
+	case s.id == 0 && h.ID != 0, s.id == 1 && h.ID == 0:
+		return false
+	}
+	return true
+}
+
+func (s shape) describe() string {
+	used := ""
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{s.topic, "topic"}, {s.reply, "reply"}, {s.hdrs, "headers"}, {s.payload, "payload"}, {s.fds, "fds"}} {
+		if f.on {
+			used += f.name + ", "
+		}
+	}
+	switch s.id {
+	case 1:
+		used += "a non-zero id"
+	case 2:
+		used += "an id"
+	default:
+		used += "no id"
+	}
+	return "it takes " + used
+}

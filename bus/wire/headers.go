@@ -1,0 +1,94 @@
+package wire
+
+import (
+	"encoding/binary"
+	"iter"
+)
+
+// Headers is an encoded headers section: zero or more fields, each
+//
+//	offset size field
+//	0      2    key_len   1..255
+//	2      k    key       visible ASCII (0x21-0x7e)
+//	2+k    2    val_len
+//	4+k    v    value     any bytes
+//
+// with big-endian lengths. Keys may repeat; order is kept.
+type Headers []byte
+
+// MaxKeyLen is the longest header key.
+const MaxKeyLen = 255
+
+// AppendField appends one key/value field to h. The key must satisfy Check's
+// rules; the value must be shorter than 64 KiB.
+func AppendField(h Headers, key, value string) Headers {
+	h = binary.BigEndian.AppendUint16(h, uint16(len(key)))
+	h = append(h, key...)
+	h = binary.BigEndian.AppendUint16(h, uint16(len(value)))
+	return append(h, value...)
+}
+
+// Check reports whether h is well formed, as an *Error with CodeBadHeaders.
+func (h Headers) Check() error {
+	for i := 1; len(h) > 0; i++ {
+		k, rest, ok := field(h)
+		if !ok {
+			return Errorf(CodeBadHeaders, "field %d overruns the headers section", i)
+		}
+		if len(k) == 0 || len(k) > MaxKeyLen {
+			return Errorf(CodeBadHeaders, "field %d has a key of %d bytes; keys are 1 to %d", i, len(k), MaxKeyLen)
+		}
+		for _, c := range k {
+			if c < 0x21 || c > 0x7e {
+				return Errorf(CodeBadHeaders, "field %d key %q has a byte outside visible ASCII", i, k)
+			}
+		}
+		h = rest
+	}
+	return nil
+}
+
+// All yields every field in order; the slices are views into h. It stops at
+// the first malformed field, which Check would report.
+func (h Headers) All() iter.Seq2[[]byte, []byte] {
+	return func(yield func([]byte, []byte) bool) {
+		for len(h) > 0 {
+			k, rest, ok := field(h)
+			if !ok {
+				return
+			}
+			v := h[4+len(k) : len(h)-len(rest)]
+			if !yield(k, v) {
+				return
+			}
+			h = rest
+		}
+	}
+}
+
+// Get returns the value of the first field named key.
+func (h Headers) Get(key string) (string, bool) {
+	for k, v := range h.All() {
+		if string(k) == key {
+			return string(v), true
+		}
+	}
+	return "", false
+}
+
+// field splits off h's first field, returning its key and what follows it.
+func field(h Headers) (key []byte, rest Headers, ok bool) {
+	if len(h) < 2 {
+		return nil, nil, false
+	}
+	kl := int(binary.BigEndian.Uint16(h))
+	if len(h) < 2+kl+2 {
+		return nil, nil, false
+	}
+	vl := int(binary.BigEndian.Uint16(h[2+kl:]))
+	end := 4 + kl + vl
+	if len(h) < end {
+		return nil, nil, false
+	}
+	return h[2 : 2+kl], h[end:], true
+}

@@ -1,0 +1,39 @@
+package wire
+
+import "strconv"
+
+// Version is the protocol version this package speaks, carried in every
+// frame's first byte.
+const Version = 1
+
+// Op identifies what a frame is.
+type Op uint8
+
+// Frame operations. C→B is client to broker, B→C broker to client.
+const (
+	OpHello Op = 1 // C→B, first frame: protocol version and client name (msgpack payload)
+	OpInfo  Op = 2 // B→C, answer to HELLO: connection id and the broker's limits (msgpack payload)
+	OpPub   Op = 3 // C→B: publish to topic, with optional reply topic, headers, payload, fds
+	OpSub   Op = 4 // C→B: subscribe id to the pattern in topic, queue group in the reply section
+	OpUnsub Op = 5 // C→B: drop subscription id
+	OpMsg   Op = 6 // B→C: a message for subscription id, with the publisher's origin
+	OpPing  Op = 7 // either way: asks for a PONG with the same id
+	OpPong  Op = 8 // either way: answers a PING
+	OpErr   Op = 9 // B→C: an error about a frame the client sent (msgpack payload)
+)
+
+var opNames = [...]string{
+	OpHello: "HELLO", OpInfo: "INFO", OpPub: "PUB", OpSub: "SUB", OpUnsub: "UNSUB",
+	OpMsg: "MSG", OpPing: "PING", OpPong: "PONG", OpErr: "ERR",
+}
+
+// String returns the op's protocol name, such as "PUB".
+func (o Op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return "OP(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Known reports whether o is an op of this protocol version.
+func (o Op) Known() bool { return o >= OpHello && o <= OpErr }
