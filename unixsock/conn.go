@@ -1,0 +1,188 @@
+package unixsock
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is a connected Unix stream socket whose reads collect passed file
+// descriptors into a FIFO and whose writes can attach descriptors. It
+// implements [net.Conn]; reads and writes go through Go's runtime poller, so
+// deadlines and Close wake blocked calls.
+//
+// Read and Write are each serialised by a lock, so concurrent calls are safe
+// as net.Conn requires, but descriptors only match frames when one goroutine
+// reads and takes them (and one goroutine writes frames with descriptors), so
+// use one reader and one writer.
+type Conn struct {
+	uc    *net.UnixConn
+	rc    syscall.RawConn
+	path  string // for errors; "" for socketpairs
+	laddr net.Addr
+	raddr net.Addr
+	cred  Cred
+	pidfd int
+
+	// The read side. The poller callback is bound once (readFn) and gets
+	// its arguments and results through these fields, so Read allocates
+	// nothing.
+	rmu     sync.Mutex
+	readFn  func(uintptr) bool
+	rmsg    unix.Msghdr
+	riov    unix.Iovec
+	oob     []byte // room for maxRecvFDs descriptors; nil when zero
+	rn      int
+	rerrno  syscall.Errno
+	rsticky error // a read error after which the FIFO cannot be trusted
+
+	// The write side, likewise.
+	wmu     sync.Mutex
+	writeFn func(uintptr) bool
+	wmsg    unix.Msghdr
+	wiov    []unix.Iovec
+	wone    [1][]byte
+	wbufs   [][]byte // what is left to send
+	woff    int      // bytes of wbufs[0] already sent
+	wn      int64
+	werr    error
+	woob    []byte
+
+	// The descriptor FIFO, shared by the reader and Close.
+	fdMu   sync.Mutex
+	fds    []int
+	closed bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Cred is the identity of the process at the other end of a connection, as
+// the kernel recorded it when the connection was made (SO_PEERCRED). For an
+// accepted connection it is the process that called connect(2); for a dialled
+// one, the process that called listen(2); for a socketpair, the process that
+// created it. A peer in another pid namespace may show pid 0.
+type Cred struct {
+	PID, UID, GID int
+}
+
+// newConn wraps uc, taking ownership of it. path is the socket path for
+// errors and, when not empty, overrides the address the kernel reports: a
+// socket published by Listen was bound under a temporary name, and
+// getsockname/getpeername keep reporting that name after the rename.
+func newConn(uc *net.UnixConn, path string, local bool, cfg connConfig) (*Conn, error) {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	cred, pidfd, err := peerInfo(rc)
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	c := &Conn{uc: uc, rc: rc, path: path, cred: cred, pidfd: pidfd}
+	c.laddr, c.raddr = addrOrEmpty(uc.LocalAddr()), addrOrEmpty(uc.RemoteAddr())
+	if path != "" {
+		if local {
+			c.laddr = &net.UnixAddr{Name: path, Net: "unix"}
+		} else {
+			c.raddr = &net.UnixAddr{Name: path, Net: "unix"}
+		}
+	}
+	if cfg.maxRecvFDs > 0 {
+		// CmsgLen, not CmsgSpace: the padding of CmsgSpace would let one
+		// more descriptor than the limit through when the limit is odd.
+		c.oob = make([]byte, unix.CmsgLen(4*cfg.maxRecvFDs))
+	}
+	c.readFn = c.doRead
+	c.writeFn = c.doWrite
+	return c, nil
+}
+
+// addrOrEmpty keeps LocalAddr and RemoteAddr from returning a nil pointer in
+// a non-nil interface for unnamed sockets.
+func addrOrEmpty(a net.Addr) net.Addr {
+	if ua, ok := a.(*net.UnixAddr); ok && ua != nil {
+		return ua
+	}
+	return &net.UnixAddr{Net: "unix"}
+}
+
+// Peer returns the credentials the kernel recorded for the peer when the
+// connection was made. See [Cred] for whose they are.
+func (c *Conn) Peer() Cred { return c.cred }
+
+// PeerPidFD returns a pidfd for the peer process, or -1 when the kernel lacks
+// SO_PEERPIDFD or the peer was already gone. Unlike the pid, it cannot come
+// to refer to another process. The Conn owns it and closes it in Close; dup
+// it to keep it longer.
+func (c *Conn) PeerPidFD() int { return c.pidfd }
+
+// CloseWrite shuts down the writing side: the peer reads EOF once it has
+// read what was sent. Reading still works.
+func (c *Conn) CloseWrite() error {
+	return wrap("close-write", c.path, c.uc.CloseWrite())
+}
+
+// Close closes the socket, every received descriptor that nobody took, and
+// the peer's pidfd. It wakes blocked reads and writes. Only the first call
+// does anything; later calls return its result.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.fdMu.Lock()
+		c.closed = true
+		closeFDs(c.fds)
+		c.fds = nil
+		c.fdMu.Unlock()
+		c.closeErr = wrap("close", c.path, c.uc.Close())
+		if c.pidfd >= 0 {
+			unix.Close(c.pidfd)
+		}
+	})
+	return c.closeErr
+}
+
+// File returns a duplicate of the socket as an *os.File, for instance to
+// pass one end of a [Socketpair] to another process with
+// [Conn.WriteWithFDs]. Closing either does not affect the other.
+func (c *Conn) File() (*os.File, error) {
+	f, err := c.uc.File()
+	return f, wrap("file", c.path, err)
+}
+
+// LocalAddr returns the local address: the listener's path for an accepted
+// connection, an unnamed address otherwise.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the remote address: the dialled path for a dialled
+// connection, an unnamed address otherwise.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline sets the read and write deadlines, as for [net.Conn]. A read or
+// write that times out returns an error for which errors.Is(err,
+// os.ErrDeadlineExceeded) is true.
+func (c *Conn) SetDeadline(t time.Time) error {
+	return wrap("set-deadline", c.path, c.uc.SetDeadline(t))
+}
+
+// SetReadDeadline sets the read deadline, as for [net.Conn].
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	return wrap("set-read-deadline", c.path, c.uc.SetReadDeadline(t))
+}
+
+// SetWriteDeadline sets the write deadline, as for [net.Conn]. A write that
+// times out may have sent part of its data; the count says how much.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return wrap("set-write-deadline", c.path, c.uc.SetWriteDeadline(t))
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}

@@ -1,0 +1,103 @@
+package unixsock
+
+import (
+	"errors"
+	"os"
+)
+
+// Sentinel errors. They are returned wrapped (in an [*OpError], and often
+// with detail added through fmt's %w), so compare with [errors.Is].
+var (
+	// ErrServerRunning means another live listener holds the lock file of
+	// the socket path. The wrapping error names the holder's pid when the
+	// lock file records one.
+	ErrServerRunning = errors.New("unixsock: a live server holds the socket")
+
+	// ErrPathTooLong means a socket path does not fit the kernel's 108-byte
+	// sun_path with its terminating NUL, so it is longer than 107 bytes. The
+	// wrapping error names the path, its length and the limit.
+	ErrPathTooLong = errors.New("unixsock: socket path too long")
+
+	// ErrInsecureDir means the socket's directory is writable by group or
+	// other users, or is not owned by the effective user, so another user
+	// could replace the socket or its lock file.
+	ErrInsecureDir = errors.New("unixsock: insecure socket directory")
+
+	// ErrFDsTruncated means the kernel truncated the control data of a read
+	// (MSG_CTRUNC): the peer sent more descriptors at once than the
+	// connection accepts, or this process hit its descriptor limit. Every
+	// descriptor of that read has been closed and the connection's
+	// descriptor FIFO no longer matches its frames; close the connection.
+	ErrFDsTruncated = errors.New("unixsock: received file descriptors truncated (MSG_CTRUNC)")
+
+	// ErrTooManyFDs means a write tried to attach more than
+	// [MaxFDsPerMessage] descriptors.
+	ErrTooManyFDs = errors.New("unixsock: too many file descriptors in one message")
+
+	// ErrMissingFDs means [Conn.TakeFDs] asked for more descriptors than
+	// are queued: the peer announced descriptors it did not send.
+	ErrMissingFDs = errors.New("unixsock: fewer file descriptors received than announced")
+
+	// ErrNotSocket means the socket path exists and is not a socket, so
+	// Listen refuses to replace it, or a descriptor given to [FileConn] is
+	// not a Unix stream socket.
+	ErrNotSocket = errors.New("unixsock: not a socket")
+
+	// ErrBadControlMessage means a read carried ancillary data other than
+	// SCM_RIGHTS, or malformed SCM_RIGHTS data. Any descriptors in it have
+	// been closed; close the connection.
+	ErrBadControlMessage = errors.New("unixsock: unexpected control message")
+
+	// ErrInvalidOption means an option was given an out-of-range value.
+	ErrInvalidOption = errors.New("unixsock: invalid option")
+)
+
+// MaxFDsPerMessage is the kernel's SCM_MAX_FD: the most descriptors one
+// sendmsg(2) may carry. Sending more fails with EINVAL, so writes refuse it
+// up front with [ErrTooManyFDs].
+const MaxFDsPerMessage = 253
+
+// OpError is the error returned by exported functions and methods of this
+// package, except for the io.EOF of [Conn.Read]. It records the operation and the socket path (empty for
+// connections without one, such as socketpairs) and wraps the cause, so
+// errors.Is(err, syscall.ECONNREFUSED) or errors.Is(err, ErrServerRunning)
+// see through it.
+type OpError struct {
+	// Op is the operation: "listen", "dial", "accept", "read", "write", ...
+	Op string
+	// Path is the socket path involved, or empty.
+	Path string
+	// Err is the cause.
+	Err error
+}
+
+// Error returns "op path: cause", or "op: cause" when there is no path.
+func (e *OpError) Error() string {
+	if e.Path == "" {
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + " " + e.Path + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the error is a deadline expiring, so that an
+// *OpError satisfies [net.Error] the way errors from a [net.Conn] do.
+func (e *OpError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(e.Err, os.ErrDeadlineExceeded) || (errors.As(e.Err, &t) && t.Timeout())
+}
+
+// Temporary reports the same as Timeout. It exists only so *OpError
+// satisfies [net.Error]; like net's own Temporary it is not a useful signal.
+func (e *OpError) Temporary() bool { return e.Timeout() }
+
+// wrap returns err as an *OpError, or nil for nil. It is used once, at the
+// exported boundary.
+func wrap(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &OpError{Op: op, Path: path, Err: err}
+}

@@ -1,0 +1,98 @@
+package unixsock
+
+import (
+	"fmt"
+	"os"
+)
+
+// DefaultMode is the permission of a socket created by [Listen] unless
+// [WithMode] says otherwise: only the owner may connect.
+const DefaultMode os.FileMode = 0o600
+
+// DefaultMaxRecvFDs is the number of descriptors one read of a [Conn] can
+// receive unless [WithMaxRecvFDs] says otherwise.
+const DefaultMaxRecvFDs = 64
+
+// ListenOption configures [Listen] and [ActivationListeners].
+type ListenOption func(*listenConfig) error
+
+// ConnOption configures a [Conn] made by [Dial], [Socketpair], [FileConn] or
+// (through [WithConnOptions]) by [Listener.Accept].
+type ConnOption func(*connConfig) error
+
+type listenConfig struct {
+	mode     os.FileMode
+	connOpts []ConnOption
+}
+
+type connConfig struct {
+	maxRecvFDs int
+}
+
+// WithMode sets the permission bits of the socket file (default
+// [DefaultMode], 0600). Other users also need search permission on the
+// directory to connect. It has no effect on activated listeners, whose mode
+// systemd sets.
+func WithMode(mode os.FileMode) ListenOption {
+	return func(c *listenConfig) error {
+		if mode&^os.ModePerm != 0 {
+			return fmt.Errorf("%w: mode %v has bits other than permissions", ErrInvalidOption, mode)
+		}
+		c.mode = mode
+		return nil
+	}
+}
+
+// WithConnOptions sets the options of every [Conn] the listener accepts.
+func WithConnOptions(opts ...ConnOption) ListenOption {
+	return func(c *listenConfig) error {
+		// Validate now so a bad option fails Listen, not every Accept.
+		if _, err := newConnConfig(opts); err != nil {
+			return err
+		}
+		c.connOpts = append(c.connOpts, opts...)
+		return nil
+	}
+}
+
+// WithMaxRecvFDs sets how many descriptors one read can receive (default
+// [DefaultMaxRecvFDs], at most [MaxFDsPerMessage]); the control buffer is
+// sized for exactly that many. The kernel never merges the descriptors of two
+// sendmsg(2) calls into one read, so this is the most descriptors the peer
+// may attach to a single write. If it attaches more, the read fails with
+// [ErrFDsTruncated]. Zero means the connection accepts no descriptors at all.
+func WithMaxRecvFDs(n int) ConnOption {
+	return func(c *connConfig) error {
+		if n < 0 || n > MaxFDsPerMessage {
+			return fmt.Errorf("%w: max received fds %d not in [0, %d]", ErrInvalidOption, n, MaxFDsPerMessage)
+		}
+		c.maxRecvFDs = n
+		return nil
+	}
+}
+
+func newListenConfig(opts []ListenOption) (*listenConfig, error) {
+	c := &listenConfig{mode: DefaultMode}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func newConnConfig(opts []ConnOption) (connConfig, error) {
+	c := connConfig{maxRecvFDs: DefaultMaxRecvFDs}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return connConfig{}, err
+		}
+	}
+	return c, nil
+}
