@@ -6,18 +6,24 @@ FUZZTIME ?= 10s
 BENCH    ?= .
 ARGS     ?=
 
-.PHONY: all build run test vet fmt-check lint bench fuzz clean
+.PHONY: all build bins run test vet fmt-check lint bench fuzz clean
 
 all: build
 
-build:
+build: bins
 	$(GO) build ./...
 
-# busd itself arrives with the broker (issue 4); until then there is nothing
-# to run, and the target says so rather than pretending.
-run:
-	@echo "make run: the busd broker is not built yet; see README.md." >&2
-	@exit 1
+bins:
+	$(GO) build -o $(BIN)/ ./cmd/busd ./cmd/bus
+
+# Starts busd in the foreground on the default socket directory. Stop it with
+# Ctrl-C.
+run: bins
+	@echo "Starting busd. From another terminal, try:"
+	@echo "    $(BIN)/bus sub 'app.>'"
+	@echo "    $(BIN)/bus pub app.hello 'hi there'"
+	@echo
+	exec $(BIN)/busd
 
 test: vet fmt-check
 	$(GO) test -race -count=1 ./...

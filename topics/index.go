@@ -123,21 +123,29 @@ func (x *Index[T]) Remove(pattern, group string, v T) error {
 // Match returns what topic reaches. The Result is shared: do not modify it.
 // A topic that is not valid reaches nobody.
 func (x *Index[T]) Match(topic string) *Result[T] {
+	r, _ := x.Lookup(topic)
+	return r
+}
+
+// Lookup is Match that also reports whether topic is valid, so a caller
+// that must refuse invalid topics needs no separate ValidTopic pass: a cached
+// topic is known valid. The index keeps no reference to topic, which may
+// therefore alias a buffer that is reused afterwards.
+func (x *Index[T]) Lookup(topic string) (*Result[T], bool) {
 	c := x.cache
 	if c == nil {
-		r, _ := x.matchTrie(topic)
-		return r
+		return x.matchTrie(topic)
 	}
 	h := c.hash(topic)
 	if r := c.get(h, topic); r != nil {
-		return r
+		return r, true
 	}
 	gen := x.gen.Load()
 	r, ok := x.matchTrie(topic)
 	if ok { // invalid topics are never cached, so that a hit needs no validation
 		c.put(h, topic, r, gen, &x.gen)
 	}
-	return r
+	return r, ok
 }
 
 // matchTrie computes a Result from the trie. It reports false, with the

@@ -252,3 +252,23 @@ func naive(x *Index[int], topic string) []int {
 	slices.Sort(out)
 	return out
 }
+
+func TestLookupReportsValidity(t *testing.T) {
+	for _, size := range []int{0, 16} {
+		x := NewIndex[int](WithCacheSize(size))
+		mustAdd(t, x, "a.>", "", 1)
+		for range 2 {
+			if r, ok := x.Lookup("a.b"); !ok || len(r.Plain) != 1 {
+				t.Fatalf("Lookup(a.b) = %v, %v", r, ok)
+			}
+			if r, ok := x.Lookup("nobody"); !ok || !r.Empty() {
+				t.Fatalf("Lookup(nobody) = %v, %v", r, ok)
+			}
+			for _, bad := range []string{"a.*", "a..b", "", "a b"} {
+				if r, ok := x.Lookup(bad); ok || !r.Empty() {
+					t.Fatalf("Lookup(%q) = %v, %v; want invalid", bad, r, ok)
+				}
+			}
+		}
+	}
+}

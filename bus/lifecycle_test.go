@@ -1,0 +1,204 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+func TestShutdownTellsClientsAndStopsEverything(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	srv, err := NewServer(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(shortPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), l) }()
+	a, b := connectRaw(t, l.Path()), connectRaw(t, l.Path())
+	a.sub(1, ">", "")
+	a.sync()
+	b.pub("last.words", "flushed before the goodbye")
+	b.sync()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if f := a.next(); f.Op != wire.OpMsg || string(f.Payload) != "flushed before the goodbye" {
+		t.Fatalf("got %v %q; want the pending MSG first", f.Op, f.Payload)
+	}
+	a.expectErr(wire.CodeShuttingDown, "shutting down")
+	a.expectClosed()
+	b.expectErr(wire.CodeShuttingDown, "shutting down")
+	a.sock.Close()
+	b.sock.Close()
+	waitGoroutines(t, goroutines)
+	if err := srv.Serve(context.Background(), l); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown returned %v", err)
+	}
+}
+
+func TestServeStopsWhenItsContextEnds(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	srv, _ := NewServer(DefaultConfig())
+	l, err := Listen(shortPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l) }()
+	c := connectRaw(t, l.Path())
+	cancel()
+	select {
+	case err := <-served:
+		if !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("Serve returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	c.expectErr(wire.CodeShuttingDown, "")
+	c.sock.Close()
+	waitGoroutines(t, goroutines)
+}
+
+func TestSlowConsumerIsDisconnected(t *testing.T) {
+	srv, path := testBroker(t, slowConfig(Disconnect))
+	slow := connectRaw(t, path)
+	slow.sub(1, "flood", "")
+	slow.sync()
+	fast := connectRaw(t, path)
+	fast.sub(1, "flood", "")
+	fast.sync()
+	pub := connectRaw(t, path)
+	payload := strings.Repeat("x", 1000)
+	// 3 MB in steps the fast subscriber keeps up with: well past the slow
+	// one's socket buffer and MaxPending.
+	for i := range 300 {
+		for range 10 {
+			pub.pub("flood", payload)
+		}
+		for range 10 {
+			if f := fast.next(); f.Op != wire.OpMsg {
+				t.Fatalf("fast subscriber got %v in step %d", f.Op, i)
+			}
+		}
+	}
+	for { // the slow one gets what fit, then the ERR
+		f := slow.next()
+		if f.Op == wire.OpErr {
+			var e wire.Error
+			wire.DecodeBody(f.Payload, &e)
+			if e.Code != wire.CodeSlowConsumer {
+				t.Fatalf("got %v", &e)
+			}
+			break
+		}
+	}
+	slow.expectClosed()
+	if srv.Stats().Dropped == 0 {
+		t.Error("no drop counted")
+	}
+	stillServes(t, path)
+}
+
+func TestSlowConsumerDropNewKeepsTheConnection(t *testing.T) {
+	srv, path := testBroker(t, slowConfig(DropNew))
+	slow := connectRaw(t, path)
+	slow.sub(1, "flood", "")
+	slow.sync()
+	pub := connectRaw(t, path)
+	payload := strings.Repeat("x", 1000)
+	for range 3000 {
+		pub.pub("flood", payload)
+	}
+	pub.sync()
+	if srv.Stats().Dropped == 0 {
+		t.Fatal("no drop counted")
+	}
+	for { // everything that was queued, then the PONG: the connection lives
+		slow.send(wire.AppendControl(nil, wire.OpPing, 99, nil))
+		f := slow.next()
+		for f.Op == wire.OpMsg {
+			f = slow.next()
+		}
+		if f.Op == wire.OpPong {
+			break
+		}
+		t.Fatalf("got %v", f.Op)
+	}
+}
+
+func slowConfig(p SlowConsumerPolicy) func(*Config) {
+	return func(c *Config) {
+		c.Limits.MaxPayload = 4 << 10
+		c.Limits.MaxHeaders = 1 << 10
+		c.MaxPending = 64 << 10
+		c.SlowConsumer = p
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for name, edit := range map[string]func(*Config){
+		"fds":     func(c *Config) { c.Limits.MaxFDs = 254 },
+		"payload": func(c *Config) { c.Limits.MaxPayload = 0 },
+		"conns":   func(c *Config) { c.MaxConns = 0 },
+		"pending": func(c *Config) { c.MaxPending = 100 },
+		"timeout": func(c *Config) { c.HandshakeTimeout = 0 },
+		"policy":  func(c *Config) { c.SlowConsumer = 9 },
+	} {
+		cfg := DefaultConfig()
+		edit(&cfg)
+		if _, err := NewServer(cfg); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("%s: NewServer = %v; want ErrBadConfig", name, err)
+		}
+	}
+}
+
+func TestTooManyConnections(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.MaxConns = 1 })
+	connectRaw(t, path)
+	extra := dialRaw(t, path)
+	extra.expectErr(wire.CodeTooManyConns, "limit of connections")
+	extra.expectClosed()
+}
+
+// shortPath returns a socket path in a fresh directory short enough for
+// sun_path, removed when the test ends.
+func shortPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir + "/s/b.sock"
+}
+
+// waitGoroutines waits for the goroutine count to fall back to want.
+func waitGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines; want %d\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

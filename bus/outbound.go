@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+// enqueued says what queueing a message did to its receiver.
+type enqueued struct {
+	taken bool // false if the connection is closing, so a queue group can pick another member
+	wake  bool // the connection was idle: the caller must wake its writer
+	stall bool // the connection is behind: the caller should let it catch up
+}
+
+// enqueueMsg appends the MSG that delivers pub to subscription sid.
+func (c *conn) enqueueMsg(sid uint32, o *wire.Origin, pub *wire.Frame, set *fdSet) enqueued {
+	size := pub.Size() + wire.OriginLen
+	nfds := int(pub.NFDs)
+	cfg := &c.srv.cfg
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return enqueued{}
+	}
+	if c.pending+size > cfg.MaxPending || c.pendingFDs+nfds > cfg.MaxPendingFDs {
+		c.srv.stats.dropped.Add(1)
+		if cfg.SlowConsumer == DropNew {
+			return enqueued{taken: true}
+		}
+		c.drainLocked(wire.Errorf(wire.CodeSlowConsumer,
+			"%d bytes and %d descriptors waiting to be written to this connection; the limits are %d and %d",
+			c.pending, c.pendingFDs, cfg.MaxPending, cfg.MaxPendingFDs))
+		return enqueued{}
+	}
+	e := enqueued{taken: true, wake: len(c.out.Buf) == 0}
+	if set != nil {
+		set.ref()
+		c.out.AddFDs(set.fds, set)
+		c.pendingFDs += nfds
+	}
+	c.out.Buf = wire.AppendMsg(c.out.Buf, sid, o, pub)
+	c.pending += size
+	e.stall = c.behindLocked()
+	return e
+}
+
+// enqueueControl appends a frame of the broker's own (PONG, INFO, ERR) and
+// schedules the writer.
+func (c *conn) enqueueControl(frame []byte) {
+	c.mu.Lock()
+	wake := c.state != stateClosed && len(c.out.Buf) == 0
+	if c.state != stateClosed {
+		c.out.Buf = append(c.out.Buf, frame...)
+		c.pending += len(frame)
+	}
+	c.mu.Unlock()
+	if wake {
+		c.wake()
+	}
+}
+
+// wake tells the writer there is output; a wake-up already pending covers it.
+func (c *conn) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// drainLocked queues err as an ERR frame and puts the connection in the
+// draining state: the writer sends what is pending, then closes the socket.
+// The ERR may push pending output over the limit: it is small, and it is the
+// last frame.
+func (c *conn) drainLocked(err *wire.Error) {
+	if c.state != stateOpen {
+		return
+	}
+	body, _ := wire.AppendBody(nil, err)
+	c.out.Buf = wire.AppendControl(c.out.Buf, wire.OpErr, 0, body)
+	c.state = stateDraining
+	c.sock.SetReadDeadline(time.Now()) // stop the reader: nothing it reads matters now
+	c.sock.SetWriteDeadline(time.Now().Add(drainTimeout))
+	c.wake()
+}
+
+// keepOutbox is the buffer capacity a connection's writer keeps between
+// writes: enough for a busy subscriber's batches, which flow control keeps
+// near stallMark, without regrowing them each time; a quiet connection's
+// buffers never grow in the first place.
+const keepOutbox = 2 * stallMark
+
+// drainTimeout bounds how long a closing connection may take to accept its
+// last frames; a peer that stopped reading does not hold the broker up.
+const drainTimeout = time.Second
+
+// writeLoop owns the socket's write side. It swaps the pending output out
+// under the lock and writes it without the lock, so routers never wait on
+// the socket.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	var spare wire.Outbox
+	var fds []int
+	for {
+		select {
+		case <-c.kick:
+		case <-c.quit:
+		}
+		for {
+			c.mu.Lock()
+			if len(c.out.Buf) == 0 {
+				st := c.state
+				c.mu.Unlock()
+				if st == stateOpen {
+					break
+				}
+				c.abort() // drained, or closed under us
+				return
+			}
+			c.out, spare = spare, c.out
+			c.mu.Unlock()
+
+			n, nfds := len(spare.Buf), spare.FDs()
+			var err error
+			fds, err = spare.WriteTo(c.sock, fds)
+			spare.Reset(keepOutbox)
+			c.mu.Lock()
+			c.pending -= n
+			c.pendingFDs -= nfds
+			c.caughtUpLocked()
+			c.mu.Unlock()
+			if err != nil {
+				c.abort()
+				return
+			}
+		}
+	}
+}

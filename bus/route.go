@@ -1,0 +1,116 @@
+package bus
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"unsafe"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/topics"
+)
+
+// SysPrefix starts the topics the broker owns; clients may subscribe to
+// them but not publish.
+const SysPrefix = "$SYS."
+
+// publish routes a PUB to every matching subscription. Its descriptors are
+// claimed first, so that every error path below closes them.
+func (c *conn) publish(f *wire.Frame) error {
+	var set *fdSet
+	if f.NFDs > 0 {
+		fds, err := c.sock.TakeFDs(int(f.NFDs))
+		if err != nil {
+			return wire.Errorf(wire.CodeMissingFDs, "PUB announces %d descriptors, %d arrived with it", f.NFDs, c.sock.QueuedFDs())
+		}
+		set = newFDSet(fds)
+		defer set.Release() // the router's reference
+	}
+	// The topic is looked up straight from the read buffer; the index keeps
+	// no reference to it.
+	topic := unsafe.String(unsafe.SliceData(f.Topic), len(f.Topic))
+	res, ok := c.srv.index.Lookup(topic)
+	if !ok {
+		return &wire.Error{Code: wire.CodeInvalidTopic, Text: topics.ValidTopic(topic).Error()}
+	}
+	if strings.HasPrefix(topic, SysPrefix) {
+		return wire.Errorf(wire.CodeReservedTopic, "topic %q: topics starting with %q belong to the broker", topic, SysPrefix)
+	}
+	if len(f.Reply) > 0 {
+		if err := topics.ValidTopic(string(f.Reply)); err != nil {
+			return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
+		}
+	}
+	if len(f.Headers) > 0 {
+		if err := f.Headers.Check(); err != nil {
+			return err
+		}
+	}
+	c.srv.stats.published.Add(1)
+	for _, s := range res.Plain {
+		c.deliver(s, f, set)
+	}
+	for i := range res.Groups {
+		c.deliverToOne(res.Groups[i].Members, f, set)
+	}
+	return nil
+}
+
+// deliver queues f for one subscription.
+func (c *conn) deliver(s *subscription, f *wire.Frame, set *fdSet) bool {
+	e := s.c.enqueueMsg(s.sid, &c.origin, f, set)
+	if e.wake {
+		c.wakes = append(c.wakes, s.c)
+	}
+	if e.stall && !slices.Contains(c.stalls, s.c) {
+		c.stalls = append(c.stalls, s.c)
+	}
+	if e.taken {
+		c.srv.stats.delivered.Add(1)
+	}
+	return e.taken
+}
+
+// deliverToOne gives f to one member of a queue group, chosen uniformly at
+// random; if that member's connection is closing, the next one in turn gets
+// it, so a member leaving loses no message for the group.
+func (c *conn) deliverToOne(members []*subscription, f *wire.Frame, set *fdSet) {
+	start := rand.IntN(len(members))
+	for i := range members {
+		if c.deliver(members[(start+i)%len(members)], f, set) {
+			return
+		}
+	}
+}
+
+// subscribe adds a subscription for SUB.
+func (c *conn) subscribe(f *wire.Frame) error {
+	if _, dup := c.subs[f.ID]; dup {
+		return wire.Errorf(wire.CodeDuplicateSub, "subscription id %d is already in use", f.ID)
+	}
+	if len(c.subs) >= c.srv.cfg.MaxSubs {
+		return wire.Errorf(wire.CodeTooManySubs, "this connection has %d subscriptions, the limit", len(c.subs))
+	}
+	s := &subscription{c: c, sid: f.ID, pattern: string(f.Topic), group: string(f.Reply)}
+	if err := c.srv.index.Add(s.pattern, s.group, s); err != nil {
+		code := wire.CodeInvalidPattern
+		var te *topics.Error
+		if errors.As(err, &te) && te.Kind == "group" {
+			code = wire.CodeInvalidGroup
+		}
+		return &wire.Error{Code: code, Text: err.Error()}
+	}
+	c.subs[f.ID] = s
+	return nil
+}
+
+// unsubscribe removes a subscription for UNSUB.
+func (c *conn) unsubscribe(f *wire.Frame) error {
+	s, ok := c.subs[f.ID]
+	if !ok {
+		return wire.Errorf(wire.CodeUnknownSub, "no subscription with id %d", f.ID)
+	}
+	delete(c.subs, f.ID)
+	return c.srv.index.Remove(s.pattern, s.group, s)
+}

@@ -1,0 +1,126 @@
+package wire
+
+import (
+	"errors"
+
+	"github.com/busd/busd/unixsock"
+)
+
+// Read buffer sizes. A connection starts small, so an idle one costs little,
+// grows while reads fill its buffer, and shrinks back once traffic calms.
+const (
+	minReadBuf = 1 << 10
+	maxReadBuf = 64 << 10
+)
+
+// MaxQueuedFDs bounds descriptors received but not yet claimed by a frame:
+// two sendmsg calls' worth. A peer that sends descriptors without frames to
+// claim them cannot make the receiver hold more.
+const MaxQueuedFDs = 2 * unixsock.MaxFDsPerMessage
+
+// Reader cuts a socket's byte stream into frames, checking each header
+// against its limits before reading the rest. A frame's sections are views
+// into the Reader's buffer, valid until the next call to Next. Descriptors
+// stay queued in the socket until the caller takes a frame's NFDs of them.
+type Reader struct {
+	sock  *unixsock.Conn
+	lim   *Limits
+	buf   []byte
+	r, w  int // unread bytes are buf[r:w]
+	quiet int // consecutive reads that used little of the buffer
+}
+
+// NewReader returns a Reader of sock's frames within lim. lim is read on
+// every frame, so it may be updated (for example once INFO arrives) between
+// calls to Next from the same goroutine.
+func NewReader(sock *unixsock.Conn, lim *Limits) *Reader {
+	return &Reader{sock: sock, lim: lim}
+}
+
+// Next returns the next whole frame. Before it blocks on the socket it calls
+// idle (if not nil), so that the caller can act once on everything read so
+// far: the end of a read batch. Errors are the socket's, or an *Error with a
+// fatal code.
+func (fr *Reader) Next(idle func()) (Frame, error) {
+	for {
+		if fr.w-fr.r >= HeaderLen {
+			h, err := DecodeHeader(fr.buf[fr.r:fr.w], fr.lim)
+			if err != nil {
+				return Frame{}, err
+			}
+			size := h.Size()
+			if fr.w-fr.r >= size {
+				f, err := DecodeFrame(fr.buf[fr.r:fr.r+size], h)
+				fr.r += size
+				return f, err
+			}
+			fr.makeRoom(size)
+		} else {
+			fr.makeRoom(HeaderLen)
+		}
+		if idle != nil {
+			idle()
+		}
+		n, err := fr.sock.Read(fr.buf[fr.w:])
+		fr.w += n
+		fr.adapt(n)
+		if err != nil {
+			if errors.Is(err, unixsock.ErrFDsTruncated) {
+				return Frame{}, Errorf(CodeTooManyFDs,
+					"more descriptors in one sendmsg than the receiver accepts (%d)", unixsock.MaxFDsPerMessage)
+			}
+			return Frame{}, err
+		}
+		if q := fr.sock.QueuedFDs(); q > MaxQueuedFDs {
+			return Frame{}, Errorf(CodeTooManyFDs,
+				"%d descriptors received that no frame has claimed; the limit is %d", q, MaxQueuedFDs)
+		}
+	}
+}
+
+// makeRoom makes buf able to hold a frame of size bytes from r, moving the
+// unread bytes to the front. A frame larger than maxReadBuf gets a buffer of
+// its own size, given back after that frame (see adapt).
+func (fr *Reader) makeRoom(size int) {
+	if fr.r == fr.w {
+		fr.r, fr.w = 0, 0
+	}
+	if len(fr.buf)-fr.r >= size && fr.w < len(fr.buf) {
+		return
+	}
+	n := max(len(fr.buf), minReadBuf)
+	for n < size {
+		n *= 2
+	}
+	if size > maxReadBuf {
+		n = size
+	}
+	if n == len(fr.buf) {
+		copy(fr.buf, fr.buf[fr.r:fr.w]) // compact in place
+	} else {
+		nb := make([]byte, n)
+		copy(nb, fr.buf[fr.r:fr.w])
+		fr.buf = nb
+	}
+	fr.w -= fr.r
+	fr.r = 0
+}
+
+// adapt grows the buffer when a read filled it and shrinks an oversized or
+// mostly unused one when nothing is left unread.
+func (fr *Reader) adapt(n int) {
+	switch {
+	case fr.w == len(fr.buf) && len(fr.buf) < maxReadBuf:
+		nb := make([]byte, len(fr.buf)*2)
+		copy(nb, fr.buf[fr.r:fr.w])
+		fr.buf, fr.w, fr.r = nb, fr.w-fr.r, 0
+		fr.quiet = 0
+	case n < len(fr.buf)/8:
+		fr.quiet++
+	default:
+		fr.quiet = 0
+	}
+	if fr.r == fr.w && (len(fr.buf) > maxReadBuf || fr.quiet > 16 && len(fr.buf) > minReadBuf) {
+		fr.buf, fr.r, fr.w, fr.quiet = make([]byte, minReadBuf), 0, 0, 0
+	}
+}

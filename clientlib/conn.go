@@ -1,0 +1,231 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock"
+)
+
+// Conn is a connection to a bus. It is safe for concurrent use.
+type Conn struct {
+	sock *unixsock.Conn
+	opts options
+	info wire.Info
+	lim  wire.Limits
+	in   *wire.Reader
+
+	mu       sync.Mutex
+	out      wire.Outbox
+	pending  int        // bytes waiting for the writer
+	fds      int        // duplicated descriptors waiting for the writer
+	space    *sync.Cond // signalled when pending falls
+	seq      uint64     // frames queued so far; HELLO was 1
+	err      error      // why the connection ended; nil while open
+	pings    map[uint32]chan struct{}
+	nextPing uint32
+
+	// Reader-owned.
+	ready   []*Subscription // subscriptions to hand messages to after this read batch
+	lastSID uint32          // the subscription of the previous MSG, see lookupSub
+	lastGen uint64
+	lastSub *Subscription
+
+	subsMu  sync.RWMutex
+	subs    map[uint32]*Subscription
+	subsGen atomic.Uint64 // bumped whenever subs changes
+	nextSID uint32
+
+	validTopic atomic.Pointer[string] // the last topic Publish validated
+
+	kick       chan struct{} // capacity 1: output is pending
+	quit       chan struct{} // closed when the connection ends
+	readerDone chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
+}
+
+// Connect connects to a bus and completes the protocol handshake. Without
+// options it connects to the default bus of the user (see ResolveSocket).
+// ctx bounds the connection attempt only.
+func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	path := ResolveSocket(o.socket, o.dir, o.bus)
+	sock, err := unixsock.Dial(ctx, path, unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage))
+	if err != nil {
+		return nil, fmt.Errorf("bus: connecting to %s: %w", path, err)
+	}
+	c := &Conn{
+		sock:       sock,
+		opts:       o,
+		lim:        wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 30, MaxFDs: wire.MaxFDsPerFrame},
+		pings:      map[uint32]chan struct{}{},
+		subs:       map[uint32]*Subscription{},
+		kick:       make(chan struct{}, 1),
+		quit:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	c.space = sync.NewCond(&c.mu)
+	c.in = wire.NewReader(sock, &c.lim)
+	if err := c.handshake(ctx); err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("bus: handshake with %s: %w", path, err)
+	}
+	go c.readLoop()
+	go c.writeLoop()
+	return c, nil
+}
+
+// handshake sends HELLO and waits for INFO, within ctx.
+func (c *Conn) handshake(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { c.sock.SetDeadline(time.Now()) })
+	defer stop()
+	body, err := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: c.opts.name})
+	if err != nil {
+		return err
+	}
+	if _, err := c.sock.Write(wire.AppendControl(nil, wire.OpHello, 0, body)); err != nil {
+		return err
+	}
+	c.seq = 1
+	f, err := c.in.Next(nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	switch f.Op {
+	case wire.OpInfo:
+	case wire.OpErr:
+		return decodeErr(f.Payload)
+	default:
+		return fmt.Errorf("broker answered HELLO with %v", f.Op)
+	}
+	if err := wire.DecodeBody(f.Payload, &c.info); err != nil {
+		return err
+	}
+	c.lim.MaxFDs = wire.MaxFDsPerFrame // the broker may batch several frames' fds
+	c.sock.SetDeadline(time.Time{})
+	return nil
+}
+
+// ConnID returns the connection's id on the bus, as it appears in the
+// Origin of the messages it publishes.
+func (c *Conn) ConnID() uint64 { return c.info.ConnID }
+
+// Limits returns the limits the broker announced.
+func (c *Conn) Limits() wire.Limits { return c.info.Limits() }
+
+// Flush waits until the broker has handled everything published before it:
+// a round trip through the broker.
+func (c *Conn) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return c.err
+	}
+	c.nextPing++
+	id := c.nextPing
+	c.pings[id] = done
+	c.queueLocked(wire.AppendControl(nil, wire.OpPing, id, nil))
+	c.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-c.quit:
+		return c.closedErr()
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pings, id)
+		c.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// Close flushes what was published (for up to a second), closes the
+// connection and ends every subscription. It is safe to call more than once.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.err == nil {
+		c.sock.SetWriteDeadline(time.Now().Add(time.Second))
+	}
+	c.mu.Unlock()
+	c.shutdown(ErrClosed, true)
+	return nil
+}
+
+// shutdown ends the connection with err. With flush, the writer first sends
+// what is pending.
+func (c *Conn) shutdown(err error, flush bool) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.err = err
+		c.space.Broadcast()
+		c.mu.Unlock()
+		close(c.quit)
+		if flush {
+			<-c.writerDone
+		}
+		c.sock.Close()
+		<-c.writerDone
+		<-c.readerDone
+		c.mu.Lock()
+		c.out.Reset(0)
+		c.mu.Unlock()
+		c.subsMu.Lock()
+		subs := c.subs
+		c.subs = map[uint32]*Subscription{}
+		c.subsGen.Add(1)
+		c.subsMu.Unlock()
+		for _, s := range subs {
+			s.end(err)
+		}
+	})
+}
+
+// closedErr returns why the connection ended.
+func (c *Conn) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		return ErrClosed
+	}
+	return c.err
+}
+
+// Err returns nil while the connection is open and why it ended after.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func decodeErr(body []byte) error {
+	e := new(ServerError)
+	if err := wire.DecodeBody(body, e); err != nil {
+		return err
+	}
+	return e
+}
+
+// isFatal reports whether a broker error ends the connection.
+func isFatal(err error) bool {
+	var se *ServerError
+	return !errors.As(err, &se) || se.Code.Fatal()
+}

@@ -1,0 +1,70 @@
+package clientlib
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus"
+)
+
+// startBus runs a broker for the test on a fresh socket and returns its path.
+func startBus(t *testing.T) (string, *bus.Server) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cl") // short: sun_path is 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := dir + "/d/t.sock"
+	srv, err := bus.NewServer(bus.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := bus.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return path, srv
+}
+
+func connect(t *testing.T, path string, opts ...Option) *Conn {
+	t.Helper()
+	c, err := Connect(testCtx(t), append([]Option{WithSocket(path), WithName(t.Name())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// testCtx is a context that ends with the test or after 10 seconds: the
+// watchdog of every blocking call in these tests.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func flush(t *testing.T, c *Conn) {
+	t.Helper()
+	if err := c.Flush(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func next(t *testing.T, s *Subscription) *Msg {
+	t.Helper()
+	m, err := s.Next(testCtx(t))
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return m
+}

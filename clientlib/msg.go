@@ -1,0 +1,57 @@
+package clientlib
+
+import (
+	"errors"
+	"os"
+)
+
+// Origin identifies the publisher of a received message. The broker takes
+// it from the publisher's socket credentials, so it cannot be forged.
+type Origin struct {
+	Conn uint64 // the publisher's connection id on this bus
+	PID  int
+	UID  int
+	GID  int
+}
+
+// Msg is a message, to publish or as received.
+type Msg struct {
+	Topic  string
+	Reply  string            // where a reply should go; "" if none is wanted
+	Header map[string]string // optional string key/value pairs
+	Data   []byte
+	// Files travel as open descriptors. On publish the caller keeps
+	// ownership: the connection duplicates them. On receipt the receiver
+	// owns them and must close them (CloseFiles).
+	Files []*os.File
+	// Origin is set on received messages only.
+	Origin Origin
+
+	sub *Subscription
+}
+
+// Subscription returns the subscription a received message arrived on.
+func (m *Msg) Subscription() *Subscription { return m.sub }
+
+// Respond publishes data (and files) to the message's reply topic.
+func (m *Msg) Respond(data []byte, files ...*os.File) error {
+	if m.Reply == "" {
+		return ErrNoReply
+	}
+	if m.sub == nil {
+		return errors.New("bus: Respond on a message that was not received")
+	}
+	return m.sub.conn.PublishMsg(&Msg{Topic: m.Reply, Data: data, Files: files})
+}
+
+// CloseFiles closes every file the message carries and returns the first
+// error.
+func (m *Msg) CloseFiles() error {
+	var first error
+	for _, f := range m.Files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -1,0 +1,140 @@
+package clientlib
+
+import (
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/topics"
+	"golang.org/x/sys/unix"
+)
+
+// Publish sends data to topic, with files as open descriptors. The
+// connection duplicates the files' descriptors, so the caller may close them
+// as soon as Publish returns. Publish returns once the message is queued for
+// the writer; use Flush to know the broker has it. It waits only while the
+// connection's pending output is at its limit (WithPendingLimit).
+func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
+	return c.publish(topic, "", nil, data, files)
+}
+
+// PublishMsg sends m: its topic, reply topic, header, data and files.
+func (c *Conn) PublishMsg(m *Msg) error {
+	var hdrs wire.Headers
+	if len(m.Header) > 0 {
+		keys := make([]string, 0, len(m.Header))
+		for k := range m.Header {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // a stable encoding: same message, same bytes
+		for _, k := range keys {
+			hdrs = wire.AppendField(hdrs, k, m.Header[k])
+		}
+		if err := hdrs.Check(); err != nil {
+			return err
+		}
+	}
+	return c.publish(m.Topic, m.Reply, hdrs, m.Data, m.Files)
+}
+
+func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, files []*os.File) error {
+	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
+		return err
+	}
+	var dups *dupFDs
+	if len(files) > 0 {
+		var err error
+		if dups, err = dupFiles(files); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	if err := c.waitSpaceLocked(len(files)); err != nil {
+		c.mu.Unlock()
+		if dups != nil {
+			dups.Release()
+		}
+		return err
+	}
+	if dups != nil {
+		c.out.AddFDs(dups.fds, dups)
+		c.fds += len(dups.fds)
+	}
+	if len(c.out.Buf) == 0 {
+		c.wake()
+	}
+	n := len(c.out.Buf)
+	c.out.Buf = wire.AppendPub(c.out.Buf, topic, reply, hdrs, data, len(files))
+	c.pending += len(c.out.Buf) - n
+	c.seq++
+	c.mu.Unlock()
+	return nil
+}
+
+// checkPub applies the grammar and the broker's limits before anything is
+// queued, so mistakes come back from Publish rather than later as ERR.
+func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, data []byte, files []*os.File) error {
+	if last := c.validTopic.Load(); last == nil || *last != topic {
+		if err := topics.ValidTopic(topic); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+		}
+		c.validTopic.Store(&topic) // a publisher usually repeats its topic
+	}
+	if reply != "" {
+		if err := topics.ValidTopic(reply); err != nil {
+			return fmt.Errorf("%w: reply %w", ErrInvalidTopic, err)
+		}
+	}
+	lim := &c.info
+	switch {
+	case len(data) > int(lim.MaxPayload):
+		return fmt.Errorf("%w: payload of %d bytes; the bus takes %d", ErrTooLarge, len(data), lim.MaxPayload)
+	case len(hdrs) > int(lim.MaxHeaders):
+		return fmt.Errorf("%w: headers of %d bytes; the bus takes %d", ErrTooLarge, len(hdrs), lim.MaxHeaders)
+	case len(files) > int(lim.MaxFDs):
+		return fmt.Errorf("%w: %d files; the bus takes %d per message", ErrTooManyFiles, len(files), lim.MaxFDs)
+	}
+	return nil
+}
+
+// dupFDs are duplicates of a message's descriptors, owned by the
+// connection until the writer has sent them.
+type dupFDs struct{ fds []int }
+
+func dupFiles(files []*os.File) (*dupFDs, error) {
+	d := &dupFDs{fds: make([]int, 0, len(files))}
+	for i, f := range files {
+		fd, err := dupFile(f)
+		if err != nil {
+			d.Release()
+			return nil, fmt.Errorf("bus: duplicating file %d (%s): %w", i, f.Name(), err)
+		}
+		d.fds = append(d.fds, fd)
+	}
+	return d, nil
+}
+
+// Release closes the duplicates once sent or dropped.
+func (d *dupFDs) Release() {
+	for _, fd := range d.fds {
+		unix.Close(fd)
+	}
+}
+
+// dupFile duplicates f's descriptor through SyscallConn, unlike f.Fd(),
+// which would switch a pollable file (a pipe, a socket) to blocking mode
+// under its owner.
+func dupFile(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(raw uintptr) {
+		fd, derr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}

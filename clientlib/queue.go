@@ -1,0 +1,145 @@
+package clientlib
+
+import (
+	"context"
+	"sync"
+)
+
+// msgQueue carries a subscription's messages from the connection's reader to
+// its consumer with one lock operation per read batch on each side, not per
+// message: the reader collects a batch without locking, hands it over in
+// flush, and the consumer swaps the whole handed-over queue into its own
+// slice in next.
+type msgQueue struct {
+	// Reader side, touched by the reader goroutine only.
+	batch      []*Msg
+	batchBytes int
+
+	// Hand-over, under mu.
+	mu      sync.Mutex
+	in      []*Msg
+	inBytes int
+	err     error // why the subscription ended; nil while it lives
+	dropped uint64
+	ready   chan struct{} // capacity 1: messages were handed over
+	done    chan struct{} // closed when the subscription ends
+
+	// Consumer side, under cmu, so that several goroutines may call Next.
+	cmu  sync.Mutex
+	out  []*Msg
+	head int
+}
+
+func newMsgQueue() msgQueue {
+	return msgQueue{ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// add appends m to the reader's batch and reports whether the batch was
+// empty, so the reader knows to flush this queue at the end of its read.
+func (q *msgQueue) add(m *Msg) bool {
+	q.batch = append(q.batch, m)
+	q.batchBytes += len(m.Data)
+	return len(q.batch) == 1
+}
+
+// flush hands the batch over, keeping within maxMsgs and maxBytes waiting
+// messages; the rest are dropped, their files closed. It returns how many
+// were dropped now and in all.
+func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64) {
+	batch := q.batch
+	q.mu.Lock()
+	keep := len(batch)
+	ended := q.err != nil
+	if ended {
+		keep = 0
+	} else if room := maxMsgs - len(q.in); keep > room || q.inBytes+q.batchBytes > maxBytes {
+		keep = 0
+		for keep < len(batch) && keep < room && q.inBytes+len(batch[keep].Data) <= maxBytes {
+			q.inBytes += len(batch[keep].Data)
+			keep++
+		}
+	} else {
+		q.inBytes += q.batchBytes
+	}
+	q.in = append(q.in, batch[:keep]...)
+	if !ended {
+		q.dropped += uint64(len(batch) - keep)
+	}
+	total = q.dropped
+	q.mu.Unlock()
+	for _, m := range batch[keep:] {
+		m.CloseFiles()
+	}
+	clear(batch)
+	q.batch, q.batchBytes = batch[:0], 0
+	if keep > 0 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	if ended {
+		return 0, total
+	}
+	return len(batch) - keep, total
+}
+
+// next returns the next message, waiting until ctx ends. After the queue
+// ends it returns what is left, then the reason.
+func (q *msgQueue) next(ctx context.Context) (*Msg, error) {
+	q.cmu.Lock()
+	defer q.cmu.Unlock()
+	for {
+		if q.head < len(q.out) {
+			m := q.out[q.head]
+			q.out[q.head] = nil
+			q.head++
+			return m, nil
+		}
+		q.mu.Lock()
+		q.out, q.in = q.in, q.out[:0]
+		q.head, q.inBytes = 0, 0
+		err := q.err
+		q.mu.Unlock()
+		if len(q.out) > 0 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		q.cmu.Unlock()
+		select {
+		case <-q.ready:
+		case <-q.done:
+		case <-ctx.Done():
+			q.cmu.Lock()
+			return nil, ctx.Err()
+		}
+		q.cmu.Lock()
+	}
+}
+
+// end marks the queue ended with err; what is queued stays for next.
+func (q *msgQueue) end(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err == nil {
+		q.err = err
+		close(q.done)
+	}
+}
+
+// discard drops everything handed over and not yet taken, closing files.
+func (q *msgQueue) discard() {
+	q.mu.Lock()
+	in := q.in
+	q.in, q.inBytes = nil, 0
+	q.mu.Unlock()
+	q.cmu.Lock()
+	out := q.out[q.head:]
+	q.out, q.head = nil, 0
+	q.cmu.Unlock()
+	for _, m := range append(in, out...) {
+		m.CloseFiles()
+	}
+}

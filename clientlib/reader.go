@@ -1,0 +1,174 @@
+package clientlib
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+// readLoop parses the broker's frames until the connection ends.
+func (c *Conn) readLoop() {
+	var err error
+	for err == nil {
+		var f wire.Frame
+		if f, err = c.in.Next(c.flushReady); err == nil {
+			err = c.handle(&f)
+		}
+	}
+	c.flushReady()
+	close(c.readerDone)
+	c.shutdown(err, false)
+}
+
+func (c *Conn) handle(f *wire.Frame) error {
+	switch f.Op {
+	case wire.OpMsg:
+		return c.deliver(f)
+	case wire.OpPong:
+		c.mu.Lock()
+		done := c.pings[f.ID]
+		delete(c.pings, f.ID)
+		c.mu.Unlock()
+		if done != nil {
+			close(done)
+		}
+	case wire.OpPing:
+		c.mu.Lock()
+		c.queueLocked(wire.AppendControl(nil, wire.OpPong, f.ID, nil))
+		c.mu.Unlock()
+	case wire.OpErr:
+		err := decodeErr(f.Payload)
+		if isFatal(err) {
+			return err
+		}
+		c.opts.onError(c, c.subscriptionOf(err), err)
+	default:
+		return wire.Errorf(wire.CodeUnknownOp, "unexpected %v from the broker", f.Op)
+	}
+	return nil
+}
+
+// subscriptionOf finds the subscription whose SUB an error is about, and
+// ends it: the broker refused it.
+func (c *Conn) subscriptionOf(err error) *Subscription {
+	var se *ServerError
+	if !errors.As(err, &se) || se.Op != wire.OpSub {
+		return nil
+	}
+	c.subsMu.RLock()
+	var found *Subscription
+	for _, s := range c.subs {
+		if s.seq == se.Seq {
+			found = s
+			break
+		}
+	}
+	c.subsMu.RUnlock()
+	if found != nil {
+		c.forget(found)
+		found.end(err)
+	}
+	return found
+}
+
+// deliver turns a MSG into a Msg on its subscription's queue. Descriptors
+// are taken first, so they are closed even if the subscription is gone.
+func (c *Conn) deliver(f *wire.Frame) error {
+	var files []*os.File
+	if f.NFDs > 0 {
+		fds, err := c.sock.TakeFDs(int(f.NFDs))
+		if err != nil {
+			return wire.Errorf(wire.CodeMissingFDs, "MSG announces %d descriptors: %v", f.NFDs, err)
+		}
+		files = make([]*os.File, len(fds))
+		for i, fd := range fds {
+			files[i] = os.NewFile(uintptr(fd), "bus-fd")
+		}
+	}
+	s := c.lookupSub(f.ID)
+	if s == nil { // unsubscribed while the message was on its way
+		for _, fl := range files {
+			fl.Close()
+		}
+		return nil
+	}
+	m := newMsg(f.Payload)
+	m.Topic = s.topicString(f.Topic)
+	m.Files = files
+	m.Origin = Origin{Conn: f.Origin.Conn, PID: int(f.Origin.PID), UID: int(f.Origin.UID), GID: int(f.Origin.GID)}
+	m.sub = s
+	if len(f.Reply) > 0 {
+		m.Reply = string(f.Reply)
+	}
+	if len(f.Headers) > 0 {
+		m.Header = map[string]string{}
+		for k, v := range f.Headers.All() {
+			m.Header[string(k)] = string(v)
+		}
+	}
+	if s.q.add(m) {
+		c.ready = append(c.ready, s)
+	}
+	return nil
+}
+
+// flushReady hands each subscription the messages the last read batch
+// brought it: one hand-over and one wake-up per batch, not per message, so
+// a busy subscription drains many messages per context switch.
+func (c *Conn) flushReady() {
+	for i, s := range c.ready {
+		dropped, total := s.q.flush(c.opts.subMsgs, c.opts.subBytes)
+		if dropped > 0 && (total == uint64(dropped) || total/1024 != (total-uint64(dropped))/1024) {
+			c.opts.onError(c, s, fmt.Errorf("%w: %q dropped %d messages", ErrSlowConsumer, s.pattern, total))
+		}
+		c.ready[i] = nil
+	}
+	c.ready = c.ready[:0]
+}
+
+// smallMsg lets a message with a small payload, the common case on a busy
+// bus, take one allocation instead of two.
+type smallMsg struct {
+	m   Msg
+	buf [48]byte
+}
+
+// newMsg returns a Msg whose Data is a copy of payload.
+func newMsg(payload []byte) *Msg {
+	if len(payload) <= len(smallMsg{}.buf) {
+		sm := new(smallMsg)
+		sm.m.Data = sm.buf[:len(payload):len(payload)]
+		copy(sm.m.Data, payload)
+		return &sm.m
+	}
+	return &Msg{Data: bytes.Clone(payload)}
+}
+
+// lookupSub finds the subscription of a MSG. Consecutive messages usually
+// belong to the same one, so the reader remembers the last and checks only
+// that the set of subscriptions has not changed since, instead of taking the
+// map's lock for every message.
+func (c *Conn) lookupSub(sid uint32) *Subscription {
+	gen := c.subsGen.Load()
+	if sid == c.lastSID && gen == c.lastGen && c.lastSub != nil {
+		return c.lastSub
+	}
+	c.subsMu.RLock()
+	s := c.subs[sid]
+	c.subsMu.RUnlock()
+	c.lastSID, c.lastGen, c.lastSub = sid, gen, s
+	return s
+}
+
+// topicString returns the topic as a string, reusing the previous one when
+// it is the same, as it usually is for a subscription without wildcards.
+// Only the reader goroutine calls it.
+func (s *Subscription) topicString(b []byte) string {
+	if s.lastTopic != string(b) {
+		s.lastTopic = string(b)
+	}
+	return s.lastTopic
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+)
+
+// repeated collects a flag given several times.
+type repeated []string
+
+func (r *repeated) String() string     { return fmt.Sprint(*r) }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+	count := fs.Int("count", 1, "send each message N times")
+	var attach repeated
+	fs.Var(&attach, "attach", "open FILE and send its descriptor with every message (repeatable)")
+	return func(ctx context.Context, e *env, args []string) error {
+		if len(args) < 1 || len(args) > 2 {
+			return errors.New("usage: bus pub [-count N] [-attach FILE]... TOPIC [DATA]")
+		}
+		if *count < 1 {
+			return fmt.Errorf("-count %d: must be at least 1", *count)
+		}
+		files, err := openAll(attach)
+		if err != nil {
+			return err
+		}
+		defer closeAll(files)
+		c, err := e.connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		send := func(data []byte) error {
+			for range *count {
+				if err := c.Publish(args[0], data, files...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if len(args) == 2 {
+			err = send([]byte(args[1]))
+		} else {
+			err = eachLine(e, send)
+		}
+		if err != nil {
+			return err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return c.Flush(fctx) // the broker has it all before we exit
+	}
+}
+
+// eachLine calls send with every line of stdin, without its newline.
+func eachLine(e *env, send func([]byte) error) error {
+	sc := bufio.NewScanner(e.stdin)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		if err := send(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func openAll(paths []string) ([]*os.File, error) {
+	var files []*os.File
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("-attach: %w", err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
