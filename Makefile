@@ -6,7 +6,7 @@ FUZZTIME ?= 10s
 BENCH    ?= .
 ARGS     ?=
 
-.PHONY: all build bins run test vet fmt-check lint bench fuzz clean
+.PHONY: all build bins run test vet fmt-check lint bench bench-go fuzz clean
 
 all: build
 
@@ -39,11 +39,18 @@ fmt-check:
 lint: vet fmt-check
 	cd bench && $(GO) vet ./...
 
-# Benchmarks: the main module's own, then the side-by-side comparisons of the
-# bench module. BENCH filters by name, e.g. make bench BENCH='Index/match/literal'.
+# The side-by-side comparison of busd with the limit and with NATS, each role
+# in its own process (bench/cmd/busbench). ARGS passes flags through:
+# make bench ARGS='-quick -json'.
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(ARGS) ./...
-	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(ARGS) ./...
+	cd bench && $(GO) build -o ../$(BIN)/busbench ./cmd/busbench
+	$(BIN)/busbench $(ARGS)
+
+# The go test benchmarks of both modules. BENCH filters by name, e.g.
+# make bench-go BENCH='Index/match/literal'.
+bench-go:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./...
+	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./...
 
 # Runs every fuzz target of every package for FUZZTIME each.
 fuzz:

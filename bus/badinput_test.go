@@ -68,23 +68,24 @@ func TestFatalErrorsCloseOnlyThatConnection(t *testing.T) {
 		name  string
 		frame []byte
 		code  wire.Code
+		op    wire.Op // the op the ERR names
 		text  string
 	}{
-		{"version", hdr(func(b []byte) { b[0] = 9 }), wire.CodeBadVersion, "version 9"},
-		{"op", hdr(func(b []byte) { b[1] = 77 }), wire.CodeUnknownOp, "op 77"},
-		{"client sends MSG", wire.AppendControl(nil, wire.OpInfo, 0, nil), wire.CodeUnknownOp, "INFO"},
-		{"flags", hdr(func(b []byte) { b[2] = 1 }), wire.CodeBadFrame, "flags"},
-		{"payload over the limit", hdr(func(b []byte) { binary.BigEndian.PutUint32(b[12:], 1<<30) }), wire.CodeTooLarge, "payload of 1073741824 bytes"},
-		{"fds over the limit", hdr(func(b []byte) { b[3] = 200 }), wire.CodeTooManyFDs, "200 fds"},
-		{"fds announced, none sent", hdr(func(b []byte) { b[3] = 2 }), wire.CodeMissingFDs, "announces 2"},
+		{"version", hdr(func(b []byte) { b[0] = 9 }), wire.CodeBadVersion, wire.OpPub, "version 9"},
+		{"op", hdr(func(b []byte) { b[1] = 77 }), wire.CodeUnknownOp, 0, "op 77"},
+		{"client sends INFO", wire.AppendControl(nil, wire.OpInfo, 0, nil), wire.CodeUnknownOp, wire.OpInfo, "INFO"},
+		{"flags", hdr(func(b []byte) { b[2] = 1 }), wire.CodeBadFrame, wire.OpPub, "flags"},
+		{"payload over the limit", hdr(func(b []byte) { binary.BigEndian.PutUint32(b[12:], 1<<30) }), wire.CodeTooLarge, wire.OpPub, "payload of 1073741824 bytes"},
+		{"fds over the limit", hdr(func(b []byte) { b[3] = 200 }), wire.CodeTooManyFDs, wire.OpPub, "200 fds"},
+		{"fds announced, none sent", hdr(func(b []byte) { b[3] = 2 }), wire.CodeMissingFDs, wire.OpPub, "announces 2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, path := testBroker(t, nil)
 			c := connectRaw(t, path)
 			c.send(tc.frame)
-			if e := c.expectErr(tc.code, tc.text); e.Seq != 2 {
-				t.Errorf("ERR names frame %d; want 2", e.Seq)
+			if e := c.expectErr(tc.code, tc.text); e.Seq != 2 || e.Op != tc.op {
+				t.Errorf("ERR names frame %d op %v; want frame 2 op %v", e.Seq, e.Op, tc.op)
 			}
 			c.expectClosed()
 			stillServes(t, path)
@@ -100,7 +101,9 @@ func TestHandshakeErrors(t *testing.T) {
 
 	rude := dialRaw(t, path)
 	rude.pub("a", "b")
-	rude.expectErr(wire.CodeHandshake, "must be HELLO, not PUB")
+	if e := rude.expectErr(wire.CodeHandshake, "must be HELLO, not PUB"); e.Seq != 1 || e.Op != wire.OpPub {
+		t.Errorf("ERR names frame %d op %v; want frame 1 PUB", e.Seq, e.Op)
+	}
 	rude.expectClosed()
 
 	future := dialRaw(t, path)
@@ -110,7 +113,7 @@ func TestHandshakeErrors(t *testing.T) {
 
 	garbage := dialRaw(t, path)
 	garbage.send(wire.AppendControl(nil, wire.OpHello, 0, []byte{0xc1}))
-	garbage.expectErr(wire.CodeBadFrame, "undecodable")
+	garbage.expectErr(wire.CodeBadFrame, "not the msgpack map")
 	stillServes(t, path)
 }
 

@@ -56,7 +56,7 @@ func DefaultConfig() Config {
 		Limits:           wire.DefaultLimits,
 		MaxConns:         4096,
 		MaxSubs:          65536,
-		MaxPending:       256 << 20,
+		MaxPending:       256 << 20, // four of the largest frames: one being written, more queued
 		MaxPendingFDs:    4096,
 		SlowConsumer:     Disconnect,
 		HandshakeTimeout: 5 * time.Second,

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/unixsock"
@@ -43,6 +45,7 @@ type conn struct {
 	caughtUp   chan struct{} // closed when pending falls to stallMark; nil if nobody waits
 	state      connState
 
+	lastWrite  atomic.Int64  // when the writer last finished a write (unix ns)
 	kick       chan struct{} // capacity 1: output is pending
 	quit       chan struct{} // closed when the connection is closed
 	quitOnce   sync.Once
@@ -72,6 +75,7 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
+	c.lastWrite.Store(time.Now().UnixNano())
 	c.in = wire.NewReader(sock, &srv.cfg.Limits)
 	return c
 }
@@ -84,7 +88,7 @@ func (c *conn) serve() {
 		var we *wire.Error
 		f, err = c.in.Next(c.flushWakes)
 		if err != nil {
-			if errors.As(err, &we) {
+			if errors.As(err, &we) && we.Seq == 0 {
 				we.Seq = c.seq + 1 // the frame that could not be read
 			}
 			break

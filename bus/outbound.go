@@ -124,6 +124,7 @@ func (c *conn) writeLoop() {
 			var err error
 			fds, err = spare.WriteTo(c.sock, fds)
 			spare.Reset(keepOutbox)
+			c.lastWrite.Store(time.Now().UnixNano())
 			c.mu.Lock()
 			c.pending -= n
 			c.pendingFDs -= nfds

@@ -17,15 +17,10 @@ func (c *conn) handshake() error {
 		return err
 	}
 	c.seq++
-	if f.Op != wire.OpHello {
-		return wire.Errorf(wire.CodeHandshake, "the first frame must be HELLO, not %v", f.Op)
-	}
 	var hello wire.Hello
-	if err := wire.DecodeBody(f.Payload, &hello); err != nil {
+	if err := c.checkHello(&f, &hello); err != nil {
+		err.Seq, err.Op = 1, f.Op
 		return err
-	}
-	if hello.Version != wire.Version {
-		return wire.Errorf(wire.CodeBadVersion, "client speaks version %d, this broker %d", hello.Version, wire.Version)
 	}
 	c.sock.SetReadDeadline(noDeadline)
 	if hello.Name != "" {
@@ -42,6 +37,20 @@ func (c *conn) handshake() error {
 	}
 	c.enqueueControl(wire.AppendControl(nil, wire.OpInfo, 0, body))
 	c.log.Debug("connected")
+	return nil
+}
+
+// checkHello decodes and checks the first frame.
+func (c *conn) checkHello(f *wire.Frame, hello *wire.Hello) *wire.Error {
+	if f.Op != wire.OpHello {
+		return wire.Errorf(wire.CodeHandshake, "the first frame must be HELLO, not %v", f.Op)
+	}
+	if err := wire.DecodeBody(f.Payload, hello); err != nil {
+		return err.(*wire.Error)
+	}
+	if hello.Version != wire.Version {
+		return wire.Errorf(wire.CodeBadVersion, "client speaks version %d, this broker %d", hello.Version, wire.Version)
+	}
 	return nil
 }
 

@@ -22,7 +22,7 @@ func (c *conn) publish(f *wire.Frame) error {
 	if f.NFDs > 0 {
 		fds, err := c.sock.TakeFDs(int(f.NFDs))
 		if err != nil {
-			return wire.Errorf(wire.CodeMissingFDs, "PUB announces %d descriptors, %d arrived with it", f.NFDs, c.sock.QueuedFDs())
+			return wire.Errorf(wire.CodeMissingFDs, "PUB announces %d descriptors, only %d were received", f.NFDs, c.sock.QueuedFDs())
 		}
 		set = newFDSet(fds)
 		defer set.Release() // the router's reference

@@ -20,12 +20,20 @@ const (
 )
 
 // waitForStalled waits for the receivers in c.stalls, at most stallWait in
-// all, and clears the list.
+// all, and clears the list. A receiver whose writer has not finished a write
+// for stallWait is not slow but stuck (its peer stopped reading): waiting
+// for it would only slow everyone it shares a publisher with, so it is left
+// to the slow-consumer policy.
 func (c *conn) waitForStalled() {
 	deadline := time.NewTimer(stallWait)
 	defer deadline.Stop()
 	expired := false
+	now := time.Now().UnixNano()
 	for i, r := range c.stalls {
+		if now-r.lastWrite.Load() > int64(stallWait) {
+			c.stalls[i] = nil
+			continue
+		}
 		if ch := r.caughtUpChan(); ch != nil && !expired {
 			select {
 			case <-ch:

@@ -53,7 +53,19 @@ func AppendBody(dst []byte, v any) ([]byte, error) {
 func DecodeBody(b []byte, v any) error {
 	dec := codec.NewDecoderBytes(b, handle)
 	if err := dec.Decode(v); err != nil {
-		return Errorf(CodeBadFrame, "undecodable %T body: %v", v, err)
+		return Errorf(CodeBadFrame, "%s payload is not the msgpack map it should be: %v", bodyName(v), err)
 	}
 	return nil
+}
+
+func bodyName(v any) string {
+	switch v.(type) {
+	case *Hello:
+		return "HELLO"
+	case *Info:
+		return "INFO"
+	case *Error:
+		return "ERR"
+	}
+	return "frame"
 }

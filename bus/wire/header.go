@@ -63,26 +63,37 @@ func DecodeHeader(b []byte, lim *Limits) (Header, error) {
 		PayloadLen: binary.BigEndian.Uint32(b[12:]),
 		ID:         binary.BigEndian.Uint32(b[16:]),
 	}
-	switch {
-	case b[0] != Version:
-		return h, Errorf(CodeBadVersion, "frame version %d, this broker speaks %d", b[0], Version)
-	case !h.Op.Known():
-		return h, Errorf(CodeUnknownOp, "op %d", b[1])
-	case h.Flags != 0:
-		return h, Errorf(CodeBadFrame, "%v frame has flags %#x; none are defined", h.Op, h.Flags)
-	case h.TopicLen > MaxTopicLen || h.ReplyLen > MaxTopicLen:
-		return h, Errorf(CodeTooLarge, "%v topic or reply of %d/%d bytes; the limit is %d",
-			h.Op, h.TopicLen, h.ReplyLen, MaxTopicLen)
-	case !opShapes[h.Op].fits(&h):
-		return h, Errorf(CodeBadFrame, "%v frame has sections its op does not use: %s", h.Op, opShapes[h.Op].describe())
-	case h.PayloadLen > lim.MaxPayload:
-		return h, Errorf(CodeTooLarge, "%v payload of %d bytes; the limit is %d", h.Op, h.PayloadLen, lim.MaxPayload)
-	case h.HdrLen > lim.MaxHeaders:
-		return h, Errorf(CodeTooLarge, "%v headers of %d bytes; the limit is %d", h.Op, h.HdrLen, lim.MaxHeaders)
-	case h.NFDs > lim.MaxFDs:
-		return h, Errorf(CodeTooManyFDs, "%v frame carries %d fds; the limit is %d", h.Op, h.NFDs, lim.MaxFDs)
+	if err := h.check(b[0], lim); err != nil {
+		if h.Op.Known() {
+			err.Op = h.Op
+		}
+		return h, err
 	}
 	return h, nil
+}
+
+// check applies the format's rules and lim to a decoded header.
+func (h *Header) check(version byte, lim *Limits) *Error {
+	switch {
+	case version != Version:
+		return Errorf(CodeBadVersion, "frame version %d, this broker speaks %d", version, Version)
+	case !h.Op.Known():
+		return Errorf(CodeUnknownOp, "op %d", h.Op)
+	case h.Flags != 0:
+		return Errorf(CodeBadFrame, "%v frame has flags %#x; none are defined", h.Op, h.Flags)
+	case !opShapes[h.Op].fits(h):
+		return Errorf(CodeBadFrame, "%v frame has sections its op does not use: %s", h.Op, opShapes[h.Op].describe())
+	case h.TopicLen > MaxTopicLen || h.ReplyLen > MaxTopicLen:
+		return Errorf(CodeTooLarge, "%v topic or reply of %d/%d bytes; the limit is %d",
+			h.Op, h.TopicLen, h.ReplyLen, MaxTopicLen)
+	case h.PayloadLen > lim.MaxPayload:
+		return Errorf(CodeTooLarge, "%v payload of %d bytes; the limit is %d", h.Op, h.PayloadLen, lim.MaxPayload)
+	case h.HdrLen > lim.MaxHeaders:
+		return Errorf(CodeTooLarge, "%v headers of %d bytes; the limit is %d", h.Op, h.HdrLen, lim.MaxHeaders)
+	case h.NFDs > lim.MaxFDs:
+		return Errorf(CodeTooManyFDs, "%v frame carries %d fds; the limit is %d", h.Op, h.NFDs, lim.MaxFDs)
+	}
+	return nil
 }
 
 // shape says which header fields an op uses; the others must be zero, so

@@ -28,6 +28,7 @@ type Reader struct {
 	buf   []byte
 	r, w  int // unread bytes are buf[r:w]
 	quiet int // consecutive reads that used little of the buffer
+	last  int // size of the frame Next returned last
 }
 
 // NewReader returns a Reader of sock's frames within lim. lim is read on
@@ -52,6 +53,7 @@ func (fr *Reader) Next(idle func()) (Frame, error) {
 			if fr.w-fr.r >= size {
 				f, err := DecodeFrame(fr.buf[fr.r:fr.r+size], h)
 				fr.r += size
+				fr.last = size
 				return f, err
 			}
 			fr.makeRoom(size)
@@ -77,6 +79,11 @@ func (fr *Reader) Next(idle func()) (Frame, error) {
 		}
 	}
 }
+
+// Raw returns the encoded bytes of the frame Next returned last, for
+// relays that forward frames untouched. They are valid until the next call
+// to Next.
+func (fr *Reader) Raw() []byte { return fr.buf[fr.r-fr.last : fr.r] }
 
 // makeRoom makes buf able to hold a frame of size bytes from r, moving the
 // unread bytes to the front. A frame larger than maxReadBuf gets a buffer of

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/busd/busd/unixsock"
 )
 
 func decode(t *testing.T, b []byte) Frame {
@@ -192,6 +194,30 @@ func TestDecodeHeaderRefusesUnusedSections(t *testing.T) {
 	for name, b := range cases {
 		if _, err := DecodeHeader(b, &DefaultLimits); !errors.Is(err, CodeBadFrame) {
 			t.Errorf("%s: got %v; want bad frame", name, err)
+		}
+	}
+}
+
+func TestReaderRawIsTheFrame(t *testing.T) {
+	a, b, err := unixsock.Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	frames := [][]byte{
+		AppendPub(nil, "a.b", "r", AppendField(nil, "k", "v"), []byte("one"), 0),
+		AppendControl(nil, OpPing, 4, nil),
+		AppendPub(nil, "c", "", nil, bytes.Repeat([]byte("x"), 5000), 0),
+	}
+	go a.Write(bytes.Join(frames, nil))
+	r := NewReader(b, &DefaultLimits)
+	for i, want := range frames {
+		if _, err := r.Next(nil); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(r.Raw(), want) {
+			t.Fatalf("frame %d: Raw() differs from what was sent", i)
 		}
 	}
 }

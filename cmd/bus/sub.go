@@ -7,8 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -73,6 +76,13 @@ func printMsg(w *bufio.Writer, m *clientlib.Msg, raw, catFDs bool) error {
 		fmt.Fprintf(w, "%s %dB pid=%d uid=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, len(m.Files))
 		if m.Reply != "" {
 			fmt.Fprintf(w, " reply=%s", m.Reply)
+		}
+		if len(m.Header) > 0 {
+			var kv []string
+			for _, k := range slices.Sorted(maps.Keys(m.Header)) {
+				kv = append(kv, k+"="+printable([]byte(m.Header[k])))
+			}
+			fmt.Fprintf(w, " [%s]", strings.Join(kv, " "))
 		}
 		fmt.Fprintf(w, " %s\n", printable(m.Data))
 	}

@@ -1,0 +1,155 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RoleEnv names the environment variable that makes a process a child.
+const RoleEnv = "BUSBENCH_ROLE"
+
+// job is what a child is told to do, passed as JSON in the environment.
+type job struct {
+	Role    string `json:"role"`   // broker, sub, pub, rep, req, idle
+	System  string `json:"system"` // busd, direct, relay, nats, busd-memfd
+	Addr    string `json:"addr"`   // where to connect or listen
+	Addrs   []string
+	Count   int  `json:"count"` // messages, round trips or connections
+	Size    int  `json:"size"`  // payload bytes
+	FDs     bool `json:"fds"`   // one descriptor per message
+	Stalled bool `json:"stalled"`
+}
+
+// report is what a measuring child prints after "done ".
+type report struct {
+	Latencies []float64 `json:"lat_us,omitempty"` // requester: each round trip, µs
+	Err       string    `json:"err,omitempty"`
+}
+
+// RunChild runs the role named in the environment and exits; it returns at
+// once in a process that is not a child.
+func RunChild() {
+	spec := os.Getenv(RoleEnv)
+	if spec == "" {
+		return
+	}
+	var j job
+	err := json.Unmarshal([]byte(spec), &j)
+	if err == nil {
+		err = runRole(&j)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "busbench %s/%s: %v\n", j.Role, j.System, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// ready tells the parent the child is set up, then waits for "go" (or, with
+// wait false, returns at once).
+func ready(wait bool) error {
+	fmt.Println("ready")
+	if !wait {
+		return nil
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil || line != "go\n" {
+		return fmt.Errorf("waiting for go: %q, %v", line, err)
+	}
+	return nil
+}
+
+// waitParent blocks until the parent closes our stdin: how long-lived
+// children (brokers, idle clients) learn to stop.
+func waitParent() { io.Copy(io.Discard, os.Stdin) }
+
+func done(r report) {
+	b, _ := json.Marshal(r)
+	fmt.Printf("done %s\n", b)
+}
+
+// proc is a child process as the parent sees it.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	name  string
+}
+
+func start(j job) (*proc, error) {
+	spec, _ := json.Marshal(j)
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), RoleEnv+"="+string(spec))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, stdin: stdin, lines: make(chan string, 4), name: j.Role + "/" + j.System}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<16), 1<<26)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	return p, nil
+}
+
+// expect waits for a line starting with prefix and returns the rest.
+func (p *proc) expect(prefix string, timeout time.Duration) (string, error) {
+	select {
+	case line, ok := <-p.lines:
+		if !ok {
+			return "", fmt.Errorf("%s exited before saying %q", p.name, prefix)
+		}
+		if !strings.HasPrefix(line, prefix) {
+			return "", fmt.Errorf("%s said %q; want %q", p.name, line, prefix)
+		}
+		return strings.TrimSpace(strings.TrimPrefix(line, prefix)), nil
+	case <-time.After(timeout):
+		return "", fmt.Errorf("%s: no %q within %v", p.name, prefix, timeout)
+	}
+}
+
+func (p *proc) send(line string) { io.WriteString(p.stdin, line+"\n") }
+
+// stop closes the child's stdin and waits for it, killing it after a while.
+func (p *proc) stop() {
+	p.stdin.Close()
+	waited := make(chan struct{})
+	go func() { p.cmd.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-waited
+	}
+}
+
+// rssKiB reads the child's resident set from /proc.
+func (p *proc) rssKiB() (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", p.cmd.Process.Pid)
+}

@@ -1,0 +1,345 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock"
+	"golang.org/x/sys/unix"
+)
+
+func runRole(j *job) error {
+	switch j.Role {
+	case "broker":
+		switch j.System {
+		case "busd", "busd-memfd":
+			return runBusdBroker(j.Addr)
+		case "nats":
+			return runNATSBroker()
+		case "relay":
+			return runRelay(j.Addr)
+		}
+	case "sub":
+		return runSub(j)
+	case "pub":
+		return runPub(j)
+	case "rep":
+		return runRep(j)
+	case "req":
+		return runReq(j)
+	case "idle":
+		return runIdle(j)
+	}
+	return fmt.Errorf("no role %q for system %q", j.Role, j.System)
+}
+
+// peer connects a subscriber or responder: by dialling the broker, or for
+// the direct system by listening for the publisher itself (after telling
+// the parent it is ready, so the publisher can dial).
+func peer(j *job) (client, error) {
+	if j.System != "direct" {
+		c, err := dial(j)
+		if err == nil {
+			err = ready(false)
+		}
+		return c, err
+	}
+	l, err := unixsock.Listen(j.Addr, unixsock.WithConnOptions(rawOpts...))
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	if err := ready(false); err != nil {
+		return nil, err
+	}
+	c, err := l.Accept()
+	if err != nil {
+		return nil, err
+	}
+	r := &rawClient{conns: []*unixsock.Conn{c}, lim: wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 20, MaxFDs: wire.MaxFDsPerFrame}}
+	r.in = wire.NewReader(c, &r.lim)
+	return r, nil
+}
+
+// runSub counts j.Count messages, touching every byte of large ones (read
+// from the mapping when they come as a memfd), then reports done.
+func runSub(j *job) error {
+	if j.Stalled {
+		return stall(j)
+	}
+	var n atomic.Int64
+	finished := make(chan struct{})
+	var sink byte
+	fn := func(data []byte, files []*os.File) {
+		if j.Size >= 1<<20 {
+			sink += sum(data)
+			for _, f := range files {
+				sink += sumFile(f)
+			}
+		}
+		for _, f := range files {
+			f.Close()
+		}
+		if n.Add(1) == int64(j.Count) {
+			close(finished)
+		}
+	}
+	// The subscription must exist before "ready": the publisher starts then.
+	if j.System != "direct" {
+		c, err := dial(j)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		if err := c.subscribe(pubTopic, fn); err != nil {
+			return err
+		}
+		ready(false)
+	} else {
+		c, err := peer(j)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		c.subscribe(pubTopic, fn)
+	}
+	// No message for 30 s means one was lost (or the connection died): say
+	// so rather than hang.
+	for last := int64(-1); ; {
+		select {
+		case <-finished:
+		case <-time.After(30 * time.Second):
+			if got := n.Load(); got != last {
+				last = got
+				continue
+			}
+			return fmt.Errorf("received %d of %d messages, none for 30s", n.Load(), j.Count)
+		}
+		break
+	}
+	_ = sink
+	done(report{})
+	return nil
+}
+
+// stall connects a subscriber that never reads: the broker must not let it
+// hold up the others.
+func stall(j *job) error {
+	switch j.System {
+	case "busd":
+		sock, err := unixsock.Dial(context.Background(), j.Addr)
+		if err != nil {
+			return err
+		}
+		defer sock.Close()
+		body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: "stalled"})
+		b := wire.AppendControl(nil, wire.OpHello, 0, body)
+		b = wire.AppendSub(b, 1, pubTopic, "")
+		if _, err := sock.Write(b); err != nil {
+			return err
+		}
+	case "nats":
+		conn, err := net.Dial("tcp", strings.TrimPrefix(j.Addr, "nats://"))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + pubTopic + " 1\r\n")); err != nil {
+			return err
+		}
+	case "relay":
+		sock, err := unixsock.Dial(context.Background(), j.Addr)
+		if err != nil {
+			return err
+		}
+		defer sock.Close()
+	default:
+		return fmt.Errorf("no stalled subscriber for %s", j.System)
+	}
+	time.Sleep(100 * time.Millisecond) // let the broker register the subscription
+	ready(false)
+	waitParent()
+	return nil
+}
+
+func runPub(j *job) error {
+	var c client
+	var err error
+	if j.System == "direct" {
+		c, err = dialRaw(j.Addrs...)
+	} else {
+		c, err = dial(j)
+	}
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	payload := make([]byte, j.Size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	var files []*os.File
+	var fill func()
+	switch {
+	case j.System == "busd-memfd":
+		f, mem, err := newMemfd(j.Size)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		files, payload = []*os.File{f}, nil
+		fill = func() { copy(mem, payloadPattern(j.Size)) } // produce the data where it will be read
+	case j.FDs:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		files = []*os.File{f}
+	}
+	if err := ready(true); err != nil {
+		return err
+	}
+	for range j.Count {
+		if fill != nil {
+			fill()
+		}
+		if err := c.publish(pubTopic, payload, files); err != nil {
+			return err
+		}
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	done(report{})
+	return nil
+}
+
+func runRep(j *job) error {
+	c, err := peer(j)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.serve(reqTopic); err != nil {
+		return err
+	}
+	waitParent()
+	return nil
+}
+
+// runReq makes j.Count round trips one at a time and reports each latency.
+func runReq(j *job) error {
+	var c client
+	var err error
+	if j.System == "direct" {
+		c, err = dialRaw(j.Addrs...)
+	} else {
+		c, err = dial(j)
+	}
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	payload := make([]byte, j.Size)
+	for range 50 { // warm up connections and caches
+		if _, err := c.request(reqTopic, payload); err != nil {
+			return err
+		}
+	}
+	if err := ready(true); err != nil {
+		return err
+	}
+	lat := make([]float64, j.Count)
+	for i := range lat {
+		t0 := time.Now()
+		if _, err := c.request(reqTopic, payload); err != nil {
+			return err
+		}
+		lat[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
+	}
+	done(report{Latencies: lat})
+	return nil
+}
+
+// runIdle holds j.Count connections with 10 subscriptions each until the
+// parent is done measuring the broker's memory.
+func runIdle(j *job) error {
+	var conns []client
+	for i := range j.Count {
+		c, err := dial(j)
+		if err != nil {
+			return err
+		}
+		for k := range 10 {
+			if err := c.subscribe(fmt.Sprintf("idle.%d.%d", i, k), func([]byte, []*os.File) {}); err != nil {
+				return err
+			}
+		}
+		conns = append(conns, c)
+	}
+	ready(false)
+	waitParent()
+	for _, c := range conns {
+		c.close()
+	}
+	return nil
+}
+
+func newMemfd(size int) (*os.File, []byte, error) {
+	fd, err := unix.MemfdCreate("busbench", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return nil, nil, err
+	}
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fd), "memfd"), mem, nil
+}
+
+var pattern []byte
+
+func payloadPattern(n int) []byte {
+	if len(pattern) != n {
+		pattern = make([]byte, n)
+		for i := range pattern {
+			pattern[i] = byte(i)
+		}
+	}
+	return pattern
+}
+
+func sum(b []byte) byte {
+	var s byte
+	for i := 0; i < len(b); i += 64 {
+		s += b[i]
+	}
+	return s
+}
+
+// sumFile maps a received file and touches every page of it.
+func sumFile(f *os.File) byte {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return 0
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0
+	}
+	s := sum(mem)
+	unix.Munmap(mem)
+	return s
+}

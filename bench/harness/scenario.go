@@ -1,0 +1,80 @@
+package harness
+
+import "time"
+
+// Metrics of a result; a scenario reports the ones that apply.
+type Result struct {
+	Scenario      string  `json:"scenario"`
+	System        string  `json:"system"`
+	MsgsPerS      float64 `json:"msgs_per_s,omitempty"`
+	MBPerS        float64 `json:"mb_per_s,omitempty"`
+	P50us         float64 `json:"p50_us,omitempty"`
+	P99us         float64 `json:"p99_us,omitempty"`
+	P999us        float64 `json:"p999_us,omitempty"`
+	Ms            float64 `json:"ms,omitempty"`
+	RSSKiBPerConn float64 `json:"rss_kib_per_conn,omitempty"`
+	BrokerPeakKiB float64 `json:"broker_peak_kib,omitempty"`
+	Reps          int     `json:"reps"`
+	Min           float64 `json:"min,omitempty"` // of the headline metric
+	Max           float64 `json:"max,omitempty"`
+	Skipped       string  `json:"skipped,omitempty"`
+}
+
+// kind says how a scenario runs and which metric is its headline.
+type kind int
+
+const (
+	pubsub  kind = iota // publisher → subs subscribers: msgs/s, higher is better
+	reqrep              // one request in flight: p50 µs, lower is better
+	bulk                // large messages: ms per message, lower is better
+	idle                // idle connections: broker KiB per connection, lower is better
+	stalled             // pubsub with a stalled subscriber connected: msgs/s of the fast one
+)
+
+// Scenario is one measurement, run for each system that supports it.
+type Scenario struct {
+	Key     string
+	kind    kind
+	size    int
+	subs    int
+	fds     bool
+	count   int // messages, round trips, or connections
+	quick   int // the same, for -quick
+	systems []string
+	note    string // why some systems are absent
+}
+
+// Systems, in the order they are run in each repetition.
+var Systems = []string{"busd", "busd-memfd", "direct", "relay", "nats"}
+
+var (
+	allSystems = []string{"busd", "direct", "relay", "nats"}
+	brokers    = []string{"busd", "relay", "nats"}
+)
+
+// Scenarios, in the order they run.
+var Scenarios = []Scenario{
+	{Key: "pubsub-16B", kind: pubsub, size: 16, subs: 1, count: 4_000_000, quick: 300_000, systems: allSystems},
+	{Key: "pubsub-1KiB", kind: pubsub, size: 1024, subs: 1, count: 1_000_000, quick: 100_000, systems: allSystems},
+	{Key: "pubsub-64KiB", kind: pubsub, size: 64 << 10, subs: 1, count: 30_000, quick: 3_000, systems: allSystems},
+	{Key: "fanout4-16B", kind: pubsub, size: 16, subs: 4, count: 2_000_000, quick: 200_000, systems: allSystems},
+	{Key: "reqrep-16B", kind: reqrep, size: 16, count: 20_000, quick: 2_000, systems: allSystems},
+	{Key: "fd-per-msg", kind: pubsub, size: 16, subs: 1, fds: true, count: 500_000, quick: 50_000,
+		systems: []string{"busd", "direct", "relay"}, note: "nats cannot carry descriptors"},
+	{Key: "bulk-64MiB-1sub", kind: bulk, size: 64 << 20, subs: 1, count: 8, quick: 2,
+		systems: []string{"busd", "busd-memfd", "direct", "relay", "nats"}},
+	{Key: "bulk-64MiB-4sub", kind: bulk, size: 64 << 20, subs: 4, count: 4, quick: 1,
+		systems: []string{"busd", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket"},
+	{Key: "stream", note: "streams do not exist yet (a later issue)"},
+	{Key: "idle-conn-mem", kind: idle, count: 1000, quick: 300, systems: brokers},
+	{Key: "stalled-sub", kind: stalled, size: 16, subs: 1, count: 2_000_000, quick: 300_000, systems: brokers},
+}
+
+// Options control a run.
+type Options struct {
+	Quick  bool
+	Reps   int      // repetitions per system; 0 means 5, or 1 with Quick
+	Only   []string // scenario keys to run; all if empty
+	Logf   func(format string, args ...any)
+	Budget time.Duration // stop starting new scenarios after this long; 0 for none
+}

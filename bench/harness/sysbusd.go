@@ -1,0 +1,102 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/busd/busd/bus"
+	"github.com/busd/busd/clientlib"
+	"github.com/nats-io/nuid"
+)
+
+// busdClient is a clientlib connection.
+type busdClient struct {
+	c *clientlib.Conn
+
+	reqOnce sync.Once
+	inbox   string
+	replies chan []byte
+}
+
+func dialBusd(path string) (*busdClient, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := clientlib.Connect(ctx, clientlib.WithSocket(path),
+		clientlib.WithSubscriptionLimits(1<<24, 1<<31-1))
+	if err != nil {
+		return nil, err
+	}
+	return &busdClient{c: c}, nil
+}
+
+func (b *busdClient) publish(topic string, data []byte, files []*os.File) error {
+	return b.c.Publish(topic, data, files...)
+}
+
+func (b *busdClient) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return b.c.Flush(ctx)
+}
+
+func (b *busdClient) subscribe(topic string, fn func([]byte, []*os.File)) error {
+	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { fn(m.Data, m.Files) }); err != nil {
+		return err
+	}
+	return b.flush()
+}
+
+// request uses one inbox subscription for all requests, as a request/reply
+// client should; one request is in flight at a time here.
+func (b *busdClient) request(topic string, data []byte) ([]byte, error) {
+	var err error
+	b.reqOnce.Do(func() {
+		b.inbox = "_INBOX." + nuid.Next() + ".r"
+		b.replies = make(chan []byte, 1)
+		if _, err = b.c.Subscribe(b.inbox, func(m *clientlib.Msg) { b.replies <- m.Data }); err == nil {
+			err = b.flush()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.c.PublishMsg(&clientlib.Msg{Topic: topic, Reply: b.inbox, Data: data}); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-b.replies:
+		return r, nil
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("no reply within 10s")
+	}
+}
+
+func (b *busdClient) serve(topic string) error {
+	_, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { m.Respond(m.Data) })
+	if err == nil {
+		err = b.flush()
+	}
+	return err
+}
+
+func (b *busdClient) close() { b.c.Close() }
+
+// runBusdBroker serves a bus at path until the parent says stop.
+func runBusdBroker(path string) error {
+	srv, err := bus.NewServer(bus.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	l, err := bus.Listen(path)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { waitParent(); cancel() }()
+	fmt.Println("ready " + path)
+	srv.Serve(ctx, l)
+	return nil
+}

@@ -1,0 +1,143 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock"
+)
+
+// rawClient speaks bare PUB frames over Unix sockets: to a subscriber
+// directly, or to the relay. It has no subscriptions: whatever reaches the
+// socket is for it. Writes are batched in a wire.Outbox, with the
+// descriptors of a batch combined in one sendmsg, the best a sender can do.
+type rawClient struct {
+	conns []*unixsock.Conn // one per peer: several for a direct fan-out
+	out   wire.Outbox
+	fds   []int
+	in    *wire.Reader
+	lim   wire.Limits
+}
+
+const rawBatch = 64 << 10
+
+var rawOpts = []unixsock.ConnOption{unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage)}
+
+func dialRaw(addrs ...string) (*rawClient, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := &rawClient{lim: wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 20, MaxFDs: wire.MaxFDsPerFrame}}
+	for _, a := range addrs {
+		c, err := unixsock.Dial(ctx, a, rawOpts...)
+		if err != nil {
+			return nil, err
+		}
+		r.conns = append(r.conns, c)
+	}
+	r.in = wire.NewReader(r.conns[0], &r.lim)
+	return r, nil
+}
+
+// acceptRaw listens at addr and takes one peer: the direct system's
+// subscriber or responder.
+func acceptRaw(addr string) (*rawClient, error) {
+	l, err := unixsock.Listen(addr, unixsock.WithConnOptions(rawOpts...))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println("listening")
+	c, err := l.Accept()
+	l.Close()
+	if err != nil {
+		return nil, err
+	}
+	r := &rawClient{conns: []*unixsock.Conn{c}, lim: wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 20, MaxFDs: wire.MaxFDsPerFrame}}
+	r.in = wire.NewReader(c, &r.lim)
+	return r, nil
+}
+
+func (r *rawClient) publish(topic string, data []byte, files []*os.File) error {
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		r.out.AddFDs(fds, nil)
+	}
+	r.out.Buf = wire.AppendPub(r.out.Buf, topic, "", nil, data, len(files))
+	if len(r.out.Buf) >= rawBatch {
+		return r.flush()
+	}
+	return nil
+}
+
+func (r *rawClient) flush() error {
+	for _, c := range r.conns {
+		var err error
+		if r.fds, err = r.out.WriteTo(c, r.fds); err != nil {
+			return err
+		}
+	}
+	r.out.Reset(4 * rawBatch)
+	return nil
+}
+
+func (r *rawClient) subscribe(_ string, fn func([]byte, []*os.File)) error {
+	go func() {
+		for {
+			f, err := r.in.Next(nil)
+			if err != nil {
+				return
+			}
+			var files []*os.File
+			if f.NFDs > 0 {
+				fds, err := r.conns[0].TakeFDs(int(f.NFDs))
+				if err != nil {
+					return
+				}
+				for _, fd := range fds {
+					files = append(files, os.NewFile(uintptr(fd), "fd"))
+				}
+			}
+			fn(append([]byte(nil), f.Payload...), files) // a copy, as a client hands out
+		}
+	}()
+	return nil
+}
+
+func (r *rawClient) request(topic string, data []byte) ([]byte, error) {
+	if err := r.publish(topic, data, nil); err != nil {
+		return nil, err
+	}
+	if err := r.flush(); err != nil {
+		return nil, err
+	}
+	f, err := r.in.Next(nil)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), f.Payload...), nil
+}
+
+// serve echoes every frame back, flushing once per read batch.
+func (r *rawClient) serve(string) error {
+	go func() {
+		for {
+			f, err := r.in.Next(func() { r.flush() })
+			if err != nil {
+				return
+			}
+			r.out.Buf = wire.AppendPub(r.out.Buf, string(f.Topic), "", nil, f.Payload, 0)
+		}
+	}()
+	return nil
+}
+
+func (r *rawClient) close() {
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
