@@ -83,9 +83,9 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64) *conn {
 // serve runs the reader; it returns when the connection is finished.
 func (c *conn) serve() {
 	err := c.handshake()
+	var we *wire.Error // outside the loop: errors.As makes it escape, once
 	for err == nil {
 		var f wire.Frame
-		var we *wire.Error
 		f, err = c.in.Next(c.flushWakes)
 		if err != nil {
 			if errors.As(err, &we) && we.Seq == 0 {

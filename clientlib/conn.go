@@ -35,6 +35,8 @@ type Conn struct {
 	lastSID uint32          // the subscription of the previous MSG, see lookupSub
 	lastGen uint64
 	lastSub *Subscription
+	msgs    []carvedMsg // what is left of the current block of Msgs
+	data    []byte      // what is left of the current block of payload bytes
 
 	subsMu  sync.RWMutex
 	subs    map[uint32]*Subscription

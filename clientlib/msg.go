@@ -14,7 +14,10 @@ type Origin struct {
 	GID  int
 }
 
-// Msg is a message, to publish or as received.
+// Msg is a message, to publish or as received. A received Msg and its Data
+// belong to the receiver; they share memory with neighbouring messages (see
+// reader.go), which only means that keeping one for long keeps a few
+// kilobytes alive.
 type Msg struct {
 	Topic  string
 	Reply  string            // where a reply should go; "" if none is wanted

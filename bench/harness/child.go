@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -43,13 +45,31 @@ func RunChild() {
 	var j job
 	err := json.Unmarshal([]byte(spec), &j)
 	if err == nil {
+		stop := profile(j.Role + "-" + j.System)
 		err = runRole(&j)
+		stop()
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "busbench %s/%s: %v\n", j.Role, j.System, err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// profile writes a CPU profile of this child to $BUSBENCH_PROFILE/NAME-PID.prof
+// when that variable names a directory: how to find where a scenario's time
+// goes, process by process.
+func profile(name string) (stop func()) {
+	dir := os.Getenv("BUSBENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.prof", name, os.Getpid())))
+	if err != nil {
+		return func() {}
+	}
+	pprof.StartCPUProfile(f)
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // ready tells the parent the child is set up, then waits for "go" (or, with
