@@ -45,7 +45,9 @@ type conn struct {
 	caughtUp   chan struct{} // closed when pending falls to stallMark; nil if nobody waits
 	state      connState
 
-	lastWrite  atomic.Int64  // when the writer last finished a write (unix ns)
+	lastWrite atomic.Int64 // when the writer last finished a write (unix ns)
+
+	send       *wire.Sender  // owns the socket's write side
 	kick       chan struct{} // capacity 1: output is pending
 	quit       chan struct{} // closed when the connection is closed
 	quitOnce   sync.Once
@@ -77,6 +79,7 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64) *conn {
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
 	c.lastWrite.Store(time.Now().UnixNano())
 	c.in = wire.NewReader(sock, &srv.cfg.Limits)
+	c.send = wire.NewSender(sock, keepOutbox, c.takeBatch, c.batchSent)
 	return c
 }
 
@@ -165,7 +168,7 @@ func (c *conn) abort() {
 // gives receivers that fell behind a moment to catch up.
 func (c *conn) flushWakes() {
 	for i, w := range c.wakes {
-		w.wake()
+		w.tryFlush()
 		c.wakes[i] = nil
 	}
 	c.wakes = c.wakes[:0]

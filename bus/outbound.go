@@ -94,46 +94,56 @@ const keepOutbox = 2 * stallMark
 // last frames; a peer that stopped reading does not hold the broker up.
 const drainTimeout = time.Second
 
-// writeLoop owns the socket's write side. It swaps the pending output out
-// under the lock and writes it without the lock, so routers never wait on
-// the socket.
+// writeLoop writes whatever routers leave to it, until the connection ends.
+// Routers write small batches to idle connections themselves (tryFlush); see
+// wire.Sender for why.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
-	var spare wire.Outbox
-	var fds []int
+	defer c.send.Close() // release the descriptors of an unfinished batch
 	for {
 		select {
 		case <-c.kick:
 		case <-c.quit:
 		}
-		for {
-			c.mu.Lock()
-			if len(c.out.Buf) == 0 {
-				st := c.state
-				c.mu.Unlock()
-				if st == stateOpen {
-					break
-				}
-				c.abort() // drained, or closed under us
-				return
-			}
-			c.out, spare = spare, c.out
-			c.mu.Unlock()
-
-			n, nfds := len(spare.Buf), spare.FDs()
-			var err error
-			fds, err = spare.WriteTo(c.sock, fds)
-			spare.Reset(keepOutbox)
-			c.lastWrite.Store(time.Now().UnixNano())
-			c.mu.Lock()
-			c.pending -= n
-			c.pendingFDs -= nfds
-			c.caughtUpLocked()
-			c.mu.Unlock()
-			if err != nil {
-				c.abort()
-				return
-			}
+		err := c.send.Flush()
+		c.mu.Lock()
+		finished := c.state != stateOpen && len(c.out.Buf) == 0
+		c.mu.Unlock()
+		if err != nil || finished {
+			c.abort() // failed, drained, or closed under us
+			return
 		}
 	}
+}
+
+// tryFlush writes the connection's pending output from the calling router
+// if it can do so at once, and wakes the writer goroutine otherwise.
+func (c *conn) tryFlush() {
+	if !c.send.TryFlush() {
+		c.wake()
+	}
+}
+
+// takeBatch hands the pending output to the Sender.
+func (c *conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case len(c.out.Buf) == 0:
+		return false, true
+	case !descOK && c.out.HasFDs():
+		return false, false
+	}
+	c.out, *batch = *batch, c.out
+	return true, false
+}
+
+// batchSent accounts for a written batch.
+func (c *conn) batchSent(n, nfds int) {
+	c.lastWrite.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	c.pending -= n
+	c.pendingFDs -= nfds
+	c.caughtUpLocked()
+	c.mu.Unlock()
 }

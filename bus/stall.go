@@ -15,22 +15,25 @@ import (
 // until the slow-consumer policy removes it, and other connections' readers
 // are never held.
 const (
-	stallMark = 1 << 20
-	stallWait = 5 * time.Millisecond
+	stallMark  = 1 << 20
+	stallWait  = 5 * time.Millisecond
+	stuckAfter = 100 * time.Millisecond
 )
 
 // waitForStalled waits for the receivers in c.stalls, at most stallWait in
-// all, and clears the list. A receiver whose writer has not finished a write
-// for stallWait is not slow but stuck (its peer stopped reading): waiting
+// all, and clears the list. A receiver whose writer has not finished a batch
+// for stuckAfter is not slow but stuck (its peer stopped reading): waiting
 // for it would only slow everyone it shares a publisher with, so it is left
-// to the slow-consumer policy.
+// to the slow-consumer policy. (A batch of descriptor-carrying messages can
+// take several milliseconds to write to a live reader, so stuckAfter is
+// well above stallWait: with stallWait it cut live subscribers off.)
 func (c *conn) waitForStalled() {
 	deadline := time.NewTimer(stallWait)
 	defer deadline.Stop()
 	expired := false
 	now := time.Now().UnixNano()
 	for i, r := range c.stalls {
-		if now-r.lastWrite.Load() > int64(stallWait) {
+		if now-r.lastWrite.Load() > int64(stuckAfter) {
 			c.stalls[i] = nil
 			continue
 		}

@@ -19,6 +19,7 @@ type Conn struct {
 	info wire.Info
 	lim  wire.Limits
 	in   *wire.Reader
+	send *wire.Sender // owns the socket's write side
 
 	mu       sync.Mutex
 	out      wire.Outbox
@@ -83,6 +84,9 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	}
 	c.space = sync.NewCond(&c.mu)
 	c.in = wire.NewReader(sock, &c.lim)
+	// A full box plus the message that overfilled it: a steady stream
+	// reuses its buffers.
+	c.send = wire.NewSender(sock, 2*o.maxPending, c.takeBatch, func(int, int) {})
 	if err := c.handshake(ctx); err != nil {
 		sock.Close()
 		return nil, fmt.Errorf("bus: handshake with %s: %w", path, err)
@@ -190,6 +194,7 @@ func (c *Conn) shutdown(err error, flush bool) {
 		c.mu.Lock()
 		c.out.Reset(0)
 		c.mu.Unlock()
+		c.send.Close()
 		c.subsMu.Lock()
 		subs := c.subs
 		c.subs = map[uint32]*Subscription{}
@@ -197,6 +202,9 @@ func (c *Conn) shutdown(err error, flush bool) {
 		c.subsMu.Unlock()
 		for _, s := range subs {
 			s.end(err)
+		}
+		if err != ErrClosed {
+			c.opts.onError(c, nil, err) // nothing else may be listening: a handler subscription just stops
 		}
 	})
 }

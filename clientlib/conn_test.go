@@ -190,3 +190,28 @@ func TestConnectFailsClearly(t *testing.T) {
 		t.Fatalf("got %v; want a not-exist error naming the path", err)
 	}
 }
+
+// A connection the broker ends tells the error handler: a subscriber that
+// only has handlers would otherwise just stop hearing anything.
+func TestEndOfConnectionReachesErrorHandler(t *testing.T) {
+	path, srv := startBus(t)
+	errs := make(chan error, 4)
+	c := connect(t, path, WithErrorHandler(func(_ *Conn, sub *Subscription, err error) {
+		if sub == nil {
+			errs <- err
+		}
+	}))
+	flush(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	select {
+	case err := <-errs:
+		var se *ServerError
+		if !errors.As(err, &se) || se.Code.Error() != "shutting down" {
+			t.Fatalf("handler got %v; want the broker's shutting down", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the end of the connection was not reported")
+	}
+}

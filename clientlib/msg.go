@@ -36,7 +36,9 @@ type Msg struct {
 // Subscription returns the subscription a received message arrived on.
 func (m *Msg) Subscription() *Subscription { return m.sub }
 
-// Respond publishes data (and files) to the message's reply topic.
+// Respond publishes data (and files) to the message's reply topic. Someone is
+// waiting for it, so it is written at once when the socket takes it, not
+// left for the connection's writer goroutine.
 func (m *Msg) Respond(data []byte, files ...*os.File) error {
 	if m.Reply == "" {
 		return ErrNoReply
@@ -44,7 +46,7 @@ func (m *Msg) Respond(data []byte, files ...*os.File) error {
 	if m.sub == nil {
 		return errors.New("bus: Respond on a message that was not received")
 	}
-	return m.sub.conn.PublishMsg(&Msg{Topic: m.Reply, Data: data, Files: files})
+	return m.sub.conn.publishMsg(&Msg{Topic: m.Reply, Data: data, Files: files}, true)
 }
 
 // CloseFiles closes every file the message carries and returns the first

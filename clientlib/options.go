@@ -50,10 +50,10 @@ func WithName(name string) Option {
 }
 
 // WithErrorHandler sets the function told about errors that no call
-// returns: errors the broker reports about frames sent earlier, and
-// messages a subscription dropped (ErrSlowConsumer). sub is nil when the
-// error concerns no subscription. It runs on the connection's reader
-// goroutine and must not block.
+// returns: errors the broker reports about frames sent earlier, messages a
+// subscription dropped (ErrSlowConsumer), and the error that ended the
+// connection, unless Close did. sub is nil when the error concerns no
+// subscription. It runs on the connection's goroutines and must not block.
 func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 	return func(o *options) error {
 		if f == nil {

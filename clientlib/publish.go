@@ -16,11 +16,16 @@ import (
 // the writer; use Flush to know the broker has it. It waits only while the
 // connection's pending output is at its limit (WithPendingLimit).
 func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
-	return c.publish(topic, "", nil, data, files)
+	return c.publish(topic, "", nil, data, files, false)
 }
 
 // PublishMsg sends m: its topic, reply topic, header, data and files.
-func (c *Conn) PublishMsg(m *Msg) error {
+func (c *Conn) PublishMsg(m *Msg) error { return c.publishMsg(m, false) }
+
+// publishMsg is PublishMsg; with now it also writes the message from the
+// calling goroutine if the socket takes it at once, for answers someone is
+// waiting on.
+func (c *Conn) publishMsg(m *Msg, now bool) error {
 	var hdrs wire.Headers
 	if len(m.Header) > 0 {
 		keys := make([]string, 0, len(m.Header))
@@ -35,10 +40,10 @@ func (c *Conn) PublishMsg(m *Msg) error {
 			return err
 		}
 	}
-	return c.publish(m.Topic, m.Reply, hdrs, m.Data, m.Files)
+	return c.publish(m.Topic, m.Reply, hdrs, m.Data, m.Files, now)
 }
 
-func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, files []*os.File) error {
+func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool) error {
 	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
 		return err
 	}
@@ -61,7 +66,8 @@ func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, file
 		c.out.AddFDs(dups.fds, dups)
 		c.fds += len(dups.fds)
 	}
-	if len(c.out.Buf) == 0 {
+	wake := len(c.out.Buf) == 0 && !now
+	if wake {
 		c.wake()
 	}
 	n := len(c.out.Buf)
@@ -69,6 +75,9 @@ func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, file
 	c.pending += len(c.out.Buf) - n
 	c.seq++
 	c.mu.Unlock()
+	if now && !c.send.TryFlush() {
+		c.wake()
+	}
 	return nil
 }
 

@@ -31,43 +31,42 @@ func (c *Conn) waitSpaceLocked(nfds int) error {
 	return c.err
 }
 
-// writeLoop owns the socket's write side. It swaps the pending output out
-// under the lock and writes it without, so publishers never wait on the
-// socket unless the pending limit is reached.
+// writeLoop writes what publishers leave to it, until the connection ends.
+// Latency-sensitive sends (Respond) write a small batch themselves instead
+// of waking it; see wire.Sender for why.
 func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
-	var spare wire.Outbox
-	var fds []int
-	quitting := false
 	for {
-		if !quitting {
-			select {
-			case <-c.kick:
-			case <-c.quit:
-				quitting = true
-			}
+		quitting := false
+		select {
+		case <-c.kick:
+		case <-c.quit:
+			quitting = true
 		}
-		c.mu.Lock()
-		if len(c.out.Buf) == 0 {
-			c.mu.Unlock()
-			if quitting {
-				return
-			}
-			continue
-		}
-		// Publishers may fill the emptied box while this one is written:
-		// the limits count what waits, not what is being written.
-		c.out, spare = spare, c.out
-		c.pending, c.fds = 0, 0
-		c.space.Broadcast()
-		c.mu.Unlock()
-
-		var err error
-		fds, err = spare.WriteTo(c.sock, fds)
-		spare.Reset(2 * c.opts.maxPending) // a full box plus the message that overfilled it
-		if err != nil {
+		if err := c.send.Flush(); err != nil {
 			go c.shutdown(err, false)
 			return
 		}
+		if quitting {
+			return
+		}
 	}
+}
+
+// takeBatch hands the pending output to the Sender. Publishers may fill the
+// emptied box while the batch is written: the limits count what waits, not
+// what is being written.
+func (c *Conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case len(c.out.Buf) == 0:
+		return false, true
+	case !descOK && c.out.HasFDs():
+		return false, false
+	}
+	c.out, *batch = *batch, c.out
+	c.pending, c.fds = 0, 0
+	c.space.Broadcast()
+	return true, false
 }

@@ -47,6 +47,7 @@ type Conn struct {
 	wiov    []unix.Iovec
 	wone    [1][]byte
 	wbufs   [][]byte // what is left to send
+	wnowait bool     // TryWrite: stop at EAGAIN instead of waiting
 	woff    int      // bytes of wbufs[0] already sent
 	wn      int64
 	werr    error

@@ -538,3 +538,29 @@ func TestKernelReadStopsAfterFDs(t *testing.T) {
 		}
 	}
 }
+
+// TryWrite takes what fits and returns at once when the socket is full.
+func TestTryWriteNeverWaits(t *testing.T) {
+	a, b := socketPair(t)
+	setSndBuf(t, a, 4096)
+	big := make([]byte, 1<<20)
+	done := make(chan struct{})
+	var n int
+	var err error
+	go func() { n, err = a.TryWrite(big); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("TryWrite blocked on a full socket")
+	}
+	if err != nil || n <= 0 || n >= len(big) {
+		t.Fatalf("TryWrite = %d, %v; want part of %d bytes", n, err, len(big))
+	}
+	if m, err := a.TryWrite(big); err != nil || m != 0 {
+		t.Fatalf("TryWrite on a full socket = %d, %v; want 0, nil", m, err)
+	}
+	got := make([]byte, n)
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+}

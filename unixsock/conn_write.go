@@ -53,6 +53,23 @@ func (c *Conn) WriteBuffers(bufs [][]byte, fds []int) (int64, error) {
 	return n, wrap("write", c.path, err)
 }
 
+// TryWrite writes as much of p as the socket takes without waiting and
+// returns how much that was: possibly 0, with a nil error, when the socket
+// buffer is full. It lets a goroutine that holds a connection's write side
+// for a moment (see package bus) send a small batch itself instead of
+// waking another goroutine to do it, which on a virtual machine costs tens
+// of microseconds of latency. It carries no descriptors.
+func (c *Conn) TryWrite(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wone[0] = p
+	c.wnowait = true
+	n, err := c.writeLocked(c.wone[:], nil)
+	c.wnowait = false
+	c.wone[0] = nil
+	return int(n), wrap("write", c.path, err)
+}
+
 func (c *Conn) writeLocked(bufs [][]byte, fds []int) (int64, error) {
 	c.wmsg.Control = nil
 	c.wmsg.SetControllen(0)
@@ -102,7 +119,7 @@ func (c *Conn) doWrite(fd uintptr) bool {
 			n, e = writev(fd, c.wiov)
 		}
 		if e == unix.EAGAIN {
-			return false
+			return c.wnowait // TryWrite: done with what the socket took
 		}
 		if e != 0 {
 			c.werr = os.NewSyscallError(call, e)

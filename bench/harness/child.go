@@ -20,7 +20,7 @@ const RoleEnv = "BUSBENCH_ROLE"
 // job is what a child is told to do, passed as JSON in the environment.
 type job struct {
 	Role    string `json:"role"`   // broker, sub, pub, rep, req, idle
-	System  string `json:"system"` // busd, direct, relay, nats, busd-memfd
+	System  string `json:"system"` // one of Systems
 	Addr    string `json:"addr"`   // where to connect or listen
 	Addrs   []string
 	Count   int  `json:"count"` // messages, round trips or connections
@@ -160,16 +160,37 @@ func (p *proc) stop() {
 	}
 }
 
-// rssKiB reads the child's resident set from /proc.
-func (p *proc) rssKiB() (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+// rssKiB reads the resident set of the child and its descendants from
+// /proc: the broker role of an outside peer (dbus-daemon, mosquitto) is a
+// Go process supervising the daemon, whose memory is what counts.
+func (p *proc) rssKiB() (int, error) { return treeRSSKiB(p.cmd.Process.Pid) }
+
+func treeRSSKiB(pid int) (int, error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	b, err := os.ReadFile(dir + "/status")
 	if err != nil {
 		return 0, err
 	}
+	total := -1
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			return strconv.Atoi(f[1])
+			total, _ = strconv.Atoi(f[1])
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", p.cmd.Process.Pid)
+	if total < 0 {
+		return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	}
+	// Each thread lists the children it forked.
+	tasks, _ := filepath.Glob(dir + "/task/*/children")
+	for _, t := range tasks {
+		kids, _ := os.ReadFile(t)
+		for _, k := range strings.Fields(string(kids)) {
+			if kid, err := strconv.Atoi(k); err == nil {
+				if n, err := treeRSSKiB(kid); err == nil {
+					total += n
+				}
+			}
+		}
+	}
+	return total, nil
 }

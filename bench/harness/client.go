@@ -31,6 +31,10 @@ func dial(j *job) (client, error) {
 		return dialNATS(j.Addr)
 	case "relay", "direct":
 		return dialRaw(j.Addr)
+	case "dbus-daemon", "dbus-broker":
+		return dialDBus(j.Addr)
+	case "mosquitto":
+		return dialMQTT(j.Addr)
 	}
 	return nil, fmt.Errorf("unknown system %q", j.System)
 }

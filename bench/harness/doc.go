@@ -15,5 +15,12 @@
 //   - direct: the same frames over one Unix socket per subscriber, no broker;
 //   - relay: a minimal broker that forwards every frame to every other
 //     connection with batched writes: the cheapest possible broker hop;
-//   - nats: nats-server from its Go module on 127.0.0.1, clients with nats.go.
+//   - nats: nats-server from its Go module on 127.0.0.1, clients with nats.go;
+//   - dbus-daemon, dbus-broker: the two D-Bus daemons on a private bus with a
+//     config the broker role writes, clients with godbus; a topic is a
+//     signal, a request a method call (sysdbus.go, dbuslaunch.go);
+//   - mosquitto: MQTT 2.x on a Unix socket, paho clients, QoS 0 (sysmqtt.go).
+//
+// The outside programs are skipped, with the reason, when not installed
+// (make bench-deps installs them), and given fewer messages (peers.go).
 package harness

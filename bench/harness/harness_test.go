@@ -23,6 +23,9 @@ func TestEverySystemInEveryScenario(t *testing.T) {
 		}
 		for _, sys := range sc.systems {
 			t.Run(sc.Key+"/"+sys, func(t *testing.T) {
+				if why := available(sys); why != "" {
+					t.Skip(why) // the one legitimate skip: the peer is not installed
+				}
 				r, err := run(&sc, sys, small[sc.kind])
 				if err != nil {
 					t.Fatal(err)
@@ -82,5 +85,18 @@ func BenchmarkIPC(b *testing.B) {
 				b.ReportMetric(0, "ns/op")
 			})
 		}
+	}
+}
+
+// TestAvailable checks that a missing binary makes a system skipped, with a
+// reason that says how to install it.
+func TestAvailable(t *testing.T) {
+	binaries["missing-peer"] = []string{"busbench-no-such-binary"}
+	defer delete(binaries, "missing-peer")
+	if why := available("missing-peer"); !strings.Contains(why, "not installed (make bench-deps)") {
+		t.Errorf("available = %q", why)
+	}
+	if why := available("busd"); why != "" {
+		t.Errorf("busd unavailable: %q", why)
 	}
 }

@@ -24,6 +24,10 @@ func runRole(j *job) error {
 			return runNATSBroker()
 		case "relay":
 			return runRelay(j.Addr)
+		case "dbus-daemon", "dbus-broker":
+			return runDBusBroker(j.System, j.Addr)
+		case "mosquitto":
+			return runMosquittoBroker(j.Addr)
 		}
 	case "sub":
 		return runSub(j)
@@ -159,6 +163,16 @@ func stall(j *job) error {
 			return err
 		}
 		defer sock.Close()
+	case "dbus-daemon", "dbus-broker", "mosquitto":
+		stallPeer := stallDBus
+		if j.System == "mosquitto" {
+			stallPeer = stallMQTT
+		}
+		closeConn, err := stallPeer(j.Addr)
+		if err != nil {
+			return err
+		}
+		defer closeConn()
 	default:
 		return fmt.Errorf("no stalled subscriber for %s", j.System)
 	}

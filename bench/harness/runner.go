@@ -55,12 +55,19 @@ func Run(o Options) []Result {
 		}
 		runs := map[string][]Result{}
 		failed := map[string]string{}
+		skipped := map[string]string{}
+		for _, sys := range sc.systems {
+			if why := available(sys); why != "" {
+				skipped[sys] = why
+				logf("%s/%s: skipped: %s", sc.Key, sys, why)
+			}
+		}
 		for rep := range reps {
 			for _, sys := range sc.systems {
-				if failed[sys] != "" {
+				if failed[sys] != "" || skipped[sys] != "" {
 					continue
 				}
-				r, err := run(sc, sys, count)
+				r, err := run(sc, sys, countFor(sys, sc.kind, count))
 				if err != nil {
 					failed[sys] = err.Error()
 					logf("%s/%s: %v", sc.Key, sys, err)
@@ -72,6 +79,10 @@ func Run(o Options) []Result {
 			}
 		}
 		for _, sys := range sc.systems {
+			if skipped[sys] != "" {
+				out = append(out, Result{Scenario: sc.Key, System: sys, Skipped: skipped[sys]})
+				continue
+			}
 			if failed[sys] != "" {
 				out = append(out, Result{Scenario: sc.Key, System: sys, Skipped: "failed: " + failed[sys]})
 				continue

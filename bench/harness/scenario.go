@@ -45,11 +45,11 @@ type Scenario struct {
 }
 
 // Systems, in the order they are run in each repetition.
-var Systems = []string{"busd", "busd-memfd", "direct", "relay", "nats"}
+var Systems = []string{"busd", "busd-memfd", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
 
 var (
-	allSystems = []string{"busd", "direct", "relay", "nats"}
-	brokers    = []string{"busd", "relay", "nats"}
+	allSystems = []string{"busd", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
+	brokers    = []string{"busd", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
 )
 
 // Scenarios, in the order they run.
@@ -60,11 +60,11 @@ var Scenarios = []Scenario{
 	{Key: "fanout4-16B", kind: pubsub, size: 16, subs: 4, count: 2_000_000, quick: 200_000, systems: allSystems},
 	{Key: "reqrep-16B", kind: reqrep, size: 16, count: 20_000, quick: 2_000, systems: allSystems},
 	{Key: "fd-per-msg", kind: pubsub, size: 16, subs: 1, fds: true, count: 500_000, quick: 50_000,
-		systems: []string{"busd", "direct", "relay"}, note: "nats cannot carry descriptors"},
+		systems: []string{"busd", "direct", "relay", "dbus-daemon", "dbus-broker"}, note: "nats and mosquitto cannot carry descriptors"},
 	{Key: "bulk-64MiB-1sub", kind: bulk, size: 64 << 20, subs: 1, count: 8, quick: 2,
 		systems: []string{"busd", "busd-memfd", "direct", "relay", "nats"}},
 	{Key: "bulk-64MiB-4sub", kind: bulk, size: 64 << 20, subs: 4, count: 4, quick: 1,
-		systems: []string{"busd", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket"},
+		systems: []string{"busd", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket; D-Bus and mosquitto are not run with 64 MiB messages"},
 	{Key: "stream", note: "streams do not exist yet (a later issue)"},
 	{Key: "idle-conn-mem", kind: idle, count: 1000, quick: 300, systems: brokers},
 	{Key: "stalled-sub", kind: stalled, size: 16, subs: 1, count: 2_000_000, quick: 300_000, systems: brokers},

@@ -25,7 +25,10 @@ func dialBusd(path string) (*busdClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := clientlib.Connect(ctx, clientlib.WithSocket(path),
-		clientlib.WithSubscriptionLimits(1<<24, 1<<31-1))
+		clientlib.WithSubscriptionLimits(1<<24, 1<<31-1),
+		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
+			fmt.Fprintln(os.Stderr, "busd client:", err) // a broken run should say why
+		}))
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,9 @@ func (o *Outbox) AddFDs(fds []int, rel Releaser) {
 	o.marks = append(o.marks, fdMark{len(o.Buf), fds, rel})
 }
 
+// HasFDs reports whether any frame in the Outbox carries descriptors.
+func (o *Outbox) HasFDs() bool { return len(o.marks) > 0 }
+
 // FDs returns how many descriptors the Outbox's frames carry.
 func (o *Outbox) FDs() int {
 	n := 0

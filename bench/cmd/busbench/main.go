@@ -1,5 +1,6 @@
 // Command busbench measures busd side by side with the physical limit (a
-// direct socket and a minimal relay) and with NATS, each role in its own
+// direct socket and a minimal relay) and with NATS, D-Bus (dbus-daemon,
+// dbus-broker) and MQTT (mosquitto) where installed, each role in its own
 // process, interleaving the systems repetition by repetition.
 //
 //	busbench [-quick] [-json] [-reps N] [-only a,b] [-svg FILE]
