@@ -4,5 +4,6 @@ go 1.26.0
 
 require (
 	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )

@@ -161,3 +161,27 @@ func TestDeadlinesWatchdog(t *testing.T) {
 		t.Fatalf("got %v; want a timeout", err)
 	}
 }
+
+// A request nobody serves is answered at once by the broker: an empty MSG
+// to the reply topic with the no-responders status, from connection 0.
+func TestNoRespondersStatus(t *testing.T) {
+	_, path := testBroker(t, nil)
+	c := connectRaw(t, path)
+	c.sub(1, "_INBOX.me.>", "")
+	c.send(wire.AppendPub(nil, "nobody.home", "_INBOX.me.1", nil, []byte("hello?"), 0))
+	f := c.next()
+	if f.Op != wire.OpMsg || string(f.Topic) != "_INBOX.me.1" || len(f.Payload) != 0 || f.Origin.Conn != 0 {
+		t.Fatalf("got %v %q %q origin %+v", f.Op, f.Topic, f.Payload, f.Origin)
+	}
+	if v, ok := f.Headers.Get(wire.StatusHeader); !ok || v != wire.StatusNoResponders {
+		t.Fatalf("status header %q, %v", v, ok)
+	}
+	// A request somebody serves gets no status; a plain PUB to nobody none either.
+	c.sub(2, "served", "")
+	c.send(wire.AppendPub(nil, "served", "_INBOX.me.2", nil, nil, 0))
+	if f := c.next(); f.ID != 2 {
+		t.Fatalf("got a MSG for subscription %d; want the request on 2", f.ID)
+	}
+	c.pub("nobody.home", "fire and forget")
+	c.sync()
+}

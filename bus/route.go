@@ -48,18 +48,43 @@ func (c *conn) publish(f *wire.Frame) error {
 		}
 	}
 	c.srv.stats.published.Add(1)
+	if res.Empty() && len(f.Reply) > 0 {
+		c.noResponders(f.Reply)
+		return nil
+	}
 	for _, s := range res.Plain {
-		c.deliver(s, f, set)
+		c.deliver(s, &c.origin, f, set)
 	}
 	for i := range res.Groups {
-		c.deliverToOne(res.Groups[i].Members, f, set)
+		c.deliverToOne(res.Groups[i].Members, &c.origin, f, set)
 	}
 	return nil
 }
 
+var noRespondersHeaders = wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
+
+// noResponders tells whoever listens on reply that nobody got the request:
+// an empty MSG with the status header, from the broker itself.
+func (c *conn) noResponders(reply []byte) {
+	res, ok := c.srv.index.Lookup(string(reply))
+	if !ok {
+		return
+	}
+	f := wire.Frame{
+		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(noRespondersHeaders))},
+		Topic:  reply, Headers: noRespondersHeaders,
+	}
+	for _, s := range res.Plain {
+		c.deliver(s, &c.srv.origin, &f, nil)
+	}
+	for i := range res.Groups {
+		c.deliverToOne(res.Groups[i].Members, &c.srv.origin, &f, nil)
+	}
+}
+
 // deliver queues f for one subscription.
-func (c *conn) deliver(s *subscription, f *wire.Frame, set *fdSet) bool {
-	e := s.c.enqueueMsg(s.sid, &c.origin, f, set)
+func (c *conn) deliver(s *subscription, o *wire.Origin, f *wire.Frame, set *fdSet) bool {
+	e := s.c.enqueueMsg(s.sid, o, f, set)
 	if e.wake {
 		c.wakes = append(c.wakes, s.c)
 	}
@@ -75,10 +100,10 @@ func (c *conn) deliver(s *subscription, f *wire.Frame, set *fdSet) bool {
 // deliverToOne gives f to one member of a queue group, chosen uniformly at
 // random; if that member's connection is closing, the next one in turn gets
 // it, so a member leaving loses no message for the group.
-func (c *conn) deliverToOne(members []*subscription, f *wire.Frame, set *fdSet) {
+func (c *conn) deliverToOne(members []*subscription, o *wire.Origin, f *wire.Frame, set *fdSet) {
 	start := rand.IntN(len(members))
 	for i := range members {
-		if c.deliver(members[(start+i)%len(members)], f, set) {
+		if c.deliver(members[(start+i)%len(members)], o, f, set) {
 			return
 		}
 	}

@@ -22,6 +22,9 @@ type Server struct {
 	log   *slog.Logger
 	index *topics.Index[*subscription]
 	stats counters
+	// origin stamps the broker's own messages (no-responders statuses):
+	// connection 0, the broker's process.
+	origin wire.Origin
 
 	nextID atomic.Uint64
 
@@ -45,6 +48,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Server{
+		origin:    wire.Origin{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
 		cfg:       cfg,
 		log:       log,
 		index:     topics.NewIndex[*subscription](),

@@ -45,6 +45,7 @@ type Conn struct {
 	nextSID uint32
 
 	validTopic atomic.Pointer[string] // the last topic Publish validated
+	inbox      inbox                  // replies to requests; see request.go
 
 	kick       chan struct{} // capacity 1: output is pending
 	quit       chan struct{} // closed when the connection ends

@@ -108,6 +108,10 @@ func (c *Conn) deliver(f *wire.Frame) error {
 			m.Header[string(k)] = string(v)
 		}
 	}
+	if s.inbox != nil {
+		s.inbox.deliverReply(m)
+		return nil
+	}
 	if s.q.add(m) {
 		c.ready = append(c.ready, s)
 	}

@@ -19,7 +19,8 @@ type Subscription struct {
 	group   string
 	seq     uint64 // the frame number of its SUB, to match an ERR to it
 
-	q msgQueue
+	q     msgQueue
+	inbox *inbox // set on a connection's inbox subscription: replies skip the queue
 
 	lastTopic string // reader-owned: reused when consecutive messages share a topic
 }
@@ -71,6 +72,10 @@ func (c *Conn) QueueSubscribeSync(pattern, group string) (*Subscription, error) 
 }
 
 func (c *Conn) subscribe(pattern, group string) (*Subscription, error) {
+	return c.subscribeWith(pattern, group, nil)
+}
+
+func (c *Conn) subscribeWith(pattern, group string, in *inbox) (*Subscription, error) {
 	if err := topics.ValidPattern(pattern); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPattern, err)
 	}
@@ -79,7 +84,7 @@ func (c *Conn) subscribe(pattern, group string) (*Subscription, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidGroup, err)
 		}
 	}
-	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue()}
+	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in}
 	c.subsMu.Lock()
 	c.nextSID++
 	s.sid = c.nextSID

@@ -4,22 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/busd/busd/bus"
 	"github.com/busd/busd/clientlib"
-	"github.com/nats-io/nuid"
 )
 
 // busdClient is a clientlib connection.
-type busdClient struct {
-	c *clientlib.Conn
-
-	reqOnce sync.Once
-	inbox   string
-	replies chan []byte
-}
+type busdClient struct{ c *clientlib.Conn }
 
 func dialBusd(path string) (*busdClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -52,29 +44,14 @@ func (b *busdClient) subscribe(topic string, fn func([]byte, []*os.File)) error 
 	return b.flush()
 }
 
-// request uses one inbox subscription for all requests, as a request/reply
-// client should; one request is in flight at a time here.
 func (b *busdClient) request(topic string, data []byte) ([]byte, error) {
-	var err error
-	b.reqOnce.Do(func() {
-		b.inbox = "_INBOX." + nuid.Next() + ".r"
-		b.replies = make(chan []byte, 1)
-		if _, err = b.c.Subscribe(b.inbox, func(m *clientlib.Msg) { b.replies <- m.Data }); err == nil {
-			err = b.flush()
-		}
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := b.c.Request(ctx, topic, data)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.c.PublishMsg(&clientlib.Msg{Topic: topic, Reply: b.inbox, Data: data}); err != nil {
-		return nil, err
-	}
-	select {
-	case r := <-b.replies:
-		return r, nil
-	case <-time.After(10 * time.Second):
-		return nil, fmt.Errorf("no reply within 10s")
-	}
+	return m.Data, nil
 }
 
 func (b *busdClient) serve(topic string) error {

@@ -19,6 +19,18 @@ type Headers []byte
 // MaxKeyLen is the longest header key.
 const MaxKeyLen = 255
 
+// Headers the bus itself sets. Keys starting with ReservedPrefix belong to
+// the bus.
+const (
+	ReservedPrefix = "Bus-"
+	// StatusHeader is set on messages the broker sends about a request;
+	// StatusNoResponders is its value when a request (a PUB with a reply
+	// topic) matched no subscription: the empty MSG to the reply topic that
+	// tells the requester at once instead of letting it wait.
+	StatusHeader       = "Bus-Status"
+	StatusNoResponders = "503"
+)
+
 // AppendField appends one key/value field to h. The key must satisfy Check's
 // rules; the value must be shorter than 64 KiB.
 func AppendField(h Headers, key, value string) Headers {

@@ -1,0 +1,105 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/nats-io/nuid"
+)
+
+// ErrNoResponders is returned by Request when no subscription matched the
+// request's topic: the broker says so at once, so the requester does not
+// wait for its timeout.
+var ErrNoResponders = errors.New("bus: no responders")
+
+// InboxPrefix starts the reply topics of requests.
+const InboxPrefix = "_INBOX."
+
+// inbox routes replies to waiting requests. A connection has one inbox
+// subscription, "_INBOX.<nuid>.*", for all its requests, made on the first
+// Request: each request gets its own last token, and the reader hands a
+// reply straight to the request waiting on that token, with no goroutine
+// between them.
+type inbox struct {
+	once    sync.Once
+	err     error
+	prefix  string // "_INBOX.<nuid>."
+	mu      sync.Mutex
+	next    uint64
+	waiting map[string]chan *Msg
+}
+
+// Request publishes data (with files) to topic and waits for one reply,
+// until ctx ends. It returns ErrNoResponders, naming the topic, when
+// nothing subscribes to it. A reply that arrives after ctx ended is dropped.
+// Many goroutines may have requests in flight at once.
+func (c *Conn) Request(ctx context.Context, topic string, data []byte, files ...*os.File) (*Msg, error) {
+	return c.RequestMsg(ctx, &Msg{Topic: topic, Data: data, Files: files})
+}
+
+// RequestMsg is Request with a whole message (its Reply is replaced).
+func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
+	if err := c.openInbox(); err != nil {
+		return nil, err
+	}
+	in := &c.inbox
+	ch := make(chan *Msg, 1)
+	in.mu.Lock()
+	in.next++
+	token := strconv.FormatUint(in.next, 36)
+	in.waiting[token] = ch
+	in.mu.Unlock()
+	defer func() {
+		in.mu.Lock()
+		delete(in.waiting, token)
+		in.mu.Unlock()
+	}()
+
+	req := *m
+	req.Reply = in.prefix + token
+	if err := c.publishMsg(&req, true); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r.Origin.Conn == 0 && r.Header[wire.StatusHeader] == wire.StatusNoResponders {
+			return nil, fmt.Errorf("%w for %q", ErrNoResponders, m.Topic)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("bus: request to %q: %w", m.Topic, ctx.Err())
+	case <-c.quit:
+		return nil, c.closedErr()
+	}
+}
+
+// openInbox makes the connection's inbox subscription, once.
+func (c *Conn) openInbox() error {
+	in := &c.inbox
+	in.once.Do(func() {
+		in.prefix = InboxPrefix + nuid.Next() + "."
+		in.waiting = map[string]chan *Msg{}
+		_, in.err = c.subscribeWith(in.prefix+"*", "", in)
+	})
+	return in.err
+}
+
+// deliverReply hands a message on the inbox subscription to the request
+// waiting for it, or drops it if none is (any more).
+func (in *inbox) deliverReply(m *Msg) {
+	token := m.Topic[len(in.prefix):]
+	in.mu.Lock()
+	ch := in.waiting[token]
+	delete(in.waiting, token)
+	in.mu.Unlock()
+	if ch == nil {
+		m.CloseFiles()
+		return
+	}
+	ch <- m // capacity 1, and the token was removed: never blocks
+}
