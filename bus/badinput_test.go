@@ -111,6 +111,15 @@ func TestHandshakeErrors(t *testing.T) {
 	future.send(wire.AppendControl(nil, wire.OpHello, 0, body))
 	future.expectErr(wire.CodeBadVersion, "version 99")
 
+	flagged := dialRaw(t, path) // a first frame whose header is already wrong
+	body, _ = wire.AppendBody(nil, &wire.Hello{Version: 1})
+	hello := wire.AppendControl(nil, wire.OpHello, 0, body)
+	hello[2] = 1
+	flagged.send(hello)
+	if e := flagged.expectErr(wire.CodeBadFrame, "flags"); e.Seq != 1 || e.Op != wire.OpHello {
+		t.Errorf("ERR names frame %d op %v; want frame 1 HELLO", e.Seq, e.Op)
+	}
+
 	garbage := dialRaw(t, path)
 	garbage.send(wire.AppendControl(nil, wire.OpHello, 0, []byte{0xc1}))
 	garbage.expectErr(wire.CodeBadFrame, "not the msgpack map")

@@ -185,3 +185,21 @@ func TestNoRespondersStatus(t *testing.T) {
 	c.pub("nobody.home", "fire and forget")
 	c.sync()
 }
+
+// The status goes only to the requester itself: a client cannot make the
+// broker speak, in its own name, to other connections.
+func TestNoRespondersStatusIsPrivate(t *testing.T) {
+	_, path := testBroker(t, nil)
+	victim := connectRaw(t, path)
+	victim.sub(1, "_INBOX.victim.>", "")
+	victim.sub(2, "$SYS.>", "")
+	victim.sync()
+	attacker := connectRaw(t, path)
+	attacker.send(wire.AppendPub(nil, "nobody.home", "_INBOX.victim.1", nil, nil, 0))
+	attacker.send(wire.AppendPub(nil, "nobody.home", "$SYS.conn.closed", nil, nil, 0))
+	attacker.expectErr(wire.CodeReservedTopic, "reply topic")
+	attacker.sync()
+	if f, err := victim.tryNext(100 * time.Millisecond); err == nil {
+		t.Fatalf("another connection's request reached the victim: %v %q", f.Op, f.Topic)
+	}
+}

@@ -77,7 +77,9 @@ func (c *conn) drainLocked(err *wire.Error) {
 		return
 	}
 	body, _ := wire.AppendBody(nil, err)
+	n := len(c.out.Buf)
 	c.out.Buf = wire.AppendControl(c.out.Buf, wire.OpErr, 0, body)
+	c.pending += len(c.out.Buf) - n
 	c.state = stateDraining
 	c.sock.SetReadDeadline(time.Now()) // stop the reader: nothing it reads matters now
 	c.sock.SetWriteDeadline(time.Now().Add(drainTimeout))
@@ -105,15 +107,19 @@ func (c *conn) writeLoop() {
 		case <-c.kick:
 		case <-c.quit:
 		}
-		err := c.send.Flush()
-		c.mu.Lock()
-		finished := c.state != stateOpen && len(c.out.Buf) == 0
-		c.mu.Unlock()
+		finished, err := c.send.FlushThen(c.drained)
 		if err != nil || finished {
 			c.abort() // failed, drained, or closed under us
 			return
 		}
 	}
+}
+
+// drained reports whether a closing connection has nothing left to write.
+func (c *conn) drained() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen && len(c.out.Buf) == 0
 }
 
 // tryFlush writes the connection's pending output from the calling router

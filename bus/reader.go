@@ -14,6 +14,9 @@ func (c *conn) handshake() error {
 		if isTimeout(err) {
 			return wire.Errorf(wire.CodeHandshake, "no HELLO within %v", c.srv.cfg.HandshakeTimeout)
 		}
+		if we, ok := err.(*wire.Error); ok {
+			we.Seq = 1 // the first frame could not be read
+		}
 		return err
 	}
 	c.seq++

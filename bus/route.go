@@ -41,6 +41,9 @@ func (c *conn) publish(f *wire.Frame) error {
 		if err := topics.ValidTopic(string(f.Reply)); err != nil {
 			return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
 		}
+		if strings.HasPrefix(string(f.Reply), SysPrefix) {
+			return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
+		}
 	}
 	if len(f.Headers) > 0 {
 		if err := f.Headers.Check(); err != nil {
@@ -63,8 +66,10 @@ func (c *conn) publish(f *wire.Frame) error {
 
 var noRespondersHeaders = wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
 
-// noResponders tells whoever listens on reply that nobody got the request:
-// an empty MSG with the status header, from the broker itself.
+// noResponders tells the requester that nobody got its request: an empty
+// MSG with the status header, from the broker itself, to the requester's
+// own subscriptions that match the reply topic. Only its own: otherwise a
+// client could make the broker send messages in its name to anyone.
 func (c *conn) noResponders(reply []byte) {
 	res, ok := c.srv.index.Lookup(string(reply))
 	if !ok {
@@ -75,10 +80,9 @@ func (c *conn) noResponders(reply []byte) {
 		Topic:  reply, Headers: noRespondersHeaders,
 	}
 	for _, s := range res.Plain {
-		c.deliver(s, &c.srv.origin, &f, nil)
-	}
-	for i := range res.Groups {
-		c.deliverToOne(res.Groups[i].Members, &c.srv.origin, &f, nil)
+		if s.c == c {
+			c.deliver(s, &c.srv.origin, &f, nil)
+		}
 	}
 }
 

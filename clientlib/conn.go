@@ -47,6 +47,7 @@ type Conn struct {
 	validTopic atomic.Pointer[string] // the last topic Publish validated
 	inbox      inbox                  // replies to requests; see request.go
 
+	cb         *callbacks    // runs the error handler
 	kick       chan struct{} // capacity 1: output is pending
 	quit       chan struct{} // closed when the connection ends
 	readerDone chan struct{}
@@ -79,6 +80,7 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		pings:      map[uint32]chan struct{}{},
 		subs:       map[uint32]*Subscription{},
 		kick:       make(chan struct{}, 1),
+		cb:         newCallbacks(),
 		quit:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -94,6 +96,7 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	}
 	go c.readLoop()
 	go c.writeLoop()
+	go c.cb.run(func(s *Subscription, err error) { c.opts.onError(c, s, err) })
 	return c, nil
 }
 
@@ -127,6 +130,9 @@ func (c *Conn) handshake(ctx context.Context) error {
 		return err
 	}
 	c.lim.MaxFDs = wire.MaxFDsPerFrame // the broker may batch several frames' fds
+	if !stop() {
+		return ctx.Err() // ctx ended and has set, or is setting, a deadline
+	}
 	c.sock.SetDeadline(time.Time{})
 	return nil
 }
@@ -205,8 +211,9 @@ func (c *Conn) shutdown(err error, flush bool) {
 			s.end(err)
 		}
 		if err != ErrClosed {
-			c.opts.onError(c, nil, err) // nothing else may be listening: a handler subscription just stops
+			c.cb.push(nil, err) // nothing else may be listening: a handler subscription just stops
 		}
+		c.cb.close()
 	})
 }
 

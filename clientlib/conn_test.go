@@ -215,3 +215,25 @@ func TestEndOfConnectionReachesErrorHandler(t *testing.T) {
 		t.Fatal("the end of the connection was not reported")
 	}
 }
+
+// Closing the connection from the error handler must not deadlock: the
+// handler runs on a goroutine of its own.
+func TestCloseFromErrorHandler(t *testing.T) {
+	path, srv := startBus(t)
+	closed := make(chan error, 1)
+	var c *Conn
+	c = connect(t, path, WithErrorHandler(func(_ *Conn, _ *Subscription, err error) {
+		closed <- c.Close()
+	}))
+	flush(t, c)
+	c.Publish("$SYS.x", nil) // a non-fatal ERR reaches the handler
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close from the error handler deadlocked")
+	}
+	_ = srv
+}

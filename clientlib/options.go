@@ -53,7 +53,8 @@ func WithName(name string) Option {
 // returns: errors the broker reports about frames sent earlier, messages a
 // subscription dropped (ErrSlowConsumer), and the error that ended the
 // connection, unless Close did. sub is nil when the error concerns no
-// subscription. It runs on the connection's goroutines and must not block.
+// subscription. It runs on a goroutine of its own, one error at a time in
+// order, so it may call anything on the connection, Close included.
 func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 	return func(o *options) error {
 		if f == nil {

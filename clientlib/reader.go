@@ -43,7 +43,7 @@ func (c *Conn) handle(f *wire.Frame) error {
 		if isFatal(err) {
 			return err
 		}
-		c.opts.onError(c, c.subscriptionOf(err), err)
+		c.cb.push(c.subscriptionOf(err), err)
 	default:
 		return wire.Errorf(wire.CodeUnknownOp, "unexpected %v from the broker", f.Op)
 	}
@@ -125,7 +125,7 @@ func (c *Conn) flushReady() {
 	for i, s := range c.ready {
 		dropped, total := s.q.flush(c.opts.subMsgs, c.opts.subBytes)
 		if dropped > 0 && (total == uint64(dropped) || total/1024 != (total-uint64(dropped))/1024) {
-			c.opts.onError(c, s, fmt.Errorf("%w: %q dropped %d messages", ErrSlowConsumer, s.pattern, total))
+			c.cb.push(s, fmt.Errorf("%w: %q dropped %d messages", ErrSlowConsumer, s.pattern, total))
 		}
 		c.ready[i] = nil
 	}

@@ -58,6 +58,11 @@ func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
 		in.mu.Lock()
 		delete(in.waiting, token)
 		in.mu.Unlock()
+		select { // a reply that raced with giving up: close its files
+		case r := <-ch:
+			r.CloseFiles()
+		default:
+		}
 	}()
 
 	req := *m
@@ -94,12 +99,15 @@ func (c *Conn) openInbox() error {
 func (in *inbox) deliverReply(m *Msg) {
 	token := m.Topic[len(in.prefix):]
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	ch := in.waiting[token]
-	delete(in.waiting, token)
-	in.mu.Unlock()
 	if ch == nil {
 		m.CloseFiles()
 		return
 	}
-	ch <- m // capacity 1, and the token was removed: never blocks
+	delete(in.waiting, token)
+	// Sent under the lock (capacity 1, one send per token: it never
+	// blocks), so a request giving up, which drains ch after taking the
+	// lock, cannot miss it and leak its files.
+	ch <- m
 }

@@ -85,21 +85,23 @@ func (c *Conn) subscribeWith(pattern, group string, in *inbox) (*Subscription, e
 		}
 	}
 	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in}
-	c.subsMu.Lock()
-	c.nextSID++
-	s.sid = c.nextSID
-	c.subs[s.sid] = s
-	c.subsGen.Add(1)
-	c.subsMu.Unlock()
-
+	// Under c.mu the SUB is only queued, not sent, so no MSG for it can
+	// arrive before it is in subs; and seq is set before anyone can see s.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		c.forget(s)
 		return nil, c.err
 	}
+	c.subsMu.Lock()
+	c.nextSID++
+	s.sid = c.nextSID
+	c.subsMu.Unlock()
 	c.queueLocked(wire.AppendSub(nil, s.sid, pattern, group))
 	s.seq = c.seq
+	c.subsMu.Lock()
+	c.subs[s.sid] = s
+	c.subsGen.Add(1)
+	c.subsMu.Unlock()
 	return s, nil
 }
 

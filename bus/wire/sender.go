@@ -48,6 +48,18 @@ func (s *Sender) Flush() error {
 	return err
 }
 
+// FlushThen is Flush, and then calls check while still holding the token,
+// so that no TryFlush can start between the flush and what check decides
+// (the writer goroutine uses it to decide it is done).
+func (s *Sender) FlushThen(check func() bool) (bool, error) {
+	s.token.Lock()
+	defer s.token.Unlock()
+	if _, err := s.writeSome(true); err != nil {
+		return false, err
+	}
+	return check(), nil
+}
+
 // TryFlush writes what is pending without waiting, if the token is free. It
 // reports whether everything went out; if not, the caller must wake the
 // writer goroutine to finish.
