@@ -134,14 +134,7 @@ func (c *conn) tryFlush() {
 func (c *conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case len(c.out.Buf) == 0:
-		return false, true
-	case !descOK && c.out.HasFDs():
-		return false, false
-	}
-	c.out, *batch = *batch, c.out
-	return true, false
+	return c.out.TakeInto(batch, descOK)
 }
 
 // batchSent accounts for a written batch.

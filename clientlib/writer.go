@@ -59,14 +59,9 @@ func (c *Conn) writeLoop() {
 func (c *Conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case len(c.out.Buf) == 0:
-		return false, true
-	case !descOK && c.out.HasFDs():
-		return false, false
+	if took, empty = c.out.TakeInto(batch, descOK); took {
+		c.pending, c.fds = 0, 0
+		c.space.Broadcast()
 	}
-	c.out, *batch = *batch, c.out
-	c.pending, c.fds = 0, 0
-	c.space.Broadcast()
-	return true, false
+	return took, empty
 }

@@ -29,14 +29,7 @@ type relayConn struct {
 func (c *relayConn) take(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case len(c.out.Buf) == 0:
-		return false, true
-	case !descOK && c.out.HasFDs():
-		return false, false
-	}
-	c.out, *batch = *batch, c.out
-	return true, false
+	return c.out.TakeInto(batch, descOK)
 }
 
 type relay struct {

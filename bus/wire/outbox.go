@@ -27,6 +27,21 @@ func (o *Outbox) AddFDs(fds []int, rel Releaser) {
 	o.marks = append(o.marks, fdMark{len(o.Buf), fds, rel})
 }
 
+// TakeInto swaps o's frames into batch, which must be empty, for a Sender's
+// take function; the caller holds the lock that guards o. It takes nothing
+// if o is empty (empty is then true), or if o carries descriptors and
+// descOK is false.
+func (o *Outbox) TakeInto(batch *Outbox, descOK bool) (took, empty bool) {
+	switch {
+	case len(o.Buf) == 0:
+		return false, true
+	case !descOK && o.HasFDs():
+		return false, false
+	}
+	*o, *batch = *batch, *o
+	return true, false
+}
+
 // HasFDs reports whether any frame in the Outbox carries descriptors.
 func (o *Outbox) HasFDs() bool { return len(o.marks) > 0 }
 

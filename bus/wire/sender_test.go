@@ -21,14 +21,7 @@ type owner struct {
 func (o *owner) take(batch *Outbox, descOK bool) (bool, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	switch {
-	case len(o.out.Buf) == 0:
-		return false, true
-	case !descOK && o.out.HasFDs():
-		return false, false
-	}
-	o.out, *batch = *batch, o.out
-	return true, false
+	return o.out.TakeInto(batch, descOK)
 }
 
 func TestSenderTryFlushThenFlush(t *testing.T) {
