@@ -182,14 +182,17 @@ func stall(j *job) error {
 	return nil
 }
 
-func runPub(j *job) error {
-	var c client
-	var err error
+// sender connects a publisher or requester: to the broker, or for the
+// direct system straight to every subscriber or the responder.
+func sender(j *job) (client, error) {
 	if j.System == "direct" {
-		c, err = dialRaw(j.Addrs...)
-	} else {
-		c, err = dial(j)
+		return dialRaw(j.Addrs...)
 	}
+	return dial(j)
+}
+
+func runPub(j *job) error {
+	c, err := sender(j)
 	if err != nil {
 		return err
 	}
@@ -250,13 +253,7 @@ func runRep(j *job) error {
 
 // runReq makes j.Count round trips one at a time and reports each latency.
 func runReq(j *job) error {
-	var c client
-	var err error
-	if j.System == "direct" {
-		c, err = dialRaw(j.Addrs...)
-	} else {
-		c, err = dial(j)
-	}
+	c, err := sender(j)
 	if err != nil {
 		return err
 	}
