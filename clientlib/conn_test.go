@@ -237,3 +237,21 @@ func TestCloseFromErrorHandler(t *testing.T) {
 	}
 	_ = srv
 }
+
+// Publishing to the topic published to last allocates nothing: the frame is
+// appended to the connection's reused buffer.
+func TestPublishDoesNotAllocate(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	data := []byte("0123456789abcdef")
+	c.Publish("alloc.topic", data)
+	flush(t, c)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := c.Publish("alloc.topic", data); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0.1 {
+		t.Fatalf("Publish allocates %v times per call", allocs)
+	}
+}

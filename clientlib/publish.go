@@ -88,7 +88,8 @@ func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, data []byte, fil
 		if err := topics.ValidTopic(topic); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidTopic, err)
 		}
-		c.validTopic.Store(&topic) // a publisher usually repeats its topic
+		valid := topic             // a copy: taking topic's own address would move it to the heap on every call
+		c.validTopic.Store(&valid) // a publisher usually repeats its topic
 	}
 	if reply != "" {
 		if err := topics.ValidTopic(reply); err != nil {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,8 +57,11 @@ func main() {
 	err := run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "bus:", err)
+		if msg := err.Error(); !errors.Is(err, flag.ErrHelp) {
+			if !strings.HasPrefix(msg, "bus: ") {
+				msg = "bus: " + msg
+			}
+			fmt.Fprintln(os.Stderr, msg)
 		}
 		os.Exit(1)
 	}
@@ -89,10 +93,14 @@ func run(ctx context.Context, args []string, e *env) error {
 func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return clientlib.Connect(cctx,
+	c, err := clientlib.Connect(cctx,
 		clientlib.WithSocket(clientlib.ResolveSocket(e.socket, e.dir, e.name)),
 		clientlib.WithName("bus-cli"),
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
 			fmt.Fprintln(e.stderr, "bus:", err)
 		}))
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		err = fmt.Errorf("%w (is busd running? start it with 'busd' or 'make run', or point -dir, -name or -socket at a running bus)", err)
+	}
+	return c, err
 }
