@@ -13,6 +13,39 @@
 // the same open files (a memfd, a pipe, a connected socket) as *os.File in
 // Msg.Files, and owns them.
 //
+// # Request and reply
+//
+// Request publishes a message with a reply topic and waits for the first
+// answer; a service answers with Msg.Respond:
+//
+//	c.Subscribe("math.double", func(m *clientlib.Msg) { m.Respond(double(m.Data)) })
+//	reply, err := c.Request(ctx, "math.double", []byte("21"))
+//
+// Replies come back on one inbox subscription per connection,
+// "_INBOX.<nuid>.>", made on the first request; each request waits on its
+// own last token, so any number of goroutines may have requests in flight
+// on one Conn. If nothing subscribes to the request's topic the broker says
+// so at once and Request returns ErrNoResponders, naming the topic. ctx
+// bounds the wait; a reply that arrives after it ended is dropped (its files
+// closed). Requests and replies carry files like any message.
+//
+// # Queue groups
+//
+// QueueSubscribe joins a queue group: each message goes to one member of
+// every matching group, picked uniformly at random by the broker, and to
+// every plain subscriber too. Members may join and leave while messages
+// flow; a message is never given to two members of a group, and none is
+// lost while a member remains.
+//
+// # Typed payloads and headers
+//
+// PublishValue, RequestValue and Msg.RespondValue encode a Go value as
+// msgpack, and Msg.Decode decodes one; such messages carry the header
+// Content-Type: application/msgpack (EncodeValue lists how Go types map).
+// Any message may carry headers, string keys to string values, in
+// Msg.Header. Keys starting with "Bus-" belong to the bus itself: the
+// broker sets Bus-Status: 503 on its no-responders answer.
+//
 // A Conn is safe for use by many goroutines. It runs two goroutines of its
 // own: a reader, which parses incoming frames and queues each message on its
 // subscription, and a writer, which owns the socket's write side and sends

@@ -72,10 +72,17 @@ func TestFilesTravelToEverySubscriber(t *testing.T) {
 	for _, c := range append(conns, pub) {
 		c.Close()
 	}
+	waitFDs(t, base)
+}
+
+// waitFDs waits until the process has want descriptors open: the broker
+// runs in this process too, and closes its copies just after sending them.
+func waitFDs(t *testing.T, want int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for countFDs(t) != base { // the broker runs in this process too
+	for countFDs(t) != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors open; want %d", countFDs(t), base)
+			t.Fatalf("%d descriptors open; want %d", countFDs(t), want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -110,4 +117,59 @@ func TestSlowSubscriptionDropsAndReports(t *testing.T) {
 	for range 10 {
 		next(t, s)
 	}
+}
+
+func TestRequestAndReplyCarryFiles(t *testing.T) {
+	path, _ := startBus(t)
+	svc := connect(t, path)
+	handled := make(chan struct{}, 1)
+	// The service answers a request for a pipe with the read end of a new
+	// one, after writing the request's payload into it.
+	if _, err := svc.Subscribe("pipes.new", func(m *Msg) {
+		defer func() { m.CloseFiles(); handled <- struct{}{} }()
+		if len(m.Files) != 1 {
+			m.Respond([]byte("want one file"))
+			return
+		}
+		io.WriteString(m.Files[0], "request file seen; ")
+		r, w, err := os.Pipe()
+		if err != nil {
+			m.Respond([]byte(err.Error()))
+			return
+		}
+		w.Write(m.Data)
+		w.Close()
+		m.Respond([]byte("here"), r)
+		r.Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, svc)
+	c := connect(t, path)
+	base := countFDs(t)
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := c.Request(testCtx(t), "pipes.new", []byte("payload through the reply's pipe"), reqW)
+	reqW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(reply.Data) != "here" || len(reply.Files) != 1 {
+		t.Fatalf("reply %q with %d files", reply.Data, len(reply.Files))
+	}
+	got, _ := io.ReadAll(reply.Files[0])
+	if string(got) != "payload through the reply's pipe" {
+		t.Errorf("reply's pipe gave %q", got)
+	}
+	seen := make([]byte, 64)
+	n, _ := reqR.Read(seen)
+	if string(seen[:n]) != "request file seen; " {
+		t.Errorf("request's pipe gave %q", seen[:n])
+	}
+	reply.CloseFiles()
+	reqR.Close()
+	<-handled // the service has closed its copy of the request's file
+	waitFDs(t, base)
 }

@@ -40,13 +40,31 @@ func (m *Msg) Subscription() *Subscription { return m.sub }
 // waiting for it, so it is written at once when the socket takes it, not
 // left for the connection's writer goroutine.
 func (m *Msg) Respond(data []byte, files ...*os.File) error {
+	if err := m.canRespond(); err != nil {
+		return err
+	}
+	return m.sub.conn.publishMsg(&Msg{Topic: m.Reply, Data: data, Files: files}, true)
+}
+
+// RespondMsg answers the message with r: its header, data and files, sent
+// to the message's reply topic (r.Topic and r.Reply are ignored).
+func (m *Msg) RespondMsg(r *Msg) error {
+	if err := m.canRespond(); err != nil {
+		return err
+	}
+	reply := *r
+	reply.Topic, reply.Reply = m.Reply, ""
+	return m.sub.conn.publishMsg(&reply, true)
+}
+
+func (m *Msg) canRespond() error {
 	if m.Reply == "" {
 		return ErrNoReply
 	}
 	if m.sub == nil {
 		return errors.New("bus: Respond on a message that was not received")
 	}
-	return m.sub.conn.publishMsg(&Msg{Topic: m.Reply, Data: data, Files: files}, true)
+	return nil
 }
 
 // CloseFiles closes every file the message carries and returns the first

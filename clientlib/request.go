@@ -21,7 +21,7 @@ var ErrNoResponders = errors.New("bus: no responders")
 const InboxPrefix = "_INBOX."
 
 // inbox routes replies to waiting requests. A connection has one inbox
-// subscription, "_INBOX.<nuid>.*", for all its requests, made on the first
+// subscription, "_INBOX.<nuid>.>", for all its requests, made on the first
 // Request: each request gets its own last token, and the reader hands a
 // reply straight to the request waiting on that token, with no goroutine
 // between them.
@@ -44,6 +44,16 @@ func (c *Conn) Request(ctx context.Context, topic string, data []byte, files ...
 
 // RequestMsg is Request with a whole message (its Reply is replaced).
 func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
+	return c.request(ctx, m.Topic, func(replyTo string) error {
+		req := *m
+		req.Reply = replyTo
+		return c.publishMsg(&req, true)
+	})
+}
+
+// request sends a request to topic with send, which publishes it with the
+// reply topic it is given, and waits for the reply.
+func (c *Conn) request(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
 	if err := c.openInbox(); err != nil {
 		return nil, err
 	}
@@ -65,19 +75,17 @@ func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
 		}
 	}()
 
-	req := *m
-	req.Reply = in.prefix + token
-	if err := c.publishMsg(&req, true); err != nil {
+	if err := send(in.prefix + token); err != nil {
 		return nil, err
 	}
 	select {
 	case r := <-ch:
 		if r.Origin.Conn == 0 && r.Header[wire.StatusHeader] == wire.StatusNoResponders {
-			return nil, fmt.Errorf("%w for %q", ErrNoResponders, m.Topic)
+			return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
 		}
 		return r, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bus: request to %q: %w", m.Topic, ctx.Err())
+		return nil, fmt.Errorf("bus: request to %q: %w", topic, ctx.Err())
 	case <-c.quit:
 		return nil, c.closedErr()
 	}
@@ -89,7 +97,7 @@ func (c *Conn) openInbox() error {
 	in.once.Do(func() {
 		in.prefix = InboxPrefix + nuid.Next() + "."
 		in.waiting = map[string]chan *Msg{}
-		_, in.err = c.subscribeWith(in.prefix+"*", "", in)
+		_, in.err = c.subscribeWith(in.prefix+">", "", in)
 	})
 	return in.err
 }
