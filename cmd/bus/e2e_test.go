@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,61 +23,107 @@ func TestMain(m *testing.M) {
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd", "github.com/busd/busd/cmd/bus")
 }
 
-// busd is a running broker process.
-type busd struct{ *bustest.Busd }
+// busd is a running broker process, with the context that bounds every
+// process the test starts.
+type busd struct {
+	*bustest.Busd
+	ctx context.Context
+}
 
-func startBusd(t *testing.T) *busd { return &busd{bustest.Start(t, binDir)} }
+func startBusd(t *testing.T) *busd {
+	b := &busd{Busd: bustest.Start(t, binDir)}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	b.ctx = ctx
+	return b
+}
 
 // bus returns a bus command for this broker.
 func (b *busd) bus(args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(binDir, "bus"), args...)
+	cmd := exec.CommandContext(b.ctx, filepath.Join(binDir, "bus"), args...)
 	cmd.Env = b.Env()
 	return cmd
 }
 
-// subscriber is a running `bus sub`.
-type subscriber struct {
+// run runs `bus ARGS` to its end with stdin and returns its stdout, its
+// stderr and how it exited.
+func (b *busd) run(stdin string, args ...string) (stdout, stderr string, err error) {
+	cmd := b.bus(args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// proc is a running `bus sub` or `bus reply`.
+type proc struct {
 	cmd *exec.Cmd
-	out *bytes.Buffer
+	out *syncBuffer
+}
+
+// start starts `bus ARGS` and waits until it says on stderr that it is
+// ready. The process is killed, if still running, when the test ends.
+func (b *busd) start(t *testing.T, ready string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: b.bus(args...), out: new(syncBuffer)}
+	p.cmd.Stdout = p.out
+	stderr, _ := p.cmd.StderrPipe()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	bustest.WaitLine(t, stderr, ready)
+	return p
 }
 
 // startSub starts `bus sub ARGS` and waits until its subscriptions are live.
-func (b *busd) startSub(t *testing.T, args ...string) *subscriber {
+func (b *busd) startSub(t *testing.T, args ...string) *proc {
 	t.Helper()
-	s := &subscriber{cmd: b.bus(append([]string{"sub"}, args...)...), out: new(bytes.Buffer)}
-	s.cmd.Stdout = s.out
-	stderr, _ := s.cmd.StderrPipe()
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
-	bustest.WaitLine(t, stderr, "bus: subscribed")
-	return s
+	return b.start(t, "bus: subscribed", append([]string{"sub"}, args...)...)
 }
 
-// wait waits for a `bus sub -count N` to exit and returns its output.
-func (s *subscriber) wait(t *testing.T) string {
+// wait waits for the process to exit, which it must do cleanly, and
+// returns its output. The test's context kills it if it does not exit.
+func (p *proc) wait(t *testing.T) string {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("bus sub: %v\n%s", err, s.out)
-		}
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		t.Fatalf("bus sub did not finish; output so far:\n%s", s.out)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("%q: %v; output:\n%s", p.cmd.Args, err, p.out)
 	}
-	return s.out.String()
+	return p.out.String()
+}
+
+// stop interrupts the process, as ctrl-C does, and waits for its clean exit.
+func (p *proc) stop(t *testing.T) string {
+	t.Helper()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait(t)
+}
+
+// syncBuffer is a bytes.Buffer a test may read while a process writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 func (b *busd) pub(t *testing.T, stdin string, args ...string) {
 	t.Helper()
-	cmd := b.bus(append([]string{"pub"}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("bus pub %q: %v\n%s", args, err, out)
+	if _, errOut, err := b.run(stdin, append([]string{"pub"}, args...)...); err != nil {
+		t.Fatalf("bus pub %q: %v\n%s", args, err, errOut)
 	}
 }
 
@@ -145,6 +193,17 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"pub", "-attach", "/nonexistent", "a", "x"}, "no such file"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"pub"}, "usage: bus pub"},
+		{[]string{"pub", "-H", "novalue", "a", "x"}, `header "novalue": want key=value`},
+		{[]string{"pub", "-H", "=v", "a", "x"}, "non-empty key"},
+		{[]string{"pub", "-json", "a", `{"a":`}, "invalid JSON: unexpected EOF"},
+		{[]string{"pub", "-json", "a", `{} x`}, "invalid JSON"},
+		{[]string{"sub", "-json", "-raw", "a"}, "does not go with -raw"},
+		{[]string{"sub", "-queue", "a.b", "a"}, "group"},
+		{[]string{"req"}, "usage: bus req"},
+		{[]string{"req", "-json", "a", "nope"}, "invalid JSON"},
+		{[]string{"reply", "a"}, "DATA or -exec, not both"},
+		{[]string{"reply", "-exec", "cat", "a", "x"}, "DATA or -exec, not both"},
+		{[]string{"reply", "-json", "a", "{"}, "invalid JSON"},
 	} {
 		out, err := b.bus(tc.args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {
@@ -167,7 +226,7 @@ func TestCLIFileToThreeSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := b.FDs(t)
-	var subs []*subscriber
+	var subs []*proc
 	for range 3 {
 		subs = append(subs, b.startSub(t, "-cat-fds", "-count", "1", "share.>"))
 	}

@@ -1,7 +1,20 @@
 // Command bus talks to a busd message bus from the shell.
 //
-//	bus pub [-count N] [-attach FILE]... TOPIC [DATA]
-//	bus sub [-count N] [-raw] [-cat-fds] PATTERN...
+//	bus pub [-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]
+//	bus sub [-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN...
+//	bus req [-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]
+//	bus reply [-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]
+//
+// pub sends DATA, or each line of stdin; sub prints what arrives; req sends
+// one request, DATA or all of stdin, and prints the reply; reply answers
+// requests with DATA, or with the output of CMD run by sh -c with the
+// request's payload on its stdin. If CMD fails, reply says so on stderr and
+// still answers with whatever CMD wrote to stdout, so the requester is not
+// left waiting.
+//
+// With -json, pub, req and reply take JSON and send it as msgpack, and sub,
+// req and reply show msgpack payloads as one line of JSON each (other
+// payloads as a JSON string, base64 if they are not UTF-8).
 //
 // Every subcommand takes -dir, -name and -socket, and finds the bus the way
 // busd does: -socket or $BUSD_SOCKET, else DIR/NAME.sock with DIR from
@@ -23,13 +36,34 @@ import (
 	"github.com/busd/busd/clientlib"
 )
 
+// The synopsis of each command, shared by the usage text and the errors
+// that show it. Keep the package comment in step.
+const (
+	pubArgs   = "[-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]"
+	subArgs   = "[-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN..."
+	reqArgs   = "[-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]"
+	replyArgs = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
+)
+
 const usage = `usage: bus COMMAND [flags] ARGS
 
 commands:
-  pub [-count N] [-attach FILE]... TOPIC [DATA]
+  pub ` + pubArgs + `
         publish DATA to TOPIC, or each line of stdin without DATA
-  sub [-count N] [-raw] [-cat-fds] PATTERN...
+  sub ` + subArgs + `
         print the messages published to topics matching the patterns
+  req ` + reqArgs + `
+        send DATA, or all of stdin, as a request to TOPIC and print the
+        reply's payload; fail at once if nobody serves TOPIC, or after D
+        (default 5s) without a reply; -v prints the reply's headers to stderr
+  reply ` + replyArgs + `
+        answer each request to PATTERN with DATA, or with the stdout of CMD
+        (run by sh -c, the request's payload on its stdin; if CMD fails the
+        error goes to stderr and its stdout is still sent)
+
+-H adds a header to every message sent. -json: DATA (or each input) is JSON,
+sent as msgpack; payloads received are printed as one line of JSON each.
+-queue GROUP: each message goes to one member of the group.
 
 Run 'bus COMMAND -h' for a command's flags.
 `
@@ -41,8 +75,10 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"pub": {pubFlags},
-	"sub": {subFlags},
+	"pub":   {pubFlags},
+	"sub":   {subFlags},
+	"req":   {reqFlags},
+	"reply": {replyFlags},
 }
 
 // env is what every subcommand shares: the resolved bus and the streams.
@@ -89,12 +125,23 @@ func run(ctx context.Context, args []string, e *env) error {
 	return runCmd(ctx, e, fs.Args())
 }
 
+// socketPath is the socket the flags and environment name.
+func (e *env) socketPath() string { return clientlib.ResolveSocket(e.socket, e.dir, e.name) }
+
+// flush waits, for up to 5 seconds, until the broker has handled all c sent:
+// after it, subscriptions are live and publications delivered.
+func (e *env) flush(ctx context.Context, c *clientlib.Conn) error {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.Flush(fctx)
+}
+
 // connect connects to the bus the flags name, waiting at most 5 seconds.
 func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c, err := clientlib.Connect(cctx,
-		clientlib.WithSocket(clientlib.ResolveSocket(e.socket, e.dir, e.name)),
+		clientlib.WithSocket(e.socketPath()),
 		clientlib.WithName("bus-cli"),
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
 			fmt.Fprintln(e.stderr, "bus:", err)

@@ -20,12 +20,17 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	count := fs.Int("count", 1, "send each message N times")
 	var attach repeated
 	fs.Var(&attach, "attach", "open FILE and send its descriptor with every message (repeatable)")
+	var out outgoing
+	out.register(fs, "DATA, or each line of stdin, is JSON")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
-			return errors.New("usage: bus pub [-count N] [-attach FILE]... TOPIC [DATA]")
+			return errors.New("usage: bus pub " + pubArgs)
 		}
 		if *count < 1 {
 			return fmt.Errorf("-count %d: must be at least 1", *count)
+		}
+		if err := out.prepare(); err != nil {
+			return err
 		}
 		files, err := openAll(attach)
 		if err != nil {
@@ -38,8 +43,13 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		}
 		defer c.Close()
 		send := func(data []byte) error {
+			m, err := out.message(args[0], data)
+			if err != nil {
+				return err
+			}
+			m.Files = files
 			for range *count {
-				if err := c.Publish(args[0], data, files...); err != nil {
+				if err := c.PublishMsg(m); err != nil {
 					return err
 				}
 			}
@@ -59,13 +69,14 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	}
 }
 
-// eachLine calls send with every line of stdin, without its newline.
+// eachLine calls send with every line of stdin, without its newline. An
+// error names the line, for -json input.
 func eachLine(e *env, send func([]byte) error) error {
 	sc := bufio.NewScanner(e.stdin)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
+	for n := 1; sc.Scan(); n++ {
 		if err := send(sc.Bytes()); err != nil {
-			return err
+			return fmt.Errorf("stdin line %d: %w", n, err)
 		}
 	}
 	return sc.Err()

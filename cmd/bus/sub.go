@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -22,29 +21,45 @@ import (
 func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	count := fs.Int("count", 0, "exit after N messages (0: run until interrupted)")
 	raw := fs.Bool("raw", false, "print only each payload and a newline")
+	asJSON := fs.Bool("json", false, "print only each payload, as one line of JSON (msgpack decoded, other payloads as a string)")
 	catFDs := fs.Bool("cat-fds", false, "after each payload, copy the content of every received file to stdout")
+	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
 	return func(ctx context.Context, e *env, patterns []string) error {
 		if len(patterns) == 0 {
-			return errors.New("usage: bus sub [-count N] [-raw] [-cat-fds] PATTERN...")
+			return errors.New("usage: bus sub " + subArgs)
+		}
+		if *asJSON && (*raw || *catFDs) {
+			return errors.New("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
 		}
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
+		// Ends the handlers below, which may be waiting on msgs, when we return.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		msgs := make(chan *clientlib.Msg, 1024)
+		forward := func(m *clientlib.Msg) {
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				m.CloseFiles()
+			}
+		}
 		for _, p := range patterns {
-			if _, err := c.SubscribeChan(p, msgs); err != nil {
+			if _, err := c.QueueSubscribe(p, *group, forward); err != nil {
 				return err
 			}
 		}
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = c.Flush(fctx) // the subscriptions are in place from here on
-		cancel()
-		if err != nil {
+		if err := e.flush(ctx, c); err != nil { // the subscriptions are in place from here on
 			return err
 		}
-		fmt.Fprintf(e.stderr, "bus: subscribed to %q on %s\n", patterns, clientlib.ResolveSocket(e.socket, e.dir, e.name))
+		fmt.Fprintf(e.stderr, "bus: subscribed to %q%s on %s\n", patterns, groupNote(*group), e.socketPath())
+		var jp *jsonPrinter
+		if *asJSON {
+			jp = newJSONPrinter(e.stderr)
+		}
 		out := bufio.NewWriter(e.stdout)
 		defer out.Flush()
 		for n := 0; *count == 0 || n < *count; n++ {
@@ -54,7 +69,12 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			case <-ctx.Done():
 				return nil // interrupted: a normal way to stop
 			}
-			err := printMsg(out, m, *raw, *catFDs)
+			var err error
+			if jp != nil {
+				_, err = out.Write(jp.line(m))
+			} else {
+				err = printMsg(out, m, *raw, *catFDs)
+			}
 			m.CloseFiles()
 			if err != nil {
 				return err
@@ -67,24 +87,21 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	}
 }
 
+// groupNote says which queue group a subscription joined, if any.
+func groupNote(group string) string {
+	if group == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in queue group %q", group)
+}
+
 // printMsg writes one message: a readable line, or with raw the payload.
 func printMsg(w *bufio.Writer, m *clientlib.Msg, raw, catFDs bool) error {
 	if raw {
 		w.Write(m.Data)
 		w.WriteByte('\n')
 	} else {
-		fmt.Fprintf(w, "%s %dB pid=%d uid=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, len(m.Files))
-		if m.Reply != "" {
-			fmt.Fprintf(w, " reply=%s", m.Reply)
-		}
-		if len(m.Header) > 0 {
-			var kv []string
-			for _, k := range slices.Sorted(maps.Keys(m.Header)) {
-				kv = append(kv, k+"="+printable([]byte(m.Header[k])))
-			}
-			fmt.Fprintf(w, " [%s]", strings.Join(kv, " "))
-		}
-		fmt.Fprintf(w, " %s\n", printable(m.Data))
+		fmt.Fprintf(w, "%s %s\n", describe(m), printable(m.Data))
 	}
 	if catFDs {
 		for i, f := range m.Files {
@@ -107,6 +124,23 @@ func catFile(w io.Writer, f *os.File) error {
 	}
 	_, err := io.Copy(w, f)
 	return err
+}
+
+// describe sums up a message but for its payload: topic, size, origin,
+// files, reply topic and headers.
+func describe(m *clientlib.Msg) string {
+	s := fmt.Sprintf("%s %dB pid=%d uid=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, len(m.Files))
+	if m.Reply != "" {
+		s += " reply=" + m.Reply
+	}
+	if len(m.Header) > 0 {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(m.Header)) {
+			kv = append(kv, k+"="+printable([]byte(m.Header[k])))
+		}
+		s += " [" + strings.Join(kv, " ") + "]"
+	}
+	return s
 }
 
 // printable shows a payload as text when it is, and quoted otherwise.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/busd/busd/clientlib"
+)
+
+// parseJSON decodes one JSON value for sending as msgpack. Numbers keep
+// their kind: an integer becomes an int64 (a uint64 above MaxInt64), so
+// that 1 comes back as 1 and not 1.0, and anything else a float64.
+func parseJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		if err == io.EOF {
+			return nil, errors.New("invalid JSON: no value")
+		}
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("invalid JSON: more after the value at offset %d", dec.InputOffset())
+	}
+	return exactNumbers(v)
+}
+
+// exactNumbers replaces every json.Number in v, in place where v nests.
+func exactNumbers(v any) (any, error) {
+	var err error
+	switch v := v.(type) {
+	case json.Number:
+		return number(string(v))
+	case map[string]any:
+		for k, e := range v {
+			if v[k], err = exactNumbers(e); err != nil {
+				return nil, err
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if v[i], err = exactNumbers(e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return v, nil
+}
+
+func number(s string) (any, error) {
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, nil
+	}
+	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
+		return u, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) {
+		// JSON cannot show an infinity, so it could not come back.
+		return nil, fmt.Errorf("invalid JSON: number %s is out of range", s)
+	}
+	return f, nil
+}
+
+// jsonPrinter shows payloads as JSON, one line each: msgpack payloads
+// decoded, others as a string. Compact, with sorted keys, and without
+// HTML escapes, which only matter to browsers and make shell output harder
+// to read and grep.
+type jsonPrinter struct {
+	buf  bytes.Buffer
+	enc  *json.Encoder
+	warn io.Writer
+}
+
+func newJSONPrinter(warn io.Writer) *jsonPrinter {
+	p := &jsonPrinter{warn: warn}
+	p.enc = json.NewEncoder(&p.buf)
+	p.enc.SetEscapeHTML(false)
+	return p
+}
+
+// line returns m's payload as a line of JSON, valid until the next call. A
+// msgpack payload that cannot be decoded, or decodes to something JSON
+// cannot hold (a NaN), is warned about and shown as other payloads are.
+func (p *jsonPrinter) line(m *clientlib.Msg) []byte {
+	if m.IsValue() {
+		var v any
+		err := clientlib.DecodeValue(m.Data, &v)
+		if err == nil {
+			if err = p.encode(bytesAsText(v)); err == nil {
+				return p.buf.Bytes()
+			}
+		}
+		fmt.Fprintf(p.warn, "bus: %s: showing the payload as bytes: %v\n", m.Topic, err)
+	}
+	p.encode(bytesAsText(m.Data)) // a string or []byte always encodes
+	return p.buf.Bytes()
+}
+
+func (p *jsonPrinter) encode(v any) error {
+	p.buf.Reset()
+	return p.enc.Encode(v)
+}
+
+// bytesAsText turns byte strings in v that are UTF-8 into strings, which
+// JSON shows as text rather than base64. msgpack bin is how many clients
+// send text, so this is what a reader wants to see.
+func bytesAsText(v any) any {
+	switch v := v.(type) {
+	case []byte:
+		if utf8.Valid(v) {
+			return string(v)
+		}
+	case map[string]any:
+		for k, e := range v {
+			v[k] = bytesAsText(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = bytesAsText(e)
+		}
+	}
+	return v
+}
