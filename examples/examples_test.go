@@ -4,8 +4,13 @@ package examples_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +22,8 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd",
-		"github.com/busd/busd/examples/pubsub", "github.com/busd/busd/examples/passfd")
+		"github.com/busd/busd/examples/pubsub", "github.com/busd/busd/examples/passfd",
+		"github.com/busd/busd/examples/request-reply", "github.com/busd/busd/examples/workers")
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {
@@ -33,6 +39,59 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
+// start runs an example that keeps running, waits until it writes a line
+// containing ready to stderr, and returns it with its stdout. A process
+// still running when the test ends is killed.
+func start(t *testing.T, env []string, ready, name string, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = env
+	out := new(strings.Builder)
+	cmd.Stdout = out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	bustest.WaitLine(t, stderr, ready)
+	return cmd, out
+}
+
+// waitExit waits up to ten seconds for cmd to exit and fails the test unless
+// it exits with status 0.
+func waitExit(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s %q: %v", filepath.Base(cmd.Path), cmd.Args[1:], err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s %q did not exit", filepath.Base(cmd.Path), cmd.Args[1:])
+	}
+}
+
+// interrupt stops cmd with SIGINT and expects a clean exit.
+func interrupt(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd)
+}
+
 func TestPubSubExample(t *testing.T) {
 	env := bustest.Start(t, binDir).Env()
 	out := run(t, env, "pubsub")
@@ -45,28 +104,99 @@ func TestPubSubExample(t *testing.T) {
 
 func TestPassFDExample(t *testing.T) {
 	env := bustest.Start(t, binDir).Env()
-	recv := exec.Command(filepath.Join(binDir, "passfd"), "-recv")
-	recv.Env = env
-	var out strings.Builder
-	recv.Stdout = &out
-	stderr, _ := recv.StderrPipe()
-	if err := recv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	bustest.WaitLine(t, stderr, "waiting for a file")
+	recv, out := start(t, env, "waiting for a file", "passfd", "-recv")
 	run(t, env, "passfd", "-send", "text that lives in a memfd")
-	done := make(chan error, 1)
-	go func() { done <- recv.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("receiver: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		recv.Process.Kill()
-		t.Fatal("receiver did not finish")
-	}
+	waitExit(t, recv)
 	if !strings.Contains(out.String(), "received a file from pid") || !strings.Contains(out.String(), "text that lives in a memfd") {
 		t.Fatalf("receiver printed %q", out.String())
 	}
+}
+
+func TestRequestReplyExample(t *testing.T) {
+	env := bustest.Start(t, binDir).Env()
+	service, _ := start(t, env, "serving math.sum", "request-reply", "-serve")
+	got := run(t, env, "request-reply")
+	want := `math.sum "1 2 3" -> 6
+math.sum "40 2" -> 42
+math.sum "7 seven" -> error: "seven" is not a number
+math.product: no responders
+`
+	if got != want {
+		t.Errorf("client printed\n%s\nwant\n%s", got, want)
+	}
+	interrupt(t, service)
+}
+
+func TestWorkersExample(t *testing.T) {
+	env := bustest.Start(t, binDir).Env()
+	names := []string{"alice", "bob"}
+	workers := map[string]*exec.Cmd{}
+	logs := map[string]*strings.Builder{}
+	for _, name := range names {
+		workers[name], logs[name] = start(t, env, "worker "+name+" ready", "workers", "-work", name)
+	}
+	const jobs = 40
+	out := run(t, env, "workers", "-jobs", strconv.Itoa(jobs))
+
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	doneBy := parseJobs(t, lines[:len(lines)-1], jobs, names)
+	count := map[string]int{}
+	for _, name := range doneBy {
+		count[name]++
+	}
+	// Each job picks a worker at random: one of them got none with
+	// probability 2^-39.
+	if count["alice"] == 0 || count["bob"] == 0 {
+		t.Errorf("jobs per worker %v; want some for each", count)
+	}
+	summary := fmt.Sprintf("%d jobs: alice %d, bob %d", jobs, count["alice"], count["bob"])
+	if last := lines[len(lines)-1]; last != summary {
+		t.Errorf("summary %q; want %q", last, summary)
+	}
+
+	// Each worker saw exactly the jobs it answered: none went to both.
+	for _, name := range names {
+		interrupt(t, workers[name])
+		var want strings.Builder
+		for job, by := range doneBy {
+			if by == name {
+				fmt.Fprintf(&want, "%s: jobs.%d\n", name, job)
+			}
+		}
+		if got := logs[name].String(); got != want.String() {
+			t.Errorf("worker %s printed\n%s\nwant\n%s", name, got, want.String())
+		}
+	}
+}
+
+// parseJobs parses the "job N done by NAME" lines of the workers example and
+// returns who did each of the jobs 0 to jobs-1, checking that each was done
+// exactly once, by one of the named workers.
+func parseJobs(t *testing.T, lines []string, jobs int, names []string) []string {
+	t.Helper()
+	by := make([]string, jobs)
+	jobLine := regexp.MustCompile(`^job (\d+) done by (.*)$`)
+	for _, line := range lines {
+		m := jobLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("unexpected line %q", line)
+		}
+		job, err := strconv.Atoi(m[1])
+		switch {
+		case err != nil || job >= jobs:
+			t.Errorf("job %s was never sent", m[1])
+		case by[job] != "":
+			t.Errorf("job %d done twice, by %s and %s", job, by[job], m[2])
+		case !slices.Contains(names, m[2]):
+			t.Errorf("job %d done by %q, who is not a worker", job, m[2])
+		default:
+			by[job] = m[2]
+		}
+	}
+	for job, name := range by {
+		if name == "" {
+			t.Errorf("job %d not reported done", job)
+		}
+	}
+	return by
 }
