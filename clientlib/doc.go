@@ -34,8 +34,10 @@
 // QueueSubscribe joins a queue group: each message goes to one member of
 // every matching group, picked uniformly at random by the broker, and to
 // every plain subscriber too. Members may join and leave while messages
-// flow; a message is never given to two members of a group, and none is
-// lost while a member remains.
+// flow: a message is never given to two members of a group, and a member
+// that leaves with Subscription.Drain first handles the messages already on
+// their way to it, so none is lost while a member remains. (Unsubscribe, or
+// a connection that breaks, drops those in flight.)
 //
 // # Typed payloads and headers
 //

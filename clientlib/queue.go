@@ -119,6 +119,13 @@ func (q *msgQueue) next(ctx context.Context) (*Msg, error) {
 	}
 }
 
+// ended reports whether the queue has ended.
+func (q *msgQueue) ended() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err != nil
+}
+
 // end marks the queue ended with err; what is queued stays for next.
 func (q *msgQueue) end(err error) {
 	q.mu.Lock()

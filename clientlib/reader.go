@@ -27,6 +27,9 @@ func (c *Conn) handle(f *wire.Frame) error {
 	case wire.OpMsg:
 		return c.deliver(f)
 	case wire.OpPong:
+		// Every MSG read before the PONG reaches its queue before anyone
+		// waiting on the PING hears of it: Drain relies on that.
+		c.flushReady()
 		c.mu.Lock()
 		done := c.pings[f.ID]
 		delete(c.pings, f.ID)

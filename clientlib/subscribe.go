@@ -19,7 +19,8 @@ type Subscription struct {
 	group   string
 	seq     uint64 // the frame number of its SUB, to match an ERR to it
 
-	q     msgQueue
+	q        msgQueue
+	pumpDone chan struct{} // closed when the handler has had every message; nil without a handler
 	inbox *inbox // set on a connection's inbox subscription: replies skip the queue
 
 	lastTopic string // reader-owned: reused when consecutive messages share a topic
@@ -40,7 +41,7 @@ func (c *Conn) QueueSubscribe(pattern, group string, handler func(*Msg)) (*Subsc
 	if err != nil {
 		return nil, err
 	}
-	go s.pump(handler)
+	s.startPump(handler)
 	return s, nil
 }
 
@@ -51,7 +52,7 @@ func (c *Conn) SubscribeChan(pattern string, ch chan<- *Msg) (*Subscription, err
 	if err != nil {
 		return nil, err
 	}
-	go s.pump(func(m *Msg) {
+	s.startPump(func(m *Msg) {
 		select {
 		case ch <- m:
 		case <-s.q.done:
@@ -123,9 +124,14 @@ func (s *Subscription) Dropped() uint64 {
 	return s.q.dropped
 }
 
-// Unsubscribe stops the subscription. Messages still queued are discarded
-// (their files closed); Next then returns ErrClosed.
+// Unsubscribe stops the subscription at once. Messages still queued, and
+// those on their way from the broker, are discarded (their files closed);
+// Next then returns ErrClosed, as does a second Unsubscribe. Drain stops a
+// subscription without discarding.
 func (s *Subscription) Unsubscribe() error {
+	if s.q.ended() {
+		return ErrClosed
+	}
 	c := s.conn
 	c.forget(s)
 	c.mu.Lock()
@@ -139,6 +145,47 @@ func (s *Subscription) Unsubscribe() error {
 	return err
 }
 
+// Drain stops the subscription without losing what is on its way: the
+// broker stops delivering to it, and every message it had already sent is
+// still handed over (to the handler or channel, or left for Next) before
+// the subscription ends with ErrClosed. It returns once the broker has
+// confirmed and, for a subscription with a handler or channel, the handler
+// has returned for the last message; ctx bounds the wait. A queue group
+// member that leaves with Drain loses no message for its group; one that
+// leaves with Unsubscribe, or whose connection breaks, loses those in
+// flight to it.
+func (s *Subscription) Drain(ctx context.Context) error {
+	if s.q.ended() {
+		return ErrClosed
+	}
+	c := s.conn
+	c.mu.Lock()
+	err := c.err
+	if err == nil {
+		c.queueLocked(wire.AppendControl(nil, wire.OpUnsub, s.sid, nil))
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// The broker answers a PING after everything it queued before it, and
+	// the reader hands over what it read before the PONG: once Flush
+	// returns, every message for s is in its queue.
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	c.forget(s)
+	s.q.end(ErrClosed)
+	if s.pumpDone != nil {
+		select {
+		case <-s.pumpDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // Next returns the next message, waiting for one until ctx ends. After the
 // subscription ends it returns what is still queued, then the reason
 // (ErrClosed, or the connection's error). Several goroutines may call Next
@@ -148,8 +195,15 @@ func (s *Subscription) Next(ctx context.Context) (*Msg, error) { return s.q.next
 // end ends the subscription with err; queued messages stay for Next.
 func (s *Subscription) end(err error) { s.q.end(err) }
 
-// pump hands queued messages to f until the subscription ends.
+// startPump hands queued messages to f, on a goroutine of their own, until
+// the subscription ends.
+func (s *Subscription) startPump(f func(*Msg)) {
+	s.pumpDone = make(chan struct{})
+	go s.pump(f)
+}
+
 func (s *Subscription) pump(f func(*Msg)) {
+	defer close(s.pumpDone)
 	for {
 		m, err := s.Next(context.Background())
 		if err != nil {

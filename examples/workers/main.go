@@ -72,7 +72,7 @@ func main() {
 // runWorker does the jobs the broker gives this member of the group, until
 // ctx ends.
 func runWorker(ctx context.Context, c *clientlib.Conn, name string) error {
-	_, err := c.QueueSubscribe(jobPattern, group, func(m *clientlib.Msg) {
+	sub, err := c.QueueSubscribe(jobPattern, group, func(m *clientlib.Msg) {
 		fmt.Printf("%s: %s\n", name, m.Topic)
 		if err := m.Respond([]byte(name)); err != nil {
 			log.Printf("replying to %s: %v", m.Topic, err)
@@ -88,7 +88,11 @@ func runWorker(ctx context.Context, c *clientlib.Conn, name string) error {
 	}
 	fmt.Fprintf(os.Stderr, "worker %s ready\n", name)
 	<-ctx.Done()
-	return nil
+	// Leave the group without dropping jobs already on their way here:
+	// Drain finishes them first. Closing the connection would lose them.
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return sub.Drain(dctx)
 }
 
 // sendJobs sends n jobs, prints who did each, and then how many each did.
