@@ -21,7 +21,7 @@ type Subscription struct {
 
 	q        msgQueue
 	pumpDone chan struct{} // closed when the handler has had every message; nil without a handler
-	inbox *inbox // set on a connection's inbox subscription: replies skip the queue
+	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
 
 	lastTopic string // reader-owned: reused when consecutive messages share a topic
 }
