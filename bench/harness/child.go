@@ -19,19 +19,21 @@ const RoleEnv = "BUSBENCH_ROLE"
 
 // job is what a child is told to do, passed as JSON in the environment.
 type job struct {
-	Role    string `json:"role"`   // broker, sub, pub, rep, req, idle
-	System  string `json:"system"` // one of Systems
-	Addr    string `json:"addr"`   // where to connect or listen
-	Addrs   []string
-	Count   int  `json:"count"` // messages, round trips or connections
-	Size    int  `json:"size"`  // payload bytes
-	FDs     bool `json:"fds"`   // one descriptor per message
-	Stalled bool `json:"stalled"`
+	Role     string `json:"role"`   // broker, sub, pub, rep, req, idle
+	System   string `json:"system"` // one of Systems
+	Addr     string `json:"addr"`   // where to connect or listen
+	Addrs    []string
+	Count    int  `json:"count"`    // messages, round trips or connections
+	Size     int  `json:"size"`     // payload bytes
+	FDs      bool `json:"fds"`      // one descriptor per message
+	Stalled  bool `json:"stalled"`  // a subscriber that never reads
+	Inflight int  `json:"inflight"` // requests outstanding at once; 0 means 1
 }
 
 // report is what a measuring child prints after "done ".
 type report struct {
 	Latencies []float64 `json:"lat_us,omitempty"` // requester: each round trip, µs
+	Seconds   float64   `json:"s,omitempty"`      // requester: all of them
 	Err       string    `json:"err,omitempty"`
 }
 

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,8 +34,51 @@ func TestEverySystemInEveryScenario(t *testing.T) {
 				if v, _ := headline(sc.kind, &r); v <= 0 {
 					t.Fatalf("headline metric %v in %+v", v, r)
 				}
+				if sc.kind == reqrep {
+					checkReqRep(t, &sc, &r)
+				}
 			})
 		}
+	}
+}
+
+// checkReqRep checks that a request/reply result's figures are positive and
+// ordered, and that one with several requests in flight has a rate.
+func checkReqRep(t *testing.T, sc *Scenario, r *Result) {
+	t.Helper()
+	if !(r.P50us > 0 && r.P50us <= r.P99us && r.P99us <= r.P999us) {
+		t.Errorf("latencies out of order: p50 %v, p99 %v, p99.9 %v µs", r.P50us, r.P99us, r.P999us)
+	}
+	if (sc.inflight > 1) != (r.MsgsPerS > 0) {
+		t.Errorf("%d in flight, %v replies/s", sc.inflight, r.MsgsPerS)
+	}
+}
+
+// TestReqRepInflight runs the scenario with 16 requests in flight at its
+// -quick size on the systems built in, so the pipelining of the raw clients
+// and the concurrent requests of the libraries get a real load, and checks
+// the figures busbench -json prints.
+func TestReqRepInflight(t *testing.T) {
+	i := slices.IndexFunc(Scenarios, func(sc Scenario) bool { return sc.Key == "reqrep16-16B" })
+	if i < 0 {
+		t.Fatal("no scenario reqrep16-16B")
+	}
+	sc := &Scenarios[i]
+	for _, sys := range []string{"busd", "direct", "relay", "nats"} {
+		t.Run(sys, func(t *testing.T) {
+			r, err := run(sc, sys, sc.quick)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkReqRep(t, sc, &r)
+			var js bytes.Buffer
+			WriteJSON(&js, []Result{r})
+			for _, key := range []string{`"scenario":"reqrep16-16B"`, `"system":"` + sys + `"`, `"msgs_per_s":`, `"p50_us":`, `"p99_us":`, `"p999_us":`} {
+				if !strings.Contains(js.String(), key) {
+					t.Errorf("JSON lacks %s: %s", key, js.String())
+				}
+			}
+		})
 	}
 }
 
@@ -44,6 +88,7 @@ func TestReports(t *testing.T) {
 		{Scenario: "pubsub-16B", System: "nats", MsgsPerS: 1e6, Reps: 1},
 		{Scenario: "reqrep-16B", System: "busd", P50us: 50, Reps: 1},
 		{Scenario: "reqrep-16B", System: "nats", P50us: 100, Reps: 1},
+		{Scenario: "reqrep16-16B", System: "busd", P50us: 200, P99us: 400, P999us: 800, MsgsPerS: 80e3, Reps: 1},
 		{Scenario: "stream", System: "busd", Skipped: "not yet"},
 	}
 	if a := Advantage(&rs[0], &rs[1]); a != 3 {
@@ -56,7 +101,7 @@ func TestReports(t *testing.T) {
 	WriteTables(&tables, rs)
 	WriteJSON(&js, rs)
 	WriteSVG(&svg, rs)
-	for _, want := range []string{"### pubsub-16B", "| nats | 1.00M |", "3.00×", "| nats | 100 |", "2.00×", "skipped: not yet"} {
+	for _, want := range []string{"### pubsub-16B", "| nats | 1.00M |", "3.00×", "| nats | 100 |", "2.00×", "skipped: not yet", "p99.9 800 µs, 80k replies/s"} {
 		if !strings.Contains(tables.String(), want) {
 			t.Errorf("tables lack %q:\n%s", want, tables.String())
 		}

@@ -73,7 +73,7 @@ func run(sc *Scenario, sys string, count int) (Result, error) {
 		if _, _, err := launch(job{Role: "rep", System: sys, Addr: peerAddr(0)}, true); err != nil {
 			return r, err
 		}
-		req, _, err := launch(job{Role: "req", System: sys, Addr: addr, Addrs: []string{peerAddr(0)}, Count: count, Size: sc.size}, true)
+		req, _, err := launch(job{Role: "req", System: sys, Addr: addr, Addrs: []string{peerAddr(0)}, Count: count, Size: sc.size, Inflight: sc.inflight}, true)
 		if err != nil {
 			return r, err
 		}
@@ -88,6 +88,11 @@ func run(sc *Scenario, sys string, count int) (Result, error) {
 		}
 		slices.Sort(rep.Latencies)
 		r.P50us, r.P99us, r.P999us = quantile(rep.Latencies, .5), quantile(rep.Latencies, .99), quantile(rep.Latencies, .999)
+		if sc.inflight > 1 && rep.Seconds > 0 {
+			// With one in flight the rate is just the inverse of the mean
+			// latency, so reqrep-16B keeps to latencies.
+			r.MsgsPerS = float64(count) / rep.Seconds
+		}
 		return r, nil
 	}
 

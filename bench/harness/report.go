@@ -78,7 +78,11 @@ func metricName(k kind) string {
 func extra(k kind, r *Result) string {
 	switch k {
 	case reqrep:
-		return fmt.Sprintf("p99 %s µs, p99.9 %s µs", num(r.P99us), num(r.P999us))
+		s := fmt.Sprintf("p99 %s µs, p99.9 %s µs", num(r.P99us), num(r.P999us))
+		if r.MsgsPerS > 0 {
+			s += fmt.Sprintf(", %s replies/s", num(r.MsgsPerS))
+		}
+		return s
 	case bulk:
 		return fmt.Sprintf("%s MB/s, broker peak %s MiB", num(r.MBPerS), num(r.BrokerPeakKiB/1024))
 	case idle:

@@ -238,47 +238,6 @@ func runPub(j *job) error {
 	return nil
 }
 
-func runRep(j *job) error {
-	c, err := peer(j)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	if err := c.serve(reqTopic); err != nil {
-		return err
-	}
-	waitParent()
-	return nil
-}
-
-// runReq makes j.Count round trips one at a time and reports each latency.
-func runReq(j *job) error {
-	c, err := sender(j)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	payload := make([]byte, j.Size)
-	for range 50 { // warm up connections and caches
-		if _, err := c.request(reqTopic, payload); err != nil {
-			return err
-		}
-	}
-	if err := ready(true); err != nil {
-		return err
-	}
-	lat := make([]float64, j.Count)
-	for i := range lat {
-		t0 := time.Now()
-		if _, err := c.request(reqTopic, payload); err != nil {
-			return err
-		}
-		lat[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
-	}
-	done(report{Latencies: lat})
-	return nil
-}
-
 // runIdle holds j.Count connections with 10 subscriptions each until the
 // parent is done measuring the broker's memory.
 func runIdle(j *job) error {

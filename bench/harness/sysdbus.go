@@ -29,8 +29,9 @@ type dbusClient struct {
 	mu   sync.Mutex
 	subs map[string]func([]byte, []*os.File) // by signal member
 
-	lastIn  []byte // the last payload published, and its text, kept so a
-	lastOut string // publish loop converts its payload once
+	textMu  sync.Mutex // requests may be made from several goroutines
+	lastIn  []byte     // the last payload published, and its text, kept so a
+	lastOut string     // publish loop converts its payload once
 }
 
 func dialDBus(addr string) (*dbusClient, error) {
@@ -58,6 +59,8 @@ func member(topic string) string {
 // text maps a payload to printable ASCII of the same length: a D-Bus string
 // must be UTF-8 without NULs.
 func (d *dbusClient) text(data []byte) string {
+	d.textMu.Lock()
+	defer d.textMu.Unlock()
 	if len(data) > 0 && len(data) == len(d.lastIn) && &data[0] == &d.lastIn[0] {
 		return d.lastOut
 	}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -120,6 +121,41 @@ func (r *rawClient) request(topic string, data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte(nil), f.Payload...), nil
+}
+
+// pipeline keeps inflight requests on the socket: it sends that many, then
+// one more for every reply it reads. Replies come back in order over the
+// one socket, so a FIFO of send times gives each request its round trip.
+// The requests a read batch's replies release are written together once the
+// batch is consumed, as serve answers them, so the limit pays one write per
+// batch rather than per request; each is timed from when it was queued.
+func (r *rawClient) pipeline(topic string, data []byte, count, inflight int) ([]float64, error) {
+	lat := make([]float64, 0, count)
+	sent := make([]time.Time, 0, count) // of request i; lat holds the replied ones
+	send := func() {
+		sent = append(sent, time.Now())
+		r.out.Buf = wire.AppendPub(r.out.Buf, topic, "", nil, data, 0)
+	}
+	for range min(inflight, count) {
+		send()
+	}
+	var werr error
+	flush := func() {
+		if len(r.out.Buf) > 0 && werr == nil {
+			werr = r.flush()
+		}
+	}
+	flush()
+	for len(lat) < count {
+		if _, err := r.in.Next(flush); err != nil || werr != nil {
+			return nil, cmp.Or(werr, err)
+		}
+		lat = append(lat, sinceUs(sent[len(lat)]))
+		if len(sent) < count {
+			send()
+		}
+	}
+	return lat, nil
 }
 
 // serve echoes every frame back, flushing once per read batch.
