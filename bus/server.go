@@ -190,12 +190,16 @@ func deadlineSoon() time.Time { return deadlineIn(drainTimeout) }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
-// Listen creates a listener for a Server at path, with the socket options
-// the protocol needs: accepted connections take up to the kernel's 253
-// descriptors per read, because a client may send the descriptors of several
-// frames in one sendmsg. Further options, such as unixsock.WithMode, apply
-// as given.
+// ConnOptions returns the socket options the protocol needs on every
+// connection the broker accepts: up to the kernel's 253 descriptors per
+// read, because a client may send the descriptors of several frames in one
+// sendmsg, and a wire.SendBuffer.
+func ConnOptions() unixsock.ListenOption {
+	return unixsock.WithConnOptions(unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage), unixsock.WithSendBuffer(wire.SendBuffer))
+}
+
+// Listen creates a listener for a Server at path with ConnOptions. Further
+// options, such as unixsock.WithMode, apply as given.
 func Listen(path string, opts ...unixsock.ListenOption) (*unixsock.Listener, error) {
-	opts = append(opts, unixsock.WithConnOptions(unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage)))
-	return unixsock.Listen(path, opts...)
+	return unixsock.Listen(path, append(opts, ConnOptions())...)
 }

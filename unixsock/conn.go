@@ -81,6 +81,12 @@ func newConn(uc *net.UnixConn, path string, local bool, cfg connConfig) (*Conn, 
 		uc.Close()
 		return nil, err
 	}
+	if cfg.sendBuffer > 0 {
+		if err := uc.SetWriteBuffer(cfg.sendBuffer); err != nil {
+			uc.Close()
+			return nil, wrap("setsockopt SO_SNDBUF", path, err)
+		}
+	}
 	cred, pidfd, err := peerInfo(rc)
 	if err != nil {
 		uc.Close()

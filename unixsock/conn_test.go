@@ -509,6 +509,30 @@ func TestInvalidOptions(t *testing.T) {
 	if _, err := Listen(path, WithConnOptions(WithMaxRecvFDs(-1))); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("WithConnOptions(WithMaxRecvFDs(-1)): %v; want ErrInvalidOption", err)
 	}
+	if _, _, err := Socketpair(WithSendBuffer(-1)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("WithSendBuffer(-1): %v; want ErrInvalidOption", err)
+	}
+}
+
+func TestSendBuffer(t *testing.T) {
+	sndbuf := func(c *Conn) int {
+		f, err := c.File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		n, err := unix.GetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	plain, _ := socketPair(t)
+	big, _ := socketPair(t, WithSendBuffer(512<<10))
+	// The kernel doubles what it is asked for, and caps it at wmem_max.
+	if got, def := sndbuf(big), sndbuf(plain); got <= def && def < 1<<20 {
+		t.Fatalf("SO_SNDBUF %d with WithSendBuffer(512 KiB); %d without", got, def)
+	}
 }
 
 // TestKernelReadStopsAfterFDs pins down the kernel behaviour the doc relies

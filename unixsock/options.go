@@ -27,6 +27,7 @@ type listenConfig struct {
 
 type connConfig struct {
 	maxRecvFDs int
+	sendBuffer int // SO_SNDBUF to ask for; 0 keeps the system default
 }
 
 // WithMode sets the permission bits of the socket file (default
@@ -67,6 +68,22 @@ func WithMaxRecvFDs(n int) ConnOption {
 			return fmt.Errorf("%w: max received fds %d not in [0, %d]", ErrInvalidOption, n, MaxFDsPerMessage)
 		}
 		c.maxRecvFDs = n
+		return nil
+	}
+}
+
+// WithSendBuffer asks the kernel for a send buffer of n bytes (SO_SNDBUF)
+// instead of the system default (net.core.wmem_default, typically 208 KiB).
+// On a Unix stream socket it bounds the data written and not yet read by
+// the peer, so a larger one lets a writer run further ahead of a reader
+// that is briefly descheduled. The kernel doubles n for its bookkeeping and
+// caps it at net.core.wmem_max; memory is used only by data in flight.
+func WithSendBuffer(n int) ConnOption {
+	return func(c *connConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: send buffer %d is negative", ErrInvalidOption, n)
+		}
+		c.sendBuffer = n
 		return nil
 	}
 }

@@ -56,14 +56,18 @@ func Run(o Options) []Result {
 		runs := map[string][]Result{}
 		failed := map[string]string{}
 		skipped := map[string]string{}
-		for _, sys := range sc.systems {
+		systems := sc.systems
+		if len(o.Systems) > 0 {
+			systems = slices.DeleteFunc(slices.Clone(systems), func(s string) bool { return !slices.Contains(o.Systems, s) })
+		}
+		for _, sys := range systems {
 			if why := available(sys); why != "" {
 				skipped[sys] = why
 				logf("%s/%s: skipped: %s", sc.Key, sys, why)
 			}
 		}
 		for rep := range reps {
-			for _, sys := range sc.systems {
+			for _, sys := range systems {
 				if failed[sys] != "" || skipped[sys] != "" {
 					continue
 				}
@@ -78,7 +82,7 @@ func Run(o Options) []Result {
 				runs[sys] = append(runs[sys], r)
 			}
 		}
-		for _, sys := range sc.systems {
+		for _, sys := range systems {
 			if skipped[sys] != "" {
 				out = append(out, Result{Scenario: sc.Key, System: sys, Skipped: skipped[sys]})
 				continue

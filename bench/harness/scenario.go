@@ -78,9 +78,12 @@ var Scenarios = []Scenario{
 
 // Options control a run.
 type Options struct {
-	Quick  bool
-	Reps   int      // repetitions per system; 0 means 5, or 1 with Quick
-	Only   []string // scenario keys to run; all if empty
-	Logf   func(format string, args ...any)
-	Budget time.Duration // stop starting new scenarios after this long; 0 for none
+	Quick bool
+	Reps  int      // repetitions per system; 0 means 5, or 1 with Quick
+	Only  []string // scenario keys to run; all if empty
+	// Systems keeps only these system keys (all if empty): for quick A/B
+	// runs of busd against one peer. Published figures use every system.
+	Systems []string
+	Logf    func(format string, args ...any)
+	Budget  time.Duration // stop starting new scenarios after this long; 0 for none
 }

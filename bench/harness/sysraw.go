@@ -25,7 +25,9 @@ type rawClient struct {
 
 const rawBatch = 64 << 10
 
-var rawOpts = []unixsock.ConnOption{unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage)}
+// rawOpts are busd's own socket options (bus.ConnOptions), so the limit is
+// measured with the same kernel buffers as busd.
+var rawOpts = []unixsock.ConnOption{unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage), unixsock.WithSendBuffer(wire.SendBuffer)}
 
 func dialRaw(addrs ...string) (*rawClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -36,3 +36,12 @@ var DefaultLimits = Limits{
 func (l Limits) MaxFrame() int {
 	return HeaderLen + OriginLen + MaxTopicLen + MaxTopicLen + int(l.MaxHeaders) + int(l.MaxPayload)
 }
+
+// SendBuffer is the kernel send buffer the broker asks for on each
+// connection, and clients on theirs: five times Linux's default of 208 KiB.
+// A reader on another process is often descheduled for tens of
+// microseconds; with the default buffer a busy writer filled it and blocked
+// in that time. Measured with make bench (busd only, 4 interleaved runs):
+// pub/sub 1 KiB 550k -> 665k msgs/s, 16 B 2.15M -> 2.37M. The kernel uses
+// the memory only while data is in flight.
+const SendBuffer = 1 << 20

@@ -93,8 +93,7 @@ func run(args []string) error {
 // listen returns the listeners systemd passed, or else one on the resolved
 // socket path.
 func listen(socket, dir, name string, mode os.FileMode) ([]*unixsock.Listener, error) {
-	activated, err := unixsock.ActivationListeners(
-		unixsock.WithConnOptions(unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage)))
+	activated, err := unixsock.ActivationListeners(bus.ConnOptions())
 	if err != nil {
 		return nil, err
 	}

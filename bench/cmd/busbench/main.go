@@ -3,7 +3,7 @@
 // dbus-broker) and MQTT (mosquitto) where installed, each role in its own
 // process, interleaving the systems repetition by repetition.
 //
-//	busbench [-quick] [-json] [-reps N] [-only a,b] [-svg FILE]
+//	busbench [-quick] [-json] [-reps N] [-only a,b] [-systems x,y] [-svg FILE]
 //
 // It prints a Markdown table per scenario with each system's median, min and
 // max and busd's advantage over it; -json prints one JSON object per scenario
@@ -27,6 +27,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print one JSON object per scenario and system")
 	reps := flag.Int("reps", 0, "repetitions per system (default 5, or 1 with -quick)")
 	only := flag.String("only", "", "comma-separated scenario keys to run")
+	systems := flag.String("systems", "", "comma-separated system keys to run (default all)")
 	svg := flag.String("svg", "", "also write a chart of busd's advantage to this SVG file")
 	verbose := flag.Bool("v", false, "log each repetition to stderr")
 	flag.Parse()
@@ -34,6 +35,9 @@ func main() {
 	o := harness.Options{Quick: *quick, Reps: *reps}
 	if *only != "" {
 		o.Only = strings.Split(*only, ",")
+	}
+	if *systems != "" {
+		o.Systems = strings.Split(*systems, ",")
 	}
 	if *verbose {
 		o.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }

@@ -1,0 +1,90 @@
+package clientlib
+
+import (
+	"context"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock"
+)
+
+// fakeBroker answers the handshake and the first SUB, then writes MSG
+// frames for that subscription as fast as the socket takes them, whole
+// buffers at a time: what is left to measure is the client's receiving.
+func fakeBroker(b *testing.B, payload int) (path string, stop func()) {
+	dir, err := os.MkdirTemp("", "rb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	path = dir + "/b.sock"
+	l, err := unixsock.Listen(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sock, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer sock.Close()
+		lim := wire.DefaultLimits
+		in := wire.NewReader(sock, &lim)
+		if _, err := in.Next(nil); err != nil { // HELLO
+			return
+		}
+		info, _ := wire.AppendBody(nil, &wire.Info{Version: wire.Version, ConnID: 1,
+			MaxPayload: lim.MaxPayload, MaxHeaders: lim.MaxHeaders, MaxFDs: lim.MaxFDs, MaxSubs: 100})
+		sock.Write(wire.AppendControl(nil, wire.OpInfo, 0, info))
+		sub, err := in.Next(nil)
+		if err != nil || sub.Op != wire.OpSub {
+			return
+		}
+		pub := wire.Frame{Topic: []byte("bench.topic"), Payload: make([]byte, payload)}
+		pub.TopicLen, pub.PayloadLen = uint16(len(pub.Topic)), uint32(payload)
+		var batch []byte
+		for len(batch) < 64<<10 {
+			batch = wire.AppendMsg(batch, sub.ID, &wire.Origin{Conn: 2, PID: 3}, &pub)
+		}
+		for {
+			if _, err := sock.Write(batch); err != nil {
+				return
+			}
+		}
+	}()
+	return path, func() { l.Close(); <-done; os.RemoveAll(dir) }
+}
+
+// BenchmarkReceive is the client's cost per message received, the largest
+// cost on a busy subscriber: reading, decoding, the Msg handed out, and
+// the hand-over to the handler goroutine.
+func BenchmarkReceive(b *testing.B) {
+	for _, size := range []int{16, 1024} {
+		b.Run(map[int]string{16: "16B", 1024: "1KiB"}[size], func(b *testing.B) {
+			path, stop := fakeBroker(b, size)
+			defer stop()
+			c, err := Connect(context.Background(), WithSocket(path), WithSubscriptionLimits(1<<20, 1<<30))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var n atomic.Int64
+			done := make(chan struct{})
+			target := int64(b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			if _, err := c.Subscribe("bench.>", func(m *Msg) {
+				if n.Add(1) == target {
+					close(done)
+				}
+			}); err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			b.StopTimer()
+		})
+	}
+}
