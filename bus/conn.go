@@ -45,7 +45,10 @@ type conn struct {
 	caughtUp   chan struct{} // closed when pending falls to stallMark; nil if nobody waits
 	state      connState
 
-	lastWrite atomic.Int64 // when the writer last finished a write (unix ns)
+	// busySince is when output last became pending on a connection that
+	// had none (unix ns); with the socket's LastWrite it tells a receiver
+	// that is slow from one that is stuck (see stall.go).
+	busySince atomic.Int64
 
 	send       *wire.Sender  // owns the socket's write side
 	kick       chan struct{} // capacity 1: output is pending
@@ -60,6 +63,12 @@ type subscription struct {
 	sid     uint32
 	pattern string
 	group   string
+	// removed is set, under c.mu, when an UNSUB removes the subscription.
+	// A publisher may have found it in the index just before: checked
+	// under the same lock, it keeps that message from landing after the
+	// PONG that tells a draining client nothing more is coming, and sends a
+	// queue group's message to another member instead.
+	removed bool
 }
 
 func newConn(srv *Server, sock *unixsock.Conn, id uint64) *conn {
@@ -77,7 +86,7 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
-	c.lastWrite.Store(time.Now().UnixNano())
+	c.busySince.Store(time.Now().UnixNano())
 	c.in = wire.NewReader(sock, &srv.cfg.Limits)
 	c.send = wire.NewSender(sock, keepOutbox, c.takeBatch, c.batchSent)
 	return c

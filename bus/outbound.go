@@ -14,13 +14,13 @@ type enqueued struct {
 }
 
 // enqueueMsg appends the MSG that delivers pub to subscription sid.
-func (c *conn) enqueueMsg(sid uint32, o *wire.Origin, pub *wire.Frame, set *fdSet) enqueued {
+func (c *conn) enqueueMsg(s *subscription, o *wire.Origin, pub *wire.Frame, set *fdSet) enqueued {
 	size := pub.Size() + wire.OriginLen
 	nfds := int(pub.NFDs)
 	cfg := &c.srv.cfg
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != stateOpen {
+	if c.state != stateOpen || s.removed {
 		return enqueued{}
 	}
 	if c.pending+size > cfg.MaxPending || c.pendingFDs+nfds > cfg.MaxPendingFDs {
@@ -34,12 +34,15 @@ func (c *conn) enqueueMsg(sid uint32, o *wire.Origin, pub *wire.Frame, set *fdSe
 		return enqueued{}
 	}
 	e := enqueued{taken: true, wake: len(c.out.Buf) == 0}
+	if e.wake {
+		c.busySince.Store(time.Now().UnixNano())
+	}
 	if set != nil {
 		set.ref()
 		c.out.AddFDs(set.fds, set)
 		c.pendingFDs += nfds
 	}
-	c.out.Buf = wire.AppendMsg(c.out.Buf, sid, o, pub)
+	c.out.Buf = wire.AppendMsg(c.out.Buf, s.sid, o, pub)
 	c.pending += size
 	e.stall = c.behindLocked()
 	return e
@@ -139,7 +142,6 @@ func (c *conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
 
 // batchSent accounts for a written batch.
 func (c *conn) batchSent(n, nfds int) {
-	c.lastWrite.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	c.pending -= n
 	c.pendingFDs -= nfds

@@ -51,15 +51,16 @@ func (c *conn) publish(f *wire.Frame) error {
 		}
 	}
 	c.srv.stats.published.Add(1)
-	if res.Empty() && len(f.Reply) > 0 {
-		c.noResponders(f.Reply)
-		return nil
-	}
+	delivered := false
 	for _, s := range res.Plain {
-		c.deliver(s, &c.origin, f, set)
+		delivered = c.deliver(s, &c.origin, f, set) || delivered
 	}
 	for i := range res.Groups {
-		c.deliverToOne(res.Groups[i].Members, &c.origin, f, set)
+		delivered = c.deliverToOne(res.Groups[i].Members, &c.origin, f, set) || delivered
+	}
+	// Matching only subscriptions that are going away is matching none.
+	if !delivered && len(f.Reply) > 0 {
+		c.noResponders(f.Reply)
 	}
 	return nil
 }
@@ -88,7 +89,7 @@ func (c *conn) noResponders(reply []byte) {
 
 // deliver queues f for one subscription.
 func (c *conn) deliver(s *subscription, o *wire.Origin, f *wire.Frame, set *fdSet) bool {
-	e := s.c.enqueueMsg(s.sid, o, f, set)
+	e := s.c.enqueueMsg(s, o, f, set)
 	if e.wake {
 		c.wakes = append(c.wakes, s.c)
 	}
@@ -102,15 +103,17 @@ func (c *conn) deliver(s *subscription, o *wire.Origin, f *wire.Frame, set *fdSe
 }
 
 // deliverToOne gives f to one member of a queue group, chosen uniformly at
-// random; if that member's connection is closing, the next one in turn gets
-// it, so a member leaving loses no message for the group.
-func (c *conn) deliverToOne(members []*subscription, o *wire.Origin, f *wire.Frame, set *fdSet) {
+// random; if that member's connection is closing, or it has just
+// unsubscribed, the next one in turn gets it, so a member leaving loses no
+// message for the group. It reports whether a member took f.
+func (c *conn) deliverToOne(members []*subscription, o *wire.Origin, f *wire.Frame, set *fdSet) bool {
 	start := rand.IntN(len(members))
 	for i := range members {
 		if c.deliver(members[(start+i)%len(members)], o, f, set) {
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // subscribe adds a subscription for SUB.
@@ -141,5 +144,9 @@ func (c *conn) unsubscribe(f *wire.Frame) error {
 		return wire.Errorf(wire.CodeUnknownSub, "no subscription with id %d", f.ID)
 	}
 	delete(c.subs, f.ID)
-	return c.srv.index.Remove(s.pattern, s.group, s)
+	err := c.srv.index.Remove(s.pattern, s.group, s)
+	c.mu.Lock()
+	s.removed = true
+	c.mu.Unlock()
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ type Conn struct {
 	// The write side, likewise.
 	wmu     sync.Mutex
 	writeFn func(uintptr) bool
+	wrote   atomic.Int64 // unix ns of the last write that moved data
 	wmsg    unix.Msghdr
 	wiov    []unix.Iovec
 	wone    [1][]byte

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -100,6 +101,12 @@ func (c *Conn) writeLocked(bufs [][]byte, fds []int) (int64, error) {
 	return c.wn, err
 }
 
+// LastWrite returns when a write last moved data to the peer, in Unix
+// nanoseconds (0 before the first). A writer blocked on a peer that reads
+// slowly still makes progress; one blocked on a peer that stopped reading
+// does not, and this tells the two apart while a long write is under way.
+func (c *Conn) LastWrite() int64 { return c.wrote.Load() }
+
 // doWrite is the poller callback for writes; it reports false to wait for
 // the socket to become writable. The descriptors ride only the first sendmsg
 // that succeeds: a call that fails with EAGAIN sent nothing, so they stay
@@ -132,6 +139,7 @@ func (c *Conn) doWrite(fd uintptr) bool {
 		c.wmsg.Control = nil
 		c.wmsg.SetControllen(0)
 		c.wn += int64(n)
+		c.wrote.Store(time.Now().UnixNano())
 		c.advanceLocked(n)
 	}
 	return true

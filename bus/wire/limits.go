@@ -38,10 +38,12 @@ func (l Limits) MaxFrame() int {
 }
 
 // SendBuffer is the kernel send buffer the broker asks for on each
-// connection, and clients on theirs: five times Linux's default of 208 KiB.
-// A reader on another process is often descheduled for tens of
+// connection, and clients on theirs (the kernel doubles it for its
+// bookkeeping, and caps it at net.core.wmem_max: a stock kernel's 208 KiB
+// cap gives 416 KiB, this project's test machine's 4 MiB gives all of it).
+// A reader in another process is often descheduled for tens of
 // microseconds; with the default buffer a busy writer filled it and blocked
-// in that time. Measured with make bench (busd only, 4 interleaved runs):
-// pub/sub 1 KiB 550k -> 665k msgs/s, 16 B 2.15M -> 2.37M. The kernel uses
-// the memory only while data is in flight.
+// in that time. Measured with make bench (busd only, 4 runs alternating
+// builds): pub/sub 1 KiB 550k -> 665k msgs/s, 16 B 2.15M -> 2.37M. The
+// kernel uses the memory only while data is in flight.
 const SendBuffer = 1 << 20

@@ -85,6 +85,20 @@ func (fr *Reader) Next(idle func()) (Frame, error) {
 // to Next.
 func (fr *Reader) Raw() []byte { return fr.buf[fr.r-fr.last : fr.r] }
 
+// Keep hands the bytes of the frame Next returned last to the caller, if
+// that frame had a buffer of its own (it was larger than the largest read
+// buffer, and nothing after it has been read): the Reader then starts a new
+// buffer and never writes into those bytes again, so a receiver can keep a
+// large payload without copying it. It reports whether it did; if not, the
+// frame is valid only until the next call to Next, as usual.
+func (fr *Reader) Keep() bool {
+	if fr.last <= maxReadBuf || fr.last != len(fr.buf) || fr.r != fr.last || fr.w != fr.r {
+		return false
+	}
+	fr.buf, fr.r, fr.w, fr.quiet = nil, 0, 0, 0
+	return true
+}
+
 // makeRoom makes buf able to hold a frame of size bytes from r, moving the
 // unread bytes to the front. A frame larger than maxReadBuf gets a buffer of
 // its own size, given back after that frame (see adapt).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/busd/busd/unixsock"
 )
@@ -219,5 +220,47 @@ func TestReaderRawIsTheFrame(t *testing.T) {
 		if !bytes.Equal(r.Raw(), want) {
 			t.Fatalf("frame %d: Raw() differs from what was sent", i)
 		}
+	}
+}
+
+func TestReaderKeepHandsOverLargeFrames(t *testing.T) {
+	a, b, err := unixsock.Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	big := bytes.Repeat([]byte("B"), 3*maxReadBuf)
+	frames := [][]byte{
+		AppendPub(nil, "small", "", nil, []byte("s"), 0),
+		AppendPub(nil, "big", "", nil, big, 0),
+		AppendPub(nil, "after", "", nil, []byte("overwrites?"), 0),
+	}
+	go func() {
+		for _, f := range frames { // one at a time: the big frame ends its read
+			a.Write(f)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	r := NewReader(b, &DefaultLimits)
+	if _, err := r.Next(nil); err != nil {
+		t.Fatal(err)
+	}
+	if r.Keep() {
+		t.Fatal("Keep took a small frame's shared buffer")
+	}
+	f, err := r.Next(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Keep() {
+		t.Fatal("Keep refused a frame with a buffer of its own")
+	}
+	kept := f.Payload
+	if f, err = r.Next(nil); err != nil || string(f.Payload) != "overwrites?" {
+		t.Fatalf("frame after the kept one: %q, %v", f.Payload, err)
+	}
+	if !bytes.Equal(kept, big) {
+		t.Fatal("the Reader wrote into the bytes it handed over")
 	}
 }

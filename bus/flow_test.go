@@ -1,0 +1,101 @@
+package bus
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+// smallPending gives the broker a MaxPending of four 1 MiB messages, so a
+// test reaches it quickly.
+func smallPending(cfg *Config) {
+	cfg.Limits.MaxPayload = 1 << 20
+	cfg.MaxPending = 4 << 20
+}
+
+// publishBig sends n messages of 1 MiB to topic from a goroutine (the
+// broker may hold the publisher back) and reports the first error.
+func publishBig(c *rawClient, topic string, n int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			payload := bytes.Repeat([]byte{byte(i)}, 1<<20)
+			if _, err := c.sock.Write(wire.AppendPub(nil, topic, "", nil, payload, 0)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
+func TestSlowSubscriberOfLargeMessagesIsPacedNotCutOff(t *testing.T) {
+	_, path := testBroker(t, smallPending)
+	sub := connectRaw(t, path)
+	sub.sub(1, "big", "")
+	sub.sync()
+	pub := connectRaw(t, path)
+	const n = 24 // 24 MiB against a 4 MiB MaxPending
+	sent := publishBig(pub, "big", n)
+	for i := range n {
+		f := sub.next()
+		if f.Op == wire.OpErr {
+			t.Fatalf("message %d: a live subscriber was cut off: %s", i, decodeErrFrame(t, f).Text)
+		}
+		if len(f.Payload) != 1<<20 || f.Payload[0] != byte(i) {
+			t.Fatalf("message %d: %d bytes starting %d", i, len(f.Payload), f.Payload[0])
+		}
+		time.Sleep(10 * time.Millisecond) // slower than the publisher, but reading
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStuckSubscriberDoesNotHoldThePublisher(t *testing.T) {
+	_, path := testBroker(t, smallPending)
+	stuck := connectRaw(t, path) // subscribes and never reads
+	stuck.sub(1, "big", "")
+	stuck.sync()
+	fast := connectRaw(t, path)
+	fast.sub(1, "big", "")
+	fast.sync()
+	pub := connectRaw(t, path)
+	const n = 24
+	sent := publishBig(pub, "big", n)
+	for i := range n {
+		if f := fast.next(); f.Op != wire.OpMsg || f.Payload[0] != byte(i) {
+			t.Fatalf("fast subscriber, message %d: %v", i, f.Op)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	// The stuck one was cut off as a slow consumer: what it finally reads
+	// ends with the broker's ERR.
+	for {
+		f, err := stuck.tryNext(5 * time.Second)
+		if err != nil {
+			t.Fatalf("stuck subscriber: %v before the slow-consumer ERR", err)
+		}
+		if f.Op == wire.OpErr {
+			if e := decodeErrFrame(t, f); e.Code != wire.CodeSlowConsumer {
+				t.Fatalf("stuck subscriber got %v; want slow consumer", e)
+			}
+			return
+		}
+	}
+}
+
+func decodeErrFrame(t *testing.T, f wire.Frame) wire.Error {
+	t.Helper()
+	var e wire.Error
+	if err := wire.DecodeBody(f.Payload, &e); err != nil {
+		t.Fatal(fmt.Errorf("ERR body: %w", err))
+	}
+	return e
+}
