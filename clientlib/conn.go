@@ -69,7 +69,8 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		}
 	}
 	path := ResolveSocket(o.socket, o.dir, o.bus)
-	sock, err := unixsock.Dial(ctx, path, unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage))
+	sock, err := unixsock.Dial(ctx, path,
+		unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage), unixsock.WithSendBuffer(wire.SendBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("bus: connecting to %s: %w", path, err)
 	}

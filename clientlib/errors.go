@@ -33,6 +33,9 @@ var (
 	ErrTooLarge error = wire.CodeTooLarge
 	// ErrTooManyFiles matches messages with more files than the broker takes.
 	ErrTooManyFiles error = wire.CodeTooManyFDs
+	// ErrTooManySubscriptions matches subscriptions over the broker's
+	// per-connection limit.
+	ErrTooManySubscriptions error = wire.CodeTooManySubs
 	// ErrPermissionDenied matches publishes and subscriptions policy forbids.
 	ErrPermissionDenied error = wire.CodePermissionDenied
 )

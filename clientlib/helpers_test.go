@@ -12,13 +12,23 @@ import (
 // startBus runs a broker for the test on a fresh socket and returns its path.
 func startBus(t *testing.T) (string, *bus.Server) {
 	t.Helper()
+	return startBusWith(t, nil)
+}
+
+// startBusWith is startBus with a configuration edit changes.
+func startBusWith(t *testing.T, edit func(*bus.Config)) (string, *bus.Server) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "cl") // short: sun_path is 108 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := dir + "/d/t.sock"
-	srv, err := bus.NewServer(bus.DefaultConfig())
+	cfg := bus.DefaultConfig()
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := bus.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,12 @@
 package clientlib
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -32,35 +34,40 @@ func TestQueueGroupChurnLosesAndDuplicatesNothing(t *testing.T) {
 	}
 	flush(t, steady)
 
-	const n = 4000
-	pub := connect(t, path)
-	published := make(chan error, 1)
-	go func() {
-		for i := range n {
-			if err := pub.Publish("churn.job", []byte(strconv.Itoa(i))); err != nil {
-				published <- err
-				return
-			}
-			if i%200 == 0 { // let members come and go between bursts
-				if err := pub.Flush(testCtx(t)); err != nil {
+	// Several publishers, so that messages are being routed at the moment
+	// a member's UNSUB is handled: the race a draining member must survive.
+	const pubs, perPub = 4, 4000
+	const n = pubs * perPub
+	published := make(chan error, pubs)
+	for p := range pubs {
+		pub := connect(t, path)
+		go func() {
+			for i := range perPub {
+				if err := pub.Publish("churn.job", []byte(strconv.Itoa(p*perPub+i))); err != nil {
 					published <- err
 					return
 				}
+				if i%50 == 0 { // let members come and go between bursts
+					if err := pub.Flush(testCtx(t)); err != nil {
+						published <- err
+						return
+					}
+				}
 			}
-		}
-		published <- pub.Flush(testCtx(t))
-	}()
+			published <- pub.Flush(testCtx(t))
+		}()
+	}
 
 	// Members join and leave, on connections of their own and on the
 	// steady one, while the publisher runs.
 	joined := 0
-	for done := false; !done; joined++ {
+	for finished := 0; finished < pubs; joined++ {
 		select {
 		case err := <-published:
 			if err != nil {
 				t.Fatal(err)
 			}
-			done = true
+			finished++
 		default:
 		}
 		c := steady
@@ -123,5 +130,85 @@ func TestDrainKeepsQueuedMessagesForNext(t *testing.T) {
 	}
 	if err := s.Unsubscribe(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("unsubscribing a drained subscription: %v; want ErrClosed", err)
+	}
+}
+
+func TestDrainHandsEveryMessageToAChannel(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	ch := make(chan *Msg, 1000)
+	s, err := c.SubscribeChan("drain.ch", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	for i := range 500 {
+		c.Publish("drain.ch", []byte(strconv.Itoa(i)))
+	}
+	if err := s.Drain(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(ch) != 500 {
+		t.Fatalf("the channel got %d of 500 messages published before Drain", len(ch))
+	}
+}
+
+func TestDrainFromItsOwnHandlerEndsWithTheConnection(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	drained := make(chan error, 1)
+	if _, err := c.Subscribe("drain.self", func(m *Msg) {
+		drained <- m.Subscription().Drain(context.Background())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	c.Publish("drain.self", nil)
+	flush(t, c)
+	c.Close()
+	select {
+	case <-drained:
+	case <-testCtx(t).Done():
+		t.Fatal("Drain called from its handler never returned, even after Close")
+	}
+}
+
+func TestDrainAndUnsubscribeRaceSendOneUnsub(t *testing.T) {
+	path, _ := startBus(t)
+	var errs atomic.Int32
+	c := connect(t, path, WithErrorHandler(func(_ *Conn, _ *Subscription, err error) { errs.Add(1) }))
+	for range 50 {
+		s, err := c.SubscribeSync("race.x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { s.Drain(testCtx(t)) })
+		wg.Go(func() { s.Unsubscribe() })
+		wg.Wait()
+	}
+	flush(t, c)
+	if n := errs.Load(); n != 0 {
+		t.Fatalf("the broker refused %d UNSUBs: both calls sent one", n)
+	}
+}
+
+func TestDrainWithEndedContextStillEnds(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	s, err := c.SubscribeSync("drain.ctx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Drain(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain with a cancelled context: %v", err)
+	}
+	if _, err := s.Next(testCtx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Next after a failed Drain: %v; want ErrClosed", err)
+	}
+	if err := s.Unsubscribe(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Unsubscribe after a failed Drain: %v; want ErrClosed", err)
 	}
 }

@@ -72,6 +72,9 @@ func (c *Conn) subscriptionOf(err error) *Subscription {
 	if found != nil {
 		c.forget(found)
 		found.end(err)
+		if found.inbox != nil {
+			found.inbox.refuse(err)
+		}
 	}
 	return found
 }
@@ -97,7 +100,13 @@ func (c *Conn) deliver(f *wire.Frame) error {
 		}
 		return nil
 	}
-	m := c.newMsg(f.Payload)
+	var m *Msg
+	if len(f.Payload) > maxCarved && c.in.Keep() {
+		m = c.newMsg(nil) // the payload's bytes are the frame's own buffer: no copy
+		m.Data = f.Payload[:len(f.Payload):len(f.Payload)]
+	} else {
+		m = c.newMsg(f.Payload)
+	}
 	m.Topic = s.topicString(f.Topic)
 	m.Files = files
 	m.Origin = Origin{Conn: f.Origin.Conn, PID: int(f.Origin.PID), UID: int(f.Origin.UID), GID: int(f.Origin.GID)}

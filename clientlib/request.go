@@ -28,7 +28,9 @@ const InboxPrefix = "_INBOX."
 type inbox struct {
 	once    sync.Once
 	err     error
-	prefix  string // "_INBOX.<nuid>."
+	refused chan struct{} // closed if the broker refuses the inbox subscription
+	why     error         // why, once refused is closed
+	prefix  string        // "_INBOX.<nuid>."
 	mu      sync.Mutex
 	next    uint64
 	waiting map[string]chan *Msg
@@ -54,10 +56,18 @@ func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
 // request sends a request to topic with send, which publishes it with the
 // reply topic it is given, and waits for the reply.
 func (c *Conn) request(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bus: request to %q: %w", topic, err)
+	}
 	if err := c.openInbox(); err != nil {
 		return nil, err
 	}
 	in := &c.inbox
+	select {
+	case <-in.refused:
+		return nil, in.refusal(topic)
+	default:
+	}
 	ch := make(chan *Msg, 1)
 	in.mu.Lock()
 	in.next++
@@ -86,6 +96,8 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 		return r, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("bus: request to %q: %w", topic, ctx.Err())
+	case <-in.refused:
+		return nil, in.refusal(topic)
 	case <-c.quit:
 		return nil, c.closedErr()
 	}
@@ -97,9 +109,28 @@ func (c *Conn) openInbox() error {
 	in.once.Do(func() {
 		in.prefix = InboxPrefix + nuid.Next() + "."
 		in.waiting = map[string]chan *Msg{}
+		in.refused = make(chan struct{})
 		_, in.err = c.subscribeWith(in.prefix+">", "", in)
 	})
 	return in.err
+}
+
+// refuse records that the broker refused the inbox subscription: every
+// request, waiting or to come, fails with why instead of waiting for a
+// reply that cannot arrive.
+func (in *inbox) refuse(why error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.why == nil {
+		in.why = why
+		close(in.refused)
+	}
+}
+
+func (in *inbox) refusal(topic string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return fmt.Errorf("bus: request to %q: the broker refused this connection's reply inbox: %w", topic, in.why)
 }
 
 // deliverReply hands a message on the inbox subscription to the request
@@ -114,6 +145,7 @@ func (in *inbox) deliverReply(m *Msg) {
 		return
 	}
 	delete(in.waiting, token)
+	m.sub = nil // the inbox serves the whole connection: not for the caller to unsubscribe
 	// Sent under the lock (capacity 1, one send per token: it never
 	// blocks), so a request giving up, which drains ch after taking the
 	// lock, cannot miss it and leak its files.

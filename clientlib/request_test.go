@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/busd/busd/bus"
 )
 
 func TestRequestReply(t *testing.T) {
@@ -97,5 +99,37 @@ func TestRespondMsgCarriesHeaders(t *testing.T) {
 	}
 	if err := (&Msg{Topic: "x"}).RespondMsg(&Msg{}); !errors.Is(err, ErrNoReply) {
 		t.Fatalf("RespondMsg without a reply topic: %v; want ErrNoReply", err)
+	}
+}
+
+func TestRequestFailsAtOnceWhenTheInboxIsRefused(t *testing.T) {
+	path, _ := startBusWith(t, func(cfg *bus.Config) { cfg.MaxSubs = 1 })
+	svc := connect(t, path)
+	svc.Subscribe("svc.echo", func(m *Msg) { m.Respond(m.Data) })
+	flush(t, svc)
+	c := connect(t, path, WithErrorHandler(func(*Conn, *Subscription, error) {}))
+	if _, err := c.SubscribeSync("uses.the.only.slot"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the one waiting when the refusal comes, and a later one
+		_, err := c.Request(testCtx(t), "svc.echo", nil)
+		if !errors.Is(err, ErrTooManySubscriptions) || !strings.Contains(err.Error(), "inbox") {
+			t.Fatalf("request %d: %v; want the inbox's refusal, not a timeout", i, err)
+		}
+	}
+}
+
+func TestReplyDoesNotExposeTheInbox(t *testing.T) {
+	path, _ := startBus(t)
+	svc := connect(t, path)
+	svc.Subscribe("svc.echo", func(m *Msg) { m.Respond(m.Data) })
+	flush(t, svc)
+	c := connect(t, path)
+	r, err := c.Request(testCtx(t), "svc.echo", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Subscription() != nil {
+		t.Fatal("a reply hands out the connection's inbox subscription")
 	}
 }

@@ -3,6 +3,8 @@ package clientlib
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
@@ -21,6 +23,9 @@ type Subscription struct {
 
 	q        msgQueue
 	pumpDone chan struct{} // closed when the handler has had every message; nil without a handler
+	closing  atomic.Bool   // set by the first Unsubscribe or Drain
+	dropOnce sync.Once
+	dropped  chan struct{} // closed when queued messages are discarded: Unsubscribe, or the connection's end
 	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
 
 	lastTopic string // reader-owned: reused when consecutive messages share a topic
@@ -52,10 +57,12 @@ func (c *Conn) SubscribeChan(pattern string, ch chan<- *Msg) (*Subscription, err
 	if err != nil {
 		return nil, err
 	}
+	// A Drain still hands every message to ch; only Unsubscribe, or the
+	// connection ending, makes the forwarder give up on a full channel.
 	s.startPump(func(m *Msg) {
 		select {
 		case ch <- m:
-		case <-s.q.done:
+		case <-s.dropped:
 			m.CloseFiles()
 		}
 	})
@@ -85,7 +92,7 @@ func (c *Conn) subscribeWith(pattern, group string, in *inbox) (*Subscription, e
 			return nil, fmt.Errorf("%w: %w", ErrInvalidGroup, err)
 		}
 	}
-	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in}
+	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in, dropped: make(chan struct{})}
 	// Under c.mu the SUB is only queued, not sent, so no MSG for it can
 	// arrive before it is in subs; and seq is set before anyone can see s.
 	c.mu.Lock()
@@ -129,20 +136,26 @@ func (s *Subscription) Dropped() uint64 {
 // Next then returns ErrClosed, as does a second Unsubscribe. Drain stops a
 // subscription without discarding.
 func (s *Subscription) Unsubscribe() error {
-	if s.q.ended() {
+	if !s.closing.CompareAndSwap(false, true) || s.q.ended() {
 		return ErrClosed
 	}
 	c := s.conn
-	c.forget(s)
 	c.mu.Lock()
 	err := c.err
 	if err == nil {
 		c.queueLocked(wire.AppendControl(nil, wire.OpUnsub, s.sid, nil))
 	}
 	c.mu.Unlock()
-	s.q.end(ErrClosed)
-	s.q.discard()
+	s.stop(ErrClosed)
 	return err
+}
+
+// stop ends the subscription at once, discarding what is queued.
+func (s *Subscription) stop(err error) {
+	s.conn.forget(s)
+	s.q.end(err)
+	s.q.discard()
+	s.dropOnce.Do(func() { close(s.dropped) })
 }
 
 // Drain stops the subscription without losing what is on its way: the
@@ -153,9 +166,10 @@ func (s *Subscription) Unsubscribe() error {
 // has returned for the last message; ctx bounds the wait. A queue group
 // member that leaves with Drain loses no message for its group; one that
 // leaves with Unsubscribe, or whose connection breaks, loses those in
-// flight to it.
+// flight to it. Drain called from the subscription's own handler cannot
+// wait for that handler: it waits until ctx ends or the connection closes.
 func (s *Subscription) Drain(ctx context.Context) error {
-	if s.q.ended() {
+	if !s.closing.CompareAndSwap(false, true) || s.q.ended() {
 		return ErrClosed
 	}
 	c := s.conn
@@ -172,6 +186,7 @@ func (s *Subscription) Drain(ctx context.Context) error {
 	// the reader hands over what it read before the PONG: once Flush
 	// returns, every message for s is in its queue.
 	if err := c.Flush(ctx); err != nil {
+		s.stop(ErrClosed) // the UNSUB is sent: end as Unsubscribe would
 		return err
 	}
 	c.forget(s)
@@ -179,6 +194,7 @@ func (s *Subscription) Drain(ctx context.Context) error {
 	if s.pumpDone != nil {
 		select {
 		case <-s.pumpDone:
+		case <-c.quit:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -192,8 +208,13 @@ func (s *Subscription) Drain(ctx context.Context) error {
 // at once; each message goes to one of them.
 func (s *Subscription) Next(ctx context.Context) (*Msg, error) { return s.q.next(ctx) }
 
-// end ends the subscription with err; queued messages stay for Next.
-func (s *Subscription) end(err error) { s.q.end(err) }
+// end ends the subscription with err because its connection ended or the
+// broker refused it; queued messages stay for Next, but a channel
+// subscription's forwarder stops waiting for room.
+func (s *Subscription) end(err error) {
+	s.q.end(err)
+	s.dropOnce.Do(func() { close(s.dropped) })
+}
 
 // startPump hands queued messages to f, on a goroutine of their own, until
 // the subscription ends.

@@ -63,7 +63,9 @@ commands:
 
 -H adds a header to every message sent. -json: DATA (or each input) is JSON,
 sent as msgpack; payloads received are printed as one line of JSON each.
--queue GROUP: each message goes to one member of the group.
+-queue GROUP: each message goes to one member of the group. A member that
+exits (-count, ctrl-C) drops what was already on its way to it; programs
+that must not lose any leave with Subscription.Drain (examples/workers).
 
 Run 'bus COMMAND -h' for a command's flags.
 `
