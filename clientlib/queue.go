@@ -126,6 +126,32 @@ func (q *msgQueue) ended() bool {
 	return q.err != nil
 }
 
+// takeAll waits, like next, until messages are queued or the queue has
+// ended, and then returns everything handed over so far, for a single
+// consumer to go through without taking the lock per message. batch is
+// reused for the result. After the queue ends it returns what is left,
+// then the reason.
+func (q *msgQueue) takeAll(batch []*Msg) ([]*Msg, error) {
+	for {
+		q.mu.Lock()
+		batch = append(batch[:0], q.in...)
+		clear(q.in)
+		q.in, q.inBytes = q.in[:0], 0
+		err := q.err
+		q.mu.Unlock()
+		if len(batch) > 0 {
+			return batch, nil
+		}
+		if err != nil {
+			return batch, err
+		}
+		select {
+		case <-q.ready:
+		case <-q.done:
+		}
+	}
+}
+
 // end marks the queue ended with err; what is queued stays for next.
 func (q *msgQueue) end(err error) {
 	q.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // tally records which messages a queue group delivered, and how often.
@@ -210,5 +211,36 @@ func TestDrainWithEndedContextStillEnds(t *testing.T) {
 	}
 	if err := s.Unsubscribe(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Unsubscribe after a failed Drain: %v; want ErrClosed", err)
+	}
+}
+
+func TestUnsubscribeStopsTheHandlerMidBatch(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	gate := make(chan struct{})
+	var calls atomic.Int32
+	s, err := c.Subscribe("unsub.mid", func(m *Msg) {
+		if calls.Add(1) == 1 {
+			<-gate // the rest of the batch waits in the handler's goroutine
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	for range 100 {
+		c.Publish("unsub.mid", nil)
+	}
+	flush(t, c)
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	<-s.pumpDone // the handler's goroutine has finished with the batch
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times; after Unsubscribe it must not run again", n)
 	}
 }

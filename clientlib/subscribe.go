@@ -225,11 +225,23 @@ func (s *Subscription) startPump(f func(*Msg)) {
 
 func (s *Subscription) pump(f func(*Msg)) {
 	defer close(s.pumpDone)
+	var batch []*Msg
 	for {
-		m, err := s.Next(context.Background())
-		if err != nil {
+		var err error
+		if batch, err = s.q.takeAll(batch); err != nil {
 			return
 		}
-		f(m)
+		for i, m := range batch {
+			select {
+			case <-s.dropped: // Unsubscribe: what was taken is discarded too
+				for _, m := range batch[i:] {
+					m.CloseFiles()
+				}
+				return
+			default:
+			}
+			batch[i] = nil
+			f(m)
+		}
 	}
 }
