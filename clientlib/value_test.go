@@ -175,3 +175,27 @@ func BenchmarkEncodeValue(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDecodeValue feeds hostile payloads to Decode: it must fail with
+// ErrDecode, not panic or allocate by a length prefix, whatever the bytes.
+func FuzzDecodeValue(f *testing.F) {
+	for _, v := range []any{nil, 1, "s", []byte{1}, map[string]any{"a": []any{1.5, true}}, point{X: 1}} {
+		b, err := EncodeValue(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}) // an array claiming 4 G elements
+	f.Add([]byte{0xdf, 0x7f, 0xff, 0xff, 0xff}) // a map claiming 2 G pairs
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var generic any
+		if err := DecodeValue(b, &generic); err != nil && !errors.Is(err, ErrDecode) {
+			t.Fatalf("error %v does not match ErrDecode", err)
+		}
+		var p point
+		if err := DecodeValue(b, &p); err != nil && !errors.Is(err, ErrDecode) {
+			t.Fatalf("error %v does not match ErrDecode", err)
+		}
+	})
+}
