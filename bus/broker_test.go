@@ -203,3 +203,30 @@ func TestNoRespondersStatusIsPrivate(t *testing.T) {
 		t.Fatalf("another connection's request reached the victim: %v %q", f.Op, f.Topic)
 	}
 }
+
+// A message for several subscriptions is encoded once and copied: each
+// copy must carry its own subscription's id, origin and sections.
+func TestEachSubscriptionGetsItsOwnID(t *testing.T) {
+	_, path := testBroker(t, nil)
+	a := connectRaw(t, path)
+	a.sub(7, "multi.>", "")
+	a.sub(9, "multi.x", "")
+	a.sync()
+	b := connectRaw(t, path)
+	b.sub(3, "*.x", "")
+	b.sync()
+	pub := connectRaw(t, path)
+	pub.send(wire.AppendPub(nil, "multi.x", "re.ply", wire.AppendField(nil, "k", "v"), []byte("payload"), 0))
+	got := map[uint32]bool{}
+	for _, c := range []*rawClient{a, a, b} {
+		f := c.next()
+		v, _ := f.Headers.Get("k")
+		if string(f.Topic) != "multi.x" || string(f.Reply) != "re.ply" || v != "v" || string(f.Payload) != "payload" || f.Origin.Conn != pub.info.ConnID {
+			t.Fatalf("subscription %d got %q %q %q %q from %d", f.ID, f.Topic, f.Reply, v, f.Payload, f.Origin.Conn)
+		}
+		got[f.ID] = true
+	}
+	if !got[7] || !got[9] || !got[3] {
+		t.Fatalf("subscription ids %v; want 7, 9 and 3", got)
+	}
+}

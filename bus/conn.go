@@ -31,11 +31,12 @@ type conn struct {
 	log    *slog.Logger
 
 	// Owned by the reader goroutine.
-	in     *wire.Reader
-	seq    uint64 // frames received, HELLO being 1
-	subs   map[uint32]*subscription
-	wakes  []*conn // writers to wake once the current read batch is routed
-	stalls []*conn // receivers this batch left behind; see stall.go
+	in      *wire.Reader
+	seq     uint64 // frames received, HELLO being 1
+	subs    map[uint32]*subscription
+	wakes   []*conn // writers to wake once the current read batch is routed
+	stalls  []*conn // receivers this batch left behind; see stall.go
+	encoded []byte  // reused for a message encoded once for several receivers
 
 	// Shared with routers and the writer.
 	mu         sync.Mutex

@@ -14,7 +14,7 @@ import (
 
 // testBroker starts a Server on a fresh socket and shuts it down, checking
 // that every goroutine finished, when the test ends.
-func testBroker(t *testing.T, edit func(*Config)) (*Server, string) {
+func testBroker(t testing.TB, edit func(*Config)) (*Server, string) {
 	t.Helper()
 	path := shortPath(t)
 	cfg := DefaultConfig()
@@ -47,13 +47,13 @@ func testBroker(t *testing.T, edit func(*Config)) (*Server, string) {
 // rawClient speaks the protocol frame by frame, so tests can send what a
 // real client never would.
 type rawClient struct {
-	t    *testing.T
+	t    testing.TB
 	sock *unixsock.Conn
 	in   *wire.Reader
 	info wire.Info
 }
 
-func dialRaw(t *testing.T, path string) *rawClient {
+func dialRaw(t testing.TB, path string) *rawClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -68,7 +68,7 @@ func dialRaw(t *testing.T, path string) *rawClient {
 }
 
 // connectRaw dials and completes the handshake.
-func connectRaw(t *testing.T, path string) *rawClient {
+func connectRaw(t testing.TB, path string) *rawClient {
 	t.Helper()
 	c := dialRaw(t, path)
 	body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: t.Name()})

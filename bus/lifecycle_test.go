@@ -180,7 +180,7 @@ func TestTooManyConnections(t *testing.T) {
 
 // shortPath returns a socket path in a fresh directory short enough for
 // sun_path, removed when the test ends.
-func shortPath(t *testing.T) string {
+func shortPath(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "bus")
 	if err != nil {

@@ -13,8 +13,9 @@ type enqueued struct {
 	stall bool // the connection is behind: the caller should let it catch up
 }
 
-// enqueueMsg appends the MSG that delivers pub to subscription sid.
-func (c *conn) enqueueMsg(s *subscription, o *wire.Origin, pub *wire.Frame, set *fdSet) enqueued {
+// enqueueMsg appends the MSG that delivers m to subscription s.
+func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet) enqueued {
+	pub := m.pub
 	size := pub.Size() + wire.OriginLen
 	nfds := int(pub.NFDs)
 	cfg := &c.srv.cfg
@@ -42,7 +43,13 @@ func (c *conn) enqueueMsg(s *subscription, o *wire.Origin, pub *wire.Frame, set 
 		c.out.AddFDs(set.fds, set)
 		c.pendingFDs += nfds
 	}
-	c.out.Buf = wire.AppendMsg(c.out.Buf, s.sid, o, pub)
+	if m.encoded != nil {
+		n := len(c.out.Buf)
+		c.out.Buf = append(c.out.Buf, m.encoded...)
+		wire.SetID(c.out.Buf[n:], s.sid)
+	} else {
+		c.out.Buf = wire.AppendMsg(c.out.Buf, s.sid, m.origin, pub)
+	}
 	c.pending += size
 	e.stall = c.behindLocked()
 	return e

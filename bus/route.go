@@ -51,12 +51,17 @@ func (c *conn) publish(f *wire.Frame) error {
 		}
 	}
 	c.srv.stats.published.Add(1)
+	m := outMsg{origin: &c.origin, pub: f}
+	if len(res.Plain)+len(res.Groups) > 1 && f.Size() <= encodeOnceMax {
+		c.encoded = wire.AppendMsg(c.encoded[:0], 0, m.origin, f)
+		m.encoded = c.encoded
+	}
 	delivered := false
 	for _, s := range res.Plain {
-		delivered = c.deliver(s, &c.origin, f, set) || delivered
+		delivered = c.deliver(s, &m, set) || delivered
 	}
 	for i := range res.Groups {
-		delivered = c.deliverToOne(res.Groups[i].Members, &c.origin, f, set) || delivered
+		delivered = c.deliverToOne(res.Groups[i].Members, &m, set) || delivered
 	}
 	// Matching only subscriptions that are going away is matching none.
 	if !delivered && len(f.Reply) > 0 {
@@ -64,6 +69,22 @@ func (c *conn) publish(f *wire.Frame) error {
 	}
 	return nil
 }
+
+// outMsg is a message on its way to its receivers. Its descriptors travel
+// beside it: the outboxes keep them, and a struct holding them would take
+// the frame it points to to the heap with them.
+type outMsg struct {
+	origin *wire.Origin
+	pub    *wire.Frame
+	// encoded is its MSG frame with subscription id 0, when it goes to
+	// more than one receiver: encoded once, copied to each with only the
+	// id patched. nil: each receiver encodes its own.
+	encoded []byte
+}
+
+// encodeOnceMax is the largest frame encoded once for several receivers;
+// a larger one is cheaper to encode for each than to copy twice.
+const encodeOnceMax = 64 << 10
 
 var noRespondersHeaders = wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
 
@@ -82,14 +103,14 @@ func (c *conn) noResponders(reply []byte) {
 	}
 	for _, s := range res.Plain {
 		if s.c == c {
-			c.deliver(s, &c.srv.origin, &f, nil)
+			c.deliver(s, &outMsg{origin: &c.srv.origin, pub: &f}, nil)
 		}
 	}
 }
 
 // deliver queues f for one subscription.
-func (c *conn) deliver(s *subscription, o *wire.Origin, f *wire.Frame, set *fdSet) bool {
-	e := s.c.enqueueMsg(s, o, f, set)
+func (c *conn) deliver(s *subscription, m *outMsg, set *fdSet) bool {
+	e := s.c.enqueueMsg(s, m, set)
 	if e.wake {
 		c.wakes = append(c.wakes, s.c)
 	}
@@ -106,10 +127,10 @@ func (c *conn) deliver(s *subscription, o *wire.Origin, f *wire.Frame, set *fdSe
 // random; if that member's connection is closing, or it has just
 // unsubscribed, the next one in turn gets it, so a member leaving loses no
 // message for the group. It reports whether a member took f.
-func (c *conn) deliverToOne(members []*subscription, o *wire.Origin, f *wire.Frame, set *fdSet) bool {
+func (c *conn) deliverToOne(members []*subscription, m *outMsg, set *fdSet) bool {
 	start := rand.IntN(len(members))
 	for i := range members {
-		if c.deliver(members[(start+i)%len(members)], o, f, set) {
+		if c.deliver(members[(start+i)%len(members)], m, set) {
 			return true
 		}
 	}

@@ -96,6 +96,10 @@ func AppendMsg(dst []byte, sid uint32, o *Origin, pub *Frame) []byte {
 	return append(dst, pub.Payload...)
 }
 
+// SetID sets the id field of an encoded frame, such as a MSG encoded once
+// and copied for several subscriptions.
+func SetID(frame []byte, id uint32) { binary.BigEndian.PutUint32(frame[16:20], id) }
+
 // AppendSub appends a SUB frame; group is "" for a plain subscription.
 func AppendSub(dst []byte, sid uint32, pattern, group string) []byte {
 	h := Header{Op: OpSub, TopicLen: uint16(len(pattern)), ReplyLen: uint16(len(group)), ID: sid}
