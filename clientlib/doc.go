@@ -44,6 +44,7 @@
 // PublishValue, RequestValue and Msg.RespondValue encode a Go value as
 // msgpack, and Msg.Decode decodes one; such messages carry the header
 // Content-Type: application/msgpack (EncodeValue lists how Go types map).
+// Msg.SetValue makes a typed message that has headers of its own.
 // Any message may carry headers, string keys to string values, in
 // Msg.Header. Keys starting with "Bus-" belong to the bus itself: the
 // broker sets Bus-Status: 503 on its no-responders answer.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -24,8 +25,12 @@ const (
 )
 
 // ErrDecode is returned, wrapped with the reason, when a payload cannot be
-// decoded into the value asked for.
-var ErrDecode = errors.New("bus: cannot decode payload")
+// decoded into the value asked for; ErrEncode when a value cannot be
+// encoded (a complex number, say).
+var (
+	ErrDecode = errors.New("bus: cannot decode payload")
+	ErrEncode = errors.New("bus: cannot encode value")
+)
 
 // valueHandle is the one msgpack configuration of typed payloads, set up
 // here and only read after (the codec package allows that from many
@@ -59,7 +64,7 @@ func (e *valueEncoder) encode(v any) ([]byte, error) {
 	e.buf = e.buf[:0]
 	e.enc.ResetBytes(&e.buf) // also clears an earlier error, which would stick
 	if err := e.enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("bus: encoding %T as msgpack: %w", v, err)
+		return nil, fmt.Errorf("%w: %T as msgpack: %w", ErrEncode, v, err)
 	}
 	return e.buf, nil
 }
@@ -163,15 +168,38 @@ func (m *Msg) RespondValue(v any, files ...*os.File) error {
 	return m.sub.conn.publishValue(m.Reply, "", v, files, true)
 }
 
+// SetValue makes v, encoded as msgpack, the message's payload, and sets its
+// Content-Type header, keeping any other headers: for a typed message with
+// headers of its own, sent with PublishMsg, RequestMsg or RespondMsg.
+func (m *Msg) SetValue(v any) error {
+	data, err := EncodeValue(v)
+	if err != nil {
+		return err
+	}
+	if m.Header == nil {
+		m.Header = map[string]string{}
+	}
+	m.Header[ContentTypeHeader] = ContentTypeMsgpack
+	m.Data = data
+	return nil
+}
+
 // Decode decodes the message's msgpack payload into v, a pointer. A
 // message whose Content-Type header names another encoding is refused with
 // ErrDecode naming it; one without the header is tried as msgpack.
 func (m *Msg) Decode(v any) error {
-	if ct, ok := m.Header[ContentTypeHeader]; ok && ct != ContentTypeMsgpack {
+	if ct, ok := m.Header[ContentTypeHeader]; ok && !isMsgpack(ct) {
 		return fmt.Errorf("%w: content type is %q, not %q", ErrDecode, ct, ContentTypeMsgpack)
 	}
 	return DecodeValue(m.Data, v)
 }
 
 // IsValue reports whether the message says its payload is msgpack.
-func (m *Msg) IsValue() bool { return m.Header[ContentTypeHeader] == ContentTypeMsgpack }
+func (m *Msg) IsValue() bool { return isMsgpack(m.Header[ContentTypeHeader]) }
+
+// isMsgpack reports whether a Content-Type value names msgpack. Media
+// types are case-insensitive and may carry parameters.
+func isMsgpack(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), ContentTypeMsgpack)
+}

@@ -106,8 +106,8 @@ func TestValueTypeMapping(t *testing.T) {
 }
 
 func TestValueErrors(t *testing.T) {
-	if _, err := EncodeValue(complex(1, 2)); err == nil || !strings.Contains(err.Error(), "complex128") {
-		t.Fatalf("encoding a complex: %v; want an error naming the type", err)
+	if _, err := EncodeValue(complex(1, 2)); !errors.Is(err, ErrEncode) || !strings.Contains(err.Error(), "complex128") {
+		t.Fatalf("encoding a complex: %v; want ErrEncode naming the type", err)
 	}
 	// A failed encode must not poison the pooled encoder for the next one.
 	if b, err := EncodeValue("fine"); err != nil || len(b) == 0 {
@@ -198,4 +198,34 @@ func FuzzDecodeValue(f *testing.F) {
 			t.Fatalf("error %v does not match ErrDecode", err)
 		}
 	})
+}
+
+func TestSetValueKeepsHeaders(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	sub, err := c.SubscribeSync("typed.hdr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	m := &Msg{Topic: "typed.hdr", Header: map[string]string{"Trace": "42"}}
+	if err := m.SetValue(map[string]int{"n": 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	got := next(t, sub)
+	var v map[string]int
+	if err := got.Decode(&v); err != nil || v["n"] != 7 || got.Header["Trace"] != "42" || !got.IsValue() {
+		t.Fatalf("got %v (%v) with header %v", v, err, got.Header)
+	}
+	if err := (&Msg{}).SetValue(complex64(1)); !errors.Is(err, ErrEncode) {
+		t.Fatalf("SetValue of a complex number: %v; want ErrEncode", err)
+	}
+	for _, ct := range []string{"application/msgpack", "Application/MsgPack", "application/msgpack; v=1"} {
+		if !(&Msg{Header: map[string]string{ContentTypeHeader: ct}}).IsValue() {
+			t.Errorf("%q not taken as msgpack", ct)
+		}
+	}
 }
