@@ -144,3 +144,31 @@ func TestCLIQueueSubShare(t *testing.T) {
 		}
 	}
 }
+
+// A queue member that leaves after -count answers what the broker had
+// already routed to it: none of the concurrent requests waits out its
+// timeout, though one member stops after its first reply.
+func TestCLIReplyQueueLeavesWithoutLosing(t *testing.T) {
+	b := startBusd(t)
+	short := b.startReply(t, "-queue", "g", "-count", "1", "-exec", "sleep 0.2; echo short", "svc.q")
+	b.startReply(t, "-queue", "g", "svc.q", "long")
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			out, errOut, err := b.run("", "req", "-timeout", "10s", "svc.q")
+			if err == nil && out != "short\n" && out != "long\n" {
+				err = fmt.Errorf("reply %q", out)
+			}
+			if err != nil {
+				err = fmt.Errorf("%w: %s", err, errOut)
+			}
+			errs <- err
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	short.wait(t)
+}

@@ -63,9 +63,10 @@ commands:
 
 -H adds a header to every message sent. -json: DATA (or each input) is JSON,
 sent as msgpack; payloads received are printed as one line of JSON each.
--queue GROUP: each message goes to one member of the group. A member that
-exits (-count, ctrl-C) drops what was already on its way to it; programs
-that must not lose any leave with Subscription.Drain (examples/workers).
+-queue GROUP: each message goes to one member of the group. bus reply
+-count N answers what was already on its way to it before it leaves; bus
+sub, and either on ctrl-C, drop it (programs that must not lose any leave
+with Subscription.Drain, as examples/workers does).
 
 Run 'bus COMMAND -h' for a command's flags.
 `

@@ -14,7 +14,7 @@ import (
 )
 
 func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-	count := fs.Int("count", 0, "exit after N replies (0: run until interrupted)")
+	count := fs.Int("count", 0, "exit after N replies (0: run until interrupted); with -queue, requests already on their way are answered too")
 	group := fs.String("queue", "", "join queue `GROUP`: each request goes to one member of the group")
 	command := fs.String("exec", "", "reply with the stdout of `CMD`, run by sh -c with the request's payload on stdin; if it fails, say so on stderr and still reply with its stdout")
 	asJSON := fs.Bool("json", false, "DATA, or CMD's output, is JSON sent as msgpack; with -exec, CMD reads the request as a line of JSON")
@@ -76,7 +76,35 @@ func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				n++
 			}
 		}
+		if *group != "" {
+			// Leaving the group: requests the broker already routed here
+			// would reach no other member, so answer them too.
+			if err := r.drain(ctx, sub); err != nil {
+				return err
+			}
+		}
 		return e.flush(ctx, c) // the last reply is out before we exit
+	}
+}
+
+// drain leaves sub's queue group and answers what was already on its way.
+func (r *replier) drain(ctx context.Context, sub *clientlib.Subscription) error {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := sub.Drain(dctx); err != nil {
+		return err
+	}
+	for {
+		m, err := sub.Next(dctx)
+		if err != nil {
+			return nil // ErrClosed: nothing is left
+		}
+		if m.Reply != "" {
+			if err := r.answer(dctx, m); err != nil {
+				fmt.Fprintf(r.e.stderr, "bus: %s: %v\n", m.Topic, err)
+			}
+		}
+		m.CloseFiles()
 	}
 }
 
