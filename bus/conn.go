@@ -98,8 +98,8 @@ func (c *conn) serve() {
 	err := c.handshake()
 	var we *wire.Error // outside the loop: errors.As makes it escape, once
 	for err == nil {
-		var f wire.Frame
-		f, err = c.in.Next(c.flushWakes)
+		var f *wire.Frame
+		f, err = c.in.NextRef(c.flushWakes)
 		if err != nil {
 			if errors.As(err, &we) && we.Seq == 0 {
 				we.Seq = c.seq + 1 // the frame that could not be read
@@ -107,7 +107,7 @@ func (c *conn) serve() {
 			break
 		}
 		c.seq++
-		if err = c.handle(&f); err != nil && errors.As(err, &we) {
+		if err = c.handle(f); err != nil && errors.As(err, &we) {
 			we.Seq, we.Op = c.seq, f.Op
 			if !we.Code.Fatal() {
 				c.replyErr(we)

@@ -12,9 +12,9 @@ import (
 func (c *Conn) readLoop() {
 	var err error
 	for err == nil {
-		var f wire.Frame
-		if f, err = c.in.Next(c.flushReady); err == nil {
-			err = c.handle(&f)
+		var f *wire.Frame
+		if f, err = c.in.NextRef(c.flushReady); err == nil {
+			err = c.handle(f)
 		}
 	}
 	c.flushReady()

@@ -34,10 +34,19 @@ type Frame struct {
 // DecodeFrame splits a whole frame, whose header h was decoded from b's
 // start, into its sections. b must hold h.Size() bytes.
 func DecodeFrame(b []byte, h Header) (Frame, error) {
+	var f Frame
+	err := decodeFrameInto(&f, b, &h)
+	return f, err
+}
+
+// decodeFrameInto is DecodeFrame into f, which it overwrites whole.
+func decodeFrameInto(f *Frame, b []byte, h *Header) error {
 	if len(b) < h.Size() {
-		return Frame{}, ErrShortFrame
+		*f = Frame{}
+		return ErrShortFrame
 	}
-	f := Frame{Header: h}
+	f.Header = *h
+	f.Origin = Origin{}
 	p := HeaderLen
 	if h.Op == OpMsg {
 		o := b[p:]
@@ -58,7 +67,7 @@ func DecodeFrame(b []byte, h Header) (Frame, error) {
 	f.Reply = next(int(h.ReplyLen))
 	f.Headers = Headers(next(int(h.HdrLen)))
 	f.Payload = next(int(h.PayloadLen))
-	return f, nil
+	return nil
 }
 
 // AppendPub appends a PUB frame to dst. hdrs is an encoded headers section

@@ -26,9 +26,10 @@ type Reader struct {
 	sock  *unixsock.Conn
 	lim   *Limits
 	buf   []byte
-	r, w  int // unread bytes are buf[r:w]
-	quiet int // consecutive reads that used little of the buffer
-	last  int // size of the frame Next returned last
+	r, w  int   // unread bytes are buf[r:w]
+	quiet int   // consecutive reads that used little of the buffer
+	last  int   // size of the frame Next returned last
+	frame Frame // what NextRef returns
 }
 
 // NewReader returns a Reader of sock's frames within lim. lim is read on
@@ -43,18 +44,29 @@ func NewReader(sock *unixsock.Conn, lim *Limits) *Reader {
 // far: the end of a read batch. Errors are the socket's, or an *Error with a
 // fatal code.
 func (fr *Reader) Next(idle func()) (Frame, error) {
+	f, err := fr.NextRef(idle)
+	if err != nil {
+		return Frame{}, err
+	}
+	return *f, nil
+}
+
+// NextRef is Next without copying the frame out: the Frame it returns is
+// the Reader's own, overwritten by the next call. For the hot loops of
+// readers that handle each frame before reading the next.
+func (fr *Reader) NextRef(idle func()) (*Frame, error) {
 	for {
 		if fr.w-fr.r >= HeaderLen {
 			h, err := DecodeHeader(fr.buf[fr.r:fr.w], fr.lim)
 			if err != nil {
-				return Frame{}, err
+				return nil, err
 			}
 			size := h.Size()
 			if fr.w-fr.r >= size {
-				f, err := DecodeFrame(fr.buf[fr.r:fr.r+size], h)
+				err := decodeFrameInto(&fr.frame, fr.buf[fr.r:fr.r+size], &h)
 				fr.r += size
 				fr.last = size
-				return f, err
+				return &fr.frame, err
 			}
 			fr.makeRoom(size)
 		} else {
@@ -68,13 +80,13 @@ func (fr *Reader) Next(idle func()) (Frame, error) {
 		fr.adapt(n)
 		if err != nil {
 			if errors.Is(err, unixsock.ErrFDsTruncated) {
-				return Frame{}, Errorf(CodeTooManyFDs,
+				return nil, Errorf(CodeTooManyFDs,
 					"more descriptors in one sendmsg than the receiver accepts (%d)", unixsock.MaxFDsPerMessage)
 			}
-			return Frame{}, err
+			return nil, err
 		}
 		if q := fr.sock.QueuedFDs(); q > MaxQueuedFDs {
-			return Frame{}, Errorf(CodeTooManyFDs,
+			return nil, Errorf(CodeTooManyFDs,
 				"%d descriptors received that no frame has claimed; the limit is %d", q, MaxQueuedFDs)
 		}
 	}
