@@ -136,18 +136,27 @@ func (s *Subscription) Dropped() uint64 {
 // Next then returns ErrClosed, as does a second Unsubscribe. Drain stops a
 // subscription without discarding.
 func (s *Subscription) Unsubscribe() error {
+	first, err := s.leave()
+	if first {
+		s.stop(ErrClosed)
+	}
+	return err
+}
+
+// leave queues the UNSUB of the first Unsubscribe or Drain, which it reports
+// with first; later calls get ErrClosed. err is the connection's error if it
+// has ended.
+func (s *Subscription) leave() (first bool, err error) {
 	if !s.closing.CompareAndSwap(false, true) || s.q.ended() {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	c := s.conn
 	c.mu.Lock()
-	err := c.err
-	if err == nil {
+	defer c.mu.Unlock()
+	if c.err == nil {
 		c.queueLocked(wire.AppendControl(nil, wire.OpUnsub, s.sid, nil))
 	}
-	c.mu.Unlock()
-	s.stop(ErrClosed)
-	return err
+	return true, c.err
 }
 
 // stop ends the subscription at once, discarding what is queued.
@@ -169,19 +178,10 @@ func (s *Subscription) stop(err error) {
 // flight to it. Drain called from the subscription's own handler cannot
 // wait for that handler: it waits until ctx ends or the connection closes.
 func (s *Subscription) Drain(ctx context.Context) error {
-	if !s.closing.CompareAndSwap(false, true) || s.q.ended() {
-		return ErrClosed
-	}
-	c := s.conn
-	c.mu.Lock()
-	err := c.err
-	if err == nil {
-		c.queueLocked(wire.AppendControl(nil, wire.OpUnsub, s.sid, nil))
-	}
-	c.mu.Unlock()
-	if err != nil {
+	if _, err := s.leave(); err != nil {
 		return err
 	}
+	c := s.conn
 	// The broker answers a PING after everything it queued before it, and
 	// the reader hands over what it read before the PONG: once Flush
 	// returns, every message for s is in its queue.
