@@ -46,10 +46,13 @@ type conn struct {
 	caughtUp   chan struct{} // closed when pending falls to stallMark; nil if nobody waits
 	state      connState
 
-	// busySince is when output last became pending on a connection that
-	// had none (unix ns); with the socket's LastWrite it tells a receiver
-	// that is slow from one that is stuck (see stall.go).
+	// busySince is when the outbox last went from empty to holding output
+	// (unix ns; a batch may still be in the writer's hands); with the
+	// socket's progress it tells a receiver that is slow from one that is
+	// stuck (see stall.go).
 	busySince atomic.Int64
+	unread    atomic.Int64 // the socket's unread bytes at the last look (stuck)
+	readAt    atomic.Int64 // when a look last found them fallen (unix ns)
 
 	send       *wire.Sender  // owns the socket's write side
 	kick       chan struct{} // capacity 1: output is pending

@@ -99,3 +99,36 @@ func decodeErrFrame(t *testing.T, f wire.Frame) wire.Error {
 	}
 	return e
 }
+
+// A subscriber that reads a little at a time, never pausing long but far
+// slower than the publisher, is alive: the broker reads its progress from
+// the socket and waits for it rather than cutting it off.
+func TestTrickleReaderIsPacedNotCutOff(t *testing.T) {
+	_, path := testBroker(t, smallPending)
+	sub := connectRaw(t, path)
+	sub.sub(1, "big", "")
+	sub.sync()
+	pub := connectRaw(t, path)
+	const n = 8
+	sent := publishBig(pub, "big", n)
+	frame := wire.HeaderLen + wire.OriginLen + len("big") + 1<<20
+	all := make([]byte, n*frame)
+	for got := 0; got < len(all); {
+		sub.sock.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := sub.sock.Read(all[got:min(got+128<<10, len(all))])
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v (cut off?)", got, len(all), err)
+		}
+		got += k
+		time.Sleep(20 * time.Millisecond) // about 6 MiB/s: slower than the publisher
+	}
+	for i := range n {
+		f := all[i*frame:]
+		if h, err := wire.DecodeHeader(f, &wire.DefaultLimits); err != nil || h.Op != wire.OpMsg || f[frame-1] != byte(i) {
+			t.Fatalf("frame %d: %v %v", i, h.Op, err)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,7 +8,7 @@ import (
 
 // enqueued says what queueing a message did to its receiver.
 type enqueued struct {
-	taken bool // false if the connection is closing, so a queue group can pick another member
+	taken bool // false if the connection is closing or cut off, or the subscription is gone: a queue group picks another member
 	wake  bool // the connection was idle: the caller must wake its writer
 	stall bool // the connection is behind: the caller should let it catch up
 }

@@ -108,7 +108,7 @@ func (c *conn) noResponders(reply []byte) {
 	}
 }
 
-// deliver queues f for one subscription.
+// deliver queues m for one subscription and reports whether it was taken.
 func (c *conn) deliver(s *subscription, m *outMsg, set *fdSet) bool {
 	e := s.c.enqueueMsg(s, m, set)
 	if e.wake {

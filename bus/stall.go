@@ -13,10 +13,11 @@ import (
 // per batch: a fast subscriber paces its publishers, and a slow one only
 // slows them a little. A receiver more than half way to MaxPending is
 // waited for as long as it keeps reading, however slowly, so that a burst
-// of large messages never cuts off a subscriber that is alive. One that
-// has stopped reading is not waited for at all (see stuck), and the
-// slow-consumer policy removes it; other connections' readers are never
-// held.
+// of large messages never cuts off a subscriber that is alive; the
+// publisher's reader is held meanwhile (its other traffic too): that is the
+// back-pressure. One that has stopped reading is not waited for at all
+// (see stuck), and the slow-consumer policy removes it; other connections'
+// readers are never held.
 const (
 	stallMark  = 1 << 20
 	stallWait  = 5 * time.Millisecond
@@ -28,9 +29,12 @@ const (
 func (c *conn) waitForStalled() {
 	deadline := time.NewTimer(stallWait)
 	defer deadline.Stop()
+	defer func() { // on every return: the list is this batch's only
+		clear(c.stalls)
+		c.stalls = c.stalls[:0]
+	}()
 	expired := false
-	for i, r := range c.stalls {
-		c.stalls[i] = nil
+	for _, r := range c.stalls {
 		for !r.stuck() {
 			ch, danger := r.caughtUpChan()
 			if ch == nil || expired && !danger {
@@ -47,18 +51,24 @@ func (c *conn) waitForStalled() {
 			}
 		}
 	}
-	c.stalls = c.stalls[:0]
 }
 
 // stuck reports whether the connection has had output pending for
-// stuckAfter without its writer moving any of it: its peer has stopped
-// reading. (A batch of descriptor-carrying messages, or one large message,
-// can take many milliseconds to write to a live reader, so progress is
-// judged by the socket's writes, not by finished batches; with finished
-// batches and stallWait as the bound, live subscribers were cut off.)
+// stuckAfter without its peer reading any: its peer has stopped. Progress
+// is a write that moved data, or, while the writer waits for room (the
+// kernel wakes it only once the peer has read a quarter of the buffer),
+// the socket's unread bytes falling between two looks. (Judged by finished
+// batches, a large message, or descriptors, took long enough to write that
+// live subscribers were cut off.)
 func (c *conn) stuck() bool {
-	progress := max(c.sock.LastWrite(), c.busySince.Load())
-	return time.Now().UnixNano()-progress > int64(stuckAfter)
+	now := time.Now().UnixNano()
+	if n, err := c.sock.Unread(); err == nil {
+		if prev := c.unread.Swap(int64(n)); int64(n) < prev || n == 0 {
+			c.readAt.Store(now)
+		}
+	}
+	progress := max(c.sock.LastWrite(), c.busySince.Load(), c.readAt.Load())
+	return now-progress > int64(stuckAfter)
 }
 
 // caughtUpChan returns a channel closed once the connection's pending output

@@ -244,3 +244,34 @@ func TestUnsubscribeStopsTheHandlerMidBatch(t *testing.T) {
 		t.Fatalf("the handler ran %d times; after Unsubscribe it must not run again", n)
 	}
 }
+
+// Messages a handler subscription has received are still handled when
+// the connection ends; only Unsubscribe discards them.
+func TestHandlerGetsQueuedMessagesAfterTheConnectionEnds(t *testing.T) {
+	path, srv := startBus(t)
+	c := connect(t, path, WithErrorHandler(func(*Conn, *Subscription, error) {}))
+	gate := make(chan struct{})
+	var calls atomic.Int32
+	s, err := c.Subscribe("end.q", func(m *Msg) {
+		if calls.Add(1) == 1 {
+			<-gate
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	for range 100 {
+		c.Publish("end.q", nil)
+	}
+	flush(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	<-c.quit
+	close(gate)
+	<-s.pumpDone
+	if n := calls.Load(); n != 100 {
+		t.Fatalf("the handler ran for %d of 100 messages received before the connection ended", n)
+	}
+}

@@ -22,10 +22,11 @@ type Subscription struct {
 	seq     uint64 // the frame number of its SUB, to match an ERR to it
 
 	q        msgQueue
-	pumpDone chan struct{} // closed when the handler has had every message; nil without a handler
+	pumpDone chan struct{} // closed when the handler's goroutine is done; nil without a handler
 	closing  atomic.Bool   // set by the first Unsubscribe or Drain
 	dropOnce sync.Once
-	dropped  chan struct{} // closed when queued messages are discarded: Unsubscribe, or the connection's end
+	dropped  chan struct{} // closed when the subscription ends without Drain: Unsubscribe, the connection's end
+	stopped  chan struct{} // closed by Unsubscribe only: queued messages are discarded
 	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
 
 	lastTopic string // reader-owned: reused when consecutive messages share a topic
@@ -92,7 +93,8 @@ func (c *Conn) subscribeWith(pattern, group string, in *inbox) (*Subscription, e
 			return nil, fmt.Errorf("%w: %w", ErrInvalidGroup, err)
 		}
 	}
-	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in, dropped: make(chan struct{})}
+	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in,
+		dropped: make(chan struct{}), stopped: make(chan struct{})}
 	// Under c.mu the SUB is only queued, not sent, so no MSG for it can
 	// arrive before it is in subs; and seq is set before anyone can see s.
 	c.mu.Lock()
@@ -165,6 +167,7 @@ func (s *Subscription) stop(err error) {
 	s.q.end(err)
 	s.q.discard()
 	s.dropOnce.Do(func() { close(s.dropped) })
+	close(s.stopped) // once: only the first Unsubscribe or Drain gets here
 }
 
 // Drain stops the subscription without losing what is on its way: the
@@ -233,7 +236,7 @@ func (s *Subscription) pump(f func(*Msg)) {
 		}
 		for i, m := range batch {
 			select {
-			case <-s.dropped: // Unsubscribe: what was taken is discarded too
+			case <-s.stopped: // Unsubscribe: what was taken is discarded too
 				for _, m := range batch[i:] {
 					m.CloseFiles()
 				}

@@ -588,3 +588,24 @@ func TestTryWriteNeverWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestUnreadCountsWhatThePeerHasNotRead(t *testing.T) {
+	a, b := socketPair(t)
+	if n, err := a.Unread(); err != nil || n != 0 {
+		t.Fatalf("Unread of a fresh socket: %d, %v", n, err)
+	}
+	a.Write(make([]byte, 1000))
+	a.Write(make([]byte, 1000))
+	if n, err := a.Unread(); err != nil || n < 2000 {
+		t.Fatalf("Unread after writing 2000 bytes: %d, %v", n, err)
+	}
+	full, _ := a.Unread()
+	io.ReadFull(b, make([]byte, 1000)) // the first write's buffer, whole
+	if n, _ := a.Unread(); n >= full || n < 1000 {
+		t.Fatalf("Unread after the peer read one of two writes: %d (before: %d)", n, full)
+	}
+	io.ReadFull(b, make([]byte, 1000))
+	if n, _ := a.Unread(); n != 0 {
+		t.Fatalf("Unread after the peer read everything: %d", n)
+	}
+}

@@ -107,6 +107,21 @@ func (c *Conn) writeLocked(bufs [][]byte, fds []int) (int64, error) {
 // does not, and this tells the two apart while a long write is under way.
 func (c *Conn) LastWrite() int64 { return c.wrote.Load() }
 
+// Unread returns how much of what was written to the socket its peer has
+// not read yet, in the kernel's accounting (SIOCOUTQ: for a Unix socket the
+// buffers' memory, payload and overhead, freed a whole buffer at a time).
+// It falls as the peer reads, so with LastWrite it tells a peer that reads
+// slowly, while the writer waits for room, from one that has stopped.
+func (c *Conn) Unread() (int, error) {
+	n, ierr := 0, error(nil)
+	if err := c.rc.Control(func(fd uintptr) {
+		n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	}); err != nil {
+		return 0, wrap("ioctl SIOCOUTQ", c.path, err)
+	}
+	return n, wrap("ioctl SIOCOUTQ", c.path, ierr)
+}
+
 // doWrite is the poller callback for writes; it reports false to wait for
 // the socket to become writable. The descriptors ride only the first sendmsg
 // that succeeds: a call that fails with EAGAIN sent nothing, so they stay

@@ -97,7 +97,7 @@ func (fr *Reader) NextRef(idle func()) (*Frame, error) {
 // to Next.
 func (fr *Reader) Raw() []byte { return fr.buf[fr.r-fr.last : fr.r] }
 
-// Keep hands the bytes of the frame Next returned last to the caller, if
+// Keep hands the bytes of the frame Next (or NextRef) returned last to the caller, if
 // that frame had a buffer of its own (it was larger than the largest read
 // buffer, and nothing after it has been read): the Reader then starts a new
 // buffer and never writes into those bytes again, so a receiver can keep a
@@ -107,7 +107,7 @@ func (fr *Reader) Keep() bool {
 	if fr.last <= maxReadBuf || fr.last != len(fr.buf) || fr.r != fr.last || fr.w != fr.r {
 		return false
 	}
-	fr.buf, fr.r, fr.w, fr.quiet = nil, 0, 0, 0
+	fr.buf, fr.r, fr.w, fr.quiet, fr.last = nil, 0, 0, 0, 0
 	return true
 }
 

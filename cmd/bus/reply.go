@@ -89,18 +89,19 @@ func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 
 // drain leaves sub's queue group and answers what was already on its way.
 func (r *replier) drain(ctx context.Context, sub *clientlib.Subscription) error {
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := sub.Drain(dctx); err != nil {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second) // for the broker's confirmation only
+	err := sub.Drain(dctx)
+	cancel()
+	if err != nil {
 		return err
 	}
 	for {
-		m, err := sub.Next(dctx)
+		m, err := sub.Next(ctx)
 		if err != nil {
 			return nil // ErrClosed: nothing is left
 		}
 		if m.Reply != "" {
-			if err := r.answer(dctx, m); err != nil {
+			if err := r.answer(ctx, m); err != nil {
 				fmt.Fprintf(r.e.stderr, "bus: %s: %v\n", m.Topic, err)
 			}
 		}
