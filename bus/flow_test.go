@@ -132,3 +132,44 @@ func TestTrickleReaderIsPacedNotCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A publisher whose connection breaks while its reader waits for a slow
+// receiver: the reader must leave the wait cleanly (it once left a nil in
+// its list of stalled receivers, and the broker died on it).
+func TestPublisherGoneWhileWaitingForAReceiver(t *testing.T) {
+	_, path := testBroker(t, smallPending)
+	sub := connectRaw(t, path)
+	sub.sub(1, "big", "")
+	sub.sync()
+	pub := connectRaw(t, path)
+	pub.sub(1, "poke", "")
+	pub.sync()
+	sent := publishBig(pub, "big", 24)
+	reading := make(chan struct{})
+	go func() {
+		defer close(reading)
+		for range 24 {
+			if _, err := sub.tryNext(time.Second); err != nil {
+				return
+			}
+			time.Sleep(40 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the publisher's reader is waiting now
+	pub.sock.Close()
+	<-sent
+	poker := connectRaw(t, path)
+	for range 20 { // messages to the gone publisher end its connection
+		poker.pub("poke", "x")
+	}
+	poker.sync()
+	<-reading
+	// The broker still serves.
+	c := connectRaw(t, path)
+	c.sub(1, "alive", "")
+	c.sync()
+	c.pub("alive", "yes")
+	if f := c.next(); f.Op != wire.OpMsg || string(f.Payload) != "yes" {
+		t.Fatalf("after the publisher left: %v %q", f.Op, f.Payload)
+	}
+}
