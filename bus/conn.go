@@ -134,6 +134,14 @@ func (c *conn) replyErr(we *wire.Error) {
 // protocol error to the client if there is one to send, removes the
 // subscriptions, and waits for the writer.
 func (c *conn) finish(err error) {
+	// Marked before they leave the index, as in unsubscribe: a publisher
+	// that found one just before then gives a queue group's message to
+	// another member instead of to a connection that is going away.
+	c.mu.Lock()
+	for _, s := range c.subs {
+		s.removed = true
+	}
+	c.mu.Unlock()
 	for _, s := range c.subs {
 		c.srv.index.Remove(s.pattern, s.group, s)
 	}
