@@ -14,9 +14,7 @@ import (
 // own work is inside the bound.
 func TestRoutingDoesNotAllocatePerMessage(t *testing.T) {
 	_, path := testBroker(t, nil)
-	sub := connectRaw(t, path)
-	sub.sub(1, "alloc.>", "")
-	sub.sync()
+	sub := subscriber(t, path, "alloc.>")
 	pub := connectRaw(t, path)
 	const n = 20000
 	var batch []byte

@@ -115,9 +115,7 @@ func TestQueueGroupDeliversToOneMember(t *testing.T) {
 		m.sync()
 		members = append(members, m)
 	}
-	plain := connectRaw(t, path)
-	plain.sub(1, "job", "")
-	plain.sync()
+	plain := subscriber(t, path, "job")
 	pub := connectRaw(t, path)
 	const n = 300
 	for i := range n {

@@ -72,9 +72,7 @@ func TestDescriptorReachesEverySubscriber(t *testing.T) {
 func TestManyFramesWithDescriptorsKeepTheirOwn(t *testing.T) {
 	_, path := testBroker(t, nil)
 	base := countFDs(t)
-	sub := connectRaw(t, path)
-	sub.sub(1, "f", "")
-	sub.sync()
+	sub := subscriber(t, path, "f")
 	pub := connectRaw(t, path)
 	const n = 300
 	var files []*os.File
@@ -119,12 +117,8 @@ func TestManyFramesWithDescriptorsKeepTheirOwn(t *testing.T) {
 func TestSubscriberVanishesWithDescriptorsPending(t *testing.T) {
 	_, path := testBroker(t, nil)
 	base := countFDs(t)
-	gone := connectRaw(t, path)
-	gone.sub(1, "f", "")
-	gone.sync()
-	stays := connectRaw(t, path)
-	stays.sub(1, "f", "")
-	stays.sync()
+	gone := subscriber(t, path, "f")
+	stays := subscriber(t, path, "f")
 	pub := connectRaw(t, path)
 	const n = 50
 	for i := range n {

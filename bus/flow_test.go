@@ -35,9 +35,7 @@ func publishBig(c *rawClient, topic string, n int) <-chan error {
 
 func TestSlowSubscriberOfLargeMessagesIsPacedNotCutOff(t *testing.T) {
 	_, path := testBroker(t, smallPending)
-	sub := connectRaw(t, path)
-	sub.sub(1, "big", "")
-	sub.sync()
+	sub := subscriber(t, path, "big")
 	pub := connectRaw(t, path)
 	const n = 24 // 24 MiB against a 4 MiB MaxPending
 	sent := publishBig(pub, "big", n)
@@ -58,12 +56,8 @@ func TestSlowSubscriberOfLargeMessagesIsPacedNotCutOff(t *testing.T) {
 
 func TestStuckSubscriberDoesNotHoldThePublisher(t *testing.T) {
 	_, path := testBroker(t, smallPending)
-	stuck := connectRaw(t, path) // subscribes and never reads
-	stuck.sub(1, "big", "")
-	stuck.sync()
-	fast := connectRaw(t, path)
-	fast.sub(1, "big", "")
-	fast.sync()
+	stuck := subscriber(t, path, "big") // subscribes and never reads
+	fast := subscriber(t, path, "big")
 	pub := connectRaw(t, path)
 	const n = 24
 	sent := publishBig(pub, "big", n)
@@ -105,9 +99,7 @@ func decodeErrFrame(t *testing.T, f wire.Frame) wire.Error {
 // the socket and waits for it rather than cutting it off.
 func TestTrickleReaderIsPacedNotCutOff(t *testing.T) {
 	_, path := testBroker(t, smallPending)
-	sub := connectRaw(t, path)
-	sub.sub(1, "big", "")
-	sub.sync()
+	sub := subscriber(t, path, "big")
 	pub := connectRaw(t, path)
 	const n = 8
 	sent := publishBig(pub, "big", n)
@@ -138,12 +130,8 @@ func TestTrickleReaderIsPacedNotCutOff(t *testing.T) {
 // its list of stalled receivers, and the broker died on it).
 func TestPublisherGoneWhileWaitingForAReceiver(t *testing.T) {
 	_, path := testBroker(t, smallPending)
-	sub := connectRaw(t, path)
-	sub.sub(1, "big", "")
-	sub.sync()
-	pub := connectRaw(t, path)
-	pub.sub(1, "poke", "")
-	pub.sync()
+	sub := subscriber(t, path, "big")
+	pub := subscriber(t, path, "poke")
 	sent := publishBig(pub, "big", 24)
 	reading := make(chan struct{})
 	go func() {
@@ -165,9 +153,7 @@ func TestPublisherGoneWhileWaitingForAReceiver(t *testing.T) {
 	poker.sync()
 	<-reading
 	// The broker still serves.
-	c := connectRaw(t, path)
-	c.sub(1, "alive", "")
-	c.sync()
+	c := subscriber(t, path, "alive")
 	c.pub("alive", "yes")
 	if f := c.next(); f.Op != wire.OpMsg || string(f.Payload) != "yes" {
 		t.Fatalf("after the publisher left: %v %q", f.Op, f.Payload)

@@ -83,6 +83,16 @@ func connectRaw(t testing.TB, path string) *rawClient {
 	return c
 }
 
+// subscriber connects a raw client subscribed (as id 1) to pattern, with
+// the subscription in place when it returns.
+func subscriber(t testing.TB, path, pattern string) *rawClient {
+	t.Helper()
+	c := connectRaw(t, path)
+	c.sub(1, pattern, "")
+	c.sync()
+	return c
+}
+
 func (c *rawClient) send(b []byte, fds ...int) {
 	c.t.Helper()
 	if _, err := c.sock.WriteWithFDs(b, fds); err != nil {

@@ -79,12 +79,8 @@ func TestServeStopsWhenItsContextEnds(t *testing.T) {
 
 func TestSlowConsumerIsDisconnected(t *testing.T) {
 	srv, path := testBroker(t, slowConfig(Disconnect))
-	slow := connectRaw(t, path)
-	slow.sub(1, "flood", "")
-	slow.sync()
-	fast := connectRaw(t, path)
-	fast.sub(1, "flood", "")
-	fast.sync()
+	slow := subscriber(t, path, "flood")
+	fast := subscriber(t, path, "flood")
 	pub := connectRaw(t, path)
 	payload := strings.Repeat("x", 1000)
 	// 3 MB in steps the fast subscriber keeps up with: well past the slow
@@ -119,9 +115,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 
 func TestSlowConsumerDropNewKeepsTheConnection(t *testing.T) {
 	srv, path := testBroker(t, slowConfig(DropNew))
-	slow := connectRaw(t, path)
-	slow.sub(1, "flood", "")
-	slow.sync()
+	slow := subscriber(t, path, "flood")
 	pub := connectRaw(t, path)
 	payload := strings.Repeat("x", 1000)
 	for range 3000 {

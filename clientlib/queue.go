@@ -128,15 +128,17 @@ func (q *msgQueue) ended() bool {
 
 // takeAll waits, like next, until messages are queued or the queue has
 // ended, and then returns everything handed over so far, for a single
-// consumer to go through without taking the lock per message. batch is
-// reused for the result. After the queue ends it returns what is left,
+// consumer to go through without taking the lock per message. batch, the
+// consumer's previous result with every element cleared, is given back for
+// reuse. After the queue ends it returns what is left,
 // then the reason.
 func (q *msgQueue) takeAll(batch []*Msg) ([]*Msg, error) {
 	for {
 		q.mu.Lock()
-		batch = append(batch[:0], q.in...)
-		clear(q.in)
-		q.in, q.inBytes = q.in[:0], 0
+		// Swapped, not copied: the consumer hands back its finished batch
+		// (emptied as it went) for the reader to fill.
+		batch, q.in = q.in, batch[:0]
+		q.inBytes = 0
 		err := q.err
 		q.mu.Unlock()
 		if len(batch) > 0 {

@@ -97,12 +97,12 @@ func (fr *Reader) NextRef(idle func()) (*Frame, error) {
 // to Next.
 func (fr *Reader) Raw() []byte { return fr.buf[fr.r-fr.last : fr.r] }
 
-// Keep hands the bytes of the frame Next (or NextRef) returned last to the caller, if
-// that frame had a buffer of its own (it was larger than the largest read
-// buffer, and nothing after it has been read): the Reader then starts a new
-// buffer and never writes into those bytes again, so a receiver can keep a
-// large payload without copying it. It reports whether it did; if not, the
-// frame is valid only until the next call to Next, as usual.
+// Keep hands the bytes of the frame Next or NextRef returned last to the
+// caller, if that frame had a buffer of its own (it was larger than the
+// largest read buffer, and nothing after it has been read): the Reader then
+// starts a new buffer and never writes into those bytes again, so a
+// receiver can keep a large payload without copying it. It reports whether
+// it did; if not, the frame is valid only until the next read, as usual.
 func (fr *Reader) Keep() bool {
 	if fr.last <= maxReadBuf || fr.last != len(fr.buf) || fr.r != fr.last || fr.w != fr.r {
 		return false
