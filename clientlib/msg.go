@@ -15,7 +15,8 @@ type Origin struct {
 }
 
 // Msg is a message, to publish or as received. A received Msg and its Data
-// belong to the receiver; they share memory with neighbouring messages (see
+// belong to the receiver, unless its subscription was made with
+// ReuseMessages; they share memory with neighbouring messages (see
 // reader.go), which only means that keeping one for long keeps a few
 // kilobytes alive.
 type Msg struct {
@@ -31,6 +32,7 @@ type Msg struct {
 	Origin Origin
 
 	sub *Subscription
+	own []byte // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
 }
 
 // Subscription returns the subscription a received message arrived on.

@@ -21,6 +21,7 @@ type msgQueue struct {
 	inBytes int
 	err     error // why the subscription ended; nil while it lives
 	dropped uint64
+	lent    []*Msg        // Msgs the handler has finished with, for the reader to reuse (ReuseMessages)
 	ready   chan struct{} // capacity 1: messages were handed over
 	done    chan struct{} // closed when the subscription ends
 
@@ -129,14 +130,19 @@ func (q *msgQueue) ended() bool {
 // takeAll waits, like next, until messages are queued or the queue has
 // ended, and then returns everything handed over so far, for a single
 // consumer to go through without taking the lock per message. batch, the
-// consumer's previous result with every element cleared, is given back for
-// reuse. After the queue ends it returns what is left,
-// then the reason.
-func (q *msgQueue) takeAll(batch []*Msg) ([]*Msg, error) {
+// consumer's previous result, is given back for reuse: its Msgs too, if
+// lent (see ReuseMessages), else its elements must have been cleared. After
+// the queue ends it returns what is left, then the reason.
+func (q *msgQueue) takeAll(batch []*Msg, lent bool) ([]*Msg, error) {
 	for {
 		q.mu.Lock()
+		if lent {
+			q.lent = append(q.lent, batch[:min(len(batch), maxLent-len(q.lent))]...)
+			clear(batch)
+			lent = false
+		}
 		// Swapped, not copied: the consumer hands back its finished batch
-		// (emptied as it went) for the reader to fill.
+		// for the reader to fill.
 		batch, q.in = q.in, batch[:0]
 		q.inBytes = 0
 		err := q.err
@@ -152,6 +158,16 @@ func (q *msgQueue) takeAll(batch []*Msg) ([]*Msg, error) {
 		case <-q.done:
 		}
 	}
+}
+
+// takeReturned returns the Msgs the handler has finished with, taking
+// spare, an empty slice, in their place.
+func (q *msgQueue) takeReturned(spare []*Msg) []*Msg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.lent
+	q.lent = spare[:0]
+	return r
 }
 
 // end marks the queue ended with err; what is queued stays for next.

@@ -101,10 +101,13 @@ func (c *Conn) deliver(f *wire.Frame) error {
 		return nil
 	}
 	var m *Msg
-	if len(f.Payload) > maxCarved && c.in.Keep() {
+	switch {
+	case s.reuse:
+		m = s.lend(f.Payload)
+	case len(f.Payload) > maxCarved && c.in.Keep():
 		m = c.newMsg(nil) // the payload's bytes are the frame's own buffer: no copy
 		m.Data = f.Payload[:len(f.Payload):len(f.Payload)]
-	} else {
+	default:
 		m = c.newMsg(f.Payload)
 	}
 	m.Topic = s.topicString(f.Topic)
@@ -151,7 +154,7 @@ func (c *Conn) flushReady() {
 // msgBlock messages, or dataBlock bytes of payloads) alive.
 const (
 	msgBlock   = 64       // Msgs per block
-	inlineData = 48       // payloads up to this size live inside their Msg
+	inlineData = 24       // payloads up to this size live inside their Msg
 	dataBlock  = 64 << 10 // bytes per block of payload copies
 	maxCarved  = 4 << 10  // larger payloads get an allocation of their own
 )

@@ -63,28 +63,38 @@ func fakeBroker(b *testing.B, payload int) (path string, stop func()) {
 // the hand-over to the handler goroutine.
 func BenchmarkReceive(b *testing.B) {
 	for _, size := range []int{16, 1024} {
-		b.Run(map[int]string{16: "16B", 1024: "1KiB"}[size], func(b *testing.B) {
-			path, stop := fakeBroker(b, size)
-			defer stop()
-			c, err := Connect(context.Background(), WithSocket(path), WithSubscriptionLimits(1<<20, 1<<30))
-			if err != nil {
-				b.Fatal(err)
+		for _, reuse := range []bool{false, true} {
+			name := map[int]string{16: "16B", 1024: "1KiB"}[size]
+			var opts []SubOption
+			if reuse {
+				name += "-reuse"
+				opts = append(opts, ReuseMessages())
 			}
-			defer c.Close()
-			var n atomic.Int64
-			done := make(chan struct{})
-			target := int64(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			if _, err := c.Subscribe("bench.>", func(m *Msg) {
-				if n.Add(1) == target {
-					close(done)
-				}
-			}); err != nil {
-				b.Fatal(err)
-			}
-			<-done
-			b.StopTimer()
-		})
+			b.Run(name, func(b *testing.B) { benchReceive(b, size, opts) })
+		}
 	}
+}
+
+func benchReceive(b *testing.B, size int, opts []SubOption) {
+	path, stop := fakeBroker(b, size)
+	defer stop()
+	c, err := Connect(context.Background(), WithSocket(path), WithSubscriptionLimits(1<<20, 1<<30))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	var n atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if _, err := c.Subscribe("bench.>", func(m *Msg) {
+		if n.Add(1) == target {
+			close(done)
+		}
+	}, opts...); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	b.StopTimer()
 }

@@ -110,7 +110,7 @@ func (c *Conn) openInbox() error {
 		in.prefix = InboxPrefix + nuid.Next() + "."
 		in.waiting = map[string]chan *Msg{}
 		in.refused = make(chan struct{})
-		_, in.err = c.subscribeWith(in.prefix+">", "", in)
+		_, in.err = c.subscribeWith(in.prefix+">", "", in, false)
 	})
 	return in.err
 }

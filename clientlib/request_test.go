@@ -13,13 +13,19 @@ import (
 )
 
 func TestRequestReply(t *testing.T) {
+	t.Run("given", func(t *testing.T) { testRequestReply(t) })
+	t.Run("lent", func(t *testing.T) { testRequestReply(t, ReuseMessages()) })
+}
+
+// testRequestReply serves requests with a handler subscribed with opts.
+func testRequestReply(t *testing.T, opts ...SubOption) {
 	path, _ := startBus(t)
 	svc := connect(t, path)
 	if _, err := svc.Subscribe("math.double", func(m *Msg) {
 		var n int
 		fmt.Sscan(string(m.Data), &n)
 		m.Respond([]byte(fmt.Sprint(2 * n)))
-	}); err != nil {
+	}, opts...); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, svc)

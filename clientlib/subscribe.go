@@ -28,22 +28,31 @@ type Subscription struct {
 	dropped  chan struct{} // closed when the subscription ends without Drain: Unsubscribe, the connection's end
 	stopped  chan struct{} // closed by Unsubscribe only: queued messages are discarded
 	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
+	reuse    bool          // ReuseMessages: the handler's Msgs come back for reuse
+	free     []*Msg        // reader-owned: lent Msgs ready for reuse
 
 	lastTopic string // reader-owned: reused when consecutive messages share a topic
 }
 
 // Subscribe calls handler for every message published to a topic matching
 // pattern, one message at a time, in order, on a goroutine of the
-// subscription's own.
-func (c *Conn) Subscribe(pattern string, handler func(*Msg)) (*Subscription, error) {
-	return c.QueueSubscribe(pattern, "", handler)
+// subscription's own. The Msg is the handler's to keep, unless the
+// subscription is made with ReuseMessages.
+func (c *Conn) Subscribe(pattern string, handler func(*Msg), opts ...SubOption) (*Subscription, error) {
+	return c.QueueSubscribe(pattern, "", handler, opts...)
 }
 
 // QueueSubscribe is Subscribe as a member of queue group group: each message
 // goes to one member of the group (picked at random by the broker) and to
 // every plain subscriber.
-func (c *Conn) QueueSubscribe(pattern, group string, handler func(*Msg)) (*Subscription, error) {
-	s, err := c.subscribe(pattern, group)
+func (c *Conn) QueueSubscribe(pattern, group string, handler func(*Msg), opts ...SubOption) (*Subscription, error) {
+	var cfg subConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	s, err := c.subscribeWith(pattern, group, nil, cfg.reuse)
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +90,12 @@ func (c *Conn) QueueSubscribeSync(pattern, group string) (*Subscription, error) 
 }
 
 func (c *Conn) subscribe(pattern, group string) (*Subscription, error) {
-	return c.subscribeWith(pattern, group, nil)
+	return c.subscribeWith(pattern, group, nil, false)
 }
 
-func (c *Conn) subscribeWith(pattern, group string, in *inbox) (*Subscription, error) {
+// subscribeWith makes a subscription, for the inbox if in is not nil; its
+// messages are lent to the handler if reuse is set.
+func (c *Conn) subscribeWith(pattern, group string, in *inbox, reuse bool) (*Subscription, error) {
 	if err := topics.ValidPattern(pattern); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPattern, err)
 	}
@@ -93,7 +104,7 @@ func (c *Conn) subscribeWith(pattern, group string, in *inbox) (*Subscription, e
 			return nil, fmt.Errorf("%w: %w", ErrInvalidGroup, err)
 		}
 	}
-	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in,
+	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in, reuse: reuse,
 		dropped: make(chan struct{}), stopped: make(chan struct{})}
 	// Under c.mu the SUB is only queued, not sent, so no MSG for it can
 	// arrive before it is in subs; and seq is set before anyone can see s.
@@ -231,7 +242,7 @@ func (s *Subscription) pump(f func(*Msg)) {
 	var batch []*Msg
 	for {
 		var err error
-		if batch, err = s.q.takeAll(batch); err != nil {
+		if batch, err = s.q.takeAll(batch, s.reuse); err != nil {
 			return
 		}
 		for i, m := range batch {
@@ -243,7 +254,9 @@ func (s *Subscription) pump(f func(*Msg)) {
 				return
 			default:
 			}
-			batch[i] = nil
+			if !s.reuse {
+				batch[i] = nil // the handler's now: do not keep it alive
+			}
 			f(m)
 		}
 	}

@@ -38,7 +38,8 @@ func (b *busdClient) flush() error {
 }
 
 func (b *busdClient) subscribe(topic string, fn func([]byte, []*os.File)) error {
-	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { fn(m.Data, m.Files) }); err != nil {
+	// fn keeps neither the Msg nor its Data: they may be lent.
+	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { fn(m.Data, m.Files) }, clientlib.ReuseMessages()); err != nil {
 		return err
 	}
 	return b.flush()
@@ -55,7 +56,7 @@ func (b *busdClient) request(topic string, data []byte) ([]byte, error) {
 }
 
 func (b *busdClient) serve(topic string) error {
-	_, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { m.Respond(m.Data) })
+	_, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { m.Respond(m.Data) }, clientlib.ReuseMessages())
 	if err == nil {
 		err = b.flush()
 	}

@@ -1,0 +1,73 @@
+package clientlib
+
+import (
+	"bytes"
+	"maps"
+)
+
+// SubOption configures a subscription made with Subscribe or
+// QueueSubscribe.
+type SubOption func(*subConfig)
+
+type subConfig struct {
+	reuse bool
+}
+
+// ReuseMessages lends the handler each Msg instead of giving it away: the
+// Msg and its Data are valid only until the handler returns, after which
+// the connection fills them with a later message. Topic, Reply, Header and
+// Files are the handler's to keep, as without the option; to keep the rest,
+// Clone the Msg.
+//
+// Receiving then allocates nothing per message. On a subscription taking
+// millions of small messages a second, the allocations and the garbage
+// collection they cause are the largest cost of receiving (see
+// docs/PERFORMANCE.md); a handler that only reads each message should use
+// this option.
+func ReuseMessages() SubOption { return func(c *subConfig) { c.reuse = true } }
+
+// Bounds on what a subscription with ReuseMessages keeps for reuse: at most
+// maxLent idle Msgs, each keeping a payload buffer of at most maxLentData
+// bytes, so at most a few megabytes however large the traffic's messages.
+const (
+	maxLent     = 2048
+	maxLentData = 2 << 10
+)
+
+// lend returns a Msg for the subscription's next message, with Data a copy
+// of payload: one the handler has finished with if there is one, else a
+// new one. Only the reader goroutine calls it.
+func (s *Subscription) lend(payload []byte) *Msg {
+	if len(s.free) == 0 {
+		s.free = s.q.takeReturned(s.free)
+	}
+	var m *Msg
+	if n := len(s.free); n > 0 {
+		m = s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		*m = Msg{own: m.own}
+	} else {
+		m = new(Msg)
+	}
+	n := len(payload)
+	switch {
+	case n <= cap(m.own):
+		m.Data = m.own[:n:n]
+	case n <= maxLentData:
+		m.own = make([]byte, max(n, 64))
+		m.Data = m.own[:n:n]
+	default:
+		m.Data = make([]byte, n)
+	}
+	copy(m.Data, payload)
+	return m
+}
+
+// Clone returns a copy of m that shares nothing the connection may reuse:
+// its Data and Header are copies. Files are shared, not duplicated: only
+// one of the two should close them.
+func (m *Msg) Clone() *Msg {
+	return &Msg{Topic: m.Topic, Reply: m.Reply, Header: maps.Clone(m.Header), Data: bytes.Clone(m.Data),
+		Files: m.Files, Origin: m.Origin, sub: m.sub}
+}
