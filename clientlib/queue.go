@@ -16,14 +16,15 @@ type msgQueue struct {
 	batchBytes int
 
 	// Hand-over, under mu.
-	mu      sync.Mutex
-	in      []*Msg
-	inBytes int
-	err     error // why the subscription ended; nil while it lives
-	dropped uint64
-	lent    []*Msg        // Msgs the handler has finished with, for the reader to reuse (ReuseMessages)
-	ready   chan struct{} // capacity 1: messages were handed over
-	done    chan struct{} // closed when the subscription ends
+	mu       sync.Mutex
+	in       []*Msg
+	inBytes  int
+	err      error // why the subscription ended; nil while it lives
+	dropped  uint64
+	lent     []*Msg        // Msgs the handler has finished with, for the reader to reuse (ReuseMessages)
+	lentCost int           // what lent holds, in bytes (see lentCost)
+	ready    chan struct{} // capacity 1: messages were handed over
+	done     chan struct{} // closed when the subscription ends
 
 	// Consumer side, under cmu, so that several goroutines may call Next.
 	cmu  sync.Mutex
@@ -137,7 +138,13 @@ func (q *msgQueue) takeAll(batch []*Msg, lent bool) ([]*Msg, error) {
 	for {
 		q.mu.Lock()
 		if lent {
-			q.lent = append(q.lent, batch[:min(len(batch), maxLent-len(q.lent))]...)
+			for _, m := range batch {
+				if q.lentCost += lentCost(m); q.lentCost > maxLentBytes {
+					break
+				}
+				q.lent = append(q.lent, m)
+			}
+			q.lentCost = min(q.lentCost, maxLentBytes)
 			clear(batch)
 			lent = false
 		}
@@ -166,7 +173,7 @@ func (q *msgQueue) takeReturned(spare []*Msg) []*Msg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	r := q.lent
-	q.lent = spare[:0]
+	q.lent, q.lentCost = spare[:0], 0
 	return r
 }
 

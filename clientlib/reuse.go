@@ -3,6 +3,7 @@ package clientlib
 import (
 	"bytes"
 	"maps"
+	"unsafe"
 )
 
 // SubOption configures a subscription made with Subscribe or
@@ -26,13 +27,20 @@ type subConfig struct {
 // this option.
 func ReuseMessages() SubOption { return func(c *subConfig) { c.reuse = true } }
 
-// Bounds on what a subscription with ReuseMessages keeps for reuse: at most
-// maxLent idle Msgs, each keeping a payload buffer of at most maxLentData
-// bytes, so at most a few megabytes however large the traffic's messages.
+// Bounds on what a subscription with ReuseMessages keeps for reuse: idle
+// Msgs of at most maxLentBytes in all, each with a payload buffer of at most
+// maxLentData bytes. A busy subscription has thousands of messages in
+// flight between its reader and its handler (a read brings up to 64 KiB of
+// frames), and a Msg the store has no room for is garbage when the next
+// message needs a new one.
 const (
-	maxLent     = 2048
-	maxLentData = 2 << 10
+	maxLentBytes = 4 << 20
+	maxLentData  = 2 << 10
+	msgSize      = int(unsafe.Sizeof(Msg{}))
 )
+
+// lentCost is what keeping m for reuse costs.
+func lentCost(m *Msg) int { return msgSize + cap(m.own) }
 
 // lend returns a Msg for the subscription's next message, with Data a copy
 // of payload: one the handler has finished with if there is one, else a
