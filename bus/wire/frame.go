@@ -46,10 +46,17 @@ func decodeFrameInto(f *Frame, b []byte, h *Header) error {
 		return ErrShortFrame
 	}
 	f.Header = *h
-	f.Origin = Origin{}
+	f.setSections(b)
+	return nil
+}
+
+// setSections sets f's origin and sections from b, a whole frame whose
+// header f.Header already holds (the Reader decodes it there, so that no
+// copy of it is made on the way).
+func (f *Frame) setSections(b []byte) {
 	p := HeaderLen
-	if h.Op == OpMsg {
-		o := b[p:]
+	if f.Op == OpMsg {
+		o := b[p : p+OriginLen]
 		f.Origin = Origin{
 			Conn: binary.BigEndian.Uint64(o),
 			PID:  binary.BigEndian.Uint32(o[8:]),
@@ -57,17 +64,17 @@ func decodeFrameInto(f *Frame, b []byte, h *Header) error {
 			GID:  binary.BigEndian.Uint32(o[16:]),
 		}
 		p += OriginLen
+	} else {
+		f.Origin = Origin{}
 	}
-	next := func(n int) []byte {
-		s := b[p : p+n : p+n]
-		p += n
-		return s
-	}
-	f.Topic = next(int(h.TopicLen))
-	f.Reply = next(int(h.ReplyLen))
-	f.Headers = Headers(next(int(h.HdrLen)))
-	f.Payload = next(int(h.PayloadLen))
-	return nil
+	topicEnd := p + int(f.TopicLen)
+	replyEnd := topicEnd + int(f.ReplyLen)
+	hdrsEnd := replyEnd + int(f.HdrLen)
+	end := hdrsEnd + int(f.PayloadLen)
+	f.Topic = b[p:topicEnd:topicEnd]
+	f.Reply = b[topicEnd:replyEnd:replyEnd]
+	f.Headers = Headers(b[replyEnd:hdrsEnd:hdrsEnd])
+	f.Payload = b[hdrsEnd:end:end]
 }
 
 // AppendPub appends a PUB frame to dst. hdrs is an encoded headers section

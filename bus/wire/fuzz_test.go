@@ -6,14 +6,16 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bytes to the decoders: they must never panic,
-// never accept a frame over the limits, and re-encoding an accepted PUB or
-// MSG must give back the same bytes.
+// never accept a frame over the limits, DecodeHeader must agree with the
+// full check (checkedHeader), and re-encoding an accepted PUB or MSG must
+// give back the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(AppendPub(nil, "a.b", "r", AppendField(nil, "k", "v"), []byte("x"), 1))
 	f.Add(AppendSub(nil, 1, "a.>", "g"))
 	f.Add(AppendControl(nil, OpPing, 3, nil))
 	lim := Limits{MaxPayload: 1 << 16, MaxHeaders: 1 << 12, MaxFDs: 8}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		sameAsChecked(t, b, &lim)
 		h, err := DecodeHeader(b, &lim)
 		if err != nil {
 			return

@@ -53,23 +53,47 @@ func DecodeHeader(b []byte, lim *Limits) (Header, error) {
 	if len(b) < HeaderLen {
 		return Header{}, ErrShortFrame
 	}
-	h := Header{
-		Op:         Op(b[1]),
-		Flags:      b[2],
-		NFDs:       b[3],
-		TopicLen:   binary.BigEndian.Uint16(b[4:]),
-		ReplyLen:   binary.BigEndian.Uint16(b[6:]),
-		HdrLen:     binary.BigEndian.Uint32(b[8:]),
-		PayloadLen: binary.BigEndian.Uint32(b[12:]),
-		ID:         binary.BigEndian.Uint32(b[16:]),
-	}
-	if err := h.check(b[0], lim); err != nil {
-		if h.Op.Known() {
-			err.Op = h.Op
-		}
+	var h Header
+	if err := decodeHeaderInto(&h, b, lim); err != nil {
 		return h, err
 	}
 	return h, nil
+}
+
+// decodeHeaderInto is DecodeHeader into h, for a b of at least HeaderLen
+// bytes. It is the Reader's hot path, run on every frame: a well-formed
+// header passes one combined test, and only a header that fails it goes
+// through check, which works out what exactly is wrong.
+func decodeHeaderInto(h *Header, b []byte, lim *Limits) *Error {
+	b = b[:HeaderLen]
+	h.Op = Op(b[1])
+	h.Flags = b[2]
+	h.NFDs = b[3]
+	h.TopicLen = binary.BigEndian.Uint16(b[4:])
+	h.ReplyLen = binary.BigEndian.Uint16(b[6:])
+	h.HdrLen = binary.BigEndian.Uint32(b[8:])
+	h.PayloadLen = binary.BigEndian.Uint32(b[12:])
+	h.ID = binary.BigEndian.Uint32(b[16:])
+	r := &headerRules[b[1]&15] // &15: no bounds check
+	if binary.LittleEndian.Uint64(b)&r.mask0^r.want0|binary.LittleEndian.Uint64(b[8:])&r.zero1 == 0 &&
+		h.ID&r.zeroID == 0 && (h.ID != 0 || !r.needID) &&
+		h.TopicLen <= MaxTopicLen && h.ReplyLen <= MaxTopicLen &&
+		h.PayloadLen <= lim.MaxPayload && h.HdrLen <= lim.MaxHeaders && h.NFDs <= lim.MaxFDs {
+		return nil
+	}
+	return h.refuse(b[0], lim)
+}
+
+// refuse is decodeHeaderInto's slow path: the error for a header that
+// failed the fast test, as DecodeHeader has always given it. It would
+// return nil for a good header that failed, but none does: the two tests
+// agree (TestDecodeHeaderAgreesWithCheck).
+func (h *Header) refuse(version byte, lim *Limits) *Error {
+	err := h.check(version, lim)
+	if err != nil && h.Op.Known() {
+		err.Op = h.Op
+	}
+	return err
 }
 
 // check applies the format's rules and lim to a decoded header.
@@ -146,3 +170,58 @@ func (s shape) describe() string {
 	}
 	return "it takes " + used
 }
+
+// headerRule is what check requires of one op's header apart from the
+// limits, as masks over the raw bytes, so that a good header passes with a
+// few word operations instead of a branch per rule: bytes 0-7 (version,
+// op, flags, nfds, topic_len, reply_len) under mask0 must equal want0,
+// bytes 8-15 (hdr_len, payload_len) under zero1 must be 0, the id under
+// zeroID must be 0, and the id must not be 0 if needID. The words are read
+// little-endian, so byte i of the header is bits 8i to 8i+7.
+type headerRule struct {
+	mask0, want0, zero1 uint64
+	zeroID              uint32
+	needID              bool
+}
+
+// headerRules holds a rule per value of the op byte's low 4 bits, made from
+// opShapes. Each rule requires the op byte to be its own index, so an op
+// that only shares the low bits of a known one (17 and HELLO's 1) fails it,
+// and a rule for an unknown op requires an op byte that cannot be there.
+var headerRules = func() (t [16]headerRule) {
+	const (
+		version, op, flags, fds = 0xff, 0xff << 8, 0xff << 16, 0xff << 24
+		topic, reply            = 0xffff << 32, 0xffff << 48
+		hdrs, payload           = 0xffffffff, 0xffffffff << 32
+	)
+	for i := range t {
+		r := &t[i]
+		r.mask0 = version | op | flags
+		if !Op(i).Known() {
+			r.want0 = Version | uint64(^uint8(i))<<8
+			continue
+		}
+		r.want0 = Version | uint64(i)<<8
+		s := opShapes[i]
+		if !s.fds {
+			r.mask0 |= fds
+		}
+		if !s.topic {
+			r.mask0 |= topic
+		}
+		if !s.reply {
+			r.mask0 |= reply
+		}
+		if !s.hdrs {
+			r.zero1 |= hdrs
+		}
+		if !s.payload {
+			r.zero1 |= payload
+		}
+		if s.id == 0 {
+			r.zeroID = ^uint32(0)
+		}
+		r.needID = s.id == 1
+	}
+	return t
+}()

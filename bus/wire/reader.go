@@ -57,16 +57,18 @@ func (fr *Reader) Next(idle func()) (Frame, error) {
 func (fr *Reader) NextRef(idle func()) (*Frame, error) {
 	for {
 		if fr.w-fr.r >= HeaderLen {
-			h, err := DecodeHeader(fr.buf[fr.r:fr.w], fr.lim)
-			if err != nil {
+			// Straight into the Frame this returns, with no copy of the
+			// header on the way: the one the last call returned is over.
+			f := &fr.frame
+			if err := decodeHeaderInto(&f.Header, fr.buf[fr.r:fr.w], fr.lim); err != nil {
 				return nil, err
 			}
-			size := h.Size()
+			size := f.Size()
 			if fr.w-fr.r >= size {
-				err := decodeFrameInto(&fr.frame, fr.buf[fr.r:fr.r+size], &h)
+				f.setSections(fr.buf[fr.r : fr.r+size])
 				fr.r += size
 				fr.last = size
-				return &fr.frame, err
+				return f, nil
 			}
 			fr.makeRoom(size)
 		} else {
