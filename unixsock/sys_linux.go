@@ -29,10 +29,17 @@ const (
 // between calls. unix.Recvmsg would ask for the sender's address (which the
 // kernel fills in for stream sockets too) and allocate a Sockaddr for it on
 // every read; unix.SendmsgBuffers allocates its iovec array per call.
+//
+// They are raw system calls, made without telling the scheduler: the socket
+// is non-blocking, so the call never waits (the poller does the waiting),
+// and a call the scheduler is told of wakes the runtime's monitor thread
+// whenever the process was idle, a futex wake-up on the critical path of
+// every request that arrives at a quiet process. Measured on reqrep-16B
+// (busbench, alternating builds): p50 124 -> 105-114 us.
 
 func recvmsg(fd uintptr, msg *unix.Msghdr) (int, syscall.Errno) {
 	for {
-		n, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(msg)), recvFlags)
+		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(msg)), recvFlags)
 		if e != unix.EINTR {
 			return int(n), e
 		}
@@ -41,7 +48,7 @@ func recvmsg(fd uintptr, msg *unix.Msghdr) (int, syscall.Errno) {
 
 func sendmsg(fd uintptr, msg *unix.Msghdr) (int, syscall.Errno) {
 	for {
-		n, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(msg)), sendFlags)
+		n, _, e := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(msg)), sendFlags)
 		if e != unix.EINTR {
 			return int(n), e
 		}
@@ -57,9 +64,9 @@ func writev(fd uintptr, iov []unix.Iovec) (int, syscall.Errno) {
 		var n uintptr
 		var e syscall.Errno
 		if len(iov) == 1 {
-			n, _, e = unix.Syscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
+			n, _, e = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
 		} else {
-			n, _, e = unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+			n, _, e = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		}
 		if e != unix.EINTR {
 			return int(n), e
