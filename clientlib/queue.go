@@ -46,8 +46,8 @@ func (q *msgQueue) add(m *Msg) bool {
 
 // flush hands the batch over, keeping within maxMsgs and maxBytes waiting
 // messages; the rest are dropped, their files closed. It returns how many
-// were dropped now and in all.
-func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64) {
+// were dropped now and in all, and how many now wait for the consumer.
+func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, waiting int) {
 	batch := q.batch
 	q.mu.Lock()
 	keep := len(batch)
@@ -67,7 +67,7 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64) {
 	if !ended {
 		q.dropped += uint64(len(batch) - keep)
 	}
-	total = q.dropped
+	total, waiting = q.dropped, len(q.in)
 	q.mu.Unlock()
 	for _, m := range batch[keep:] {
 		m.CloseFiles()
@@ -81,9 +81,9 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64) {
 		}
 	}
 	if ended {
-		return 0, total
+		return 0, total, waiting
 	}
-	return len(batch) - keep, total
+	return len(batch) - keep, total, waiting
 }
 
 // next returns the next message, waiting until ctx ends. After the queue

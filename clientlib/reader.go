@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -137,15 +138,30 @@ func (c *Conn) deliver(f *wire.Frame) error {
 // brought it: one hand-over and one wake-up per batch, not per message, so
 // a busy subscription drains many messages per context switch.
 func (c *Conn) flushReady() {
+	behind := false
 	for i, s := range c.ready {
-		dropped, total := s.q.flush(c.opts.subMsgs, c.opts.subBytes)
+		dropped, total, waiting := s.q.flush(c.opts.subMsgs, c.opts.subBytes)
+		behind = behind || waiting > yieldAt
 		if dropped > 0 && (total == uint64(dropped) || total/1024 != (total-uint64(dropped))/1024) {
 			c.cb.push(s, fmt.Errorf("%w: %q dropped %d messages", ErrSlowConsumer, s.pattern, total))
 		}
 		c.ready[i] = nil
 	}
 	c.ready = c.ready[:0]
+	if behind {
+		runtime.Gosched()
+	}
 }
+
+// yieldAt is the backlog at which the reader lets the consumers run
+// before it reads on. When every CPU is busy, the reader of a busy
+// connection would otherwise keep its thread for a whole time slice, and
+// a consumer that is fast, only starved, would come back to a backlog of
+// a hundred thousand messages: memory to hold and to scan, and with
+// ReuseMessages, Msgs allocated afresh because the store of reusable ones
+// ran dry. A consumer that is slow, not starved, is what the subscription
+// limits are for; the yield only costs it a moment per read.
+const yieldAt = 1024
 
 // Received messages are carved out of blocks the reader allocates a few at a
 // time, not allocated one by one: on a busy subscription the allocator and

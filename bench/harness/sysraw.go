@@ -90,6 +90,7 @@ func (r *rawClient) flush() error {
 
 func (r *rawClient) subscribe(_ string, fn func([]byte, []*os.File)) error {
 	go func() {
+		var buf []byte
 		for {
 			f, err := r.in.Next(nil)
 			if err != nil {
@@ -105,7 +106,10 @@ func (r *rawClient) subscribe(_ string, fn func([]byte, []*os.File)) error {
 					files = append(files, os.NewFile(uintptr(fd), "fd"))
 				}
 			}
-			fn(append([]byte(nil), f.Payload...), files) // a copy, as a client hands out
+			// A copy, as a client hands out, into one buffer, as busd's
+			// ReuseMessages does: the limit allocates nothing per message.
+			buf = append(buf[:0], f.Payload...)
+			fn(buf, files)
 		}
 	}()
 	return nil
