@@ -132,13 +132,13 @@ func (c *Conn) doWrite(fd uintptr) bool {
 		var n int
 		var e syscall.Errno
 		call := "sendmsg"
-		if c.wmsg.Control != nil {
-			n, e = sendmsg(fd, &c.wmsg)
+		if c.wmsg.Control == nil && len(c.wiov) == 1 {
+			// One buffer and no descriptors: send(2) does the same with
+			// less argument copying in the kernel.
+			call = "send"
+			n, e = send(fd, c.wiov[0])
 		} else {
-			// Without descriptors, writev(2) does the same with less
-			// argument copying in the kernel.
-			call = "writev"
-			n, e = writev(fd, c.wiov)
+			n, e = sendmsg(fd, &c.wmsg)
 		}
 		if e == unix.EAGAIN {
 			return c.wnowait // TryWrite: done with what the socket took

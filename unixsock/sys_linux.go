@@ -8,11 +8,16 @@ import (
 )
 
 // recvFlags makes the kernel install received descriptors close-on-exec
-// atomically, so a concurrent fork+exec cannot inherit them.
-const recvFlags = unix.MSG_CMSG_CLOEXEC
+// atomically, so a concurrent fork+exec cannot inherit them. MSG_DONTWAIT
+// (here and in sendFlags) makes each call non-blocking whatever the
+// socket's O_NONBLOCK says: the calls below are raw system calls, which
+// must never block, and O_NONBLOCK belongs to the open file description,
+// which a duplicate shares. os.File.Fd on a Conn.File duplicate, as
+// os/exec does for ExtraFiles, clears it for the Conn too.
+const recvFlags = unix.MSG_CMSG_CLOEXEC | unix.MSG_DONTWAIT
 
 // sendFlags turns a write to a closed peer into EPIPE instead of SIGPIPE.
-const sendFlags = unix.MSG_NOSIGNAL
+const sendFlags = unix.MSG_NOSIGNAL | unix.MSG_DONTWAIT
 
 // maxIovecs is the kernel's UIO_MAXIOV: the most iovecs one sendmsg takes.
 const maxIovecs = 1024
@@ -25,16 +30,17 @@ const (
 	maxPathLen = sunPathLen - 1
 )
 
-// recvmsg, sendmsg and writev call the kernel directly with a msghdr the Conn keeps
-// between calls. unix.Recvmsg would ask for the sender's address (which the
-// kernel fills in for stream sockets too) and allocate a Sockaddr for it on
-// every read; unix.SendmsgBuffers allocates its iovec array per call.
+// recvmsg, sendmsg and send call the kernel directly with a msghdr the Conn
+// keeps between calls. unix.Recvmsg would ask for the sender's address
+// (which the kernel fills in for stream sockets too) and allocate a
+// Sockaddr for it on every read; unix.SendmsgBuffers allocates its iovec
+// array per call.
 //
-// They are raw system calls, made without telling the scheduler: the socket
-// is non-blocking, so the call never waits (the poller does the waiting),
-// and a call the scheduler is told of wakes the runtime's monitor thread
-// whenever the process was idle, a futex wake-up on the critical path of
-// every request that arrives at a quiet process. Measured on reqrep-16B
+// They are raw system calls, made without telling the scheduler: with
+// MSG_DONTWAIT the call never waits (the poller does the waiting), and a
+// call the scheduler is told of wakes the runtime's monitor thread whenever
+// the process was idle, a futex wake-up on the critical path of every
+// request that arrives at a quiet process. Measured on reqrep-16B
 // (busbench, alternating builds): p50 124 -> 105-114 us.
 
 func recvmsg(fd uintptr, msg *unix.Msghdr) (int, syscall.Errno) {
@@ -55,19 +61,11 @@ func sendmsg(fd uintptr, msg *unix.Msghdr) (int, syscall.Errno) {
 	}
 }
 
-// writev writes iov, or with a single buffer uses write(2), which skips
-// importing the iovec. The runtime ignores the SIGPIPE a write to a closed
-// socket raises on descriptors other than stdout and stderr, so it fails with
-// EPIPE like sendmsg with MSG_NOSIGNAL.
-func writev(fd uintptr, iov []unix.Iovec) (int, syscall.Errno) {
+// send writes one buffer with sendto(2), which takes the flags write(2)
+// does not.
+func send(fd uintptr, iov unix.Iovec) (int, syscall.Errno) {
 	for {
-		var n uintptr
-		var e syscall.Errno
-		if len(iov) == 1 {
-			n, _, e = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
-		} else {
-			n, _, e = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-		}
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(iov.Base)), uintptr(iov.Len), sendFlags, 0, 0)
 		if e != unix.EINTR {
 			return int(n), e
 		}

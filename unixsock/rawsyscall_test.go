@@ -1,0 +1,97 @@
+package unixsock
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestReadOnBlockingDescriptionDoesNotStopTheWorld: Conn.File's duplicate
+// shares the socket's open file description, and File.Fd (which os/exec
+// calls for ExtraFiles, the documented way to hand the socket to a child)
+// clears O_NONBLOCK on that description. The Conn's raw system calls must
+// not block even then (MSG_DONTWAIT): a raw call that blocked would keep
+// its P, the GC's stop-the-world (here before the write that would wake
+// the read) would wait for it forever, and the process would hang.
+func TestReadOnBlockingDescriptionDoesNotStopTheWorld(t *testing.T) {
+	if os.Getenv(helperEnv) == "raw-blocking-read" {
+		exitHelper(rawBlockingReadChild())
+	}
+	runRawBlockingChild(t, "TestReadOnBlockingDescriptionDoesNotStopTheWorld", "raw-blocking-read")
+}
+
+// TestWriteOnBlockingDescriptionDoesNotStopTheWorld is the same for a
+// Write that fills the socket's buffer: write(2) on a blocking socket waits
+// for the peer to read, and the peer never gets to run.
+func TestWriteOnBlockingDescriptionDoesNotStopTheWorld(t *testing.T) {
+	if os.Getenv(helperEnv) == "raw-blocking-write" {
+		exitHelper(rawBlockingWriteChild())
+	}
+	runRawBlockingChild(t, "TestWriteOnBlockingDescriptionDoesNotStopTheWorld", "raw-blocking-write")
+}
+
+func runRawBlockingChild(t *testing.T, test, role string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+role, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("child hung (killed after 5s): I/O on a socket made blocking by File().Fd() stopped the whole process\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func rawBlockingReadChild() error {
+	a, b, err := Socketpair()
+	if err != nil {
+		return err
+	}
+	f, err := a.File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	f.Fd() // as exec.Cmd does for ExtraFiles: the shared description is now blocking
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		runtime.GC() // needs every P to stop
+		b.Write([]byte("x"))
+	}()
+	buf := make([]byte, 1)
+	if n, err := a.Read(buf); n != 1 || err != nil {
+		return errors.Join(errors.New("read failed"), err)
+	}
+	return nil
+}
+
+func rawBlockingWriteChild() error {
+	a, b, err := Socketpair()
+	if err != nil {
+		return err
+	}
+	f, err := a.File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	f.Fd()
+	const size = 16 << 20 // far more than the socket buffers hold
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		runtime.GC()
+		io.CopyN(io.Discard, b, size)
+	}()
+	if n, err := a.Write(make([]byte, size)); n != size || err != nil {
+		return errors.Join(errors.New("write failed"), err)
+	}
+	return nil
+}
