@@ -49,13 +49,30 @@
 // Msg.Header. Keys starting with "Bus-" belong to the bus itself: the
 // broker sets Bus-Status: 503 on its no-responders answer.
 //
+// # Streams
+//
+// Listen and DialStream open direct streams: the dialer makes a socketpair
+// and sends one end through the bus to a listener of the stream's name,
+// and from then on the two processes talk over their own Unix socket
+// (*StreamConn, a *net.UnixConn), as fast as any socket. StreamListener is
+// a net.Listener, so net/http, net/rpc or gRPC serve over it unchanged:
+//
+//	l, _ := c.Listen("web")
+//	go http.Serve(l, handler)
+//	conn, err := c.DialStream(ctx, "web") // ErrNoListener at once if nobody listens
+//
+// Topic streams carry bytes on a topic instead, from one TopicWriter to
+// every TopicReader subscribed; a reader that misses part of the stream
+// fails with ErrStreamGap rather than return bytes with a hole in them.
+// MakeFile wraps either kind in buffered line and msgpack-value framing.
+//
 // # Receiving without allocating
 //
 // A received Msg belongs to whoever receives it, so by default each one is
 // a new allocation. A handler that only reads each message, and keeps
 // nothing of it past its return, can subscribe with ReuseMessages: the
 // connection then lends it Msgs and refills them, and receiving allocates
-// nothing. At millions of small messages a second that halves the cost of
+// nothing for the Msg and its Data. At millions of small messages a second that halves the cost of
 // receiving (docs/PERFORMANCE.md); Msg.Clone keeps a lent message.
 //
 //	c.Subscribe("metrics.>", func(m *clientlib.Msg) { sum += len(m.Data) }, clientlib.ReuseMessages())

@@ -20,7 +20,8 @@ type subConfig struct {
 // Files are the handler's to keep, as without the option; to keep the rest,
 // Clone the Msg.
 //
-// Receiving then allocates nothing per message. On a subscription taking
+// Receiving then allocates nothing per message for the Msg and its Data (a
+// Reply, Header or Files it carries are still new). On a subscription taking
 // millions of small messages a second, the allocations and the garbage
 // collection they cause are the largest cost of receiving (see
 // docs/PERFORMANCE.md); a handler that only reads each message should use
@@ -28,13 +29,14 @@ type subConfig struct {
 func ReuseMessages() SubOption { return func(c *subConfig) { c.reuse = true } }
 
 // Bounds on what a subscription with ReuseMessages keeps for reuse: idle
-// Msgs of at most maxLentBytes in all, each with a payload buffer of at most
-// maxLentData bytes. A busy subscription has thousands of messages in
-// flight between its reader and its handler (a read brings up to 64 KiB of
-// frames), and a Msg the store has no room for is garbage when the next
-// message needs a new one.
+// Msgs of at most maxLentBytes in all handed back by the handler, and at
+// most as many again taken by the reader, each with a payload buffer of at
+// most maxLentData bytes and nothing else. A busy subscription has
+// thousands of messages in flight between its reader and its handler (a
+// read brings up to 64 KiB of frames), and a Msg the store has no room for
+// is garbage when the next message needs a new one.
 const (
-	maxLentBytes = 4 << 20
+	maxLentBytes = 2 << 20
 	maxLentData  = 2 << 10
 	msgSize      = int(unsafe.Sizeof(Msg{}))
 )
@@ -53,8 +55,7 @@ func (s *Subscription) lend(payload []byte) *Msg {
 	if n := len(s.free); n > 0 {
 		m = s.free[n-1]
 		s.free[n-1] = nil
-		s.free = s.free[:n-1]
-		*m = Msg{own: m.own}
+		s.free = s.free[:n-1] // cleared by the pump when the handler returned it
 	} else {
 		m = new(Msg)
 	}

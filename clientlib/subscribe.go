@@ -256,8 +256,13 @@ func (s *Subscription) pump(f func(*Msg)) {
 			}
 			if !s.reuse {
 				batch[i] = nil // the handler's now: do not keep it alive
+				f(m)
+				continue
 			}
 			f(m)
+			// Back to the store: what the Msg points at (a payload of its
+			// own, files, headers) must not stay reachable while it waits.
+			*m = Msg{own: m.own}
 		}
 	}
 }
