@@ -23,7 +23,8 @@ var binDir string
 func TestMain(m *testing.M) {
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd",
 		"github.com/busd/busd/examples/pubsub", "github.com/busd/busd/examples/passfd",
-		"github.com/busd/busd/examples/request-reply", "github.com/busd/busd/examples/workers")
+		"github.com/busd/busd/examples/request-reply", "github.com/busd/busd/examples/workers",
+		"github.com/busd/busd/examples/streams")
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {
@@ -125,6 +126,22 @@ math.product: no responders
 		t.Errorf("client printed\n%s\nwant\n%s", got, want)
 	}
 	interrupt(t, service)
+}
+
+func TestStreamsExample(t *testing.T) {
+	env := bustest.Start(t, binDir).Env()
+	server, _ := start(t, env, `serving streams "squares" and "web"`, "streams", "-serve")
+	got := run(t, env, "streams")
+	want := `squares: 3 -> 9
+squares: 12 -> 144
+squares: 1048576 -> 1099511627776
+web: 200 OK: GET /hello over a busd stream
+nobody: no listener
+`
+	if got != want {
+		t.Errorf("client printed\n%s\nwant\n%s", got, want)
+	}
+	interrupt(t, server)
 }
 
 func TestWorkersExample(t *testing.T) {

@@ -19,7 +19,7 @@ const RoleEnv = "BUSBENCH_ROLE"
 
 // job is what a child is told to do, passed as JSON in the environment.
 type job struct {
-	Role     string `json:"role"`   // broker, sub, pub, rep, req, idle
+	Role     string `json:"role"`   // broker, sub, pub, rep, req, idle, listen, dial
 	System   string `json:"system"` // one of Systems
 	Addr     string `json:"addr"`   // where to connect or listen
 	Addrs    []string

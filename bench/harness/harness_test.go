@@ -16,7 +16,7 @@ func TestMain(m *testing.M) {
 // TestEverySystemInEveryScenario runs each scenario once per system with a
 // few messages, so the harness itself is tested by make test.
 func TestEverySystemInEveryScenario(t *testing.T) {
-	small := map[kind]int{pubsub: 500, reqrep: 50, bulk: 1, idle: 20, stalled: 500}
+	small := map[kind]int{pubsub: 500, reqrep: 50, bulk: 1, idle: 20, stalled: 500, stream: 64}
 	for i := range Scenarios {
 		sc := Scenarios[i]
 		if strings.HasPrefix(sc.Key, "bulk") {
@@ -89,7 +89,9 @@ func TestReports(t *testing.T) {
 		{Scenario: "reqrep-16B", System: "busd", P50us: 50, Reps: 1},
 		{Scenario: "reqrep-16B", System: "nats", P50us: 100, Reps: 1},
 		{Scenario: "reqrep16-16B", System: "busd", P50us: 200, P99us: 400, P999us: 800, MsgsPerS: 80e3, Reps: 1},
-		{Scenario: "stream", System: "busd", Skipped: "not yet"},
+		{Scenario: "stream", System: "busd", MBPerS: 900, Ms: 1200, Reps: 1},
+		{Scenario: "stream", System: "direct", MBPerS: 1000, Ms: 1080, Reps: 1},
+		{Scenario: "idle-conn-mem", System: "busd", Skipped: "not yet"},
 	}
 	if a := Advantage(&rs[0], &rs[1]); a != 3 {
 		t.Errorf("throughput advantage %v; want 3", a)
@@ -101,7 +103,8 @@ func TestReports(t *testing.T) {
 	WriteTables(&tables, rs)
 	WriteJSON(&js, rs)
 	WriteSVG(&svg, rs)
-	for _, want := range []string{"### pubsub-16B", "| nats | 1.00M |", "3.00×", "| nats | 100 |", "2.00×", "skipped: not yet", "p99.9 800 µs, 80k replies/s"} {
+	for _, want := range []string{"### pubsub-16B", "| nats | 1.00M |", "3.00×", "| nats | 100 |", "2.00×", "skipped: not yet", "p99.9 800 µs, 80k replies/s",
+		"| direct | 1000 | 0 | 0 | 1080 ms | 0.90× |"} {
 		if !strings.Contains(tables.String(), want) {
 			t.Errorf("tables lack %q:\n%s", want, tables.String())
 		}
@@ -109,8 +112,8 @@ func TestReports(t *testing.T) {
 	if !strings.Contains(js.String(), `"scenario":"pubsub-16B","system":"busd","msgs_per_s":3000000`) {
 		t.Errorf("JSON:\n%s", js.String())
 	}
-	if !strings.Contains(svg.String(), "<svg") || strings.Count(svg.String(), "<rect") != 2 {
-		t.Errorf("SVG has %d bars; want 2", strings.Count(svg.String(), "<rect"))
+	if !strings.Contains(svg.String(), "<svg") || strings.Count(svg.String(), "<rect") != 3 {
+		t.Errorf("SVG has %d bars; want 3", strings.Count(svg.String(), "<rect"))
 	}
 }
 

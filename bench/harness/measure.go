@@ -94,6 +94,24 @@ func run(sc *Scenario, sys string, count int) (Result, error) {
 			r.MsgsPerS = float64(count) / rep.Seconds
 		}
 		return r, nil
+	case stream:
+		sink, _, err := launch(job{Role: "listen", System: sys, Addr: peerAddr(0), Count: count, Size: sc.size}, true)
+		if err != nil {
+			return r, err
+		}
+		src, _, err := launch(job{Role: "dial", System: sys, Addr: addr, Addrs: []string{peerAddr(0)}, Count: count, Size: sc.size}, true)
+		if err != nil {
+			return r, err
+		}
+		t0 := time.Now()
+		src.send("go")
+		if _, err := sink.expect("done", 10*time.Minute); err != nil {
+			return r, err
+		}
+		el := time.Since(t0)
+		r.MBPerS = float64(count) * float64(sc.size) / 1e6 / el.Seconds()
+		r.Ms = float64(el.Microseconds()) / 1e3
+		return r, nil
 	}
 
 	// pubsub, bulk, stalled

@@ -71,6 +71,8 @@ func metricName(k kind) string {
 		return "ms per message"
 	case idle:
 		return "broker KiB per connection"
+	case stream:
+		return "MB/s"
 	}
 	return "msgs/s"
 }
@@ -87,6 +89,8 @@ func extra(k kind, r *Result) string {
 		return fmt.Sprintf("%s MB/s, broker peak %s MiB", num(r.MBPerS), num(r.BrokerPeakKiB/1024))
 	case idle:
 		return ""
+	case stream:
+		return fmt.Sprintf("%s ms", num(r.Ms))
 	}
 	return fmt.Sprintf("%s MB/s", num(r.MBPerS))
 }

@@ -18,7 +18,7 @@ func runRole(j *job) error {
 	switch j.Role {
 	case "broker":
 		switch j.System {
-		case "busd", "busd-memfd":
+		case "busd", "busd-memfd", "busd-topic":
 			return runBusdBroker(j.Addr)
 		case "nats":
 			return runNATSBroker()
@@ -39,6 +39,10 @@ func runRole(j *job) error {
 		return runReq(j)
 	case "idle":
 		return runIdle(j)
+	case "listen":
+		return runStreamSink(j)
+	case "dial":
+		return runStreamSource(j)
 	}
 	return fmt.Errorf("no role %q for system %q", j.Role, j.System)
 }

@@ -14,6 +14,8 @@ func headline(k kind, r *Result) (float64, bool) {
 		return r.Ms, false
 	case idle:
 		return r.RSSKiBPerConn, false
+	case stream:
+		return r.MBPerS, true
 	}
 	return r.MsgsPerS, true
 }

@@ -29,6 +29,7 @@ const (
 	bulk                // large messages: ms per message, lower is better
 	idle                // idle connections: broker KiB per connection, lower is better
 	stalled             // pubsub with a stalled subscriber connected: msgs/s of the fast one
+	stream              // one byte stream, count blocks of size bytes: MB/s, higher is better
 )
 
 // Scenario is one measurement, run for each system that supports it.
@@ -46,7 +47,7 @@ type Scenario struct {
 }
 
 // Systems, in the order they are run in each repetition.
-var Systems = []string{"busd", "busd-memfd", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
+var Systems = []string{"busd", "busd-memfd", "busd-topic", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
 
 var (
 	allSystems = []string{"busd", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
@@ -71,7 +72,10 @@ var Scenarios = []Scenario{
 		systems: []string{"busd", "busd-memfd", "direct", "relay", "nats"}},
 	{Key: "bulk-64MiB-4sub", kind: bulk, size: 64 << 20, subs: 4, count: 4, quick: 1,
 		systems: []string{"busd", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket; D-Bus and mosquitto are not run with 64 MiB messages"},
-	{Key: "stream", note: "streams do not exist yet (a later issue)"},
+	// 1 GiB in 64 KiB writes: busd's direct stream and its topic stream
+	// against a plain Unix socket.
+	{Key: "stream", kind: stream, size: 64 << 10, count: 16_384, quick: 2_048,
+		systems: []string{"busd", "busd-topic", "direct"}, note: "the other buses have no streams"},
 	{Key: "idle-conn-mem", kind: idle, count: 1000, quick: 300, systems: brokers},
 	{Key: "stalled-sub", kind: stalled, size: 16, subs: 1, count: 2_000_000, quick: 300_000, systems: brokers},
 }

@@ -66,7 +66,14 @@ type proc struct {
 // ready. The process is killed, if still running, when the test ends.
 func (b *busd) start(t *testing.T, ready string, args ...string) *proc {
 	t.Helper()
+	return b.startIn(t, "", ready, args...)
+}
+
+// startIn is start with stdin as the process's standard input.
+func (b *busd) startIn(t *testing.T, stdin, ready string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: b.bus(args...), out: new(syncBuffer)}
+	p.cmd.Stdin = strings.NewReader(stdin)
 	p.cmd.Stdout = p.out
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {

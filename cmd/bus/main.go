@@ -4,13 +4,17 @@
 //	bus sub [-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN...
 //	bus req [-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]
 //	bus reply [-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]
+//	bus stream [-timeout D] listen|dial NAME
+//	bus stream write|read TOPIC
 //
 // pub sends DATA, or each line of stdin; sub prints what arrives; req sends
 // one request, DATA or all of stdin, and prints the reply; reply answers
 // requests with DATA, or with the output of CMD run by sh -c with the
 // request's payload on its stdin. If CMD fails, reply says so on stderr and
 // still answers with whatever CMD wrote to stdout, so the requester is not
-// left waiting.
+// left waiting. stream connects stdin and stdout to a direct stream (listen
+// takes one, dial opens one) or to a topic stream (write sends stdin, read
+// prints what a writer sends, to its end).
 //
 // With -json, pub, req and reply take JSON and send it as msgpack, and sub,
 // req and reply show msgpack payloads as one line of JSON each (other
@@ -39,10 +43,11 @@ import (
 // The synopsis of each command, shared by the usage text and the errors
 // that show it. Keep the package comment in step.
 const (
-	pubArgs   = "[-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]"
-	subArgs   = "[-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN..."
-	reqArgs   = "[-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]"
-	replyArgs = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
+	pubArgs    = "[-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]"
+	subArgs    = "[-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN..."
+	reqArgs    = "[-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]"
+	replyArgs  = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
+	streamArgs = "[-timeout D] listen|dial NAME | write|read TOPIC"
 )
 
 const usage = `usage: bus COMMAND [flags] ARGS
@@ -60,6 +65,11 @@ commands:
         answer each request to PATTERN with DATA, or with the stdout of CMD
         (run by sh -c, the request's payload on its stdin; if CMD fails the
         error goes to stderr and its stdout is still sent)
+  stream ` + streamArgs + `
+        listen: take one direct stream dialled to NAME; dial: open one
+        (fail at once if nobody listens, or after D); either way stdin goes
+        to the stream and the stream to stdout, peer to peer. write: send
+        stdin as a stream on TOPIC; read: print the stream on TOPIC to its end
 
 -H adds a header to every message sent. -json: DATA (or each input) is JSON,
 sent as msgpack; payloads received are printed as one line of JSON each.
@@ -78,10 +88,11 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"pub":   {pubFlags},
-	"sub":   {subFlags},
-	"req":   {reqFlags},
-	"reply": {replyFlags},
+	"pub":    {pubFlags},
+	"sub":    {subFlags},
+	"req":    {reqFlags},
+	"reply":  {replyFlags},
+	"stream": {streamFlags},
 }
 
 // env is what every subcommand shares: the resolved bus and the streams.
