@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,5 +227,39 @@ func TestEachSubscriptionGetsItsOwnID(t *testing.T) {
 	}
 	if !got[7] || !got[9] || !got[3] {
 		t.Fatalf("subscription ids %v; want 7, 9 and 3", got)
+	}
+}
+
+// Messages on _STREAM. topics go to queue groups only: a subscriber to ">"
+// gets no copy (of the socket a stream request carries), and a request no
+// group takes gets no-responders even with such a subscriber present.
+func TestStreamTopicsReachQueueGroupsOnly(t *testing.T) {
+	_, path := testBroker(t, nil)
+	monitor := connectRaw(t, path)
+	monitor.sub(1, ">", "")
+	monitor.sync()
+	dialer := connectRaw(t, path)
+	dialer.sub(1, "_INBOX.d.>", "")
+	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"web", "_INBOX.d.1", nil, nil, 0))
+	f := dialer.next()
+	if v, _ := f.Headers.Get(wire.StatusHeader); f.Origin.Conn != 0 || v != wire.StatusNoResponders {
+		t.Fatalf("got %q from conn %d, status %q; want no responders from the broker", f.Topic, f.Origin.Conn, v)
+	}
+	listener := connectRaw(t, path)
+	listener.sub(7, wire.GroupOnlyPrefix+"web", "listeners")
+	listener.sync()
+	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"web", "_INBOX.d.2", nil, nil, 0))
+	if f := listener.next(); f.ID != 7 || string(f.Topic) != wire.GroupOnlyPrefix+"web" {
+		t.Fatalf("listener got %q on %d", f.Topic, f.ID)
+	}
+	monitor.sync()
+	for {
+		f, err := monitor.tryNext(100 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(string(f.Topic), wire.GroupOnlyPrefix) {
+			t.Fatalf("the monitor got a copy of %q", f.Topic)
+		}
 	}
 }

@@ -57,8 +57,10 @@ func (c *conn) publish(f *wire.Frame) error {
 		m.encoded = c.encoded
 	}
 	delivered := false
-	for _, s := range res.Plain {
-		delivered = c.deliver(s, &m, set) || delivered
+	if !strings.HasPrefix(topic, wire.GroupOnlyPrefix) {
+		for _, s := range res.Plain {
+			delivered = c.deliver(s, &m, set) || delivered
+		}
 	}
 	for i := range res.Groups {
 		delivered = c.deliverToOne(res.Groups[i].Members, &m, set) || delivered

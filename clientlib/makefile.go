@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
-// MaxValueLen bounds a value File.ReadValue accepts: a length prefix is
-// checked before anything is allocated for it, so a corrupt or hostile
-// stream cannot make the reader allocate gigabytes.
+// MaxValueLen bounds a value File.ReadValue accepts; a longer length prefix
+// is refused before anything is read for it.
 const MaxValueLen = 64 << 20
+
+// MaxLineLen bounds a line File.ReadLine accepts, so that a peer that
+// never sends a newline cannot make the reader hold gigabytes.
+const MaxLineLen = 1 << 20
 
 // File is a buffered reader and writer over a byte stream, with line and
 // value framing, in the spirit of Python's socket.makefile(): wrap a
@@ -21,6 +25,11 @@ const MaxValueLen = 64 << 20
 type File struct {
 	r *bufio.Reader
 	w *bufio.Writer
+
+	line    []byte // what ReadLine has read of the current line
+	inValue bool   // ReadValue has read a length prefix ...
+	need    int    // ... announcing need bytes,
+	val     []byte // of which it has read these
 }
 
 // MakeFile returns a File reading from r and writing to w; either may be
@@ -66,26 +75,38 @@ func (f *File) Flush() error {
 }
 
 // ReadLine returns the next line without its "\n" (or "\r\n"). A last line
-// without a newline is returned as a line; after it, io.EOF.
+// without a newline is returned as a line; after it, io.EOF. A line longer
+// than MaxLineLen fails with bufio.ErrTooLong, and what was read of it is
+// dropped. After any other error, a deadline's for instance, what was read
+// of the line is kept, and the next ReadLine goes on from there.
 func (f *File) ReadLine() (string, error) {
 	if f.r == nil {
 		return "", errNoReader
 	}
-	line, err := f.r.ReadString('\n')
-	switch {
-	case err == io.EOF && line != "":
-		err = nil
-	case err != nil:
-		return "", err
-	}
-	n := len(line)
-	if n > 0 && line[n-1] == '\n' {
-		n--
-		if n > 0 && line[n-1] == '\r' {
-			n--
+	for {
+		chunk, err := f.r.ReadSlice('\n')
+		f.line = append(f.line, chunk...)
+		if len(f.line) > MaxLineLen+2 { // room for "\r\n"
+			f.line = nil
+			return "", fmt.Errorf("bus: a line longer than %d bytes: %w", MaxLineLen, bufio.ErrTooLong)
+		}
+		switch {
+		case err == nil, err == io.EOF && len(f.line) > 0:
+			line := f.line
+			if n := len(line); n > 0 && line[n-1] == '\n' {
+				line = line[:n-1]
+				if n := len(line); n > 0 && line[n-1] == '\r' {
+					line = line[:n-1]
+				}
+			}
+			s := string(line)
+			f.line = f.line[:0]
+			return s, nil
+		case err == bufio.ErrBufferFull: // a long line: read on
+		default:
+			return "", err
 		}
 	}
-	return line[:n], nil
 }
 
 // WriteLine buffers s and a "\n".
@@ -117,25 +138,46 @@ func (f *File) WriteValue(v any) error {
 
 // ReadValue reads the next value WriteValue wrote into v, a pointer, as
 // DecodeValue does. At the end of the stream it returns io.EOF; a stream
-// that ends inside a value gives io.ErrUnexpectedEOF.
+// that ends inside a value gives io.ErrUnexpectedEOF. After any other
+// error, a deadline's for instance, what was read of the value is kept,
+// and the next ReadValue goes on from there. Memory is taken as the bytes
+// arrive, not for the length announced.
 func (f *File) ReadValue(v any) error {
 	if f.r == nil {
 		return errNoReader
 	}
-	var prefix [4]byte
-	if _, err := io.ReadFull(f.r, prefix[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(prefix[:])
-	if n > MaxValueLen {
-		return fmt.Errorf("%w: value of %d bytes announced; a File takes at most %d", ErrDecode, n, MaxValueLen)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(f.r, b); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	if !f.inValue {
+		prefix, err := f.r.Peek(4) // nothing is consumed until all four are there
+		if err != nil {
+			if err == io.EOF && len(prefix) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
 		}
-		return err
+		n := binary.BigEndian.Uint32(prefix)
+		if n > MaxValueLen {
+			return fmt.Errorf("%w: value of %d bytes announced; a File takes at most %d", ErrDecode, n, MaxValueLen)
+		}
+		f.r.Discard(4)
+		f.inValue, f.need, f.val = true, int(n), f.val[:0]
 	}
-	return DecodeValue(b, v)
+	for len(f.val) < f.need {
+		step := min(f.need-len(f.val), 64<<10)
+		f.val = slices.Grow(f.val, step)
+		n, err := f.r.Read(f.val[len(f.val) : len(f.val)+step])
+		f.val = f.val[:len(f.val)+n]
+		if err != nil {
+			if err == io.EOF {
+				f.inValue = false
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	f.inValue = false
+	err := DecodeValue(f.val, v)
+	if cap(f.val) > 64<<10 {
+		f.val = nil // a rare large value does not stay allocated
+	}
+	return err
 }

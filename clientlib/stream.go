@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
+	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
 	"golang.org/x/sys/unix"
 )
@@ -19,8 +21,10 @@ import (
 // (net/http, net/rpc, gRPC, a line protocol) runs over a stream.
 
 // StreamPrefix starts the topics that stream requests travel on: a stream
-// named N is asked for on StreamPrefix + N.
-const StreamPrefix = "_STREAM."
+// named N is asked for on StreamPrefix + N. The broker gives messages on
+// these topics to queue groups only (wire.GroupOnlyPrefix), so the socket
+// a request carries reaches one listener and no one else.
+const StreamPrefix = wire.GroupOnlyPrefix
 
 // StreamErrorHeader is the header of a listener's answer that refuses a
 // stream, saying why; its absence means the stream was accepted.
@@ -131,19 +135,26 @@ func fileConn(f *os.File) (*net.UnixConn, error) {
 }
 
 // checkStreamSocket makes sure a descriptor some other process sent is a
-// Unix stream socket, not a file, a pipe or a network socket passed off as
-// one.
+// connected Unix stream socket, not a file, a pipe, a network socket, or a
+// listening or unconnected one passed off as one.
 func checkStreamSocket(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	var domain, typ int
-	var serr error
+	var domain, typ, listening int
+	var serr, perr error
 	if err := rc.Control(func(fd uintptr) {
-		if domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); serr == nil {
-			typ, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+		if domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); serr != nil {
+			return
 		}
+		if typ, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE); serr != nil {
+			return
+		}
+		if listening, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN); serr != nil {
+			return
+		}
+		_, perr = unix.Getpeername(int(fd))
 	}); err != nil {
 		return err
 	}
@@ -152,6 +163,10 @@ func checkStreamSocket(f *os.File) error {
 		return fmt.Errorf("descriptor is not a socket: %w", serr)
 	case domain != unix.AF_UNIX || typ != unix.SOCK_STREAM:
 		return fmt.Errorf("descriptor is a socket of domain %d type %d, not a Unix stream socket", domain, typ)
+	case listening != 0:
+		return errors.New("descriptor is a listening socket, not a connected one")
+	case perr != nil:
+		return fmt.Errorf("descriptor is not a connected socket: %w", perr)
 	}
 	return nil
 }
@@ -174,7 +189,9 @@ type StreamListener struct {
 // goes to one listener of its name.
 const streamGroup = "listeners"
 
-// Listen accepts direct streams dialled to name, until Close.
+// Listen accepts direct streams dialled to name, until Close. Like any
+// subscription it is in place at the broker once Flush returns: a dialer
+// told to go ahead before then may get ErrNoListener.
 func (c *Conn) Listen(name string) (*StreamListener, error) {
 	topic, err := streamTopic(name)
 	if err != nil {
@@ -190,6 +207,10 @@ func (c *Conn) Listen(name string) (*StreamListener, error) {
 // arrive takes a stream request: its socket joins the backlog, or the
 // dialer hears why not.
 func (l *StreamListener) arrive(m *Msg) {
+	if m.Reply == "" { // not a dial: nobody to answer, nothing to accept
+		m.CloseFiles()
+		return
+	}
 	refuse := func(why string) {
 		m.CloseFiles()
 		m.RespondMsg(&Msg{Header: map[string]string{StreamErrorHeader: why}})
@@ -239,8 +260,13 @@ func (l *StreamListener) AcceptStream(ctx context.Context) (*StreamConn, error) 
 	return nil, fmt.Errorf("bus: stream listener %q: %w", l.name, net.ErrClosed)
 }
 
-// Close stops listening: streams waiting for Accept are closed, and new
-// ones are refused.
+// closeWait bounds how long Close waits for the broker to confirm that no
+// more stream requests are on their way to the listener.
+const closeWait = 5 * time.Second
+
+// Close stops listening: streams waiting for Accept are closed, and every
+// dialer whose request was already on its way is refused, not left
+// waiting.
 func (l *StreamListener) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -250,7 +276,11 @@ func (l *StreamListener) Close() error {
 	l.closed = true
 	close(l.done)
 	l.mu.Unlock()
-	err := l.sub.Unsubscribe()
+	// Drain, not Unsubscribe: requests queued or in flight still reach
+	// arrive, which refuses them now that closed is set.
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	err := l.sub.Drain(ctx)
+	cancel()
 	for {
 		select {
 		case sc := <-l.conns:

@@ -195,6 +195,15 @@ func (r *TopicReader) advance() error {
 	if r.err != nil {
 		return r.err
 	}
+	// Numbers alone miss a dropped tail, the end marker with it: the
+	// reader would wait for ever. Messages are dropped only while the queue
+	// is full, so a drop is seen here before the reader could wait.
+	if n := r.sub.Dropped(); n > 0 {
+		r.err = fmt.Errorf("%w: topic %q: the reader fell behind and its subscription dropped %d messages",
+			ErrStreamGap, r.topic, n)
+		r.sub.Unsubscribe()
+		return r.err
+	}
 	m, err := r.sub.Next(context.Background())
 	if err != nil {
 		r.err = fmt.Errorf("bus: topic stream %q: %w", r.topic, err)

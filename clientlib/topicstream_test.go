@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -194,5 +195,13 @@ func TestMakeFileRefusesBadValues(t *testing.T) {
 				t.Fatalf("err = %v; want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestMakeFileRefusesAnEndlessLine(t *testing.T) {
+	endless := io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("x"), MaxLineLen+100)), bytes.NewReader([]byte("\nnext\n")))
+	f := MakeFile(endless, nil)
+	if _, err := f.ReadLine(); !errors.Is(err, bufio.ErrTooLong) {
+		t.Fatalf("err = %v; want bufio.ErrTooLong", err)
 	}
 }

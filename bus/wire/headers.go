@@ -31,6 +31,13 @@ const (
 	StatusNoResponders = "503"
 )
 
+// GroupOnlyPrefix starts the topics whose messages the broker gives to
+// queue groups only, never to plain subscriptions: the topics of stream
+// requests, each carrying one end of a socket meant for exactly one
+// listener. A subscriber to ">" gets no duplicate of every stream's
+// socket, and a request that no group takes gets its no-responders answer.
+const GroupOnlyPrefix = "_STREAM."
+
 // AppendField appends one key/value field to h. The key must satisfy Check's
 // rules; the value must be shorter than 64 KiB.
 func AppendField(h Headers, key, value string) Headers {

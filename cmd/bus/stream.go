@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/busd/busd/clientlib"
+	"golang.org/x/sys/unix"
 )
 
 func streamFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
@@ -68,8 +71,9 @@ func streamListen(ctx context.Context, e *env, c *clientlib.Conn, name string) e
 }
 
 // pipe copies stdin to the stream, half-closing it at the end of stdin,
-// and the stream to stdout, until both are done: the other end has closed
-// its side, and stdin has ended (or the other end stopped reading).
+// and the stream to stdout. It returns once both directions are done, or
+// once the other end has gone (closed its side for reading as well as
+// writing, so nothing more from stdin could reach it), or on interrupt.
 func pipe(ctx context.Context, e *env, sc *clientlib.StreamConn) error {
 	defer sc.Close()
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
@@ -80,11 +84,20 @@ func pipe(ctx context.Context, e *env, sc *clientlib.StreamConn) error {
 		if err == nil {
 			err = sc.CloseWrite()
 		}
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			err = nil // the other end left first: a normal way to end
+		}
 		sent <- err
 	}()
 	_, err := io.Copy(e.stdout, sc)
-	if serr := <-sent; err == nil {
-		err = serr
+	if err == nil {
+		watch, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		select {
+		case err = <-sent:
+		case <-peerGone(watch, sc):
+		case <-ctx.Done():
+		}
 	}
 	if ctx.Err() != nil {
 		return nil // interrupted: a normal way to stop
@@ -92,15 +105,76 @@ func pipe(ctx context.Context, e *env, sc *clientlib.StreamConn) error {
 	return err
 }
 
-// streamWrite sends stdin as a topic stream.
-func streamWrite(_ context.Context, e *env, c *clientlib.Conn, topic string) error {
+// peerGone is closed once the other end of sc has closed its socket, not
+// just its writing side: the kernel then reports a hang-up.
+func peerGone(ctx context.Context, sc *clientlib.StreamConn) <-chan struct{} {
+	gone := make(chan struct{})
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		close(gone)
+		return gone
+	}
+	go func() {
+		for ctx.Err() == nil {
+			hup := true
+			rc.Control(func(fd uintptr) {
+				p := []unix.PollFd{{Fd: int32(fd)}} // no events asked: only a hang-up or an error wakes it
+				n, err := unix.Poll(p, 200)
+				hup = err == nil && n > 0 || err != nil && err != unix.EINTR
+			})
+			if hup {
+				close(gone)
+				return
+			}
+		}
+	}()
+	return gone
+}
+
+// streamWrite sends stdin as a topic stream, each read of stdin as it
+// comes (so readers see a pipeline's output as it is written), and ends
+// the stream at the end of stdin or on interrupt.
+func streamWrite(ctx context.Context, e *env, c *clientlib.Conn, topic string) error {
 	w, err := c.NewTopicWriter(topic)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(w, e.stdin); err != nil {
-		return err
+	var mu sync.Mutex // w is for one goroutine at a time: the copier, or the interrupt
+	copied := make(chan error, 1)
+	go func() {
+		buf := make([]byte, clientlib.TopicChunk)
+		for {
+			n, err := e.stdin.Read(buf)
+			if n > 0 {
+				mu.Lock()
+				_, werr := w.Write(buf[:n])
+				if werr == nil {
+					werr = w.Flush()
+				}
+				mu.Unlock()
+				if werr != nil {
+					copied <- werr
+					return
+				}
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				copied <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err = <-copied:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done(): // interrupted: end the stream with what was sent
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	return w.Close()
 }
 

@@ -1,0 +1,134 @@
+package main
+
+// The edges of `bus stream`: interrupts and peers that leave while stdin
+// stays open and idle.
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus/bustest"
+	"github.com/busd/busd/clientlib"
+)
+
+// startListener starts `bus stream listen NAME` with a stdin that stays
+// open and idle (a terminal nobody types into), and dials it from the test.
+func startListener(t *testing.T, b *busd, name string) (*exec.Cmd, io.WriteCloser, *syncBuffer, *clientlib.StreamConn) {
+	t.Helper()
+	cmd := b.bus("stream", "listen", name)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := new(syncBuffer)
+	cmd.Stdout = out
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	bustest.WaitLine(t, stderr, "bus: listening for a stream")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := clientlib.Connect(ctx, clientlib.WithSocket(filepath.Join(b.Dir, "default.sock")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc, err := c.DialStream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return cmd, stdin, out, sc
+}
+
+// waitExit waits up to d for cmd to exit and returns how it exited.
+func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, what string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: bus stream still running after %v", what, d)
+		return nil
+	}
+}
+
+// Ctrl-C ends `bus stream listen` even while stdin is idle: pipe closes the
+// stream when ctx ends, but then waits for its stdin goroutine, which is
+// blocked reading stdin and never sees the closed stream.
+func TestCLIStreamInterruptWithIdleStdin(t *testing.T) {
+	b := startBusd(t)
+	cmd, _, _, sc := startListener(t, b, "idle")
+	io.WriteString(sc, "hello\n")
+	time.Sleep(100 * time.Millisecond) // the listener is piping
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 3*time.Second, "after SIGINT"); err != nil {
+		t.Fatalf("exit after SIGINT: %v", err)
+	}
+}
+
+// When the other end closes the stream (stops reading and writing), the
+// package doc says pipe is done ("stdin has ended (or the other end stopped
+// reading)"); with an idle stdin it waits for stdin forever.
+func TestCLIStreamPeerClosesWithIdleStdin(t *testing.T) {
+	b := startBusd(t)
+	cmd, _, out, sc := startListener(t, b, "early")
+	io.WriteString(sc, "bye\n")
+	sc.Close()
+	if err := waitExit(t, cmd, 3*time.Second, "after the peer closed"); err != nil {
+		t.Fatalf("exit after the peer closed: %v", err)
+	}
+	if got := out.String(); got != "bye\n" {
+		t.Errorf("printed %q", got)
+	}
+}
+
+// The other end closes early and stdin then has more to send: the doc
+// counts "the other end stopped reading" as a normal end, but the write's
+// EPIPE comes back as an error (exit status 1).
+func TestCLIStreamPeerClosesThenStdinWrites(t *testing.T) {
+	b := startBusd(t)
+	cmd, stdin, _, sc := startListener(t, b, "epipe")
+	sc.Close()
+	time.Sleep(100 * time.Millisecond)
+	io.WriteString(stdin, "more input\n")
+	io.WriteString(stdin, "and more\n")
+	if err := waitExit(t, cmd, 3*time.Second, "after the peer closed and stdin wrote"); err != nil {
+		t.Fatalf("exit: %v; want a clean end (the other end stopped reading)", err)
+	}
+}
+
+// Ctrl-C ends `bus stream write` while stdin is idle: streamWrite ignores
+// ctx and copies stdin until it ends; the signal is caught (NotifyContext),
+// so a second Ctrl-C does not help either.
+func TestCLIStreamWriteInterruptWithIdleStdin(t *testing.T) {
+	b := startBusd(t)
+	cmd := b.bus("stream", "write", "logs.idle")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	io.WriteString(stdin, "one line\n")
+	time.Sleep(300 * time.Millisecond) // connected and copying
+	cmd.Process.Signal(os.Interrupt)
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	waitExit(t, cmd, 3*time.Second, "after two SIGINTs")
+}
