@@ -74,7 +74,7 @@ var Scenarios = []Scenario{
 		systems: []string{"busd", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket; D-Bus and mosquitto are not run with 64 MiB messages"},
 	// 1 GiB in 64 KiB writes: busd's direct stream and its topic stream
 	// against a plain Unix socket.
-	{Key: "stream", kind: stream, size: 64 << 10, count: 16_384, quick: 2_048,
+	{Key: "stream", kind: stream, size: 64 << 10, count: 16_384, quick: 8_192,
 		systems: []string{"busd", "busd-topic", "direct"}, note: "the other buses have no streams"},
 	{Key: "idle-conn-mem", kind: idle, count: 1000, quick: 300, systems: brokers},
 	{Key: "stalled-sub", kind: stalled, size: 16, subs: 1, count: 2_000_000, quick: 300_000, systems: brokers},

@@ -98,7 +98,7 @@ func runStreamSink(j *job) error {
 	return nil
 }
 
-// runStreamSource opens the stream on "go", writes j.Count blocks of
+// runStreamSource opens the stream, and on "go" writes j.Count blocks of
 // j.Size bytes and closes it.
 func runStreamSource(j *job) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -111,9 +111,8 @@ func runStreamSource(j *job) error {
 		}
 		defer b.close()
 	}
-	if err := ready(true); err != nil {
-		return err
-	}
+	// Opened before "go": the figure is the stream's throughput, not the
+	// setting up (a request through the broker for busd).
 	var dst io.WriteCloser
 	var err error
 	switch j.System {
@@ -127,6 +126,10 @@ func runStreamSource(j *job) error {
 		err = fmt.Errorf("no stream for %s", j.System)
 	}
 	if err != nil {
+		return err
+	}
+	if err := ready(true); err != nil {
+		dst.Close()
 		return err
 	}
 	block := payloadPattern(j.Size)
