@@ -51,21 +51,48 @@ func (c *conn) publish(f *wire.Frame) error {
 		}
 	}
 	c.srv.stats.published.Add(1)
+	if strings.HasPrefix(topic, wire.GroupOnlyPrefix) {
+		return c.publishGroupOnly(f, topic, res.Groups, set)
+	}
 	m := outMsg{origin: &c.origin, pub: f}
 	if len(res.Plain)+len(res.Groups) > 1 && f.Size() <= encodeOnceMax {
 		c.encoded = wire.AppendMsg(c.encoded[:0], 0, m.origin, f)
 		m.encoded = c.encoded
 	}
 	delivered := false
-	if !strings.HasPrefix(topic, wire.GroupOnlyPrefix) {
-		for _, s := range res.Plain {
-			delivered = c.deliver(s, &m, set) || delivered
-		}
+	for _, s := range res.Plain {
+		delivered = c.deliver(s, &m, set) || delivered
 	}
 	for i := range res.Groups {
 		delivered = c.deliverToOne(res.Groups[i].Members, &m, set) || delivered
 	}
 	// Matching only subscriptions that are going away is matching none.
+	if !delivered && len(f.Reply) > 0 {
+		c.noResponders(f.Reply)
+	}
+	return nil
+}
+
+// publishGroupOnly routes a message on a group-only topic
+// (wire.GroupOnlyPrefix): to one member of each queue group among the
+// members subscribed to exactly that topic. A pattern with wildcards
+// matches no group-only topic, whether plain or in a group: a subscriber
+// to ">" must not get a stream's socket, and one that joined group
+// "listeners" on ">" must not take the dials of every stream name.
+func (c *conn) publishGroupOnly(f *wire.Frame, topic string, groups []topics.Group[*subscription], set *fdSet) error {
+	m := outMsg{origin: &c.origin, pub: f}
+	delivered := false
+	for _, g := range groups {
+		var exact []*subscription
+		for _, s := range g.Members {
+			if s.pattern == topic {
+				exact = append(exact, s)
+			}
+		}
+		if len(exact) > 0 {
+			delivered = c.deliverToOne(exact, &m, set) || delivered
+		}
+	}
 	if !delivered && len(f.Reply) > 0 {
 		c.noResponders(f.Reply)
 	}

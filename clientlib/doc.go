@@ -54,7 +54,7 @@
 // Listen and DialStream open direct streams: the dialer makes a socketpair
 // and sends one end through the bus to a listener of the stream's name,
 // and from then on the two processes talk over their own Unix socket
-// (*StreamConn, a *net.UnixConn), as fast as any socket. StreamListener is
+// (*StreamConn, which embeds its *net.UnixConn), as fast as any socket. StreamListener is
 // a net.Listener, so net/http, net/rpc or gRPC serve over it unchanged:
 //
 //	l, _ := c.Listen("web")

@@ -26,10 +26,11 @@ type File struct {
 	r *bufio.Reader
 	w *bufio.Writer
 
-	line    []byte // what ReadLine has read of the current line
-	inValue bool   // ReadValue has read a length prefix ...
-	need    int    // ... announcing need bytes,
-	val     []byte // of which it has read these
+	line     []byte // what ReadLine has read of the current line
+	skipping bool   // ReadLine is skipping the rest of an overlong line
+	inValue  bool   // ReadValue has read a length prefix ...
+	need     int    // ... announcing need bytes,
+	val      []byte // of which it has read these
 }
 
 // MakeFile returns a File reading from r and writing to w; either may be
@@ -76,37 +77,59 @@ func (f *File) Flush() error {
 
 // ReadLine returns the next line without its "\n" (or "\r\n"). A last line
 // without a newline is returned as a line; after it, io.EOF. A line longer
-// than MaxLineLen fails with bufio.ErrTooLong, and what was read of it is
-// dropped. After any other error, a deadline's for instance, what was read
-// of the line is kept, and the next ReadLine goes on from there.
+// than MaxLineLen fails with bufio.ErrTooLong, and the rest of it is
+// skipped: the next ReadLine returns the line after it. After any other
+// error, a deadline's for instance, what was read of the line is kept, and
+// the next ReadLine goes on from there.
 func (f *File) ReadLine() (string, error) {
 	if f.r == nil {
 		return "", errNoReader
 	}
 	for {
 		chunk, err := f.r.ReadSlice('\n')
+		ended := err == nil || err == io.EOF && len(f.line)+len(chunk) > 0
+		if f.skipping {
+			f.skipping = !ended || err != nil // an overlong line's rest, up to its newline
+			if err == nil || err == bufio.ErrBufferFull {
+				continue
+			}
+			return "", err
+		}
 		f.line = append(f.line, chunk...)
-		if len(f.line) > MaxLineLen+2 { // room for "\r\n"
-			f.line = nil
+		line := f.line
+		if ended {
+			line = trimNewline(line)
+		} else if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1] // perhaps the start of a "\r\n"
+		}
+		if len(line) > MaxLineLen {
+			f.line, f.skipping = nil, !ended
 			return "", fmt.Errorf("bus: a line longer than %d bytes: %w", MaxLineLen, bufio.ErrTooLong)
 		}
 		switch {
-		case err == nil, err == io.EOF && len(f.line) > 0:
-			line := f.line
-			if n := len(line); n > 0 && line[n-1] == '\n' {
-				line = line[:n-1]
-				if n := len(line); n > 0 && line[n-1] == '\r' {
-					line = line[:n-1]
-				}
-			}
+		case ended:
 			s := string(line)
 			f.line = f.line[:0]
+			if cap(f.line) > 64<<10 {
+				f.line = nil // a rare long line does not stay allocated
+			}
 			return s, nil
 		case err == bufio.ErrBufferFull: // a long line: read on
 		default:
 			return "", err
 		}
 	}
+}
+
+// trimNewline removes a line's "\n" or "\r\n".
+func trimNewline(line []byte) []byte {
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+	}
+	return line
 }
 
 // WriteLine buffers s and a "\n".
@@ -166,6 +189,9 @@ func (f *File) ReadValue(v any) error {
 		f.val = slices.Grow(f.val, step)
 		n, err := f.r.Read(f.val[len(f.val) : len(f.val)+step])
 		f.val = f.val[:len(f.val)+n]
+		if err == io.EOF && len(f.val) == f.need {
+			break // the last bytes came with the end: the value is whole
+		}
 		if err != nil {
 			if err == io.EOF {
 				f.inValue = false

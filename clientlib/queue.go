@@ -121,6 +121,13 @@ func (q *msgQueue) next(ctx context.Context) (*Msg, error) {
 	}
 }
 
+// reason returns why the queue ended; nil while it lives.
+func (q *msgQueue) reason() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
+}
+
 // ended reports whether the queue has ended.
 func (q *msgQueue) ended() bool {
 	q.mu.Lock()

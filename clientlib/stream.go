@@ -242,7 +242,8 @@ func (l *StreamListener) arrive(m *Msg) {
 }
 
 // Accept waits for the next stream. After Close, or once the connection
-// to the bus has ended, it returns an error that matches net.ErrClosed.
+// to the bus has ended, it returns an error that matches net.ErrClosed; if
+// the broker refused the listener's subscription, that error.
 func (l *StreamListener) Accept() (net.Conn, error) {
 	return l.AcceptStream(context.Background())
 }
@@ -254,6 +255,10 @@ func (l *StreamListener) AcceptStream(ctx context.Context) (*StreamConn, error) 
 		return sc, nil
 	case <-l.done:
 	case <-l.conn.quit:
+	case <-l.sub.q.done: // the broker refused the subscription, or Close ended it
+		if why := l.sub.q.reason(); !errors.Is(why, ErrClosed) && l.conn.Err() == nil {
+			return nil, fmt.Errorf("bus: stream listener %q: %w", l.name, why)
+		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -286,7 +291,7 @@ func (l *StreamListener) Close() error {
 		case sc := <-l.conns:
 			sc.Close()
 		default:
-			if errors.Is(err, ErrClosed) {
+			if errors.Is(err, ErrClosed) || l.conn.Err() != nil {
 				err = nil // the connection went first: nothing left to stop
 			}
 			return err

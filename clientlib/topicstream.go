@@ -18,7 +18,10 @@ import (
 // through the broker, to every reader subscribed, so one writer can feed
 // many readers; but like any subscription a reader that falls further
 // behind than its queue limits loses messages, and then fails with
-// ErrStreamGap rather than return bytes with a hole in them.
+// ErrStreamGap rather than return bytes with a hole in them. A writer that
+// cannot finish ends with CloseWithError, and its readers get
+// ErrStreamAborted; a writer that dies without either leaves its readers
+// waiting (Close them).
 
 // Headers of topic stream messages.
 const (
@@ -28,6 +31,11 @@ const (
 	// one, after the last bytes).
 	StreamEndHeader = "Stream-End"
 )
+
+// ErrStreamAborted is returned by a TopicReader whose writer ended the
+// stream with CloseWithError: the bytes before it are all there, but the
+// stream is not complete.
+var ErrStreamAborted = errors.New("bus: topic stream aborted by its writer")
 
 // ErrStreamGap is returned by a TopicReader that missed part of its stream:
 // it fell behind and its subscription dropped messages, it joined after the
@@ -74,7 +82,7 @@ func (w *TopicWriter) Write(p []byte) (int, error) {
 		p = p[n:]
 		written += n
 		if len(w.buf) == cap(w.buf) {
-			w.send(false)
+			w.send(false, "")
 		}
 	}
 	return written, w.err
@@ -83,31 +91,50 @@ func (w *TopicWriter) Write(p []byte) (int, error) {
 // Flush sends what is buffered.
 func (w *TopicWriter) Flush() error {
 	if len(w.buf) > 0 {
-		w.send(false)
+		w.send(false, "")
 	}
 	return w.err
 }
 
 // Close sends what is buffered and ends the stream: readers then get
 // io.EOF. Writing after Close fails with ErrClosed.
-func (w *TopicWriter) Close() error {
+func (w *TopicWriter) Close() error { return w.end("") }
+
+// CloseWithError sends what is buffered and ends the stream as cut short,
+// saying why: readers get the bytes before it, then an error matching
+// ErrStreamAborted that quotes why. For a writer whose source failed.
+func (w *TopicWriter) CloseWithError(why error) error {
+	text := "aborted"
+	if why != nil {
+		text = why.Error()
+	}
+	return w.end(text)
+}
+
+// end sends the buffer and the end marker, with a Stream-Error header if
+// why is not empty.
+func (w *TopicWriter) end(why string) error {
 	if w.closed {
 		return nil
 	}
 	w.closed = true
 	w.Flush()
-	w.send(true)
+	w.send(true, why)
 	return w.err
 }
 
-// send publishes the buffer as the next message; end marks it the last.
-func (w *TopicWriter) send(end bool) {
+// send publishes the buffer as the next message; end marks it the last,
+// with why saying what cut the stream short, if anything.
+func (w *TopicWriter) send(end bool, why string) {
 	if w.err != nil {
 		return
 	}
 	w.hdrs = wire.AppendField(w.hdrs[:0], StreamSeqHeader, strconv.FormatUint(w.seq, 10))
 	if end {
 		w.hdrs = wire.AppendField(w.hdrs, StreamEndHeader, "1")
+		if why != "" {
+			w.hdrs = wire.AppendField(w.hdrs, StreamErrorHeader, why)
+		}
 	}
 	// The payload is copied into the connection's output: the buffer is
 	// free again once publish returns.
@@ -231,6 +258,9 @@ func (r *TopicReader) advance() error {
 	r.writer, r.next, r.rest = m.Origin.Conn, seq+1, m.Data
 	if _, end := m.Header[StreamEndHeader]; end {
 		r.err = io.EOF
+		if why, aborted := m.Header[StreamErrorHeader]; aborted {
+			r.err = fmt.Errorf("%w: topic %q: %s", ErrStreamAborted, r.topic, why)
+		}
 		r.sub.Unsubscribe()
 	}
 	return nil

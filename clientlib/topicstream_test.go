@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -203,5 +204,30 @@ func TestMakeFileRefusesAnEndlessLine(t *testing.T) {
 	f := MakeFile(endless, nil)
 	if _, err := f.ReadLine(); !errors.Is(err, bufio.ErrTooLong) {
 		t.Fatalf("err = %v; want bufio.ErrTooLong", err)
+	}
+}
+
+func TestTopicWriterCloseWithErrorAbortsReaders(t *testing.T) {
+	path, _ := startBus(t)
+	r := newTopicReader(t, connect(t, path), "cut")
+	w, err := connect(t, path).NewTopicWriter("cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("partial "))
+	if err := w.CloseWithError(errors.New("disk on fire")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var got []byte
+	go func() { got, err = io.ReadAll(r); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		r.Close()
+		t.Fatal("the reader is still waiting after the writer aborted")
+	}
+	if string(got) != "partial " || !errors.Is(err, ErrStreamAborted) || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("read %q, %v; want the bytes before the abort, then ErrStreamAborted saying why", got, err)
 	}
 }

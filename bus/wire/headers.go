@@ -31,11 +31,13 @@ const (
 	StatusNoResponders = "503"
 )
 
-// GroupOnlyPrefix starts the topics whose messages the broker gives to
-// queue groups only, never to plain subscriptions: the topics of stream
-// requests, each carrying one end of a socket meant for exactly one
-// listener. A subscriber to ">" gets no duplicate of every stream's
-// socket, and a request that no group takes gets its no-responders answer.
+// GroupOnlyPrefix starts the topics whose messages the broker gives only
+// to queue groups, and within them only to members subscribed to exactly
+// the topic, without wildcards: the topics of stream requests, each
+// carrying one end of a socket meant for exactly one listener. A
+// subscriber to ">", plain or in a group, gets no duplicate of any
+// stream's socket, and a request no listener takes gets its no-responders
+// answer.
 const GroupOnlyPrefix = "_STREAM."
 
 // AppendField appends one key/value field to h. The key must satisfy Check's

@@ -90,6 +90,9 @@ func pipe(ctx context.Context, e *env, sc *clientlib.StreamConn) error {
 		sent <- err
 	}()
 	_, err := io.Copy(e.stdout, sc)
+	if errors.Is(err, syscall.ECONNRESET) {
+		err = nil // the other end left with some of our bytes unread: its choice
+	}
 	if err == nil {
 		watch, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
@@ -133,7 +136,8 @@ func peerGone(ctx context.Context, sc *clientlib.StreamConn) <-chan struct{} {
 
 // streamWrite sends stdin as a topic stream, each read of stdin as it
 // comes (so readers see a pipeline's output as it is written), and ends
-// the stream at the end of stdin or on interrupt.
+// the stream at the end of stdin; on interrupt, or if stdin fails, it ends
+// it as cut short (TopicWriter.CloseWithError), so readers know.
 func streamWrite(ctx context.Context, e *env, c *clientlib.Conn, topic string) error {
 	w, err := c.NewTopicWriter(topic)
 	if err != nil {
@@ -168,13 +172,17 @@ func streamWrite(ctx context.Context, e *env, c *clientlib.Conn, topic string) e
 	}()
 	select {
 	case err = <-copied:
-		if err != nil {
-			return err
-		}
-	case <-ctx.Done(): // interrupted: end the stream with what was sent
+	case <-ctx.Done():
+		err = errors.New("interrupted")
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	if err != nil { // readers learn that the stream was cut short, and why
+		if cerr := w.CloseWithError(err); cerr != nil || ctx.Err() != nil {
+			return cerr // an interrupt is a normal way to stop
+		}
+		return fmt.Errorf("reading stdin: %w", err)
+	}
 	return w.Close()
 }
 
