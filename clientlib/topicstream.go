@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/busd/busd/bus/wire"
@@ -105,11 +106,19 @@ func (w *TopicWriter) Close() error { return w.end("") }
 // ErrStreamAborted that quotes why. For a writer whose source failed.
 func (w *TopicWriter) CloseWithError(why error) error {
 	text := "aborted"
-	if why != nil {
+	if why != nil && why.Error() != "" {
 		text = why.Error()
+	}
+	// The reason travels in a header: cut to fit, so the end marker
+	// always goes out.
+	if limit := min(maxAbortReason, int(w.c.info.MaxHeaders)-64); len(text) > limit {
+		text = strings.ToValidUTF8(text[:max(limit, 1)], "")
 	}
 	return w.end(text)
 }
+
+// maxAbortReason bounds the reason CloseWithError sends.
+const maxAbortReason = 1 << 10
 
 // end sends the buffer and the end marker, with a Stream-Error header if
 // why is not empty.

@@ -89,8 +89,9 @@ func pipe(ctx context.Context, e *env, sc *clientlib.StreamConn) error {
 		}
 		sent <- err
 	}()
-	_, err := io.Copy(e.stdout, sc)
-	if errors.Is(err, syscall.ECONNRESET) {
+	in := &readErr{r: sc}
+	_, err := io.Copy(e.stdout, in)
+	if err == in.err && errors.Is(err, syscall.ECONNRESET) {
 		err = nil // the other end left with some of our bytes unread: its choice
 	}
 	if err == nil {
@@ -106,6 +107,21 @@ func pipe(ctx context.Context, e *env, sc *clientlib.StreamConn) error {
 		return nil // interrupted: a normal way to stop
 	}
 	return err
+}
+
+// readErr records the error its reader returned, so that a failure to read
+// the stream can be told from a failure to write stdout.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // peerGone is closed once the other end of sc has closed its socket, not
