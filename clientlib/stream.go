@@ -50,6 +50,7 @@ type StreamAddr string
 // Network returns "busd-stream".
 func (StreamAddr) Network() string { return "busd-stream" }
 
+// String returns the stream's name.
 func (a StreamAddr) String() string { return string(a) }
 
 // StreamConn is one end of a direct stream: a connected Unix socket (its
