@@ -12,8 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// socketpairFDs returns a connected pair, closed at the end of the test if
-// still open.
+// socketpairFDs returns a connected pair; the caller closes both ends.
 func socketpairFDs(t *testing.T) [2]int {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

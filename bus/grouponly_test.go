@@ -9,10 +9,9 @@ import (
 )
 
 // A queue group whose pattern matches _STREAM.x only through a wildcard
-// (">" or "_STREAM.*") gets no stream request, and its socket, besides the
-// listener; and with no listener, its presence does not keep the dialer
-// from hearing "no responders".
-func TestStreamRequestReachesWildcardQueueGroup(t *testing.T) {
+// (">", "_STREAM.*", "*.web") gets no stream request, nor its socket: only
+// the listener does.
+func TestStreamRequestSkipsWildcardQueueGroup(t *testing.T) {
 	for _, pattern := range []string{">", "_STREAM.*", "*.web"} {
 		t.Run(pattern, func(t *testing.T) {
 			_, path := testBroker(t, nil)
@@ -44,6 +43,8 @@ func TestStreamRequestReachesWildcardQueueGroup(t *testing.T) {
 	}
 }
 
+// With no listener, a queue group on ">" does not keep the dialer from
+// hearing "no responders".
 func TestDialToNobodyWithWildcardQueueGroupGetsNoResponders(t *testing.T) {
 	_, path := testBroker(t, nil)
 	workers := connectRaw(t, path)
@@ -62,10 +63,11 @@ func TestDialToNobodyWithWildcardQueueGroupGetsNoResponders(t *testing.T) {
 	}
 }
 
-// Queue groups join by name across patterns, so a wildcard subscription
-// in a group that happens to be named "listeners" (the group every stream
-// listener joins) shares in the dials to every stream name.
-func TestWildcardMemberOfListenersStealsDials(t *testing.T) {
+// A wildcard subscription in a group that happens to be named "listeners"
+// (the group every stream listener joins) takes none of the dials. Before
+// the fix it shared in the dials to every stream name, because queue groups
+// join by name across patterns.
+func TestWildcardMemberOfListenersTakesNoDials(t *testing.T) {
 	_, path := testBroker(t, nil)
 	thief := connectRaw(t, path)
 	thief.sub(1, ">", "listeners")

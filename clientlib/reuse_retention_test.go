@@ -8,8 +8,8 @@ import (
 
 // TestReuseMessagesStoreKeepsNoLargePayloads: the store of Msgs a
 // ReuseMessages subscription keeps for reuse is bounded (maxLentBytes in
-// all, each Msg with a buffer of at most maxLentData), so a Msg handed back
-// must not keep its Data, Header or Files: before the pump cleared them, a
+// all, each Msg with a buffer of at most maxLentData), and a Msg handed back
+// keeps none of its Data, Header or Files. Before the pump cleared them, a
 // burst of 1 MiB messages the handler had long finished with stayed
 // reachable, 47 MiB of them, for as long as no new message came.
 func TestReuseMessagesStoreKeepsNoLargePayloads(t *testing.T) {

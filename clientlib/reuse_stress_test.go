@@ -11,9 +11,8 @@ import (
 
 // TestReuseMessagesWithNextAndUnsubscribe mixes a ReuseMessages handler
 // with goroutines calling Next on the same subscription (each message goes
-// to one of them) and ends with Unsubscribe while messages flow. A Msg Next
-// returned must never be refilled, and the handler must only see intact
-// messages.
+// to one of them) and ends with Unsubscribe while messages flow: a Msg Next
+// returned is never refilled, and the handler sees only intact messages.
 func TestReuseMessagesWithNextAndUnsubscribe(t *testing.T) {
 	path, _ := startBus(t)
 	sub := connect(t, path)

@@ -36,11 +36,10 @@ func closeWithin(t *testing.T, l *StreamListener, d time.Duration) error {
 
 // The broker goes away under a listener (as http.Serve sees it: Accept
 // returns net.ErrClosed, then the server closes its listener): Close
-// returns at once, but its result depends on timing. Close maps ErrClosed
-// to nil, yet between the connection's error being set and its
-// subscriptions being ended, Drain returns the connection's own error
-// (here the broker's "shutting down"), and Close passes it on. Rounds are
-// repeated because the window is narrow (a few of 20 hit it).
+// returns nil at once. Before the fix, a Close that came between the
+// connection's error being set and its subscriptions being ended passed on
+// Drain's error (the broker's "shutting down"); rounds are repeated because
+// that window is narrow (a few of 20 hit it).
 func TestListenerCloseAfterBrokerGone(t *testing.T) {
 	failed := 0
 	for range 20 {
@@ -161,11 +160,11 @@ func TestListenerCloseConcurrent(t *testing.T) {
 	}
 }
 
-// The broker refuses the listener's SUB (here: the connection is at
-// MaxSubs). Listen has already returned a listener, and its subscription
-// ends with the broker's error, but Accept does not look at it: it waits
-// for ever (http.Serve would hang), while every dial gets ErrNoListener.
-func TestAcceptAfterSubRefused(t *testing.T) {
+// refusedListener returns a listener whose SUB the broker refuses: the
+// connection is at MaxSubs. Listen has returned by the time the refusal
+// comes back, as an ERR.
+func refusedListener(t *testing.T) (*Conn, *StreamListener) {
+	t.Helper()
 	path, _ := startBusWith(t, func(c *bus.Config) { c.MaxSubs = 1 })
 	srv := connect(t, path)
 	if _, err := srv.SubscribeSync("other"); err != nil {
@@ -173,13 +172,21 @@ func TestAcceptAfterSubRefused(t *testing.T) {
 	}
 	l, err := srv.Listen("refused")
 	if err != nil {
-		t.Fatalf("Listen: %v", err) // the refusal comes later, as an ERR
+		t.Fatalf("Listen: %v", err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return srv, l
+}
+
+// Accept on a listener the broker refused returns the refusal. Before the
+// fix it waited for ever (http.Serve hung) while every dial got
+// ErrNoListener.
+func TestAcceptAfterSubRefused(t *testing.T) {
+	srv, l := refusedListener(t)
 	flush(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err = l.AcceptStream(ctx)
+	_, err := l.AcceptStream(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("AcceptStream on a listener the broker refused waited until ctx ended; want the refusal (%v)", l.sub.q.err)
 	}

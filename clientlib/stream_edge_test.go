@@ -20,11 +20,9 @@ import (
 )
 
 // A dialer whose request is on its way to a listener when the listener
-// closes must get an answer (accepted, refused, or no listener), not be left
-// waiting until its ctx ends. Close unsubscribes: requests still in the
-// subscription's queue are discarded by Unsubscribe, and those the broker
-// routed before it saw the UNSUB are dropped by the reader (no subscription),
-// in both cases with their sockets closed but no answer sent.
+// closes gets an answer (accepted, refused, or no listener) rather than
+// waiting until its ctx ends. Before the fix, Close unsubscribed, and the
+// requests queued or in flight were dropped with no answer sent.
 func TestListenerCloseAnswersQueuedDialers(t *testing.T) {
 	path, _ := startBus(t)
 	srv, cli := connect(t, path), connect(t, path)
@@ -84,10 +82,11 @@ func TestListenerCloseAnswersQueuedDialers(t *testing.T) {
 	waitFDs(t, base)
 }
 
-// checkStreamSocket accepts any AF_UNIX SOCK_STREAM descriptor, so a
-// listening socket, or one never connected, passes and is handed to
-// Accept as a stream that only fails on first use. fileConn's doc promises
-// "a connected Unix stream socket".
+// A listening socket, or one never connected, is refused with a
+// StreamErrorHeader answer, as fileConn's doc promises "a connected Unix
+// stream socket". Before the fix, checkStreamSocket accepted any AF_UNIX
+// SOCK_STREAM descriptor, and Accept returned a stream that failed on first
+// use.
 func TestListenerRefusesUnconnectedSockets(t *testing.T) {
 	path, _ := startBus(t)
 	srv, cli := connect(t, path), connect(t, path)
@@ -280,7 +279,7 @@ func TestHTTPShutdown(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 	tr.CloseIdleConnections()
-	flush(t, srv) // the UNSUB is in (without it the dial can hang: see TestListenerCloseAnswersQueuedDialers)
+	flush(t, srv) // the UNSUB is in (Close's Drain has already waited for it)
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer dcancel()
 	if _, err := cli.DialStream(dctx, "web"); !errors.Is(err, ErrNoListener) {
@@ -289,10 +288,10 @@ func TestHTTPShutdown(t *testing.T) {
 	waitFDs(t, base)
 }
 
-// Every subscriber of the stream topic gets a copy of the dialer's socket:
-// a third process subscribed to "_STREAM.>" (or ">") can read and write the
-// stream, so StreamConn.Peer ("the process at the other end ... cannot be
-// forged") does not identify who holds the other end.
+// Only the listener gets the dialer's socket, so StreamConn.Peer ("the
+// process at the other end ... cannot be forged") names who holds the other
+// end. Before the fix, every subscriber of the stream topic got a copy: a
+// third process on "_STREAM.>" (or ">") could read and write the stream.
 func TestStreamSocketReachesOnlyTheListener(t *testing.T) {
 	path, _ := startBus(t)
 	srv, cli, snoop := connect(t, path), connect(t, path), connect(t, path)
@@ -378,9 +377,9 @@ func TestTopicReaderCloseRacesRead(t *testing.T) {
 }
 
 // A reader that falls behind so far that the end of the stream is dropped
-// must fail with ErrStreamGap, as the package doc promises; it returns the
-// first messages' bytes and then waits forever for a Stream-End that its
-// subscription already dropped.
+// fails with ErrStreamGap, as the package doc promises. Before the fix it
+// returned the first messages' bytes and then waited for ever for a
+// Stream-End that its subscription had dropped.
 func TestTopicReaderTailDropped(t *testing.T) {
 	path, _ := startBus(t)
 	wc := connect(t, path)
@@ -444,9 +443,10 @@ func TestTopicWriterAfterPublishError(t *testing.T) {
 	}
 }
 
-// ReadValue's bound is checked before allocating, but a 4-byte prefix still
-// makes it allocate the whole announced length (up to 64 MiB) before any of
-// it has arrived: a peer can cost the reader 64 MiB per 4 bytes sent.
+// ReadValue takes memory as a value's bytes arrive, not for the length its
+// 4-byte prefix announces. Before the fix it allocated the whole announced
+// length (up to 64 MiB) at once: a peer could cost the reader 64 MiB per 4
+// bytes sent.
 func TestReadValueAllocatesOnlyWhatArrives(t *testing.T) {
 	r, w := io.Pipe()
 	go func() {
@@ -476,8 +476,9 @@ func (m *runtimeMem) read() {
 }
 
 // A read deadline (StreamConn documents SetDeadline as usable) that expires
-// in the middle of a line makes ReadLine drop the part it had read: the
-// next ReadLine returns the rest of the line as if it were a whole one.
+// in the middle of a line keeps the part read: the next ReadLine returns the
+// whole line. Before the fix the part was dropped, and the next ReadLine
+// returned the rest as if it were a whole line.
 func TestReadLineKeepsPartialLineAcrossTimeout(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
@@ -501,9 +502,9 @@ func TestReadLineKeepsPartialLineAcrossTimeout(t *testing.T) {
 }
 
 // With a plain subscriber on the stream topics (a monitor such as
-// `bus sub '>'`), a dial to a name nobody listens on no longer fails at
-// once with ErrNoListener: the request has a subscriber, so the broker sends
-// no 503, and the dialer waits for its whole timeout.
+// `bus sub '>'`), a dial to a name nobody listens on still fails at once
+// with ErrNoListener. Before the fix the monitor counted as a subscriber,
+// so the broker sent no 503 and the dialer waited for its whole timeout.
 func TestDialFailsAtOnceDespiteMonitor(t *testing.T) {
 	path, _ := startBus(t)
 	cli, mon := connect(t, path), connect(t, path)
@@ -524,7 +525,7 @@ func TestDialFailsAtOnceDespiteMonitor(t *testing.T) {
 }
 
 // A byte limit below one chunk: every data message is dropped, but the
-// empty end message fits, and its number reveals the gap (this holds).
+// empty end message fits, and its number reveals the gap.
 func TestTopicReaderEveryChunkDropped(t *testing.T) {
 	path, _ := startBus(t)
 	wc := connect(t, path)

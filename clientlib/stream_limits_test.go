@@ -17,11 +17,12 @@ import (
 	"time"
 )
 
-// A queue group whose pattern matches _STREAM.N through a wildcard, here a
-// pool answering every request on the bus, takes a dial to a name nobody
-// listens on and answers it without a Stream-Error header: DialStream
-// reports success with a socket whose other end nobody reads.
-func TestDialToNobodyAcceptedByWildcardQueueGroup(t *testing.T) {
+// A queue group whose pattern matches _STREAM.N only through a wildcard,
+// here a pool answering every request on the bus, does not take a dial to a
+// name nobody listens on: DialStream fails with ErrNoListener. Before the
+// fix the pool answered it, and DialStream returned a socket whose other end
+// nobody read.
+func TestDialToNobodyIgnoresWildcardQueueGroup(t *testing.T) {
 	path, _ := startBus(t)
 	cli, pool := connect(t, path), connect(t, path)
 	s, err := pool.QueueSubscribe(">", "pool", func(m *Msg) {
@@ -46,12 +47,11 @@ func TestDialToNobodyAcceptedByWildcardQueueGroup(t *testing.T) {
 	}
 }
 
-// ReadValue checks a Read's error before the bytes it returned: a reader
-// that returns the last bytes of a value together with io.EOF (allowed by
-// io.Reader; net/http's body with a Content-Length does it) makes a complete
-// value fail with io.ErrUnexpectedEOF. It happens when the final read of
-// the value is a direct read by bufio, i.e. a 64 KiB step with the buffer
-// empty.
+// A value whose last bytes come together with io.EOF (allowed by
+// io.Reader; net/http's body with a Content-Length does it) is read whole.
+// The case arises when the final read of the value is a direct read by
+// bufio, i.e. a 64 KiB step with the buffer empty. Before the fix ReadValue
+// checked the error before the bytes and failed with io.ErrUnexpectedEOF.
 func TestReadValueDataWithEOF(t *testing.T) {
 	// Peek fills the 64 KiB buffer: 4 prefix bytes + 65532 value bytes;
 	// the next step is then a direct 64 KiB read that ends the stream.
@@ -90,7 +90,7 @@ func (e eofWithData) Read(p []byte) (int, error) {
 }
 
 // ReadValue across a deadline, mid prefix and mid value, with a value larger
-// than the bufio buffer: what was read is kept (this holds).
+// than the bufio buffer: what was read is kept.
 func TestReadValueAcrossDeadlines(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
@@ -125,7 +125,7 @@ func TestReadValueAcrossDeadlines(t *testing.T) {
 }
 
 // A zero-length value (never written by WriteValue) is a decode error, not
-// io.EOF, and the stream goes on after it (this holds).
+// io.EOF, and the stream goes on after it.
 func TestReadValueZeroLength(t *testing.T) {
 	stream := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0x07}
 	f := MakeFile(bytes.NewReader(stream), nil)
@@ -141,9 +141,9 @@ func TestReadValueZeroLength(t *testing.T) {
 	}
 }
 
-// ReadLine's doc: "A line longer than MaxLineLen fails with
-// bufio.ErrTooLong". The check allows MaxLineLen+2 bytes whatever the line
-// ends with, so lines of MaxLineLen+1 and +2 bytes pass.
+// Lines of MaxLineLen+1 and +2 bytes fail with bufio.ErrTooLong, as
+// ReadLine's doc says. Before the fix the check allowed MaxLineLen+2 bytes
+// whatever the line ended with.
 func TestReadLineLimitIsMaxLineLen(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -162,10 +162,10 @@ func TestReadLineLimitIsMaxLineLen(t *testing.T) {
 	}
 }
 
-// After bufio.ErrTooLong the unread rest of the long line is not skipped:
-// the next ReadLine returns the tail of the overlong line as if it were a
-// line of its own.
-func TestReadLineAfterTooLongReturnsTail(t *testing.T) {
+// After bufio.ErrTooLong the unread rest of the long line is skipped: the
+// next ReadLine returns the line after it. Before the fix it returned the
+// tail of the overlong line as a line of its own.
+func TestReadLineAfterTooLongSkipsTail(t *testing.T) {
 	in := strings.Repeat("x", MaxLineLen+100<<10) + "\nnext\n"
 	f := MakeFile(strings.NewReader(in), nil)
 	if _, err := f.ReadLine(); !errors.Is(err, bufio.ErrTooLong) {

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/busd/busd/bus"
 )
 
 // chunkReader returns its data in random pieces, now and then a timeout
@@ -169,8 +167,9 @@ func readAll(t *testing.T, r *TopicReader, d time.Duration) ([]byte, error) {
 	}
 }
 
-// CloseWithError with an error whose text is empty ends the stream as
-// complete: the reader gets io.EOF (io.Copy: nil), not ErrStreamAborted.
+// CloseWithError with an error whose text is empty still aborts the
+// stream: the reader gets ErrStreamAborted. Before the fix the empty reason
+// ended the stream as complete (io.EOF).
 func TestCloseWithErrorEmptyText(t *testing.T) {
 	w, r := topicPair(t, "abort.empty")
 	w.Write([]byte("partial"))
@@ -187,8 +186,9 @@ func TestCloseWithErrorEmptyText(t *testing.T) {
 }
 
 // CloseWithError with a long reason (here 64 KiB, the broker's default
-// MaxHeaders) fails to publish the end marker: the writer gets ErrTooLarge
-// and is closed, and its readers wait for ever.
+// MaxHeaders) cuts the reason to fit, and the readers get ErrStreamAborted.
+// Before the fix the end marker failed with ErrTooLarge, and the readers
+// waited for ever.
 func TestCloseWithErrorLongReason(t *testing.T) {
 	w, r := topicPair(t, "abort.long")
 	w.Write([]byte("partial"))
@@ -206,7 +206,7 @@ func TestCloseWithErrorLongReason(t *testing.T) {
 }
 
 // The end marker may carry data: the reader returns it, then the abort
-// (this holds; the writer never sends one, but the protocol allows it).
+// (the writer never sends one, but the protocol allows it).
 func TestAbortMarkerWithData(t *testing.T) {
 	path, _ := startBus(t)
 	wc, rc := connect(t, path), connect(t, path)
@@ -233,7 +233,7 @@ func TestAbortMarkerWithData(t *testing.T) {
 
 // Close racing Accept, many times: Accept always reports net.ErrClosed
 // (the subscription's end by Drain is not passed on as a refusal), and
-// Close returns nil (this holds).
+// Close returns nil.
 func TestAcceptVersusClose(t *testing.T) {
 	path, _ := startBus(t)
 	srv := connect(t, path)
@@ -277,19 +277,10 @@ func TestAcceptVersusClose(t *testing.T) {
 	}
 }
 
-// http.Serve on a listener the broker refused returns the refusal, at once
-// (this holds: the error is not a net.Error, so Serve does not retry).
+// http.Serve on a listener the broker refused returns the refusal at once:
+// the error is not a net.Error, so Serve does not retry.
 func TestServeOnRefusedListener(t *testing.T) {
-	path, _ := startBusWith(t, func(c *bus.Config) { c.MaxSubs = 1 })
-	srv := connect(t, path)
-	if _, err := srv.SubscribeSync("other"); err != nil {
-		t.Fatal(err)
-	}
-	l, err := srv.Listen("refused")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	_, l := refusedListener(t)
 	served := make(chan error, 1)
 	go func() { served <- http.Serve(l, http.NotFoundHandler()) }()
 	select {

@@ -9,7 +9,7 @@ import (
 // TestDrainWithBacklogBeyondYield drains a subscription whose handler is
 // far more than yieldAt messages behind, on a single P, so that the reader
 // yields on every batch and on the PONG that ends Drain's barrier: every
-// message must still reach the handler, in order, before Drain returns.
+// message still reaches the handler, in order, before Drain returns.
 func TestDrainWithBacklogBeyondYield(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	path, _ := startBus(t)

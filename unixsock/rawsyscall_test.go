@@ -14,10 +14,10 @@ import (
 // TestReadOnBlockingDescriptionDoesNotStopTheWorld: Conn.File's duplicate
 // shares the socket's open file description, and File.Fd (which os/exec
 // calls for ExtraFiles, the documented way to hand the socket to a child)
-// clears O_NONBLOCK on that description. The Conn's raw system calls must
-// not block even then (MSG_DONTWAIT): a raw call that blocked would keep
-// its P, the GC's stop-the-world (here before the write that would wake
-// the read) would wait for it forever, and the process would hang.
+// clears O_NONBLOCK on that description. The Conn's raw system calls still
+// do not block (they pass MSG_DONTWAIT). Before the fix a raw read blocked
+// while keeping its P, the GC's stop-the-world (here before the write that
+// would wake the read) waited for it for ever, and the process hung.
 func TestReadOnBlockingDescriptionDoesNotStopTheWorld(t *testing.T) {
 	if os.Getenv(helperEnv) == "raw-blocking-read" {
 		exitHelper(rawBlockingReadChild())
@@ -26,8 +26,8 @@ func TestReadOnBlockingDescriptionDoesNotStopTheWorld(t *testing.T) {
 }
 
 // TestWriteOnBlockingDescriptionDoesNotStopTheWorld is the same for a
-// Write that fills the socket's buffer: write(2) on a blocking socket waits
-// for the peer to read, and the peer never gets to run.
+// Write that fills the socket's buffer: before the fix, write(2) waited for
+// the peer to read, and the peer never got to run.
 func TestWriteOnBlockingDescriptionDoesNotStopTheWorld(t *testing.T) {
 	if os.Getenv(helperEnv) == "raw-blocking-write" {
 		exitHelper(rawBlockingWriteChild())

@@ -64,9 +64,9 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, what string) error {
 	}
 }
 
-// Ctrl-C ends `bus stream listen` even while stdin is idle: pipe closes the
-// stream when ctx ends, but then waits for its stdin goroutine, which is
-// blocked reading stdin and never sees the closed stream.
+// Ctrl-C ends `bus stream listen` even while stdin is idle. Before the fix
+// pipe closed the stream when ctx ended, then waited for its stdin
+// goroutine, which was blocked reading stdin.
 func TestCLIStreamInterruptWithIdleStdin(t *testing.T) {
 	b := startBusd(t)
 	cmd, _, _, sc := startListener(t, b, "idle")
@@ -80,9 +80,10 @@ func TestCLIStreamInterruptWithIdleStdin(t *testing.T) {
 	}
 }
 
-// When the other end closes the stream (stops reading and writing), the
-// package doc says pipe is done ("stdin has ended (or the other end stopped
-// reading)"); with an idle stdin it waits for stdin forever.
+// When the other end closes the stream (stops reading and writing), pipe
+// is done even with an idle stdin, as the package doc says ("stdin has ended
+// (or the other end stopped reading)"). Before the fix it waited for stdin
+// for ever.
 func TestCLIStreamPeerClosesWithIdleStdin(t *testing.T) {
 	b := startBusd(t)
 	cmd, _, out, sc := startListener(t, b, "early")
@@ -96,9 +97,9 @@ func TestCLIStreamPeerClosesWithIdleStdin(t *testing.T) {
 	}
 }
 
-// The other end closes early and stdin then has more to send: the doc
-// counts "the other end stopped reading" as a normal end, but the write's
-// EPIPE comes back as an error (exit status 1).
+// The other end closes early and stdin then has more to send: the write's
+// EPIPE is a normal end ("the other end stopped reading"), and bus stream
+// exits 0. Before the fix it exited 1.
 func TestCLIStreamPeerClosesThenStdinWrites(t *testing.T) {
 	b := startBusd(t)
 	cmd, stdin, _, sc := startListener(t, b, "epipe")
@@ -111,9 +112,9 @@ func TestCLIStreamPeerClosesThenStdinWrites(t *testing.T) {
 	}
 }
 
-// Ctrl-C ends `bus stream write` while stdin is idle: streamWrite ignores
-// ctx and copies stdin until it ends; the signal is caught (NotifyContext),
-// so a second Ctrl-C does not help either.
+// Ctrl-C ends `bus stream write` while stdin is idle. Before the fix
+// streamWrite ignored ctx and copied stdin until it ended; as the signal
+// is caught (NotifyContext), a second Ctrl-C did not help either.
 func TestCLIStreamWriteInterruptWithIdleStdin(t *testing.T) {
 	b := startBusd(t)
 	cmd := b.bus("stream", "write", "logs.idle")

@@ -14,9 +14,10 @@ import (
 	"github.com/busd/busd/clientlib"
 )
 
-// When reading stdin fails, bus stream write exits 1 without ending the
-// stream: every reader waits for an end marker that never comes.
-func TestCLIStreamWriteStdinErrorLeavesReadersWaiting(t *testing.T) {
+// When reading stdin fails, bus stream write exits non-zero and ends the
+// stream, so a reader does not wait. Before the fix it exited without
+// sending the end marker.
+func TestCLIStreamWriteStdinErrorAbortsReaders(t *testing.T) {
 	b := startBusd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -54,9 +55,9 @@ func TestCLIStreamWriteStdinErrorLeavesReadersWaiting(t *testing.T) {
 
 // A peer that closes the stream with bytes of ours still unread leaves an
 // ECONNRESET on the socket (AF_UNIX does this), which the read side of
-// pipe sees before EOF. The write side counts EPIPE and ECONNRESET from a
-// peer that left as a normal end; the read side returns it as an error, so
-// `bus stream dial` exits 1 although the peer answered and left normally.
+// pipe sees before EOF: it is a normal end, as on the write side, and
+// `bus stream dial` exits 0. Before the fix the read side returned it as
+// an error, and the command exited 1.
 func TestCLIStreamPeerLeavesWithInputUnread(t *testing.T) {
 	b := startBusd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

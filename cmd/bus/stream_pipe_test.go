@@ -148,9 +148,9 @@ func (resetWriter) Write([]byte) (int, error) {
 	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ECONNRESET}
 }
 
-// pipe takes any ECONNRESET from its io.Copy to stdout for the peer's
-// normal leaving, also one from writing stdout: bus stream then exits 0
-// although what the peer sent was never written out.
+// An ECONNRESET from writing stdout is an error: only one from reading the
+// stream is the peer's normal leaving. Before the fix pipe took both for
+// the peer leaving, and bus stream exited 0 with its output lost.
 func TestPipeStdoutResetIsAnError(t *testing.T) {
 	b := startBusd(t)
 	lc, dc := connectTo(t, b), connectTo(t, b)
