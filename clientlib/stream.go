@@ -104,7 +104,7 @@ func (c *Conn) DialStream(ctx context.Context, name string) (*StreamConn, error)
 	if err != nil {
 		local.Close()
 		if errors.Is(err, ErrNoResponders) {
-			return nil, fmt.Errorf("%w named %q", ErrNoListener, name)
+			return nil, fmt.Errorf("%w named %q (Listen, or bus stream listen, makes one)", ErrNoListener, name)
 		}
 		return nil, err
 	}

@@ -235,10 +235,8 @@ func (r *TopicReader) advance() error {
 	// reader would wait for ever. Messages are dropped only while the queue
 	// is full, so a drop is seen here before the reader could wait.
 	if n := r.sub.Dropped(); n > 0 {
-		r.err = fmt.Errorf("%w: topic %q: the reader fell behind and its subscription dropped %d messages",
-			ErrStreamGap, r.topic, n)
-		r.sub.Unsubscribe()
-		return r.err
+		return r.stop(fmt.Errorf("%w: topic %q: the reader fell behind and its subscription dropped %d messages %s",
+			ErrStreamGap, r.topic, n, fallBehindHint))
 	}
 	m, err := r.sub.Next(context.Background())
 	if err != nil {
@@ -247,32 +245,39 @@ func (r *TopicReader) advance() error {
 	}
 	m.CloseFiles()
 	seq, perr := strconv.ParseUint(m.Header[StreamSeqHeader], 10, 64)
-	switch {
+	switch first := r.writer == 0; {
 	case perr != nil:
-		r.err = fmt.Errorf("%w: topic %q carries a message that is not part of a stream (%s %q)",
-			ErrStreamGap, r.topic, StreamSeqHeader, m.Header[StreamSeqHeader])
-	case r.next == 0 && r.writer == 0 && seq != 0:
-		r.err = fmt.Errorf("%w: topic %q: the stream began before this reader (first message %d)", ErrStreamGap, r.topic, seq)
-	case r.writer != 0 && m.Origin.Conn != r.writer:
-		r.err = fmt.Errorf("%w: topic %q: a second writer (connection %d) joined the stream of connection %d",
-			ErrStreamGap, r.topic, m.Origin.Conn, r.writer)
+		return r.stop(fmt.Errorf("%w: topic %q carries a message that is not part of a stream (%s %q): one topic, one stream",
+			ErrStreamGap, r.topic, StreamSeqHeader, m.Header[StreamSeqHeader]))
+	case first && seq != 0:
+		return r.stop(fmt.Errorf("%w: topic %q: the stream began before this reader (its first message was number %d): make the reader before the writer starts",
+			ErrStreamGap, r.topic, seq))
+	case !first && m.Origin.Conn != r.writer:
+		return r.stop(fmt.Errorf("%w: topic %q: a second writer (connection %d) joined the stream of connection %d: one writer per topic",
+			ErrStreamGap, r.topic, m.Origin.Conn, r.writer))
 	case seq != r.next:
-		r.err = fmt.Errorf("%w: topic %q: message %d arrived when %d was due: the reader fell behind and its subscription dropped some",
-			ErrStreamGap, r.topic, seq, r.next)
-	}
-	if r.err != nil {
-		r.sub.Unsubscribe()
-		return r.err
+		return r.stop(fmt.Errorf("%w: topic %q: message %d arrived when %d was due: the reader fell behind and its subscription dropped some %s",
+			ErrStreamGap, r.topic, seq, r.next, fallBehindHint))
 	}
 	r.writer, r.next, r.rest = m.Origin.Conn, seq+1, m.Data
 	if _, end := m.Header[StreamEndHeader]; end {
-		r.err = io.EOF
+		err := io.EOF
 		if why, aborted := m.Header[StreamErrorHeader]; aborted {
-			r.err = fmt.Errorf("%w: topic %q: %s", ErrStreamAborted, r.topic, why)
+			err = fmt.Errorf("%w: topic %q: %s", ErrStreamAborted, r.topic, why)
 		}
-		r.sub.Unsubscribe()
+		r.stop(err) // the bytes in rest are still read first
 	}
 	return nil
+}
+
+// fallBehindHint says what to do about a reader that fell behind.
+const fallBehindHint = "(read faster, or raise the connection's WithSubscriptionLimits)"
+
+// stop ends the stream with err: every later read returns it.
+func (r *TopicReader) stop(err error) error {
+	r.err = err
+	r.sub.Unsubscribe()
+	return err
 }
 
 // Close stops reading the stream; a Read waiting in another goroutine

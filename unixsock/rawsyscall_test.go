@@ -50,17 +50,26 @@ func runRawBlockingChild(t *testing.T, test, role string) {
 	}
 }
 
-func rawBlockingReadChild() error {
-	a, b, err := Socketpair()
-	if err != nil {
-		return err
+// blockingPair returns a connected pair whose a side's open file
+// description has been made blocking behind the Conn's back, as exec.Cmd
+// does with ExtraFiles; the caller closes f when done.
+func blockingPair() (a, b *Conn, f *os.File, err error) {
+	if a, b, err = Socketpair(); err != nil {
+		return nil, nil, nil, err
 	}
-	f, err := a.File()
+	if f, err = a.File(); err != nil {
+		return nil, nil, nil, err
+	}
+	f.Fd() // the shared description is now blocking
+	return a, b, f, nil
+}
+
+func rawBlockingReadChild() error {
+	a, b, f, err := blockingPair()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	f.Fd() // as exec.Cmd does for ExtraFiles: the shared description is now blocking
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		runtime.GC() // needs every P to stop
@@ -74,16 +83,11 @@ func rawBlockingReadChild() error {
 }
 
 func rawBlockingWriteChild() error {
-	a, b, err := Socketpair()
-	if err != nil {
-		return err
-	}
-	f, err := a.File()
+	a, b, f, err := blockingPair()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	f.Fd()
 	const size = 16 << 20 // far more than the socket buffers hold
 	go func() {
 		time.Sleep(100 * time.Millisecond)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,12 +34,7 @@ func startListener(t *testing.T, b *busd, name string) (*exec.Cmd, io.WriteClose
 	bustest.WaitLine(t, stderr, "bus: listening for a stream")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := clientlib.Connect(ctx, clientlib.WithSocket(filepath.Join(b.Dir, "default.sock")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	sc, err := c.DialStream(ctx, name)
+	sc, err := connectTo(t, b).DialStream(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,8 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/busd/busd/clientlib"
 )
 
 // When reading stdin fails, bus stream write exits non-zero and ends the
@@ -21,11 +18,7 @@ func TestCLIStreamWriteStdinErrorAbortsReaders(t *testing.T) {
 	b := startBusd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := clientlib.Connect(ctx, clientlib.WithSocket(filepath.Join(b.Dir, "default.sock")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connectTo(t, b)
 	r, err := c.NewTopicReader(ctx, "logs.fail")
 	if err != nil {
 		t.Fatal(err)
@@ -62,11 +55,7 @@ func TestCLIStreamPeerLeavesWithInputUnread(t *testing.T) {
 	b := startBusd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := clientlib.Connect(ctx, clientlib.WithSocket(filepath.Join(b.Dir, "default.sock")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connectTo(t, b)
 	l, err := c.Listen("oneline")
 	if err != nil {
 		t.Fatal(err)
