@@ -84,11 +84,16 @@ func activated(fd int, name string, cfg connConfig) (*Listener, error) {
 	}
 	ln := nl.(*net.UnixListener)
 	ln.SetUnlinkOnClose(false) // systemd owns the path
+	bound, err := boundName(ln)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	addr, _ := ln.Addr().(*net.UnixAddr)
 	if addr == nil {
 		addr = &net.UnixAddr{Net: "unix"}
 	}
-	return &Listener{ln: ln, path: addr.Name, name: name, addr: addr, connCfg: cfg}, nil
+	return &Listener{ln: ln, path: addr.Name, name: name, addr: addr, bound: bound, connCfg: cfg}, nil
 }
 
 // fdName returns the i-th name in LISTEN_FDNAMES, or "unknown" as libsystemd

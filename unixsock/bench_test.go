@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,25 @@ func connPair(b *testing.B) benchPair {
 	}
 	return benchPair{x, y, func() { x.Close(); y.Close() }}
 }
+
+// connBudgetPair is connPair with a budget on the reading end, to measure
+// the cost of consulting it on every read.
+func connBudgetPair(b *testing.B) benchPair {
+	p := connPair(b)
+	p.r.(*Conn).SetFDBudget(new(benchBudget))
+	return p
+}
+
+// benchBudget is the simplest shared budget: an atomic count of the
+// descriptors charged, against a limit it never reaches here.
+type benchBudget struct{ held atomic.Int64 }
+
+func (bb *benchBudget) ReserveFDs(most int) int {
+	bb.held.Add(int64(most))
+	return most
+}
+
+func (bb *benchBudget) ReleaseFDs(n int) { bb.held.Add(-int64(n)) }
 
 // unixConnPair is the baseline: the same kind of socketpair as a plain
 // *net.UnixConn.
@@ -125,6 +145,25 @@ func BenchmarkFDPerMessage(b *testing.B) {
 			return err
 		}, connFDReader(y))
 	})
+	b.Run("conn-budget", func(b *testing.B) {
+		p := connPair(b)
+		defer p.close()
+		x, y := p.w.(*Conn), p.r.(*Conn)
+		bud := new(benchBudget)
+		y.SetFDBudget(bud)
+		read := connFDReader(y)
+		benchFDs(b, func(frame []byte, fd int) error {
+			_, err := x.WriteWithFDs(frame, []int{fd})
+			return err
+		}, func() (int, error) {
+			fd, err := read()
+			bud.ReleaseFDs(1) // the charge came with the descriptor
+			return fd, err
+		})
+		if n := bud.held.Load(); n != 0 {
+			b.Fatalf("budget holds %d descriptors after the run; want 0", n)
+		}
+	})
 	b.Run("unixconn", func(b *testing.B) {
 		p := unixConnPair(b)
 		defer p.close()
@@ -218,7 +257,7 @@ func BenchmarkWriteRead(b *testing.B) {
 	for _, kind := range []struct {
 		name string
 		pair func(*testing.B) benchPair
-	}{{"conn", connPair}, {"unixconn", unixConnPair}} {
+	}{{"conn", connPair}, {"conn-budget", connBudgetPair}, {"unixconn", unixConnPair}} {
 		b.Run(kind.name, func(b *testing.B) {
 			for _, size := range []int{16, 64 << 10} {
 				b.Run(sizeName(size), func(b *testing.B) {

@@ -36,10 +36,18 @@ type Conn struct {
 	readFn  func(uintptr) bool
 	rmsg    unix.Msghdr
 	riov    unix.Iovec
-	oob     []byte // room for maxRecvFDs descriptors; nil when zero
+	oob     []byte // room for maxFDs descriptors; nil when zero
 	rn      int
 	rerrno  syscall.Errno
 	rsticky error // a read error after which the FIFO cannot be trusted
+
+	// The read side's descriptor accounting (fdbudget.go): maxFDs never
+	// changes, readStarted is atomic, the rest is under rmu.
+	maxFDs      int   // the connection's limit, WithMaxRecvFDs
+	rgrant      int   // descriptors the last recvmsg attempt could install
+	rheld       int   // of rgrant, reserved from the budget and not yet settled
+	rdrop       []int // descriptors the last read gave up, disposed of after rmu
+	readStarted atomic.Bool
 
 	// The write side, likewise.
 	wmu     sync.Mutex
@@ -55,10 +63,13 @@ type Conn struct {
 	werr    error
 	woob    []byte
 
-	// The descriptor FIFO, shared by the reader and Close.
+	// The descriptor FIFO, shared by the reader and Close, and what
+	// accounts for and disposes of the descriptors in it.
 	fdMu   sync.Mutex
 	fds    []int
 	closed bool
+	budget FDBudget        // set before the first Read; see SetFDBudget
+	closer func(fds []int) // see SetFDCloser
 
 	closeOnce sync.Once
 	closeErr  error
@@ -103,6 +114,7 @@ func newConn(uc *net.UnixConn, path string, local bool, cfg connConfig) (*Conn, 
 			c.raddr = &net.UnixAddr{Name: path, Net: "unix"}
 		}
 	}
+	c.maxFDs = cfg.maxRecvFDs
 	if cfg.maxRecvFDs > 0 {
 		// CmsgLen, not CmsgSpace: the padding of CmsgSpace would let one
 		// more descriptor than the limit through when the limit is odd.
@@ -140,19 +152,28 @@ func (c *Conn) CloseWrite() error {
 
 // Close closes the socket, every received descriptor that nobody took, and
 // the peer's pidfd. It wakes blocked reads and writes. Only the first call
-// does anything; later calls return its result.
+// does anything; later calls return its result. With a closer set (see
+// [Conn.SetFDCloser]) the descriptors nobody took go to the closer instead,
+// called by the first Close once the Conn's state is settled, so a slow
+// closer holds up that call alone; without one they are closed inline and
+// released from the [FDBudget], if any.
 func (c *Conn) Close() error {
+	var unclaimed []int
 	c.closeOnce.Do(func() {
 		c.fdMu.Lock()
 		c.closed = true
-		closeFDs(c.fds)
-		c.fds = nil
+		unclaimed, c.fds = c.fds, nil
 		c.fdMu.Unlock()
 		c.closeErr = wrap("close", c.path, c.uc.Close())
 		if c.pidfd >= 0 {
 			unix.Close(c.pidfd)
 		}
 	})
+	// Outside closeOnce: a closer that calls Close again must not
+	// deadlock on it.
+	if len(unclaimed) > 0 {
+		c.disposeFDs(unclaimed)
+	}
 	return c.closeErr
 }
 
@@ -188,10 +209,4 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 // times out may have sent part of its data; the count says how much.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	return wrap("set-write-deadline", c.path, c.uc.SetWriteDeadline(t))
-}
-
-func closeFDs(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
 }

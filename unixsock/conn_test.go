@@ -262,6 +262,8 @@ func TestFDsArrivingAfterCloseAreClosed(t *testing.T) {
 	if err := b.queueControl(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("queueControl after Close = %v; want net.ErrClosed", err)
 	}
+	// As Read does once it has let go of its lock.
+	b.disposeFDs(b.rdrop)
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
 		t.Fatalf("fd %d still open after queueControl on a closed Conn", fd)
 	}

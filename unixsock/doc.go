@@ -27,13 +27,40 @@
 // frame gets exactly its own descriptors however the bytes were cut.
 //
 // A read whose control data was truncated (MSG_CTRUNC: the sender attached
-// more descriptors than the receiver's limit, see [WithMaxRecvFDs], or the
-// receiver ran out of descriptors) closes every descriptor of that read and
-// fails with [ErrFDsTruncated]; the connection is then unusable because the
-// FIFO no longer matches the frames.
+// more descriptors than the receiver's limit, see [WithMaxRecvFDs], or than
+// its [FDBudget] granted, or the receiver ran out of descriptors) closes
+// every descriptor of that read and fails with [ErrFDsTruncated]; the
+// connection is then unusable because the FIFO no longer matches the frames.
 //
 // Every descriptor the layer received and nobody took is closed by
-// [Conn.Close]. Descriptors handed out by TakeFDs belong to the caller.
+// [Conn.Close] (or handed to the function set by [Conn.SetFDCloser]).
+// Descriptors handed out by TakeFDs belong to the caller.
+//
+// # Descriptor budgets
+//
+// A process that receives descriptors from many peers can be driven to its
+// RLIMIT_NOFILE by what they send, after which its own accept(2) and
+// open(2) fail. The kernel installs a passed descriptor only if the read's
+// control buffer has room for it, so [Conn.SetFDBudget] bounds what a Conn
+// can receive: before every recvmsg the Conn asks its [FDBudget] how many
+// descriptors the read may install, offers the kernel room for exactly that
+// many and gives back what the read did not use. Installed descriptors stay
+// charged until the Conn closes them, or until TakeFDs passes them, and
+// their charge, to the caller. A read cut short by the budget fails with an
+// error matching both [ErrFDsTruncated] and [ErrFDBudget].
+//
+// close(2) of a received descriptor can block (a TCP socket with SO_LINGER
+// and unsent data waits for the linger time). [Conn.SetFDCloser] makes the
+// Conn hand the descriptors it gives up, and their charge, to a function
+// instead of closing them on the goroutine that reads or closes.
+//
+// # Reference cycles
+//
+// A connection's own socket, or the listener's, passed through a broker
+// that holds it until delivery keeps the connection alive for as long as the
+// broker holds it, for ever if its owner exits (dbus CVE-2014-3637).
+// [Listener.Owns] recognises such descriptors so that the broker can refuse
+// them.
 //
 // # Credentials
 //

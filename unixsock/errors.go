@@ -25,10 +25,19 @@ var (
 
 	// ErrFDsTruncated means the kernel truncated the control data of a read
 	// (MSG_CTRUNC): the peer sent more descriptors at once than the
-	// connection accepts, or this process hit its descriptor limit. Every
-	// descriptor of that read has been closed and the connection's
+	// connection accepts, or than its [FDBudget] granted (the error then
+	// also matches [ErrFDBudget]), or this process hit its descriptor
+	// limit. Every descriptor of that read has been closed (or handed to
+	// the Conn's closer, see [Conn.SetFDCloser]) and the connection's
 	// descriptor FIFO no longer matches its frames; close the connection.
 	ErrFDsTruncated = errors.New("unixsock: received file descriptors truncated (MSG_CTRUNC)")
+
+	// ErrFDBudget means a read was truncated (it also matches
+	// [ErrFDsTruncated]) while the Conn's [FDBudget] had granted it fewer
+	// descriptors than the connection's limit, so the budget is the likely
+	// cause. The wrapping error names how many descriptors the read could
+	// accept. Like any truncation it makes the connection unusable.
+	ErrFDBudget = errors.New("unixsock: descriptor budget exhausted")
 
 	// ErrTooManyFDs means a write tried to attach more than
 	// [MaxFDsPerMessage] descriptors.

@@ -25,6 +25,7 @@ type Listener struct {
 	path    string
 	name    string
 	addr    *net.UnixAddr
+	bound   string   // getsockname(2) of the socket; see Owns
 	lock    *os.File // nil for activated listeners
 	created fileID   // the socket inode Listen made; zero if none
 	connCfg connConfig
@@ -94,9 +95,13 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 		lock.Close()
 		return nil, err
 	}
-	// rename(2) replaces a stale socket atomically: a client sees the old
-	// file or the new one, never no file.
-	if err := os.Rename(tmp, path); err != nil {
+	bound, err := boundName(ln)
+	if err == nil {
+		// rename(2) replaces a stale socket atomically: a client sees
+		// the old file or the new one, never no file.
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		ln.Close()
 		os.Remove(tmp)
 		lock.Close()
@@ -106,6 +111,7 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 		ln:      ln,
 		path:    path,
 		addr:    &net.UnixAddr{Name: path, Net: "unix"},
+		bound:   bound,
 		lock:    lock,
 		created: id,
 		connCfg: connCfg,
