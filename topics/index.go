@@ -11,10 +11,13 @@ import (
 //
 // Matching walks a token trie, so its cost depends on the subscriptions that
 // match and the wildcard branches on the way, never on how many others
-// exist. Results are cached per topic; a cached match takes no lock and
-// allocates nothing. Adding or removing a subscription removes exactly the
-// cached topics its pattern matches: for a literal pattern that is one hash
-// probe, for a wildcard pattern a scan of the cache.
+// exist; building the Result takes time linear in what it holds. Adding or
+// removing one subscription takes amortised constant time however many other
+// values and queue groups its pattern has, plus the cache invalidation below.
+// Results are cached per topic; a cached match takes no lock and allocates
+// nothing. Adding or removing a subscription removes exactly the cached
+// topics its pattern matches: for a literal pattern that is one hash probe,
+// for a wildcard pattern a scan of the cache.
 //
 // The zero Index is not usable; call NewIndex.
 type Index[T comparable] struct {
@@ -56,9 +59,9 @@ func (x *Index[T]) Len() int {
 }
 
 // Add subscribes v to pattern, in queue group group unless it is "". The
-// index keeps a reference to pattern's bytes. It returns an error wrapping
-// ErrInvalid for a bad pattern or group, and ErrExists if the same value is
-// already subscribed to the same pattern and group.
+// index keeps a reference to the bytes of pattern and group. It returns an
+// error wrapping ErrInvalid for a bad pattern or group, and ErrExists if the
+// same value is already subscribed to the same pattern and group.
 func (x *Index[T]) Add(pattern, group string, v T) error {
 	if err := validSub(pattern, group); err != nil {
 		return err
@@ -71,7 +74,7 @@ func (x *Index[T]) Add(pattern, group string, v T) error {
 	}
 	s := &n.plain
 	if group != "" {
-		s = n.groupSet(group, true)
+		s = n.groupOrNew(group)
 	}
 	if !s.add(v) {
 		return ErrExists
@@ -101,17 +104,14 @@ func (x *Index[T]) Remove(pattern, group string, v T) error {
 		path = append(path, n)
 	}
 	n := path[len(toks)]
-	s := &n.plain
-	if group != "" {
-		if s = n.groupSet(group, false); s == nil {
-			return ErrNotFound
-		}
+	var found bool
+	if group == "" {
+		found = n.plain.remove(v)
+	} else {
+		found = n.removeGrouped(group, v)
 	}
-	if !s.remove(v) {
+	if !found {
 		return ErrNotFound
-	}
-	if group != "" {
-		n.dropGroupIfEmpty(group)
 	}
 	for i := len(toks); i > 0 && path[i].empty(); i-- {
 		path[i-1].drop(toks[i-1])

@@ -14,17 +14,12 @@ type node[T comparable] struct {
 	star   *node[T]            // the "*" child
 	tail   *node[T]            // the ">" child
 	plain  set[T]
-	groups []group[T]
+	groups *groupTable[T] // nil while the pattern has no queue group
 }
 
 type child[T comparable] struct {
 	token string
 	n     *node[T]
-}
-
-type group[T comparable] struct {
-	name    string
-	members set[T]
 }
 
 // next returns the child for token, or nil.
@@ -115,38 +110,8 @@ func (n *node[T]) drop(token string) {
 
 // empty reports whether the node holds nothing and can be pruned.
 func (n *node[T]) empty() bool {
-	return len(n.plain.list) == 0 && len(n.groups) == 0 &&
+	return len(n.plain.list) == 0 && n.groups == nil &&
 		len(n.kids) == 0 && len(n.lit) == 0 && n.star == nil && n.tail == nil
-}
-
-// groupSet returns the members of the named group, creating it if asked.
-func (n *node[T]) groupSet(name string, create bool) *set[T] {
-	for i := range n.groups {
-		if n.groups[i].name == name {
-			return &n.groups[i].members
-		}
-	}
-	if !create {
-		return nil
-	}
-	n.groups = append(n.groups, group[T]{name: name})
-	return &n.groups[len(n.groups)-1].members
-}
-
-// dropGroupIfEmpty removes the named group once it has no members.
-func (n *node[T]) dropGroupIfEmpty(name string) {
-	for i := range n.groups {
-		if n.groups[i].name == name && len(n.groups[i].members.list) == 0 {
-			last := len(n.groups) - 1
-			n.groups[i] = n.groups[last]
-			n.groups[last] = group[T]{}
-			n.groups = n.groups[:last]
-			if last == 0 {
-				n.groups = nil
-			}
-			return
-		}
-	}
 }
 
 // collect appends to acc every node of this subtree whose subscriptions
@@ -173,7 +138,7 @@ func (n *node[T]) collect(tokens []string, acc []*node[T]) []*node[T] {
 
 // appendLive appends n if it holds any subscription.
 func appendLive[T comparable](acc []*node[T], n *node[T]) []*node[T] {
-	if len(n.plain.list) == 0 && len(n.groups) == 0 {
+	if len(n.plain.list) == 0 && n.groups == nil {
 		return acc
 	}
 	return append(acc, n)

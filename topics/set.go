@@ -1,11 +1,12 @@
 package topics
 
-// bigSet is the size from which a set keeps a position map, so that removing
-// one of many subscribers to the same pattern costs O(1) instead of a scan.
+// bigSet is the size from which a set keeps a position map, so that finding
+// or removing one of many values costs O(1) instead of a scan.
 const bigSet = 16
 
 // set holds the subscriber values of one pattern (or one queue group of
-// it). Values are unique; order is not kept.
+// it), or the names of a pattern's queue groups. Values are unique; order is
+// not kept.
 type set[T comparable] struct {
 	list []T
 	pos  map[T]int32 // index of each value in list; nil while the set is small
@@ -16,6 +17,12 @@ func (s *set[T]) add(v T) bool {
 	if s.find(v) >= 0 {
 		return false
 	}
+	s.push(v)
+	return true
+}
+
+// push appends v, which must be absent.
+func (s *set[T]) push(v T) {
 	s.list = append(s.list, v)
 	switch {
 	case s.pos != nil:
@@ -26,7 +33,6 @@ func (s *set[T]) add(v T) bool {
 			s.pos[w] = int32(i)
 		}
 	}
-	return true
 }
 
 // remove deletes v and reports whether it was present.
@@ -35,14 +41,21 @@ func (s *set[T]) remove(v T) bool {
 	if i < 0 {
 		return false
 	}
+	s.cut(i)
+	return true
+}
+
+// cut deletes the value at index i by moving the last value into its place,
+// which is what a slice kept parallel to list must do too.
+func (s *set[T]) cut(i int) {
 	last := len(s.list) - 1
-	moved := s.list[last]
+	gone, moved := s.list[i], s.list[last]
 	s.list[i] = moved
 	var zero T
 	s.list[last] = zero // let the value be collected
 	s.list = s.list[:last]
 	if s.pos != nil {
-		delete(s.pos, v)
+		delete(s.pos, gone)
 		if i != last {
 			s.pos[moved] = int32(i)
 		}
@@ -53,7 +66,6 @@ func (s *set[T]) remove(v T) bool {
 	if last == 0 {
 		s.list = nil
 	}
-	return true
 }
 
 func (s *set[T]) find(v T) int {
