@@ -32,6 +32,11 @@ type Info struct {
 	MaxHeaders uint32 `codec:"max_headers"` // Limits.MaxHeaders
 	MaxFDs     uint8  `codec:"max_fds"`     // Limits.MaxFDs
 	MaxSubs    uint32 `codec:"max_subs"`    // subscriptions allowed on this connection
+	// MaxPending and MaxPendingFDs bound the bytes and descriptors the
+	// broker queues for this connection; past them its subscriptions lose
+	// messages (or, with SubDisconnect, the connection is closed).
+	MaxPending    uint64 `codec:"max_pending,omitempty"`
+	MaxPendingFDs uint32 `codec:"max_pending_fds,omitempty"`
 }
 
 // Limits returns the limits the Info announces.

@@ -33,7 +33,10 @@ const (
 	CodeShuttingDown     Code = 18 // fatal: the broker is stopping
 	CodeTooManyConns     Code = 19 // fatal: the broker's connection limit is reached
 	CodeInternal         Code = 20 // fatal: the broker failed in a way it cannot attribute to the client
-	maxCode                   = CodeInternal
+	CodeBudget           Code = 21 // fatal: the connection's user is over a budget for what it sends (memory or descriptors)
+	CodeRefusedFD        Code = 22 // a passed descriptor is refused: a socket connected to the broker itself
+	CodeTimeout          Code = 23 // fatal: a frame, or descriptors sent ahead of it, did not arrive whole in time
+	maxCode                   = CodeTimeout
 )
 
 var codeNames = [...]string{
@@ -45,6 +48,7 @@ var codeNames = [...]string{
 	CodePermissionDenied: "permission denied", CodeReservedTopic: "reserved topic",
 	CodeSlowConsumer: "slow consumer", CodeShuttingDown: "shutting down",
 	CodeTooManyConns: "too many connections", CodeInternal: "internal error",
+	CodeBudget: "over budget", CodeRefusedFD: "refused descriptor", CodeTimeout: "timeout",
 }
 
 // Error returns the code's short name, such as "invalid topic".
@@ -59,7 +63,8 @@ func (c Code) Error() string {
 func (c Code) Fatal() bool {
 	switch c {
 	case CodeInvalidTopic, CodeInvalidPattern, CodeInvalidGroup, CodeBadHeaders,
-		CodeDuplicateSub, CodeUnknownSub, CodeTooManySubs, CodePermissionDenied, CodeReservedTopic:
+		CodeDuplicateSub, CodeUnknownSub, CodeTooManySubs, CodePermissionDenied, CodeReservedTopic,
+		CodeRefusedFD:
 		return false
 	}
 	return true

@@ -11,7 +11,7 @@ import (
 // give back the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(AppendPub(nil, "a.b", "r", AppendField(nil, "k", "v"), []byte("x"), 1))
-	f.Add(AppendSub(nil, 1, "a.>", "g"))
+	f.Add(AppendSub(nil, 1, "a.>", "g", 0))
 	f.Add(AppendControl(nil, OpPing, 3, nil))
 	lim := Limits{MaxPayload: 1 << 16, MaxHeaders: 1 << 12, MaxFDs: 8}
 	f.Fuzz(func(t *testing.T, b []byte) {

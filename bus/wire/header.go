@@ -1,13 +1,16 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Header is the fixed part of every frame:
 //
 //	offset size field
 //	0      1    version     Version
 //	1      1    op          Op
-//	2      1    flags       reserved, must be 0
+//	2      1    flags       per op (SubFlags for SUB); 0 for other ops
 //	3      1    nfds        fds that travel with this frame
 //	4      2    topic_len   topic section bytes
 //	6      2    reply_len   reply section bytes (SUB: queue group)
@@ -103,8 +106,8 @@ func (h *Header) check(version byte, lim *Limits) *Error {
 		return Errorf(CodeBadVersion, "frame version %d, this broker speaks %d", version, Version)
 	case !h.Op.Known():
 		return Errorf(CodeUnknownOp, "op %d", h.Op)
-	case h.Flags != 0:
-		return Errorf(CodeBadFrame, "%v frame has flags %#x; none are defined", h.Op, h.Flags)
+	case h.Flags&^opShapes[h.Op].flags != 0:
+		return Errorf(CodeBadFrame, "%v frame has flags %#x; %s", h.Op, h.Flags, opShapes[h.Op].describeFlags())
 	case !opShapes[h.Op].fits(h):
 		return Errorf(CodeBadFrame, "%v frame has sections its op does not use: %s", h.Op, opShapes[h.Op].describe())
 	case h.TopicLen > MaxTopicLen || h.ReplyLen > MaxTopicLen:
@@ -124,14 +127,15 @@ func (h *Header) check(version byte, lim *Limits) *Error {
 // that a later protocol version can give them a meaning.
 type shape struct {
 	topic, reply, hdrs, payload, fds bool
-	id                               int8 // 0: must be 0, 1: must be non-zero, 2: any
+	id                               int8  // 0: must be 0, 1: must be non-zero, 2: any
+	flags                            uint8 // the flag bits the op defines
 }
 
 var opShapes = [...]shape{
 	OpHello: {payload: true},
 	OpInfo:  {payload: true},
 	OpPub:   {topic: true, reply: true, hdrs: true, payload: true, fds: true},
-	OpSub:   {topic: true, reply: true, id: 1},
+	OpSub:   {topic: true, reply: true, id: 1, flags: SubDisconnect},
 	OpUnsub: {id: 1},
 	OpMsg:   {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1},
 	OpPing:  {id: 2},
@@ -148,6 +152,13 @@ func (s shape) fits(h *Header) bool {
 		return false
 	}
 	return true
+}
+
+func (s shape) describeFlags() string {
+	if s.flags == 0 {
+		return "none are defined"
+	}
+	return fmt.Sprintf("only %#x are defined", s.flags)
 }
 
 func (s shape) describe() string {
@@ -203,6 +214,7 @@ var headerRules = func() (t [16]headerRule) {
 		}
 		r.want0 = Version | uint64(i)<<8
 		s := opShapes[i]
+		r.mask0 &^= uint64(s.flags) << 16 // the op's own flags may be set
 		if !s.fds {
 			r.mask0 |= fds
 		}

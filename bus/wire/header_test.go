@@ -121,7 +121,7 @@ func TestDecodeFrameIntoOverwrites(t *testing.T) {
 	frames := [][]byte{
 		AppendMsg(nil, 3, &o, &pub),
 		AppendPub(nil, "a.b", "", nil, nil, 0),
-		AppendSub(nil, 4, "x.>", "g"),
+		AppendSub(nil, 4, "x.>", "g", 0),
 		AppendMsg(nil, 5, &o, &pub),
 	}
 	var f Frame

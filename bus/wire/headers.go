@@ -29,6 +29,18 @@ const (
 	// tells the requester at once instead of letting it wait.
 	StatusHeader       = "Bus-Status"
 	StatusNoResponders = "503"
+	// StatusDropped is the status when a request matched subscriptions but
+	// every one of them was too far behind to take it: the requester
+	// learns at once that nobody will answer, and that trying again later
+	// may work.
+	StatusDropped = "429"
+	// DroppedHeader marks a gap notice: an empty MSG from the broker to a
+	// subscription that lost messages because its connection fell behind,
+	// with the number lost since the last notice in decimal.
+	DroppedHeader = "Bus-Dropped"
+	// ReasonHeader says, on a gap notice, which limit the lost messages
+	// did not fit in, for people to read.
+	ReasonHeader = "Bus-Reason"
 )
 
 // GroupOnlyPrefix starts the topics whose messages the broker gives only

@@ -22,6 +22,14 @@ const (
 	OpErr   Op = 9 // B→C: an error about a frame the client sent (msgpack payload)
 )
 
+// Flags of SUB.
+const (
+	// SubDisconnect makes the subscription's slow-consumer policy
+	// "disconnect": a message it has no room for closes the connection
+	// (after an ERR) instead of being dropped and reported as a gap.
+	SubDisconnect uint8 = 1 << 0
+)
+
 var opNames = [...]string{
 	OpHello: "HELLO", OpInfo: "INFO", OpPub: "PUB", OpSub: "SUB", OpUnsub: "UNSUB",
 	OpMsg: "MSG", OpPing: "PING", OpPong: "PONG", OpErr: "ERR",

@@ -1,51 +1,179 @@
 package wire
 
-import "github.com/busd/busd/unixsock"
+import "sync"
 
-// Outbox is output waiting for a connection's writer: encoded frames back to
-// back, and the descriptors of the frames that carry some, in order. One
-// goroutine fills it under the owner's lock; the writer swaps it for an empty
-// one and writes it without the lock.
-type Outbox struct {
-	Buf   []byte
-	marks []fdMark
+// ChunkSize is the size of the buffers an Outbox packs frames into. A
+// connection's queue grows a chunk at a time and a written chunk goes back
+// to a free list shared by all connections, so a backlog costs what it
+// holds (no doubling copies of one growing buffer) and an idle connection
+// holds nothing.
+const ChunkSize = 64 << 10
+
+// maxFreeChunks bounds the free list: 4 MiB of chunks kept, already
+// touched, for the next bursts (a fresh page costs a fault, and on a
+// virtual machine a fault is about 13 µs: measured, a MiB of fresh queue
+// costs about 3 ms); what comes back beyond it is left to the collector,
+// so a large backlog that drains returns its memory.
+const maxFreeChunks = 64
+
+// freeChunks are empty chunks, as pointers so that putting one back
+// allocates nothing. A plain list rather than a sync.Pool: a pool empties
+// itself at every collection, and at random under the race detector.
+var freeChunks struct {
+	mu   sync.Mutex
+	list []*[]byte
 }
 
-// Releaser is told when the descriptors it was added with have been sent or
-// dropped, so that it can close them.
+func getChunk() *[]byte {
+	freeChunks.mu.Lock()
+	if n := len(freeChunks.list); n > 0 {
+		b := freeChunks.list[n-1]
+		freeChunks.list[n-1] = nil
+		freeChunks.list = freeChunks.list[:n-1]
+		freeChunks.mu.Unlock()
+		return b
+	}
+	freeChunks.mu.Unlock()
+	b := make([]byte, 0, ChunkSize)
+	return &b
+}
+
+// putChunk gives an emptied chunk back; it reports false if the free list
+// is full and the chunk is left to the collector.
+func putChunk(b *[]byte) bool {
+	*b = (*b)[:0]
+	freeChunks.mu.Lock()
+	defer freeChunks.mu.Unlock()
+	if len(freeChunks.list) >= maxFreeChunks {
+		return false
+	}
+	freeChunks.list = append(freeChunks.list, b)
+	return true
+}
+
+// DropFreeChunks empties the free list of chunks, so that a collection can
+// return their memory to the system.
+func DropFreeChunks() {
+	freeChunks.mu.Lock()
+	clear(freeChunks.list)
+	freeChunks.list = freeChunks.list[:0]
+	freeChunks.mu.Unlock()
+}
+
+// Outbox is output waiting for a connection's writer: frames in order, in a
+// queue of segments, and the descriptors of the frames that carry some. One
+// goroutine at a time fills it under its owner's lock; a Sender takes
+// segments from its front into a batch and writes them without the lock.
+//
+// Small frames are copied into chunks. A large frame can instead be queued
+// by reference (AppendRef): its bytes are not copied, so one payload queued
+// for many receivers is held once.
+type Outbox struct {
+	segs  []segment // sealed segments, oldest first; cur follows them
+	cur   []byte    // the chunk frames are appended to now; nil if none
+	box   *[]byte   // cur's pool box, to give the chunk back; nil if not from the pool
+	marks []fdMark  // descriptors of queued frames, in frame order
+	start int64     // stream position of the first queued byte
+	end   int64     // stream position just after the last queued byte
+	// midFrame is set when the first segment continues a frame whose
+	// start was taken into an earlier batch: a discard must keep the rest
+	// of that frame, or the peer would read the next frame from its middle.
+	midFrame bool
+}
+
+// Releaser is told when what it was added with (descriptors, referenced
+// bytes) has been sent or dropped, so that it can close or free it.
 type Releaser interface{ Release() }
 
+type segment struct {
+	buf  []byte
+	box  *[]byte  // the chunk's pool box; nil for buffers not from the pool
+	rel  Releaser // released once the segment is written or dropped
+	open bool     // a frame continues past buf's end into the next segment
+}
+
 type fdMark struct {
-	off int // where the frame starts in Buf
+	pos int64 // stream position of the frame's first byte
 	fds []int
 	rel Releaser
 }
 
-// AddFDs records that the frame about to be appended to Buf carries fds; rel
+// Len returns how many bytes are queued.
+func (o *Outbox) Len() int { return int(o.end - o.start) }
+
+// End returns the stream position just after the last queued byte: the
+// bytes ever queued and not discarded. A writer that has written that many
+// bytes has written everything queued so far.
+func (o *Outbox) End() int64 { return o.end }
+
+// Reserve returns the buffer the next frame, of n bytes, is to be appended
+// to; append the frame to it and pass the result to Commit. Frames up to
+// ChunkSize share chunks; a larger one gets a buffer of its own.
+func (o *Outbox) Reserve(n int) []byte {
+	if o.cur != nil && cap(o.cur)-len(o.cur) >= n {
+		return o.cur
+	}
+	o.seal(false)
+	if n <= ChunkSize {
+		o.box = getChunk()
+		o.cur = *o.box
+	} else {
+		o.box, o.cur = nil, make([]byte, 0, n)
+	}
+	return o.cur
+}
+
+// Commit records the frames appended to the buffer Reserve returned; b is
+// that buffer with them appended.
+func (o *Outbox) Commit(b []byte) {
+	o.end += int64(len(b) - len(o.cur))
+	if cap(b) != cap(o.cur) { // appended past the reservation: a new array
+		o.box = nil
+	}
+	o.cur = b
+}
+
+// Append queues one encoded frame, copying it.
+func (o *Outbox) Append(frame []byte) {
+	o.Commit(append(o.Reserve(len(frame)), frame...))
+}
+
+// AppendRef queues parts, not copied, as the rest of the frame whose first
+// bytes were just committed; rel (which may be nil) is released once they
+// have been written or dropped. The parts must not change until then.
+func (o *Outbox) AppendRef(parts [][]byte, rel Releaser) {
+	o.seal(true)
+	for i, p := range parts {
+		s := segment{buf: p, open: i < len(parts)-1}
+		if i == len(parts)-1 {
+			s.rel = rel
+		}
+		o.segs = append(o.segs, s)
+		o.end += int64(len(p))
+	}
+}
+
+// seal closes the current chunk: nothing more is appended to it. open says
+// whether the frame at its end continues in the next segment.
+func (o *Outbox) seal(open bool) {
+	if len(o.cur) > 0 {
+		o.segs = append(o.segs, segment{buf: o.cur, box: o.box, open: open})
+	} else if o.box != nil {
+		putChunk(o.box)
+	}
+	o.cur, o.box = nil, nil
+}
+
+// AddFDs records that the frame about to be appended carries fds; rel
 // (which may be nil) is released once they are sent or dropped.
 func (o *Outbox) AddFDs(fds []int, rel Releaser) {
-	o.marks = append(o.marks, fdMark{len(o.Buf), fds, rel})
+	o.marks = append(o.marks, fdMark{o.end, fds, rel})
 }
 
-// TakeInto swaps o's frames into batch, which must be empty, for a Sender's
-// take function; the caller holds the lock that guards o. It takes nothing
-// if o is empty (empty is then true), or if o carries descriptors and
-// descOK is false.
-func (o *Outbox) TakeInto(batch *Outbox, descOK bool) (took, empty bool) {
-	switch {
-	case len(o.Buf) == 0:
-		return false, true
-	case !descOK && o.HasFDs():
-		return false, false
-	}
-	*o, *batch = *batch, *o
-	return true, false
-}
-
-// HasFDs reports whether any frame in the Outbox carries descriptors.
+// HasFDs reports whether any queued frame carries descriptors.
 func (o *Outbox) HasFDs() bool { return len(o.marks) > 0 }
 
-// FDs returns how many descriptors the Outbox's frames carry.
+// FDs returns how many descriptors the queued frames carry.
 func (o *Outbox) FDs() int {
 	n := 0
 	for _, m := range o.marks {
@@ -54,48 +182,123 @@ func (o *Outbox) FDs() int {
 	return n
 }
 
-// Reset empties the Outbox, releasing the descriptors of its frames. It
-// keeps the buffer for reuse if its capacity is at most keep, so a steady
-// stream reuses one buffer while a rare burst gives its memory back.
-func (o *Outbox) Reset(keep int) {
-	for _, m := range o.marks {
-		if m.rel != nil {
-			m.rel.Release()
-		}
+// TakeInto gives the Outbox's oldest segments, at least one and about max
+// bytes (limit), to batch for a Sender to write, after recycling what batch held
+// (it must have been written whole, or be empty). The caller holds the lock
+// that guards o. It takes nothing if o is empty (empty is then true), or if
+// o holds descriptors and descOK is false.
+func (o *Outbox) TakeInto(batch *Outbox, descOK bool, limit int) (took, empty bool) {
+	batch.recycle()
+	switch {
+	case o.Len() == 0:
+		return false, true
+	case !descOK && len(o.marks) > 0:
+		return false, false
 	}
-	clear(o.marks)
+	n, i := 0, 0
+	for ; i < len(o.segs) && n < limit; i++ {
+		n += len(o.segs[i].buf)
+	}
+	if i == len(o.segs) && n < limit {
+		o.seal(false)
+		i = len(o.segs)
+	}
+	taken := o.segs[:i]
+	batch.segs = append(batch.segs, taken...)
+	batch.midFrame = o.midFrame
+	o.midFrame = taken[i-1].open
+	clear(taken)
+	o.segs = o.segs[i:]
+	if len(o.segs) == 0 {
+		o.segs = o.segs[:0:0] // do not keep a drained backlog's array
+	}
+	batch.start = o.start
+	for _, s := range batch.segs {
+		o.start += int64(len(s.buf))
+	}
+	batch.end = o.start
+	k := 0
+	for k < len(o.marks) && o.marks[k].pos < o.start {
+		k++
+	}
+	batch.marks = append(batch.marks, o.marks[:k]...)
+	o.marks = o.marks[:copy(o.marks, o.marks[k:])]
+	return true, false
+}
+
+// Discard drops every queued frame that has not started to go out, so that
+// what is queued next (an ERR before a close) is the next thing the peer
+// reads; the rest of a frame whose start was already taken stays. It
+// returns how many bytes and descriptors it dropped.
+func (o *Outbox) Discard() (n, nfds int) {
+	keep := 0
+	if o.midFrame {
+		for keep < len(o.segs) && o.segs[keep].open {
+			keep++
+		}
+		keep = min(keep+1, len(o.segs))
+	}
+	pos := o.start
+	for _, s := range o.segs[:keep] {
+		pos += int64(len(s.buf))
+	}
+	before, beforeFDs := o.Len(), o.FDs()
+	o.seal(false)
+	releaseSegs(o.segs[keep:])
+	o.segs = o.segs[:keep]
+	k := 0
+	for k < len(o.marks) && o.marks[k].pos < pos {
+		k++
+	}
+	releaseMarks(o.marks[k:])
+	o.marks = o.marks[:k]
+	o.end = pos
+	return before - o.Len(), beforeFDs - o.FDs()
+}
+
+// Reset drops everything queued, releasing descriptors and references.
+func (o *Outbox) Reset() {
+	o.seal(false)
+	releaseSegs(o.segs)
+	releaseMarks(o.marks)
+	o.segs, o.marks = nil, nil
+	o.start, o.midFrame = o.end, false
+}
+
+// recycle empties a batch that has been written whole: chunks go back to
+// the pool, references and descriptors are released.
+func (o *Outbox) recycle() {
+	for i := range o.segs {
+		s := &o.segs[i]
+		if s.box != nil {
+			*s.box = s.buf
+			putChunk(s.box)
+		}
+		if s.rel != nil {
+			s.rel.Release()
+		}
+		*s = segment{}
+	}
+	o.segs = o.segs[:0]
+	releaseMarks(o.marks)
 	o.marks = o.marks[:0]
-	if cap(o.Buf) > keep {
-		o.Buf = nil
-	} else {
-		o.Buf = o.Buf[:0]
+	o.start, o.midFrame = o.end, false
+}
+
+func releaseSegs(segs []segment) {
+	for i := range segs {
+		if segs[i].rel != nil {
+			segs[i].rel.Release()
+		}
+		segs[i] = segment{}
 	}
 }
 
-// WriteTo writes the Outbox in as few sendmsg calls as the descriptors
-// allow: a call carries the fds of every frame in it, at most the kernel's
-// MaxFDsPerMessage, attached to its first byte, which is at or before each
-// of those frames' first bytes, as the protocol requires. scratch is reused
-// for the descriptor list and returned.
-func (o *Outbox) WriteTo(s *unixsock.Conn, scratch []int) ([]int, error) {
-	start, marks := 0, o.marks
-	for start < len(o.Buf) {
-		scratch = scratch[:0]
-		end := len(o.Buf)
-		for i, m := range marks {
-			if len(scratch)+len(m.fds) > unixsock.MaxFDsPerMessage {
-				end, marks = m.off, marks[i:]
-				break
-			}
-			scratch = append(scratch, m.fds...)
-			if i == len(marks)-1 {
-				marks = nil
-			}
+func releaseMarks(marks []fdMark) {
+	for i := range marks {
+		if marks[i].rel != nil {
+			marks[i].rel.Release()
 		}
-		if _, err := s.WriteWithFDs(o.Buf[start:end], scratch); err != nil {
-			return scratch, err
-		}
-		start = end
+		marks[i] = fdMark{}
 	}
-	return scratch, nil
 }

@@ -30,6 +30,11 @@ type Reader struct {
 	quiet int   // consecutive reads that used little of the buffer
 	last  int   // size of the frame Next returned last
 	frame Frame // what NextRef returns
+
+	// Set by SetLargeFrames.
+	piece int             // bytes per piece of a large frame; 0: large frames are read whole
+	grow  func(int) error // approves each piece before it is allocated
+	large bool            // a large frame is being read
 }
 
 // NewReader returns a Reader of sock's frames within lim. lim is read on
@@ -70,6 +75,9 @@ func (fr *Reader) NextRef(idle func()) (*Frame, error) {
 				fr.last = size
 				return f, nil
 			}
+			if fr.piece > 0 && size > maxReadBuf {
+				return fr.readLarge(f, idle)
+			}
 			fr.makeRoom(size)
 		} else {
 			fr.makeRoom(HeaderLen)
@@ -77,21 +85,90 @@ func (fr *Reader) NextRef(idle func()) (*Frame, error) {
 		if idle != nil {
 			idle()
 		}
-		n, err := fr.sock.Read(fr.buf[fr.w:])
+		n, err := fr.read(fr.buf[fr.w:])
 		fr.w += n
 		fr.adapt(n)
 		if err != nil {
-			if errors.Is(err, unixsock.ErrFDsTruncated) {
-				return nil, Errorf(CodeTooManyFDs,
-					"more descriptors in one sendmsg than the receiver accepts (%d)", unixsock.MaxFDsPerMessage)
-			}
 			return nil, err
 		}
-		if q := fr.sock.QueuedFDs(); q > MaxQueuedFDs {
-			return nil, Errorf(CodeTooManyFDs,
-				"%d descriptors received that no frame has claimed; the limit is %d", q, MaxQueuedFDs)
-		}
 	}
+}
+
+// read reads from the socket into b, turning what the socket layer reports
+// about descriptors into the protocol's errors.
+func (fr *Reader) read(b []byte) (int, error) {
+	n, err := fr.sock.Read(b)
+	if err != nil {
+		if errors.Is(err, unixsock.ErrFDBudget) {
+			return n, Errorf(CodeBudget, "more descriptors in one read than the receiver's budget allowed")
+		}
+		if errors.Is(err, unixsock.ErrFDsTruncated) {
+			return n, Errorf(CodeTooManyFDs,
+				"more descriptors in one sendmsg than the receiver accepts (%d)", unixsock.MaxFDsPerMessage)
+		}
+		return n, err
+	}
+	if q := fr.sock.QueuedFDs(); q > MaxQueuedFDs {
+		return n, Errorf(CodeTooManyFDs,
+			"%d descriptors received that no frame has claimed; the limit is %d", q, MaxQueuedFDs)
+	}
+	return n, nil
+}
+
+// SetLargeFrames makes the Reader read a frame larger than its buffer in
+// pieces of piece bytes, each allocated only once the bytes before it have
+// arrived and after grow(size) has approved it (grow's error ends the read
+// with it), instead of in one buffer of the frame's declared size: a peer
+// that announces a large frame and never sends it then holds at most one
+// piece. Such a frame comes back with Body set and Payload nil; its pieces
+// are the caller's to keep, and the Reader never writes into them again.
+// The first piece holds at least the header, origin, topic, reply and
+// headers, so those sections stay contiguous.
+func (fr *Reader) SetLargeFrames(piece int, grow func(size int) error) {
+	fr.piece, fr.grow = max(piece, maxReadBuf), grow
+}
+
+// Partial reports whether the Reader holds part of a frame: bytes read and
+// not yet returned as a whole frame.
+func (fr *Reader) Partial() bool { return fr.large || fr.w > fr.r }
+
+// readLarge reads the rest of the large frame whose header f holds and
+// whose first bytes are buffered, piece by piece (see SetLargeFrames).
+func (fr *Reader) readLarge(f *Frame, idle func()) (*Frame, error) {
+	fr.large = true // until the frame is whole: Partial says so after an error too
+	body := f.Size() - HeaderLen
+	have := fr.buf[fr.r+HeaderLen : fr.w] // the body's bytes read so far
+	fr.r, fr.w = 0, 0
+	pieces := make([][]byte, 0, (body+fr.piece-1)/fr.piece)
+	first := max(fr.piece, f.prefixLen()-HeaderLen)
+	for left := body; left > 0; {
+		n := min(left, fr.piece)
+		if len(pieces) == 0 {
+			n = min(left, first)
+		}
+		if err := fr.grow(n); err != nil {
+			return nil, err
+		}
+		p := make([]byte, n)
+		got := copy(p, have)
+		have = have[got:]
+		for got < n {
+			if idle != nil {
+				idle()
+			}
+			k, err := fr.read(p[got:])
+			got += k
+			if err != nil {
+				return nil, err
+			}
+		}
+		pieces = append(pieces, p)
+		left -= n
+	}
+	fr.large = false
+	fr.adapt(0)
+	f.setBody(pieces)
+	return f, nil
 }
 
 // Raw returns the encoded bytes of the frame Next returned last, for

@@ -31,7 +31,7 @@ func TestNextRefSplitReads(t *testing.T) {
 		case 1:
 			frames = append(frames, AppendPub(nil, "a.b", "", nil, bytes.Repeat([]byte{byte(i)}, i*37), 0))
 		case 2:
-			frames = append(frames, AppendSub(nil, uint32(i), "x.>", "g"))
+			frames = append(frames, AppendSub(nil, uint32(i), "x.>", "g", 0))
 		case 3:
 			frames = append(frames, AppendControl(nil, OpPing, uint32(i), nil))
 		case 4:

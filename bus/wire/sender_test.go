@@ -21,16 +21,16 @@ type owner struct {
 func (o *owner) take(batch *Outbox, descOK bool) (bool, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.out.TakeInto(batch, descOK)
+	return o.out.TakeInto(batch, descOK, BatchMax)
 }
 
 func TestSenderTryFlushThenFlush(t *testing.T) {
 	a, b := smallBufferPair(t)
 	o := &owner{}
-	s := NewSender(a, 1<<20, o.take, func(n, _ int) { o.sent += n })
+	s := NewSender(a, o.take, func(n, _ int) { o.sent += n })
 
 	small := AppendPub(nil, "a", "", nil, []byte("hi"), 0)
-	o.out.Buf = append(o.out.Buf, small...)
+	o.out.Append(small)
 	if !s.TryFlush() {
 		t.Fatal("TryFlush could not send a small frame to an empty socket")
 	}
@@ -41,14 +41,14 @@ func TestSenderTryFlushThenFlush(t *testing.T) {
 	}
 
 	big := AppendPub(nil, "a", "", nil, bytes.Repeat([]byte("x"), 1<<20), 0)
-	o.out.Buf = append(o.out.Buf, big...)
+	o.out.Append(big)
 	if s.TryFlush() {
 		t.Fatal("TryFlush claims to have sent 1 MiB into a 4 KiB socket buffer")
 	}
 	f, _ := os.Open(os.DevNull)
 	defer f.Close()
 	o.out.AddFDs([]int{int(f.Fd())}, nil)
-	o.out.Buf = append(o.out.Buf, AppendPub(nil, "b", "", nil, nil, 1)...)
+	o.out.Append(AppendPub(nil, "b", "", nil, nil, 1))
 	done := make(chan error, 1)
 	go func() { done <- s.Flush() }() // finishes the partial batch, then sends the fd frame
 	lim := DefaultLimits

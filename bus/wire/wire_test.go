@@ -50,7 +50,7 @@ func TestMsgRoundTrip(t *testing.T) {
 }
 
 func TestSubAndControl(t *testing.T) {
-	f := decode(t, AppendSub(nil, 9, "a.*", "workers"))
+	f := decode(t, AppendSub(nil, 9, "a.*", "workers", 0))
 	if f.Op != OpSub || f.ID != 9 || string(f.Topic) != "a.*" || string(f.Reply) != "workers" {
 		t.Fatalf("SUB: %+v", f)
 	}
