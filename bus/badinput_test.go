@@ -35,12 +35,12 @@ func TestNonFatalErrorsKeepTheConnection(t *testing.T) {
 		{wire.AppendPub(nil, "a", "r..", nil, nil, 0), wire.CodeInvalidTopic, "reply topic"},
 		{wire.AppendPub(nil, "$SYS.x", "", nil, nil, 0), wire.CodeReservedTopic, "belong to the broker"},
 		{wire.AppendPub(nil, "a", "", wire.Headers{0, 9, 'x'}, nil, 0), wire.CodeBadHeaders, "overruns"},
-		{wire.AppendSub(nil, 1, "a.>.b", ""), wire.CodeInvalidPattern, "not the last token"},
-		{wire.AppendSub(nil, 1, "a", "bad group"), wire.CodeInvalidGroup, "forbidden character"},
-		{wire.AppendSub(nil, 1, "ok", ""), 0, ""},
-		{wire.AppendSub(nil, 1, "ok2", ""), wire.CodeDuplicateSub, "id 1"},
-		{wire.AppendSub(nil, 2, "ok2", ""), 0, ""},
-		{wire.AppendSub(nil, 3, "ok3", ""), wire.CodeTooManySubs, "limit"},
+		{wire.AppendSub(nil, 1, "a.>.b", "", 0), wire.CodeInvalidPattern, "not the last token"},
+		{wire.AppendSub(nil, 1, "a", "bad group", 0), wire.CodeInvalidGroup, "forbidden character"},
+		{wire.AppendSub(nil, 1, "ok", "", 0), 0, ""},
+		{wire.AppendSub(nil, 1, "ok2", "", 0), wire.CodeDuplicateSub, "id 1"},
+		{wire.AppendSub(nil, 2, "ok2", "", 0), 0, ""},
+		{wire.AppendSub(nil, 3, "ok3", "", 0), wire.CodeTooManySubs, "limit"},
 	}
 	seq := uint64(1) // HELLO
 	for _, tc := range cases {

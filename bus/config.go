@@ -8,76 +8,159 @@ import (
 	"github.com/busd/busd/bus/wire"
 )
 
-// SlowConsumerPolicy says what the broker does when a connection's pending
-// output exceeds Config.MaxPending because it reads slower than others
-// publish to it.
-type SlowConsumerPolicy int
-
-const (
-	// Disconnect sends the slow connection an ERR (slow consumer) and closes
-	// it, so a stuck process cannot hold the broker's memory; its client can
-	// reconnect. Other connections are not affected.
-	Disconnect SlowConsumerPolicy = iota
-	// DropNew keeps the connection and drops the messages that do not fit,
-	// counting them (Stats.Dropped).
-	DropNew
-)
-
-// Config configures a Server. Use DefaultConfig and change what you need.
+// Config configures a Server. Use DefaultConfig and change what you need;
+// docs/SECURITY.md explains each bound and what happens when it is reached.
 type Config struct {
 	// Name identifies the broker in INFO and logs.
 	Name string
 	// Limits bound every frame; they are announced to clients in INFO.
 	Limits wire.Limits
-	// MaxConns bounds the connections served at once.
-	MaxConns int
+
 	// MaxSubs bounds the subscriptions of one connection.
 	MaxSubs int
-	// MaxPending bounds the bytes waiting to be written to one connection.
-	// It must exceed the largest frame, or large messages could never go.
+	// MaxPending bounds the bytes queued for one connection. A message
+	// that would take the queue past it is not queued (the subscription's
+	// slow-consumer policy applies), except that an empty queue always
+	// takes one message, so the largest frame still reaches a receiver
+	// that keeps up.
 	MaxPending int
-	// MaxPendingFDs bounds the descriptors waiting to be written to one
-	// connection; over it the connection is a slow consumer too. The broker
-	// holds every pending descriptor open, so this keeps a stalled reader
-	// from exhausting the broker's descriptor limit.
+	// MaxPendingFDs bounds the descriptors queued for one connection, in
+	// the same way.
 	MaxPendingFDs int
-	// SlowConsumer is the policy for a connection over MaxPending.
-	SlowConsumer SlowConsumerPolicy
+
+	// User bounds what the connections of one uid may make the broker
+	// hold, all of them together.
+	User UserBudget
+
+	// MaxConns bounds the connections served at once.
+	MaxConns int
+	// MaxMemory bounds the bytes the broker holds for all users together:
+	// queued output, frames being read, buffers and subscriptions. Users
+	// share it fairly (see docs/SECURITY.md).
+	MaxMemory int64
+	// MaxFDs bounds the descriptors the broker holds for all users
+	// together: two per connection (its socket and the peer's pidfd) and
+	// every passed descriptor until it is written to its last receiver
+	// and closed. It must stay below the process's RLIMIT_NOFILE.
+	MaxFDs int
+
 	// HandshakeTimeout is how long a new connection has to send HELLO.
 	HandshakeTimeout time.Duration
+	// FrameTimeout is how long a frame may take to arrive whole once its
+	// first byte has, and how long descriptors sent ahead of their frame
+	// may wait for it.
+	FrameTimeout time.Duration
+	// WriteTimeout is how long a connection with output queued may go
+	// without accepting a byte before it is closed as a slow consumer.
+	WriteTimeout time.Duration
+	// StallBudget is the longest a publisher's reader waits, per read
+	// batch, for receivers that fell behind (see docs/SECURITY.md).
+	StallBudget time.Duration
+
+	// ReclaimMemory makes the broker ask the Go runtime to give freed
+	// memory back to the system once what it holds has fallen by 64 MiB,
+	// at most once a second (runtime/debug.FreeOSMemory), so the process
+	// shrinks after a large backlog is gone. It affects the whole process:
+	// busd sets it; a program embedding a Server may not want it.
+	ReclaimMemory bool
+
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the configuration busd runs with by default.
+// UserBudget bounds what the connections of one uid together may make the
+// broker hold.
+type UserBudget struct {
+	// Conns bounds the connections of the uid, and Handshakes those of
+	// them that have not finished their handshake.
+	Conns, Handshakes int
+	// Subs bounds the subscriptions of all the uid's connections.
+	Subs int
+	// Output bounds the bytes queued for the uid's connections to read:
+	// messages, control frames and gap notices.
+	Output int64
+	// OutputFDs bounds the descriptors queued for the uid's connections.
+	OutputFDs int
+	// Input bounds the bytes the broker holds of what the uid's
+	// connections sent or set up: read buffers, frames being read,
+	// subscriptions.
+	Input int64
+	// InputFDs bounds the descriptors the uid's connections sent that no
+	// frame has claimed yet or that are being routed.
+	InputFDs int
+}
+
+// Defaults that do not depend on the machine.
+const (
+	defaultMaxPending    = 64 << 20
+	defaultMaxPendingFDs = 1024
+	// connMemory is what an open connection is charged when it is
+	// accepted: its read buffer at its largest, its write batch, and its
+	// state.
+	connMemory = 80 << 10
+	// fdsPerConn is what a connection costs in descriptors: its socket and
+	// the pidfd of its peer.
+	fdsPerConn = 2
+)
+
+// DefaultConfig returns the configuration busd runs with by default. The
+// broker-wide budgets are derived from the machine: MaxFDs from the
+// process's RLIMIT_NOFILE (RaiseFDLimit first to get the most of it) and
+// MaxMemory from the memory the process may use (a quarter of it).
 func DefaultConfig() Config {
+	m := probeMachine()
+	maxFDs := max(m.fdLimit-reservedFDs, 64)
+	maxConns := min(4096, maxFDs/4)
 	return Config{
-		Name:             "busd",
-		Limits:           wire.DefaultLimits,
-		MaxConns:         4096,
-		MaxSubs:          65536,
-		MaxPending:       256 << 20, // four of the largest frames: one being written, more queued
-		MaxPendingFDs:    4096,
-		SlowConsumer:     Disconnect,
+		Name:          "busd",
+		Limits:        wire.DefaultLimits,
+		MaxSubs:       65536,
+		MaxPending:    defaultMaxPending,
+		MaxPendingFDs: defaultMaxPendingFDs,
+		User: UserBudget{
+			Conns:      max(maxConns/2, 1),
+			Handshakes: 128,
+			Subs:       262144,
+			Output:     512 << 20,
+			OutputFDs:  min(8192, maxFDs/2),
+			Input:      256 << 20,
+			InputFDs:   min(2048, maxFDs/4),
+		},
+		MaxConns:         maxConns,
+		MaxMemory:        max(m.memory/4, 256<<20),
+		MaxFDs:           maxFDs,
 		HandshakeTimeout: 5 * time.Second,
+		FrameTimeout:     10 * time.Second,
+		WriteTimeout:     10 * time.Second,
+		StallBudget:      5 * time.Millisecond,
 	}
 }
 
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
+	u := &c.User
 	switch {
 	case c.Limits.MaxFDs > wire.MaxFDsPerFrame:
 		return fmt.Errorf("%w: Limits.MaxFDs %d is over the kernel's %d", ErrBadConfig, c.Limits.MaxFDs, wire.MaxFDsPerFrame)
 	case c.Limits.MaxPayload == 0:
 		return fmt.Errorf("%w: Limits.MaxPayload is 0", ErrBadConfig)
-	case c.MaxConns < 1 || c.MaxSubs < 1 || c.MaxPendingFDs < int(c.Limits.MaxFDs):
-		return fmt.Errorf("%w: MaxConns and MaxSubs must be positive, MaxPendingFDs at least Limits.MaxFDs", ErrBadConfig)
-	case c.MaxPending < c.Limits.MaxFrame():
-		return fmt.Errorf("%w: MaxPending %d is below the largest frame (%d bytes)", ErrBadConfig, c.MaxPending, c.Limits.MaxFrame())
-	case c.HandshakeTimeout <= 0:
-		return fmt.Errorf("%w: HandshakeTimeout must be positive", ErrBadConfig)
-	case c.SlowConsumer != Disconnect && c.SlowConsumer != DropNew:
-		return fmt.Errorf("%w: unknown SlowConsumer policy %d", ErrBadConfig, c.SlowConsumer)
+	case c.MaxConns < 1 || c.MaxSubs < 1 || c.MaxPending < 1:
+		return fmt.Errorf("%w: MaxConns, MaxSubs and MaxPending must be positive", ErrBadConfig)
+	case c.MaxPendingFDs < int(c.Limits.MaxFDs):
+		return fmt.Errorf("%w: MaxPendingFDs %d is below Limits.MaxFDs %d", ErrBadConfig, c.MaxPendingFDs, c.Limits.MaxFDs)
+	case u.Conns < 1 || u.Handshakes < 1 || u.Subs < 1 || u.Output < 1 || u.Input < 1:
+		return fmt.Errorf("%w: every User budget must be positive", ErrBadConfig)
+	case u.OutputFDs < int(c.Limits.MaxFDs) || u.InputFDs < int(c.Limits.MaxFDs):
+		return fmt.Errorf("%w: User.OutputFDs and User.InputFDs must be at least Limits.MaxFDs (%d)", ErrBadConfig, c.Limits.MaxFDs)
+	case c.MaxFDs < fdsPerConn*c.MaxConns:
+		return fmt.Errorf("%w: MaxFDs %d cannot hold MaxConns %d connections (%d descriptors each)",
+			ErrBadConfig, c.MaxFDs, c.MaxConns, fdsPerConn)
+	case c.MaxMemory < connMemory*int64(min(c.MaxConns, 64)):
+		return fmt.Errorf("%w: MaxMemory %d is too small to serve connections (%d bytes each)", ErrBadConfig, c.MaxMemory, connMemory)
+	case c.HandshakeTimeout <= 0 || c.FrameTimeout <= 0 || c.WriteTimeout <= 0:
+		return fmt.Errorf("%w: HandshakeTimeout, FrameTimeout and WriteTimeout must be positive", ErrBadConfig)
+	case c.StallBudget < 0:
+		return fmt.Errorf("%w: StallBudget is negative", ErrBadConfig)
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ type connState uint8
 
 const (
 	stateOpen     connState = iota
-	stateDraining           // the writer sends what is pending, then closes
+	stateDraining           // the writer sends what is left, then closes
 	stateClosed
 )
 
@@ -28,37 +28,55 @@ type conn struct {
 	sock   *unixsock.Conn
 	id     uint64
 	origin wire.Origin
+	acct   *account // the uid's account: everything held for this connection is charged to it
 	log    *slog.Logger
 
 	// Owned by the reader goroutine.
-	in      *wire.Reader
-	seq     uint64 // frames received, HELLO being 1
-	subs    map[uint32]*subscription
-	wakes   []*conn // writers to wake once the current read batch is routed
-	stalls  []*conn // receivers this batch left behind; see stall.go
-	encoded []byte  // reused for a message encoded once for several receivers
+	lim        wire.Limits // what in checks frames against: HELLO's, then the broker's
+	in         *wire.Reader
+	seq        uint64 // frames received, HELLO being 1
+	subs       map[uint32]*subscription
+	subKeys    map[subKey]uint32 // (pattern, group) → id, to refuse duplicates
+	wakes      []*conn           // writers to wake once the current read batch is routed
+	stalls     []*conn           // receivers this batch left behind; see pace.go
+	encoded    []byte            // reused for a message encoded once for several receivers
+	stallLeft  time.Duration     // what is left of this read batch's stall budget
+	input      int64             // input bytes charged beyond connMemory: a large frame being read
+	errAt      time.Time         // ERR rate bound: when the next ERR may go without waiting (see replyErr)
+	frameArm   uint64            // the frame count when the frame deadline was set; 0 if none is set
+	logged     [nLogOnce]bool    // what has been logged once already
+	handshaken bool              // HELLO was accepted
+	ctrlOver   bool              // the last control frame queued took ctrlBytes past controlLimit
+	fdShort    bool              // the last read was granted fewer descriptors than it could take
+	dropSub    *subscription     // the subscription dropFast last counted losses for
+	dropN      uint64            // how many, not yet added to it (flushDrops)
 
-	// Shared with routers and the writer.
+	// Shared with routers and the writer, under mu.
 	mu         sync.Mutex
 	out        wire.Outbox
-	pending    int           // bytes queued or being written
-	pendingFDs int           // descriptors queued or being written
-	caughtUp   chan struct{} // closed when pending falls to stallMark; nil if nobody waits
+	pending    int             // bytes queued or being written
+	pendingFDs int             // descriptors queued or being written
+	grant      int64           // output bytes charged to acct for this connection
+	grantFDs   int64           // output descriptors charged likewise
+	written    int64           // stream position the writer has written up to
+	ctrlEnd    int64           // stream position just after the last control frame queued
+	ctrlBytes  int             // control bytes queued since the writer last passed ctrlEnd
+	progress   chan struct{}   // closed when the writer finishes a batch; nil if nobody waits
+	lagging    bool            // publishers stopped waiting for it; see pace.go
+	lossReason lossReason      // why the last message that did not fit did not
+	gaps       []*subscription // subscriptions with losses not yet reported
 	state      connState
-
-	// busySince is when the outbox last went from empty to holding output
-	// (unix ns; a batch may still be in the writer's hands); with the
-	// socket's progress it tells a receiver that is slow from one that is
-	// stuck (see stall.go).
-	busySince atomic.Int64
-	unread    atomic.Int64 // the socket's unread bytes at the last look (stuck)
-	readAt    atomic.Int64 // when a look last found them fallen (unix ns)
+	// full mirrors, for reading without mu, that the connection takes no
+	// message now (lagging and behind): a publisher can then count a loss
+	// without the lock (dropFast). Written under mu.
+	full atomic.Bool
 
 	send       *wire.Sender  // owns the socket's write side
 	kick       chan struct{} // capacity 1: output is pending
 	quit       chan struct{} // closed when the connection is closed
 	quitOnce   sync.Once
 	writerDone chan struct{}
+	armedAt    time.Time // writer-owned: when the write deadline was last set
 }
 
 // subscription is one SUB of one connection: the value stored in the index.
@@ -67,34 +85,86 @@ type subscription struct {
 	sid     uint32
 	pattern string
 	group   string
-	// removed is set, under c.mu, when an UNSUB removes the subscription.
-	// A publisher may have found it in the index just before: checked
-	// under the same lock, it keeps that message from landing after the
-	// PONG that tells a draining client nothing more is coming, and sends a
-	// queue group's message to another member instead.
+	flags   uint8 // SUB's flags: wire.SubDisconnect
+	// Under c.mu:
+	// removed is set when an UNSUB removes the subscription. A publisher
+	// may have found it in the index just before: checked under the same
+	// lock, it keeps that message from landing after the PONG that tells a
+	// draining client nothing more is coming, and sends a queue group's
+	// message to another member instead.
 	removed bool
+	reason  lossReason // why the last loss was
+	inGaps  bool       // listed in c.gaps
+	// lost counts the messages dropped since the last gap notice. It is
+	// written under c.mu, except by dropFast, which only adds to a count
+	// that is not 0 (so the subscription is listed in c.gaps already).
+	lost atomic.Uint64
 }
 
-func newConn(srv *Server, sock *unixsock.Conn, id uint64) *conn {
+type subKey struct {
+	pattern, group string
+	flags          uint8
+}
+
+func newConn(srv *Server, sock *unixsock.Conn, id uint64, acct *account) *conn {
 	cred := sock.Peer()
 	c := &conn{
 		srv:  srv,
 		sock: sock,
 		id:   id,
+		acct: acct,
 		origin: wire.Origin{
 			Conn: id, PID: uint32(cred.PID), UID: uint32(cred.UID), GID: uint32(cred.GID),
 		},
 		subs:       map[uint32]*subscription{},
+		subKeys:    map[subKey]uint32{},
 		kick:       make(chan struct{}, 1),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
-	c.busySince.Store(time.Now().UnixNano())
-	c.in = wire.NewReader(sock, &srv.cfg.Limits)
-	c.send = wire.NewSender(sock, keepOutbox, c.takeBatch, c.batchSent)
+	c.in = wire.NewReader(sock, &c.lim)
+	c.in.SetLargeFrames(largePiece, c.growInput)
+	sock.SetFDBudget(fdBudget{c})
+	// Descriptors the socket gives up unclaimed leave the user's input
+	// budget at once, and the broker's pool once closed.
+	sock.SetFDCloser(func(fds []int) {
+		srv.led.handOver(acct, kInputFDs, int64(len(fds)))
+		srv.closer.close(fds, acct)
+	})
+	c.send = wire.NewSender(sock, c.takeBatch, c.batchSent)
 	return c
 }
+
+// largePiece is the size of the pieces a large frame is read in: what a
+// peer that announces a frame and stops sending can make the broker hold.
+const largePiece = 1 << 20
+
+// growInput charges the next piece of a large frame to the connection's
+// user before the Reader allocates it.
+func (c *conn) growInput(n int) error {
+	if err := c.srv.led.charge(c.acct, kInput, int64(n)); err != nil {
+		return c.overBudget(err)
+	}
+	c.input += int64(n)
+	return nil
+}
+
+// releaseInput gives back what growInput charged, once the frame is routed.
+func (c *conn) releaseInput() {
+	c.srv.led.uncharge(c.acct, kInput, c.input)
+	c.input = 0
+}
+
+// fdBudget is the connection's descriptor budget for its socket's reads.
+type fdBudget struct{ c *conn }
+
+func (b fdBudget) ReserveFDs(max int) int {
+	n := b.c.srv.led.reserveFDs(b.c.acct, max)
+	b.c.fdShort = n < max // if the read is cut short, the budget is why
+	return n
+}
+func (b fdBudget) ReleaseFDs(n int) { b.c.srv.led.uncharge(b.c.acct, kInputFDs, int64(n)) }
 
 // serve runs the reader; it returns when the connection is finished.
 func (c *conn) serve() {
@@ -102,7 +172,7 @@ func (c *conn) serve() {
 	var we *wire.Error // outside the loop: errors.As makes it escape, once
 	for err == nil {
 		var f *wire.Frame
-		f, err = c.in.NextRef(c.flushWakes)
+		f, err = c.in.NextRef(c.endBatch)
 		if err != nil {
 			if errors.As(err, &we) && we.Seq == 0 {
 				we.Seq = c.seq + 1 // the frame that could not be read
@@ -113,46 +183,48 @@ func (c *conn) serve() {
 		if err = c.handle(f); err != nil && errors.As(err, &we) {
 			we.Seq, we.Op = c.seq, f.Op
 			if !we.Code.Fatal() {
-				c.replyErr(we)
-				err = nil
+				err = c.replyErr(we)
 			}
 		}
+		if err == nil && c.ctrlOver {
+			err = c.waitControlDrained()
+		}
 	}
-	c.flushWakes()
+	err = c.explain(err) // before endBatch, which disarms the frame deadline
+	c.endBatch()
 	c.finish(err)
 }
 
-// replyErr sends a non-fatal ERR and carries on.
-func (c *conn) replyErr(we *wire.Error) {
-	body, _ := wire.AppendBody(nil, we)
-	c.enqueueControl(wire.AppendControl(nil, wire.OpErr, 0, body))
-	c.srv.stats.errors.Add(1)
-	c.log.Debug("refused frame", "err", we)
+// explain turns what the reader stopped on into the protocol error it
+// stands for: a read deadline into a timeout, a read cut short by the
+// descriptor budget into an ERR naming the budget.
+func (c *conn) explain(err error) error {
+	var we *wire.Error
+	if errors.As(err, &we) && we.Code == wire.CodeBudget && c.fdShort {
+		return c.overBudget(c.srv.led.fdRefusal(c.acct))
+	}
+	if !isTimeout(err) || c.frameArm == 0 || c.isClosing() {
+		return err
+	}
+	if c.in.Partial() {
+		return wire.Errorf(wire.CodeTimeout, "a frame started and did not arrive whole within %v", c.srv.cfg.FrameTimeout)
+	}
+	return wire.Errorf(wire.CodeTimeout, "%d descriptors were sent and no frame claimed them within %v",
+		c.sock.QueuedFDs(), c.srv.cfg.FrameTimeout)
 }
 
 // finish ends the connection after the reader stopped with err: it sends a
 // protocol error to the client if there is one to send, removes the
 // subscriptions, and waits for the writer.
 func (c *conn) finish(err error) {
-	// Marked before they leave the index, as in unsubscribe: a publisher
-	// that found one just before then gives a queue group's message to
-	// another member instead of to a connection that is going away.
-	c.mu.Lock()
-	for _, s := range c.subs {
-		s.removed = true
-	}
-	c.mu.Unlock()
-	for _, s := range c.subs {
-		c.srv.index.Remove(s.pattern, s.group, s)
-	}
-	clear(c.subs)
+	c.dropSubs()
 	var we *wire.Error
 	switch {
 	case errors.As(err, &we):
 		c.srv.stats.errors.Add(1)
 		c.log.Info("closing connection on protocol error", "err", we)
 		c.mu.Lock()
-		c.drainLocked(we)
+		c.closeLocked(we)
 		c.mu.Unlock()
 	case isQuietClose(err):
 		c.log.Debug("connection closed", "reason", err)
@@ -161,33 +233,48 @@ func (c *conn) finish(err error) {
 	}
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.state = stateDraining // a shutdown or vanished peer: flush what we can
-		c.sock.SetWriteDeadline(deadlineSoon())
+		c.state = stateDraining // a vanished peer, or a shutdown: flush what we can
 		c.wake()
 	}
 	c.mu.Unlock()
 	<-c.writerDone
 	c.abort()
+	c.releaseInput()
 	c.srv.forget(c)
 }
 
 // abort closes the socket and releases everything pending. It is safe to
-// call more than once and from either goroutine.
+// call more than once and from any goroutine, and never blocks: the
+// descriptors it releases are closed by the closer.
 func (c *conn) abort() {
 	c.quitOnce.Do(func() {
 		c.mu.Lock()
 		c.state = stateClosed
-		c.out.Reset(0)
-		c.pending = 0
+		c.out.Reset()
+		c.pending, c.pendingFDs = 0, 0
+		c.releaseGrantLocked()
+		c.wakeWaitersLocked()
 		c.mu.Unlock()
 		close(c.quit)
-		c.sock.Close() // also closes descriptors received and never claimed
+		// Off this goroutine: closing the socket closes what the client
+		// sent and nobody read, which may block (see closer).
+		c.srv.closer.do(func() { c.sock.Close() })
 	})
 }
 
-// flushWakes wakes the writers that the last read batch gave work to, then
-// gives receivers that fell behind a moment to catch up.
-func (c *conn) flushWakes() {
+// isClosing reports whether the connection is being closed.
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen
+}
+
+// endBatch runs when the reader has handled everything it has read and is
+// about to wait for more: it wakes the writers the batch gave work to,
+// lets receivers that fell behind catch up (pace.go), and sets the read
+// deadline that bounds a frame left half sent.
+func (c *conn) endBatch() {
+	c.flushDrops()
 	for i, w := range c.wakes {
 		w.tryFlush()
 		c.wakes[i] = nil
@@ -195,6 +282,43 @@ func (c *conn) flushWakes() {
 	c.wakes = c.wakes[:0]
 	if len(c.stalls) > 0 {
 		c.waitForStalled()
+	}
+	c.stallLeft = c.srv.cfg.StallBudget
+	c.armFrameDeadline()
+}
+
+// armFrameDeadline bounds how long the reader waits for the rest of a
+// frame it has started, or for the frame that claims descriptors that
+// came ahead of it: FrameTimeout from when it first found itself waiting
+// for it. A frame that completes clears the deadline, or moves it on for
+// the next one.
+func (c *conn) armFrameDeadline() {
+	waiting := c.in.Partial() || c.sock.QueuedFDs() > 0
+	switch {
+	case waiting && c.frameArm != c.seq+1:
+		c.sock.SetReadDeadline(time.Now().Add(c.srv.cfg.FrameTimeout))
+		c.frameArm = c.seq + 1
+	case !waiting && c.frameArm != 0:
+		c.sock.SetReadDeadline(noDeadline)
+		c.frameArm = 0
+	}
+}
+
+// logOnce says what is logged at most once per connection.
+type logOnce uint8
+
+const (
+	logBudget logOnce = iota
+	logErrRate
+	logControl
+	nLogOnce
+)
+
+// noteOnce logs msg the first time this connection gives a reason to.
+func (c *conn) noteOnce(what logOnce, msg string, args ...any) {
+	if !c.logged[what] {
+		c.logged[what] = true
+		c.log.Warn(msg, args...)
 	}
 }
 

@@ -1,17 +1,53 @@
 // Package bus is the busd broker: it accepts connections on a Unix socket,
 // speaks the protocol of package wire, and routes every published message to
 // the subscriptions whose patterns match its topic, file descriptors
-// included.
+// included. docs/SECURITY.md states its resource model: every byte and
+// descriptor it holds for a client is charged to a budget, publishers wait
+// for slow receivers only within a bound, and every lost message is
+// reported.
 //
-// Each connection has exactly two goroutines. Its reader parses frames from
-// a buffer that grows and shrinks with the traffic and routes each PUB
-// itself: it looks the topic up in the shared topics.Index and appends a MSG
-// frame to each receiver's pending output under that receiver's lock. Once
-// the reader has parsed everything it has read, it wakes the writers of the
-// connections that went from idle to busy. Each writer owns its socket's
-// write side and sends everything pending in one sendmsg, with the
-// descriptors of all the frames in it.
+// # Goroutines
 //
-// Descriptors received with a PUB are reference-counted: one reference per
-// pending copy, closed when the last copy has been written or dropped.
+// Each connection has exactly two. Its reader parses frames and routes each
+// PUB itself: it looks the topic up in the shared topics.Index and appends a
+// MSG to each receiver's queue (a wire.Outbox) under that receiver's lock.
+// Once it has handled everything it has read, it wakes the writers of the
+// connections that went from idle to busy, and waits, within its stall
+// budget, for receivers it left behind (pace.go). Each writer owns its
+// socket's write side, through a wire.Sender whose token a router may also
+// take for a moment to write a small batch to an idle connection itself.
+//
+// Beside them: the accept loop of each Serve call, one closer goroutine
+// (more, up to eight, while closes pile up) that closes descriptors the
+// broker is done with, and with Config.ReclaimMemory one goroutine that
+// returns freed memory to the system. Shutdown stops all of them: it
+// closes the listeners, tells every connection to drain, waits for the
+// connection goroutines (aborting them when its context ends), and lets the
+// closer finish what it can within the same context.
+//
+// # Locks
+//
+// In the order they may be taken:
+//
+//  1. Server.mu: the set of connections and listeners.
+//  2. conn.mu: a connection's queue, its accounting (pending bytes and
+//     descriptors, grants, gaps) and its state. A router takes the
+//     receiver's; no goroutine holds two connections' locks at once.
+//  3. ledger.mu: the budgets. Taken under conn.mu to grow or shrink a
+//     connection's grant; it never calls out.
+//  4. closer.mu: the queue of descriptors to close. Releasing descriptors
+//     under conn.mu only queues them.
+//
+// The index has a lock of its own, taken by nothing else. wire.Sender's
+// token is taken without any of these held, and the take and sent
+// callbacks it calls take conn.mu.
+//
+// # Ownership of what is charged
+//
+// A connection's user (its uid, from SO_PEERCRED) is charged for the
+// connection itself when it is accepted, for its subscriptions, for the
+// pieces of a large frame it is sending and the descriptors it sent until
+// they are routed, and, through grants, for everything queued for it to
+// read. Descriptors routed to receivers stay in the broker's descriptor
+// pool, on their sender's share, until the closer has closed them.
 package bus

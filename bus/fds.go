@@ -1,32 +1,31 @@
 package bus
 
-import (
-	"sync/atomic"
+import "sync/atomic"
 
-	"golang.org/x/sys/unix"
-)
-
-// fdSet holds the descriptors that came with one PUB. Each pending copy of
+// fdSet holds the descriptors that came with one PUB. Each queued copy of
 // the message holds a reference, and the router one while it routes; the
-// last release closes the descriptors.
+// last release hands the descriptors to the closer, which gives their
+// place in the broker's descriptor pool back to owner (the sender) once
+// they are closed.
 type fdSet struct {
-	fds  []int
-	refs atomic.Int32
+	fds   []int
+	refs  atomic.Int32
+	owner *account
+	srv   *Server
 }
 
-func newFDSet(fds []int) *fdSet {
-	s := &fdSet{fds: fds}
+func newFDSet(srv *Server, owner *account, fds []int) *fdSet {
+	s := &fdSet{fds: fds, owner: owner, srv: srv}
 	s.refs.Store(1)
 	return s
 }
 
 func (s *fdSet) ref() { s.refs.Add(1) }
 
-// Release drops one reference, closing the descriptors with the last.
+// Release drops one reference; the last one closes the descriptors, off
+// the caller's path.
 func (s *fdSet) Release() {
 	if s.refs.Add(-1) == 0 {
-		for _, fd := range s.fds {
-			unix.Close(fd)
-		}
+		s.srv.closer.close(s.fds, s.owner)
 	}
 }

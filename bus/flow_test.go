@@ -2,86 +2,316 @@ package bus
 
 import (
 	"bytes"
-	"fmt"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/busd/busd/bus/wire"
 )
 
-// smallPending gives the broker a MaxPending of four 1 MiB messages, so a
-// test reaches it quickly.
-func smallPending(cfg *Config) {
-	cfg.Limits.MaxPayload = 1 << 20
-	cfg.MaxPending = 4 << 20
+// smallQueues gives the broker 64 KiB queues, so a test reaches the limit
+// with a few messages.
+func smallQueues(cfg *Config) {
+	cfg.MaxPending = 64 << 10
 }
 
-// publishBig sends n messages of 1 MiB to topic from a goroutine (the
-// broker may hold the publisher back) and reports the first error.
-func publishBig(c *rawClient, topic string, n int) <-chan error {
+// numbered returns a payload of size bytes starting with i.
+func numbered(i, size int) []byte {
+	b := make([]byte, max(size, 4))
+	binary.BigEndian.PutUint32(b, uint32(i))
+	return b
+}
+
+// publishNumbered sends n numbered messages of size bytes to topic from a
+// goroutine (the broker may hold the publisher back for a moment), then a
+// PING, and reports the first error once the PONG is in.
+func publishNumbered(c *rawClient, topic string, n, size int) <-chan error {
 	done := make(chan error, 1)
 	go func() {
+		var batch []byte
 		for i := range n {
-			payload := bytes.Repeat([]byte{byte(i)}, 1<<20)
-			if _, err := c.sock.Write(wire.AppendPub(nil, topic, "", nil, payload, 0)); err != nil {
-				done <- err
-				return
+			batch = wire.AppendPub(batch, topic, "", nil, numbered(i, size), 0)
+			if len(batch) > 256<<10 || i == n-1 {
+				if _, err := c.sock.Write(batch); err != nil {
+					done <- err
+					return
+				}
+				batch = batch[:0]
 			}
 		}
-		done <- nil
+		c.sock.Write(wire.AppendControl(nil, wire.OpPing, 7, nil))
+		c.sock.SetReadDeadline(time.Now().Add(time.Minute))
+		f, err := c.in.Next(nil)
+		if err == nil && f.Op != wire.OpPong {
+			err = errors.New("got " + f.Op.String() + ", not the PONG")
+		}
+		done <- err
 	}()
 	return done
 }
 
-func TestSlowSubscriberOfLargeMessagesIsPacedNotCutOff(t *testing.T) {
-	_, path := testBroker(t, smallPending)
-	sub := subscriber(t, path, "big")
-	pub := connectRaw(t, path)
-	const n = 24 // 24 MiB against a 4 MiB MaxPending
-	sent := publishBig(pub, "big", n)
-	for i := range n {
-		f := sub.next()
-		if f.Op == wire.OpErr {
-			t.Fatalf("message %d: a live subscriber was cut off: %s", i, decodeErrFrame(t, f).Text)
+// tally is what a subscriber made of a numbered stream: the messages it
+// got, in order, and the losses gap notices reported.
+type tally struct {
+	got     []int
+	lost    uint64
+	notices int
+	reasons []string
+}
+
+// account reads frames until got and lost add up to n, checking that the
+// numbers only go up, that a notice sits where messages are missing, and
+// that what a notice reports is exactly what is missing before the next
+// message.
+func (c *rawClient) account(n int) tally {
+	c.t.Helper()
+	var ta tally
+	next := 0    // the number the next message should have, with nothing lost
+	pending := 0 // lost as reported by notices since the last message
+	for len(ta.got)+int(ta.lost) < n {
+		f := c.next()
+		if f.Op != wire.OpMsg {
+			c.t.Fatalf("after %d messages and %d lost: got %v", len(ta.got), ta.lost, f.Op)
 		}
-		if len(f.Payload) != 1<<20 || f.Payload[0] != byte(i) {
-			t.Fatalf("message %d: %d bytes starting %d", i, len(f.Payload), f.Payload[0])
+		if f.Origin.Conn == 0 {
+			k, reason := gapNotice(c.t, f)
+			ta.lost += k
+			ta.notices++
+			ta.reasons = append(ta.reasons, reason)
+			pending += int(k)
+			continue
 		}
-		time.Sleep(10 * time.Millisecond) // slower than the publisher, but reading
+		i := int(binary.BigEndian.Uint32(f.Payload))
+		if i != next+pending {
+			c.t.Fatalf("message %d after %d with %d reported lost in between", i, next-1, pending)
+		}
+		ta.got = append(ta.got, i)
+		next, pending = i+1, 0
 	}
+	if len(ta.got)+int(ta.lost) != n {
+		c.t.Fatalf("%d messages and %d reported lost; want %d in all", len(ta.got), ta.lost, n)
+	}
+	return ta
+}
+
+// gapNotice decodes a gap notice: how many were lost, and why.
+func gapNotice(t testing.TB, f wire.Frame) (uint64, string) {
+	t.Helper()
+	var lost, reason string
+	for k, v := range f.Headers.All() {
+		switch string(k) {
+		case wire.DroppedHeader:
+			lost = string(v)
+		case wire.ReasonHeader:
+			reason = string(v)
+		}
+	}
+	n, err := strconv.ParseUint(lost, 10, 64)
+	if err != nil || n == 0 || len(f.Payload) != 0 || reason == "" {
+		t.Fatalf("not a gap notice: headers %q, payload %d bytes", f.Headers, len(f.Payload))
+	}
+	return n, reason
+}
+
+// A subscriber that never reads costs the publisher one stall budget and
+// then nothing: the publisher finishes, a reading subscriber gets every
+// message, and the stopped one, once it reads, gets what fit in its queue
+// and a notice for exactly what did not.
+func TestStoppedSubscriberCostsThePublisherOnce(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		smallQueues(c)
+		c.WriteTimeout = time.Minute // it is read late, however slow the machine
+	})
+	stopped := subscriber(t, path, "flood")
+	reading := subscriber(t, path, "flood")
+	pub := connectRaw(t, path)
+	const n = 4000 // 4 MB of 1 KiB messages: far past the stopped one's socket buffer and queue
+	sent := publishNumbered(pub, "flood", n, 1024)
+	fast := reading.account(n)
 	if err := <-sent; err != nil {
 		t.Fatal(err)
+	}
+	slow := stopped.account(n)
+	if slow.lost == 0 || slow.notices == 0 {
+		t.Fatalf("the stopped subscriber lost nothing: %d messages", len(slow.got))
+	}
+	if st := srv.Stats(); st.Lost != slow.lost+fast.lost || st.Dropped != st.Lost {
+		t.Fatalf("stats: %d dropped, %d lost; subscribers were told of %d", st.Dropped, st.Lost, slow.lost+fast.lost)
+	}
+	stopped.sync() // and it is still connected
+}
+
+// A subscription that asked to be disconnected rather than lose messages
+// is: the backlog is discarded and the ERR is the next frame after what
+// the socket already held, then the connection closes.
+func TestDisconnectPolicyPutsTheErrBeforeTheBacklog(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		smallQueues(c)
+		c.WriteTimeout = time.Minute // the test reads late; it must still get the ERR
+	})
+	strict := connectRaw(t, path)
+	strict.send(wire.AppendSub(nil, 1, "flood", "", wire.SubDisconnect))
+	strict.sync()
+	pub := connectRaw(t, path)
+	const n = 4000
+	if err := <-publishNumbered(pub, "flood", n, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Stats().SlowConsumers != 1 {
+		t.Fatalf("stats %+v; want one slow consumer", srv.Stats())
+	}
+	got := 0
+	for {
+		f := strict.next()
+		if f.Op == wire.OpErr {
+			e := decodeErrFrame(t, f)
+			if e.Code != wire.CodeSlowConsumer || !bytes.Contains([]byte(e.Text), []byte("queue of 65536 bytes")) {
+				t.Fatalf("got %v; want slow consumer naming the queue's limit", &e)
+			}
+			break
+		}
+		if i := int(binary.BigEndian.Uint32(f.Payload)); f.Op != wire.OpMsg || i != got {
+			t.Fatalf("frame %d: %v numbered %d", got, f.Op, i)
+		}
+		got++
+	}
+	if got >= n/2 {
+		t.Fatalf("%d of %d messages arrived before the ERR: the backlog was not discarded", got, n)
+	}
+	strict.expectClosed()
+}
+
+// A queue group member whose queue is full does not lose the group's
+// messages: the next member with room takes them.
+func TestQueueGroupSkipsAFullMember(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxPending = 4 << 20
+		c.StallBudget = time.Second // the reading member is always waited for, however loaded the machine
+	})
+	full := connectRaw(t, path) // never reads until the end
+	full.sub(1, "jobs", "workers")
+	full.sync()
+	reading := connectRaw(t, path)
+	reading.sub(1, "jobs", "workers")
+	reading.sync()
+	pub := connectRaw(t, path)
+	const n = 8000 // 8 MB: more than the full member's queue and socket buffer hold
+	sent := publishNumbered(pub, "jobs", n, 1024)
+	seen := map[int]int{}
+	fromReading := make(chan []int, 1)
+	go func() { fromReading <- reading.jobsUntilPong(t, 42) }()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	reading.send(wire.AppendControl(nil, wire.OpPing, 42, nil)) // after every job was routed
+	for _, i := range <-fromReading {
+		seen[i]++
+	}
+	full.send(wire.AppendControl(nil, wire.OpPing, 42, nil))
+	took := full.jobsUntilPong(t, 42)
+	for _, i := range took {
+		seen[i]++
+	}
+	for i := range n {
+		if seen[i] != 1 {
+			t.Fatalf("job %d delivered %d times", i, seen[i])
+		}
+	}
+	if len(took) == 0 || len(took) == n {
+		t.Fatalf("the full member took %d of %d jobs", len(took), n)
+	}
+	if st := srv.Stats(); st.Dropped != 0 {
+		t.Fatalf("%d jobs dropped though a member had room", st.Dropped)
 	}
 }
 
-func TestStuckSubscriberDoesNotHoldThePublisher(t *testing.T) {
-	_, path := testBroker(t, smallPending)
-	stuck := subscriber(t, path, "big") // subscribes and never reads
-	fast := subscriber(t, path, "big")
-	pub := connectRaw(t, path)
-	const n = 24
-	sent := publishBig(pub, "big", n)
-	for i := range n {
-		if f := fast.next(); f.Op != wire.OpMsg || f.Payload[0] != byte(i) {
-			t.Fatalf("fast subscriber, message %d: %v", i, f.Op)
+// jobsUntilPong reads numbered messages until the PONG with id, and
+// returns their numbers. Gap notices fail the test.
+func (c *rawClient) jobsUntilPong(t *testing.T, id uint32) []int {
+	var got []int
+	for {
+		f, err := c.tryNext(time.Minute)
+		switch {
+		case err != nil:
+			t.Errorf("after %d jobs: %v", len(got), err)
+			return got
+		case f.Op == wire.OpPong && f.ID == id:
+			return got
+		case f.Op != wire.OpMsg || f.Origin.Conn == 0:
+			t.Errorf("after %d jobs: %v from conn %d", len(got), f.Op, f.Origin.Conn)
+			return got
 		}
+		got = append(got, int(binary.BigEndian.Uint32(f.Payload)))
 	}
-	if err := <-sent; err != nil {
+}
+
+// A request whose every responder is too far behind to take it is
+// answered at once by the broker with status 429, not left to time out.
+func TestRequestToFullRespondersGets429(t *testing.T) {
+	_, path := testBroker(t, smallQueues)
+	responder := connectRaw(t, path)
+	responder.sub(1, "svc", "")
+	responder.sync()
+	pub := connectRaw(t, path)
+	if err := <-publishNumbered(pub, "svc", 4000, 1024); err != nil { // fills its queue: it never reads
 		t.Fatal(err)
 	}
-	// The stuck one was cut off as a slow consumer: what it finally reads
-	// ends with the broker's ERR.
+	req := connectRaw(t, path)
+	req.sub(1, "_INBOX.me.>", "")
+	// Larger than the flood's messages: whatever room the queue has left
+	// was too small for one of those.
+	req.send(wire.AppendPub(nil, "svc", "_INBOX.me.1", nil, make([]byte, 4096), 0))
+	f := req.next()
+	if f.Op != wire.OpMsg || f.Origin.Conn != 0 || string(f.Topic) != "_INBOX.me.1" {
+		t.Fatalf("got %v from conn %d on %q", f.Op, f.Origin.Conn, f.Topic)
+	}
+	if !bytes.Contains(f.Headers, []byte(wire.StatusDropped)) {
+		t.Fatalf("headers %q; want status %s", f.Headers, wire.StatusDropped)
+	}
+}
+
+// A connection that accepts no byte for WriteTimeout is closed as a slow
+// consumer, and what was queued for it is released.
+func TestWriteTimeoutClosesAStoppedReader(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = 200 * time.Millisecond })
+	base := srv.Stats().Memory
+	stopped := subscriber(t, path, "flood")
+	pub := connectRaw(t, path)
+	if err := <-publishNumbered(pub, "flood", 8000, 1024); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stopped reader to be closed", func() bool { return srv.Stats().SlowConsumers == 1 })
 	for {
-		f, err := stuck.tryNext(5 * time.Second)
+		f, err := stopped.tryNext(5 * time.Second)
 		if err != nil {
-			t.Fatalf("stuck subscriber: %v before the slow-consumer ERR", err)
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				break // the ERR came too late to be written: allowed, the peer was not reading
+			}
+			t.Fatal(err)
 		}
 		if f.Op == wire.OpErr {
 			if e := decodeErrFrame(t, f); e.Code != wire.CodeSlowConsumer {
-				t.Fatalf("stuck subscriber got %v; want slow consumer", e)
+				t.Fatalf("got %v", &e)
 			}
-			return
+			stopped.expectClosed()
+			break
 		}
+	}
+	waitFor(t, "memory to be released", func() bool { return srv.Stats().Memory <= base+2*connMemory })
+}
+
+// waitFor polls cond until it holds, failing after 10 seconds.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -89,73 +319,24 @@ func decodeErrFrame(t *testing.T, f wire.Frame) wire.Error {
 	t.Helper()
 	var e wire.Error
 	if err := wire.DecodeBody(f.Payload, &e); err != nil {
-		t.Fatal(fmt.Errorf("ERR body: %w", err))
+		t.Fatalf("ERR body: %v", err)
 	}
 	return e
 }
 
-// A subscriber that reads a little at a time, never pausing long but far
-// slower than the publisher, is alive: the broker reads its progress from
-// the socket and waits for it rather than cutting it off.
-func TestTrickleReaderIsPacedNotCutOff(t *testing.T) {
-	_, path := testBroker(t, smallPending)
-	sub := subscriber(t, path, "big")
+// A publisher whose connection breaks while its reader waits for a
+// receiver leaves the wait cleanly, and the broker serves on.
+func TestPublisherGoneWhileWaiting(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		smallQueues(c)
+		c.StallBudget = time.Second
+	})
+	subscriber(t, path, "flood") // never reads
 	pub := connectRaw(t, path)
-	const n = 8
-	sent := publishBig(pub, "big", n)
-	frame := wire.HeaderLen + wire.OriginLen + len("big") + 1<<20
-	all := make([]byte, n*frame)
-	for got := 0; got < len(all); {
-		sub.sock.SetReadDeadline(time.Now().Add(5 * time.Second))
-		k, err := sub.sock.Read(all[got:min(got+128<<10, len(all))])
-		if err != nil {
-			t.Fatalf("after %d of %d bytes: %v (cut off?)", got, len(all), err)
-		}
-		got += k
-		time.Sleep(20 * time.Millisecond) // about 6 MiB/s: slower than the publisher
-	}
-	for i := range n {
-		f := all[i*frame:]
-		if h, err := wire.DecodeHeader(f, &wire.DefaultLimits); err != nil || h.Op != wire.OpMsg || f[frame-1] != byte(i) {
-			t.Fatalf("frame %d: %v %v", i, h.Op, err)
-		}
-	}
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
-}
-
-// A publisher whose connection breaks while its reader waits for a slow
-// receiver: the reader must leave the wait cleanly (it once left a nil in
-// its list of stalled receivers, and the broker died on it).
-func TestPublisherGoneWhileWaitingForAReceiver(t *testing.T) {
-	_, path := testBroker(t, smallPending)
-	sub := subscriber(t, path, "big")
-	pub := subscriber(t, path, "poke")
-	sent := publishBig(pub, "big", 24)
-	reading := make(chan struct{})
-	go func() {
-		defer close(reading)
-		for range 24 {
-			if _, err := sub.tryNext(time.Second); err != nil {
-				return
-			}
-			time.Sleep(40 * time.Millisecond)
-		}
-	}()
-	time.Sleep(300 * time.Millisecond) // the publisher's reader is waiting now
+	sent := publishNumbered(pub, "flood", 4000, 1024)
+	waitFor(t, "the publisher to wait", func() bool { return srv.Stats().Stalls > 0 })
 	pub.sock.Close()
 	<-sent
-	poker := connectRaw(t, path)
-	for range 20 { // messages to the gone publisher end its connection
-		poker.pub("poke", "x")
-	}
-	poker.sync()
-	<-reading
-	// The broker still serves.
-	c := subscriber(t, path, "alive")
-	c.pub("alive", "yes")
-	if f := c.next(); f.Op != wire.OpMsg || string(f.Payload) != "yes" {
-		t.Fatalf("after the publisher left: %v %q", f.Op, f.Payload)
-	}
+	waitFor(t, "the publisher to be gone", func() bool { return srv.Stats().Conns == 1 })
+	stillServes(t, path)
 }

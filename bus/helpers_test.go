@@ -162,7 +162,7 @@ func (c *rawClient) sync() {
 }
 
 func (c *rawClient) sub(sid uint32, pattern, group string) {
-	c.send(wire.AppendSub(nil, sid, pattern, group))
+	c.send(wire.AppendSub(nil, sid, pattern, group, 0))
 }
 
 func (c *rawClient) pub(topic string, payload string, fds ...int) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -77,84 +76,21 @@ func TestServeStopsWhenItsContextEnds(t *testing.T) {
 	waitGoroutines(t, goroutines)
 }
 
-func TestSlowConsumerIsDisconnected(t *testing.T) {
-	srv, path := testBroker(t, slowConfig(Disconnect))
-	slow := subscriber(t, path, "flood")
-	fast := subscriber(t, path, "flood")
-	pub := connectRaw(t, path)
-	payload := strings.Repeat("x", 1000)
-	// 3 MB in steps the fast subscriber keeps up with: well past the slow
-	// one's socket buffer and MaxPending.
-	for i := range 300 {
-		for range 10 {
-			pub.pub("flood", payload)
-		}
-		for range 10 {
-			if f := fast.next(); f.Op != wire.OpMsg {
-				t.Fatalf("fast subscriber got %v in step %d", f.Op, i)
-			}
-		}
-	}
-	for { // the slow one gets what fit, then the ERR
-		f := slow.next()
-		if f.Op == wire.OpErr {
-			var e wire.Error
-			wire.DecodeBody(f.Payload, &e)
-			if e.Code != wire.CodeSlowConsumer {
-				t.Fatalf("got %v", &e)
-			}
-			break
-		}
-	}
-	slow.expectClosed()
-	if srv.Stats().Dropped == 0 {
-		t.Error("no drop counted")
-	}
-	stillServes(t, path)
-}
-
-func TestSlowConsumerDropNewKeepsTheConnection(t *testing.T) {
-	srv, path := testBroker(t, slowConfig(DropNew))
-	slow := subscriber(t, path, "flood")
-	pub := connectRaw(t, path)
-	payload := strings.Repeat("x", 1000)
-	for range 3000 {
-		pub.pub("flood", payload)
-	}
-	pub.sync()
-	if srv.Stats().Dropped == 0 {
-		t.Fatal("no drop counted")
-	}
-	for { // everything that was queued, then the PONG: the connection lives
-		slow.send(wire.AppendControl(nil, wire.OpPing, 99, nil))
-		f := slow.next()
-		for f.Op == wire.OpMsg {
-			f = slow.next()
-		}
-		if f.Op == wire.OpPong {
-			break
-		}
-		t.Fatalf("got %v", f.Op)
-	}
-}
-
-func slowConfig(p SlowConsumerPolicy) func(*Config) {
-	return func(c *Config) {
-		c.Limits.MaxPayload = 4 << 10
-		c.Limits.MaxHeaders = 1 << 10
-		c.MaxPending = 64 << 10
-		c.SlowConsumer = p
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	for name, edit := range map[string]func(*Config){
-		"fds":     func(c *Config) { c.Limits.MaxFDs = 254 },
-		"payload": func(c *Config) { c.Limits.MaxPayload = 0 },
-		"conns":   func(c *Config) { c.MaxConns = 0 },
-		"pending": func(c *Config) { c.MaxPending = 100 },
-		"timeout": func(c *Config) { c.HandshakeTimeout = 0 },
-		"policy":  func(c *Config) { c.SlowConsumer = 9 },
+		"fds":      func(c *Config) { c.Limits.MaxFDs = 254 },
+		"payload":  func(c *Config) { c.Limits.MaxPayload = 0 },
+		"conns":    func(c *Config) { c.MaxConns = 0 },
+		"pending":  func(c *Config) { c.MaxPending = 0 },
+		"fds/conn": func(c *Config) { c.MaxPendingFDs = 1 },
+		"user":     func(c *Config) { c.User.Output = 0 },
+		"user fds": func(c *Config) { c.User.InputFDs = 1 },
+		"conn fds": func(c *Config) { c.MaxFDs = c.MaxConns },
+		"memory":   func(c *Config) { c.MaxMemory = 1 << 20 },
+		"timeout":  func(c *Config) { c.HandshakeTimeout = 0 },
+		"write":    func(c *Config) { c.WriteTimeout = 0 },
+		"frame":    func(c *Config) { c.FrameTimeout = 0 },
+		"stall":    func(c *Config) { c.StallBudget = -1 },
 	} {
 		cfg := DefaultConfig()
 		edit(&cfg)
@@ -168,7 +104,7 @@ func TestTooManyConnections(t *testing.T) {
 	_, path := testBroker(t, func(c *Config) { c.MaxConns = 1 })
 	connectRaw(t, path)
 	extra := dialRaw(t, path)
-	extra.expectErr(wire.CodeTooManyConns, "limit of connections")
+	extra.expectErr(wire.CodeTooManyConns, "limit of 1 connections")
 	extra.expectClosed()
 }
 

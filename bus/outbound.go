@@ -1,72 +1,174 @@
 package bus
 
 import (
-	"time"
-
 	"github.com/busd/busd/bus/wire"
 )
 
-// enqueued says what queueing a message did to its receiver.
-type enqueued struct {
-	taken bool // false if the connection is closing or cut off, or the subscription is gone: a queue group picks another member
-	wake  bool // the connection was idle: the caller must wake its writer
-	stall bool // the connection is behind: the caller should let it catch up
-}
+// outcome is what offering a message to a subscription did. The order
+// matters: a message offered to several is as delivered as its best
+// outcome.
+type outcome uint8
 
-// enqueueMsg appends the MSG that delivers m to subscription s.
-func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet) enqueued {
-	pub := m.pub
-	size := pub.Size() + wire.OriginLen
-	nfds := int(pub.NFDs)
-	cfg := &c.srv.cfg
+const (
+	gone    outcome = iota // the connection is closing, or the subscription was removed: a queue group picks another member
+	full                   // no room: the caller may wait, or the subscription's policy applies
+	dropped                // no room, and the subscription's policy was applied
+	queued                 // queued for the writer
+)
+
+// enqueue modes: what enqueueMsg does with a message that does not fit.
+type enqueueMode uint8
+
+const (
+	tryOnly    enqueueMode = iota // nothing: the caller tries another queue group member
+	unlessWait                    // apply the policy if the connection is lagging (nobody waits for it)
+	final                         // apply the policy: the publisher has waited
+)
+
+// enqueueMsg appends the MSG that delivers m to subscription s, with a gap
+// notice before it if s lost messages since the last one, if the
+// connection has room for both; if not, mode says whether s's policy
+// applies now (under the same lock: a lagging receiver's losses cost one
+// lock each). wake says the connection was idle (the caller must wake its
+// writer), behind that it now has more queued than publishers add to
+// without pause (pace.go).
+func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMode) (o outcome, wake, behind bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateOpen || s.removed {
-		return enqueued{}
+		return gone, false, false
 	}
-	if c.pending+size > cfg.MaxPending || c.pendingFDs+nfds > cfg.MaxPendingFDs {
-		c.srv.stats.dropped.Add(1)
-		if cfg.SlowConsumer == DropNew {
-			return enqueued{taken: true}
+	// The message first: the notice's size is worked out only once the
+	// message fits, since a connection that is losing messages is asked
+	// for room for each.
+	lost := s.lost.Load() > 0
+	if !c.makeRoomLocked(m.size, m.nfds) || lost && !c.makeRoomLocked(m.size+c.noticeLen(s), m.nfds) {
+		if mode == final || mode == unlessWait && c.lagging {
+			c.refuseLocked(s)
+			return dropped, false, false
 		}
-		c.drainLocked(wire.Errorf(wire.CodeSlowConsumer,
-			"%d bytes and %d descriptors waiting to be written to this connection; the limits are %d and %d",
-			c.pending, c.pendingFDs, cfg.MaxPending, cfg.MaxPendingFDs))
-		return enqueued{}
+		return full, false, false
 	}
-	e := enqueued{taken: true, wake: len(c.out.Buf) == 0}
-	if e.wake {
-		c.busySince.Store(time.Now().UnixNano())
+	wake = c.out.Len() == 0
+	if lost {
+		c.appendNoticeLocked(s)
 	}
 	if set != nil {
 		set.ref()
 		c.out.AddFDs(set.fds, set)
-		c.pendingFDs += nfds
+		c.pendingFDs += m.nfds
 	}
-	if m.encoded != nil {
-		n := len(c.out.Buf)
-		c.out.Buf = append(c.out.Buf, m.encoded...)
-		wire.SetID(c.out.Buf[n:], s.sid)
-	} else {
-		c.out.Buf = wire.AppendMsg(c.out.Buf, s.sid, m.origin, pub)
+	switch {
+	case m.encoded != nil:
+		b := c.out.Reserve(len(m.encoded))
+		n := len(b)
+		b = append(b, m.encoded...)
+		wire.SetID(b[n:], s.sid)
+		c.out.Commit(b)
+	case m.pub.Body != nil: // large: the receivers share the publisher's pieces
+		c.out.Commit(wire.AppendMsgHead(c.out.Reserve(wire.MsgHeadLen), s.sid, m.origin, &m.pub.Header))
+		c.out.AppendRef(m.pub.Body, nil)
+	default:
+		c.out.Commit(wire.AppendMsg(c.out.Reserve(m.size), s.sid, m.origin, m.pub))
 	}
-	c.pending += size
-	e.stall = c.behindLocked()
-	return e
+	c.pending += m.size
+	return queued, wake, c.behindLocked()
 }
 
-// enqueueControl appends a frame of the broker's own (PONG, INFO, ERR) and
-// schedules the writer.
+// roomLocked reports whether the connection's queue takes size more bytes
+// and nfds more descriptors. An empty queue takes any one message; a
+// lagging connection (pace.go) takes nothing more while it holds more than
+// the pace mark.
+func (c *conn) roomLocked(size, nfds int) bool {
+	cfg := &c.srv.cfg
+	switch {
+	case c.pending == 0:
+		return true
+	case c.lagging && c.pending > lagMark:
+		c.lossReason = lossLagging
+		c.full.Store(true)
+		return false
+	case c.pending+size > cfg.MaxPending:
+		c.lossReason = lossQueue
+		return false
+	case nfds > 0 && c.pendingFDs > 0 && c.pendingFDs+nfds > cfg.MaxPendingFDs:
+		c.lossReason = lossQueueFDs
+		return false
+	}
+	return true
+}
+
+// makeRoomLocked is roomLocked, and also charges the connection's user
+// for the bytes and descriptors, in grants (grant.go).
+func (c *conn) makeRoomLocked(size, nfds int) bool {
+	return c.roomLocked(size, nfds) && c.growGrantLocked(size, nfds)
+}
+
+// enqueueControl appends a frame of the broker's own (PONG, INFO, ERR) in
+// answer to one of the connection's frames, and schedules the writer. It
+// is queued whatever the limits: only the connection's own frames cause
+// control output, and its reader stops reading once controlLimit of it
+// waits (see waitControlDrained). Only the reader calls it.
 func (c *conn) enqueueControl(frame []byte) {
 	c.mu.Lock()
-	wake := c.state != stateClosed && len(c.out.Buf) == 0
+	wake := c.state != stateClosed && c.out.Len() == 0
 	if c.state != stateClosed {
-		c.out.Buf = append(c.out.Buf, frame...)
+		c.growGrantLocked(len(frame), 0) // counted; a refusal is bounded by controlLimit
+		c.out.Append(frame)
 		c.pending += len(frame)
+		c.ctrlBytes += len(frame)
+		c.ctrlEnd = c.out.End()
+		c.ctrlOver = c.ctrlBytes > controlLimit
 	}
 	c.mu.Unlock()
 	if wake {
 		c.wake()
+	}
+}
+
+// controlLimit bounds the control output (PONG, ERR) a connection's own
+// frames may leave queued: past it the broker reads nothing more from the
+// connection until the client has read it. A client that sends PINGs and
+// never reads its PONGs grew the broker by gigabytes without it.
+const controlLimit = 64 << 10
+
+// waitControlDrained waits until the writer has written the control
+// frames queued so far: until the client reads them, or until it is
+// closed for not reading (WriteTimeout).
+func (c *conn) waitControlDrained() error {
+	c.noteOnce(logControl, "pausing a client that does not read its control frames", "limit", controlLimit)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.ctrlBytes > controlLimit && c.state == stateOpen {
+		ch := c.progressLocked()
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-c.quit:
+		}
+		c.mu.Lock()
+	}
+	c.ctrlOver = false
+	if c.state != stateOpen {
+		return errShuttingDown
+	}
+	return nil
+}
+
+// progressLocked returns a channel closed when the writer next finishes a
+// batch (or the connection closes).
+func (c *conn) progressLocked() chan struct{} {
+	if c.progress == nil {
+		c.progress = make(chan struct{})
+	}
+	return c.progress
+}
+
+// wakeWaitersLocked releases everyone waiting for the writer's progress.
+func (c *conn) wakeWaitersLocked() {
+	if c.progress != nil {
+		close(c.progress)
+		c.progress = nil
 	}
 }
 
@@ -78,58 +180,44 @@ func (c *conn) wake() {
 	}
 }
 
-// drainLocked queues err as an ERR frame and puts the connection in the
-// draining state: the writer sends what is pending, then closes the socket.
-// The ERR may push pending output over the limit: it is small, and it is the
-// last frame.
+// closeLocked ends the connection with the fatal error err: what is queued
+// and has not started to go out is dropped, the ERR goes next, and the
+// writer closes the socket once it is written (or once the peer has not
+// read for WriteTimeout). The reader stops.
+func (c *conn) closeLocked(err *wire.Error) {
+	if c.state != stateOpen {
+		return
+	}
+	n, nfds := c.out.Discard()
+	c.pending -= n
+	c.pendingFDs -= nfds
+	c.drainLocked(err)
+}
+
+// drainLocked queues err as an ERR frame after what is queued and puts the
+// connection in the draining state: the writer sends everything, then
+// closes the socket. Shutdown uses it so that clients get what was
+// published before.
 func (c *conn) drainLocked(err *wire.Error) {
 	if c.state != stateOpen {
 		return
 	}
 	body, _ := wire.AppendBody(nil, err)
-	n := len(c.out.Buf)
-	c.out.Buf = wire.AppendControl(c.out.Buf, wire.OpErr, 0, body)
-	c.pending += len(c.out.Buf) - n
+	frame := wire.AppendControl(nil, wire.OpErr, 0, body)
+	c.growGrantLocked(len(frame), 0)
+	c.out.Append(frame)
+	c.pending += len(frame)
 	c.state = stateDraining
-	c.sock.SetReadDeadline(time.Now()) // stop the reader: nothing it reads matters now
-	c.sock.SetWriteDeadline(time.Now().Add(drainTimeout))
+	c.sock.SetReadDeadline(deadlineNow()) // stop the reader: nothing it reads matters now
+	c.wakeWaitersLocked()
 	c.wake()
-}
-
-// keepOutbox is the buffer capacity a connection's writer keeps between
-// writes: enough for a busy subscriber's batches, which flow control keeps
-// near stallMark, without regrowing them each time; a quiet connection's
-// buffers never grow in the first place.
-const keepOutbox = 2 * stallMark
-
-// drainTimeout bounds how long a closing connection may take to accept its
-// last frames; a peer that stopped reading does not hold the broker up.
-const drainTimeout = time.Second
-
-// writeLoop writes whatever routers leave to it, until the connection ends.
-// Routers write small batches to idle connections themselves (tryFlush); see
-// wire.Sender for why.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	defer c.send.Close() // release the descriptors of an unfinished batch
-	for {
-		select {
-		case <-c.kick:
-		case <-c.quit:
-		}
-		finished, err := c.send.FlushThen(c.drained)
-		if err != nil || finished {
-			c.abort() // failed, drained, or closed under us
-			return
-		}
-	}
 }
 
 // drained reports whether a closing connection has nothing left to write.
 func (c *conn) drained() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.state != stateOpen && len(c.out.Buf) == 0
+	return c.state != stateOpen && c.out.Len() == 0
 }
 
 // tryFlush writes the connection's pending output from the calling router
@@ -140,18 +228,33 @@ func (c *conn) tryFlush() {
 	}
 }
 
-// takeBatch hands the pending output to the Sender.
+// takeBatch hands the Sender the oldest pending output.
 func (c *conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out.TakeInto(batch, descOK)
+	return c.out.TakeInto(batch, descOK, wire.BatchMax)
 }
 
-// batchSent accounts for a written batch.
+// batchSent accounts for a written batch: it frees its room, and with it
+// publishers waiting for room, lagging status, and gap notices waiting
+// for room to be sent.
 func (c *conn) batchSent(n, nfds int) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return // abort has released everything, this batch included
+	}
 	c.pending -= n
 	c.pendingFDs -= nfds
-	c.caughtUpLocked()
-	c.mu.Unlock()
+	c.written += int64(n)
+	if c.written >= c.ctrlEnd {
+		c.ctrlBytes = 0
+	}
+	c.shrinkGrantLocked()
+	if !c.behindLocked() {
+		c.lagging = false
+		c.full.Store(false)
+		c.flushGapsLocked()
+	}
+	c.wakeWaitersLocked()
 }

@@ -1,20 +1,28 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 )
 
+// helloLimits bound the first frame: a HELLO is a small map, and nothing
+// larger is read from a connection before it has identified itself.
+var helloLimits = wire.Limits{MaxPayload: 64 << 10}
+
 // handshake reads HELLO and answers INFO, within the handshake timeout.
 func (c *conn) handshake() error {
 	c.sock.SetReadDeadline(deadlineIn(c.srv.cfg.HandshakeTimeout))
+	c.lim = helloLimits
 	f, err := c.in.Next(nil)
 	if err != nil {
 		if isTimeout(err) {
 			return wire.Errorf(wire.CodeHandshake, "no HELLO within %v", c.srv.cfg.HandshakeTimeout)
 		}
-		if we, ok := err.(*wire.Error); ok {
+		var we *wire.Error
+		if errors.As(err, &we) {
 			we.Seq = 1 // the first frame could not be read
 		}
 		return err
@@ -25,20 +33,23 @@ func (c *conn) handshake() error {
 		err.Seq, err.Op = 1, f.Op
 		return err
 	}
+	c.lim = c.srv.cfg.Limits // for the frames after HELLO, even those already read
 	c.sock.SetReadDeadline(noDeadline)
+	c.srv.handshakeDone(c)
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}
-	lim := c.srv.cfg.Limits
+	cfg := &c.srv.cfg
 	body, err := wire.AppendBody(nil, &wire.Info{
-		Version: wire.Version, Server: c.srv.cfg.Name, ConnID: c.id,
-		MaxPayload: lim.MaxPayload, MaxHeaders: lim.MaxHeaders, MaxFDs: lim.MaxFDs,
-		MaxSubs: uint32(c.srv.cfg.MaxSubs),
+		Version: wire.Version, Server: cfg.Name, ConnID: c.id,
+		MaxPayload: cfg.Limits.MaxPayload, MaxHeaders: cfg.Limits.MaxHeaders, MaxFDs: cfg.Limits.MaxFDs,
+		MaxSubs: uint32(cfg.MaxSubs), MaxPending: uint64(cfg.MaxPending), MaxPendingFDs: uint32(cfg.MaxPendingFDs),
 	})
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)
 	}
 	c.enqueueControl(wire.AppendControl(nil, wire.OpInfo, 0, body))
+	c.stallLeft = cfg.StallBudget
 	c.log.Debug("connected")
 	return nil
 }
@@ -67,10 +78,54 @@ func (c *conn) handle(f *wire.Frame) error {
 	case wire.OpUnsub:
 		return c.unsubscribe(f)
 	case wire.OpPing:
-		c.enqueueControl(wire.AppendControl(nil, wire.OpPong, f.ID, nil))
+		c.enqueueControl(wire.AppendControl(c.encoded[:0], wire.OpPong, f.ID, nil))
 		return nil
 	case wire.OpPong:
 		return nil
 	}
 	return wire.Errorf(wire.CodeUnknownOp, "%v is not a frame a client sends after the handshake", f.Op)
+}
+
+// Non-fatal ERRs are bounded in rate per connection, errBurst at once and
+// errRate a second after that: a refused frame costs the client a few
+// bytes and the broker an encoded ERR several times their size, so a
+// client sending bad frames in a loop would otherwise make the broker
+// spend far more than it does. Past the bound the reader waits before it
+// reads on, so the client is slowed, and still told about every frame.
+const (
+	errRate  = 1000
+	errBurst = 100
+)
+
+// replyErr sends a non-fatal ERR and carries on, within the rate bound.
+func (c *conn) replyErr(we *wire.Error) error {
+	const interval = time.Second / errRate
+	now := time.Now()
+	if c.errAt.Before(now) {
+		c.errAt = now
+	}
+	if wait := c.errAt.Sub(now) - errBurst*interval; wait > 0 {
+		c.noteOnce(logErrRate, "slowing a client that sends refused frames faster than the ERR rate bound", "rate", errRate)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.quit:
+			t.Stop()
+			return errShuttingDown
+		}
+	}
+	c.errAt = c.errAt.Add(interval)
+	body, _ := wire.AppendBody(nil, we)
+	c.enqueueControl(wire.AppendControl(nil, wire.OpErr, 0, body))
+	c.srv.stats.errors.Add(1)
+	c.log.Debug("refused frame", "err", we)
+	return nil
+}
+
+// overBudget turns a refused charge for what this connection sends into
+// the fatal ERR that tells the client which budget it ran into, logged
+// once.
+func (c *conn) overBudget(err error) *wire.Error {
+	c.noteOnce(logBudget, "connection over budget", "err", err)
+	return wire.Errorf(wire.CodeBudget, "%v", err)
 }

@@ -1,10 +1,10 @@
 package bus
 
 import (
-	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/busd/busd/bus/wire"
@@ -15,17 +15,44 @@ import (
 // them but not publish.
 const SysPrefix = "$SYS."
 
-// publish routes a PUB to every matching subscription. Its descriptors are
-// claimed first, so that every error path below closes them.
+// publish routes a PUB to every matching subscription.
 func (c *conn) publish(f *wire.Frame) error {
-	var set *fdSet
-	if f.NFDs > 0 {
-		fds, err := c.sock.TakeFDs(int(f.NFDs))
-		if err != nil {
-			return wire.Errorf(wire.CodeMissingFDs, "PUB announces %d descriptors, only %d were received", f.NFDs, c.sock.QueuedFDs())
-		}
-		set = newFDSet(fds)
-		defer set.Release() // the router's reference
+	switch {
+	case f.NFDs > 0:
+		return c.publishFDs(f)
+	case f.Body != nil:
+		err := c.route(f, nil)
+		c.releaseInput() // the pieces are the receivers' queues' now, and charged to them
+		return err
+	}
+	return c.route(f, nil)
+}
+
+// publishFDs routes a PUB that carries descriptors. They are claimed
+// first, so that every error path closes them.
+func (c *conn) publishFDs(f *wire.Frame) error {
+	fds, err := c.sock.TakeFDs(int(f.NFDs))
+	if err != nil {
+		return wire.Errorf(wire.CodeMissingFDs, "PUB announces %d descriptors, only %d were received", f.NFDs, c.sock.QueuedFDs())
+	}
+	// The receivers' queues pay for them from here; the broker's
+	// descriptor pool until they are closed.
+	c.srv.led.handOver(c.acct, kInputFDs, int64(len(fds)))
+	set := newFDSet(c.srv, c.acct, fds)
+	defer set.Release() // the router's reference
+	defer c.releaseInput()
+	if err := c.srv.refuseOwnSockets(fds); err != nil {
+		return err
+	}
+	return c.route(f, set)
+}
+
+// route delivers a PUB, with its descriptors if set is not nil.
+func (c *conn) route(f *wire.Frame, set *fdSet) error {
+	if f.Body != nil {
+		// Read in many batches, a large frame brings the stall budget of
+		// each to the waits for its receivers.
+		c.stallLeft += c.srv.cfg.StallBudget * time.Duration(f.Size()>>20)
 	}
 	// The topic is looked up straight from the read buffer; the index keeps
 	// no reference to it.
@@ -51,37 +78,33 @@ func (c *conn) publish(f *wire.Frame) error {
 		}
 	}
 	c.srv.stats.published.Add(1)
+	var m outMsg
+	c.initOutMsg(&m, f, takers(res))
+	var o outcome
 	if strings.HasPrefix(topic, wire.GroupOnlyPrefix) {
-		return c.publishGroupOnly(f, topic, res.Groups, set)
+		o = c.routeGroupOnly(&m, topic, res.Groups, set)
+	} else {
+		for _, s := range res.Plain {
+			o = max(o, c.deliver(s, &m, set))
+		}
+		for i := range res.Groups {
+			o = max(o, c.deliverToOne(res.Groups[i].Members, &m, set))
+		}
 	}
-	m := outMsg{origin: &c.origin, pub: f}
-	if len(res.Plain)+len(res.Groups) > 1 && f.Size() <= encodeOnceMax {
-		c.encoded = wire.AppendMsg(c.encoded[:0], 0, m.origin, f)
-		m.encoded = c.encoded
-	}
-	delivered := false
-	for _, s := range res.Plain {
-		delivered = c.deliver(s, &m, set) || delivered
-	}
-	for i := range res.Groups {
-		delivered = c.deliverToOne(res.Groups[i].Members, &m, set) || delivered
-	}
-	// Matching only subscriptions that are going away is matching none.
-	if !delivered && len(f.Reply) > 0 {
-		c.noResponders(f.Reply)
+	if len(f.Reply) > 0 && o != queued {
+		c.noResponders(f.Reply, o != gone)
 	}
 	return nil
 }
 
-// publishGroupOnly routes a message on a group-only topic
+// routeGroupOnly routes a message on a group-only topic
 // (wire.GroupOnlyPrefix): to one member of each queue group among the
 // members subscribed to exactly that topic. A pattern with wildcards
 // matches no group-only topic, whether plain or in a group: a subscriber
 // to ">" must not get a stream's socket, and one that joined group
 // "listeners" on ">" must not take the dials of every stream name.
-func (c *conn) publishGroupOnly(f *wire.Frame, topic string, groups []topics.Group[*subscription], set *fdSet) error {
-	m := outMsg{origin: &c.origin, pub: f}
-	delivered := false
+func (c *conn) routeGroupOnly(m *outMsg, topic string, groups []topics.Group[*subscription], set *fdSet) outcome {
+	var o outcome
 	for _, g := range groups {
 		var exact []*subscription
 		for _, s := range g.Members {
@@ -90,13 +113,10 @@ func (c *conn) publishGroupOnly(f *wire.Frame, topic string, groups []topics.Gro
 			}
 		}
 		if len(exact) > 0 {
-			delivered = c.deliverToOne(exact, &m, set) || delivered
+			o = max(o, c.deliverToOne(exact, m, set))
 		}
 	}
-	if !delivered && len(f.Reply) > 0 {
-		c.noResponders(f.Reply)
-	}
-	return nil
+	return o
 }
 
 // outMsg is a message on its way to its receivers. Its descriptors travel
@@ -105,6 +125,8 @@ func (c *conn) publishGroupOnly(f *wire.Frame, topic string, groups []topics.Gro
 type outMsg struct {
 	origin *wire.Origin
 	pub    *wire.Frame
+	size   int // of the MSG frame
+	nfds   int
 	// encoded is its MSG frame with subscription id 0, when it goes to
 	// more than one receiver: encoded once, copied to each with only the
 	// id patched. nil: each receiver encodes its own.
@@ -115,88 +137,125 @@ type outMsg struct {
 // a larger one is cheaper to encode for each than to copy twice.
 const encodeOnceMax = 64 << 10
 
-var noRespondersHeaders = wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
+// takers returns how many receivers a Result may deliver to, not counting
+// the (few) plain subscribers whose connections take nothing now: encoding
+// a message once for several receivers costs a copy more than encoding it
+// for one, so a stopped subscriber must not make its publisher pay that.
+func takers(res *topics.Result[*subscription]) int {
+	n := len(res.Plain) + len(res.Groups)
+	if n > 1 && len(res.Plain) <= 8 {
+		for _, s := range res.Plain {
+			if s.c.full.Load() {
+				n--
+			}
+		}
+	}
+	return n
+}
+
+// initOutMsg sets m up to deliver f to receivers receivers.
+func (c *conn) initOutMsg(m *outMsg, f *wire.Frame, receivers int) {
+	m.origin, m.pub = &c.origin, f
+	m.size = wire.MsgHeadLen + f.Size() - wire.HeaderLen
+	m.nfds = int(f.NFDs)
+	if receivers > 1 && f.Body == nil && m.size <= encodeOnceMax {
+		c.encoded = wire.AppendMsg(c.encoded[:0], 0, m.origin, f)
+		m.encoded = c.encoded
+	}
+}
+
+var (
+	noRespondersHeaders = wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
+	droppedHeaders      = wire.AppendField(nil, wire.StatusHeader, wire.StatusDropped)
+)
 
 // noResponders tells the requester that nobody got its request: an empty
-// MSG with the status header, from the broker itself, to the requester's
+// MSG with a status header, from the broker itself, to the requester's
 // own subscriptions that match the reply topic. Only its own: otherwise a
-// client could make the broker send messages in its name to anyone.
-func (c *conn) noResponders(reply []byte) {
+// client could make the broker send messages in its name to anyone. The
+// status says whether nobody subscribes (503) or everyone who does was
+// too far behind to take it (429).
+func (c *conn) noResponders(reply []byte, dropped bool) {
 	res, ok := c.srv.index.Lookup(string(reply))
 	if !ok {
 		return
 	}
-	f := wire.Frame{
-		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(noRespondersHeaders))},
-		Topic:  reply, Headers: noRespondersHeaders,
+	hdrs := noRespondersHeaders
+	if dropped {
+		hdrs = droppedHeaders
 	}
+	f := wire.Frame{
+		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs))},
+		Topic:  reply, Headers: hdrs,
+	}
+	var m outMsg
+	c.initOutMsg(&m, &f, 1)
+	m.origin = &c.srv.origin
 	for _, s := range res.Plain {
 		if s.c == c {
-			c.deliver(s, &outMsg{origin: &c.srv.origin, pub: &f}, nil)
+			c.deliver(s, &m, nil)
 		}
 	}
 }
 
-// deliver queues m for one subscription and reports whether it was taken.
-func (c *conn) deliver(s *subscription, m *outMsg, set *fdSet) bool {
-	e := s.c.enqueueMsg(s, m, set)
-	if e.wake {
-		c.wakes = append(c.wakes, s.c)
+// deliver queues m for one subscription: at once if its connection has
+// room, else after waiting for room within the publisher's stall budget
+// (unless the connection is lagging), else the subscription's slow-consumer
+// policy applies.
+func (c *conn) deliver(s *subscription, m *outMsg, set *fdSet) outcome {
+	o := c.offer(s, m, set, unlessWait)
+	if o != full {
+		return o
 	}
-	if e.stall && !slices.Contains(c.stalls, s.c) {
-		c.stalls = append(c.stalls, s.c)
+	c.waitForRoom(s.c, m)
+	return c.offer(s, m, set, final)
+}
+
+// offer queues m for s if its connection has room for it now; mode says
+// what happens if not.
+func (c *conn) offer(s *subscription, m *outMsg, set *fdSet, mode enqueueMode) outcome {
+	if mode != tryOnly && c.dropFast(s) {
+		return dropped
 	}
-	if e.taken {
+	if c.dropSub == s {
+		c.flushDrops()
+	}
+	r := s.c
+	o, wake, behind := r.enqueueMsg(s, m, set, mode)
+	if wake {
+		c.wakes = append(c.wakes, r)
+	}
+	if behind && !slices.Contains(c.stalls, r) {
+		c.stalls = append(c.stalls, r)
+	}
+	if o == queued {
 		c.srv.stats.delivered.Add(1)
 	}
-	return e.taken
+	return o
 }
 
-// deliverToOne gives f to one member of a queue group, chosen uniformly at
-// random; if that member's connection is closing, or it has just
-// unsubscribed, the next one in turn gets it, so a member leaving loses no
-// message for the group. It reports whether a member took f.
-func (c *conn) deliverToOne(members []*subscription, m *outMsg, set *fdSet) bool {
+// deliverToOne gives m to one member of a queue group: one chosen
+// uniformly at random if it has room, else the next in turn that has; if
+// a member's connection is closing, or it has just unsubscribed, the next
+// one gets it too, so a member leaving loses no message for the group.
+// Only when no member has room does the publisher wait, for the first
+// that had none, and then that member's policy applies.
+func (c *conn) deliverToOne(members []*subscription, m *outMsg, set *fdSet) outcome {
 	start := rand.IntN(len(members))
+	var first *subscription
 	for i := range members {
-		if c.deliver(members[(start+i)%len(members)], m, set) {
-			return true
+		s := members[(start+i)%len(members)]
+		switch c.offer(s, m, set, tryOnly) {
+		case queued:
+			return queued
+		case full:
+			if first == nil {
+				first = s
+			}
 		}
 	}
-	return false
-}
-
-// subscribe adds a subscription for SUB.
-func (c *conn) subscribe(f *wire.Frame) error {
-	if _, dup := c.subs[f.ID]; dup {
-		return wire.Errorf(wire.CodeDuplicateSub, "subscription id %d is already in use", f.ID)
+	if first == nil {
+		return gone
 	}
-	if len(c.subs) >= c.srv.cfg.MaxSubs {
-		return wire.Errorf(wire.CodeTooManySubs, "this connection has %d subscriptions, the limit", len(c.subs))
-	}
-	s := &subscription{c: c, sid: f.ID, pattern: string(f.Topic), group: string(f.Reply)}
-	if err := c.srv.index.Add(s.pattern, s.group, s); err != nil {
-		code := wire.CodeInvalidPattern
-		var te *topics.Error
-		if errors.As(err, &te) && te.Kind == "group" {
-			code = wire.CodeInvalidGroup
-		}
-		return &wire.Error{Code: code, Text: err.Error()}
-	}
-	c.subs[f.ID] = s
-	return nil
-}
-
-// unsubscribe removes a subscription for UNSUB.
-func (c *conn) unsubscribe(f *wire.Frame) error {
-	s, ok := c.subs[f.ID]
-	if !ok {
-		return wire.Errorf(wire.CodeUnknownSub, "no subscription with id %d", f.ID)
-	}
-	delete(c.subs, f.ID)
-	err := c.srv.index.Remove(s.pattern, s.group, s)
-	c.mu.Lock()
-	s.removed = true
-	c.mu.Unlock()
-	return err
+	return c.deliver(first, m, set)
 }

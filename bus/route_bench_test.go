@@ -8,11 +8,23 @@ import (
 )
 
 // BenchmarkRoute is the broker's cost of routing one 16 B message to 1 and
-// to 4 subscribers, with raw clients that only write and read bytes.
+// to 4 subscribers, with raw clients that only write and read bytes, and
+// to 1 subscriber while another one that never reads is connected: what a
+// stalled subscriber costs the others.
 func BenchmarkRoute(b *testing.B) {
-	for _, subs := range []int{1, 4} {
-		b.Run(map[int]string{1: "1sub", 4: "4subs"}[subs], func(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		subs    int
+		stalled bool
+	}{{"1sub", 1, false}, {"4subs", 4, false}, {"1sub+stalled", 1, true}} {
+		subs := bc.subs
+		b.Run(bc.name, func(b *testing.B) {
 			_, path := testBroker(b, nil)
+			if bc.stalled {
+				stalled := connectRaw(b, path)
+				stalled.sub(1, "route.>", "")
+				stalled.sync()
+			}
 			msgSize := wire.HeaderLen + wire.OriginLen + len("route.test") + 16
 			done := make(chan error, subs)
 			for range subs {

@@ -18,21 +18,26 @@ import (
 // Server is a busd broker. Create it with NewServer, give it listeners with
 // Serve, and stop it with Shutdown.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	index *topics.Index[*subscription]
-	stats counters
-	// origin stamps the broker's own messages (no-responders statuses):
+	cfg    Config
+	log    *slog.Logger
+	index  *topics.Index[*subscription]
+	stats  counters
+	led    *ledger
+	closer *closer
+	// origin stamps the broker's own messages (statuses, gap notices):
 	// connection 0, the broker's process.
 	origin wire.Origin
 
-	nextID atomic.Uint64
+	nextID   atomic.Uint64
+	refusals everySecond // log rate of refused connections
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	listeners map[*unixsock.Listener]struct{}
+	serving   atomic.Pointer[[]*unixsock.Listener] // the listeners, for reading without mu
 	closing   bool
-	wg        sync.WaitGroup // every goroutine the server started
+	quit      chan struct{}  // closed when shutdown begins
+	wg        sync.WaitGroup // every connection goroutine the server started
 }
 
 // errShuttingDown stops a connection's reader when the server shuts down.
@@ -47,20 +52,31 @@ func NewServer(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Server{
+	s := &Server{
 		origin:    wire.Origin{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
 		cfg:       cfg,
 		log:       log,
 		index:     topics.NewIndex[*subscription](),
+		led:       newLedger(&cfg),
 		conns:     map[*conn]struct{}{},
 		listeners: map[*unixsock.Listener]struct{}{},
-	}, nil
+		quit:      make(chan struct{}),
+	}
+	s.closer = newCloser(s.led)
+	s.serving.Store(new([]*unixsock.Listener))
+	if cfg.ReclaimMemory {
+		s.led.reclaim = make(chan struct{}, 1)
+		go reclaimLoop(s.led.reclaim, s.quit)
+	}
+	return s, nil
 }
 
 // Serve accepts connections on l until ctx is done or Shutdown is called,
 // and returns ErrServerClosed then. When ctx ends, Serve shuts the whole
 // server down, giving connections a second to flush. Serve may be called
-// for several listeners at once; it closes l before it returns.
+// for several listeners at once; it closes l before it returns. Accept
+// failing for want of descriptors or memory does not end it: it logs,
+// backs off and tries again.
 func (s *Server) Serve(ctx context.Context, l *unixsock.Listener) error {
 	if !s.track(l) {
 		l.Close()
@@ -72,49 +88,145 @@ func (s *Server) Serve(ctx context.Context, l *unixsock.Listener) error {
 		s.Shutdown(sctx)
 	})
 	defer stop()
+	var backoff time.Duration
 	for {
 		sock, err := l.Accept()
 		if err != nil {
-			s.untrack(l)
 			if s.isClosing() {
+				s.untrack(l)
 				return ErrServerClosed
 			}
+			if backoff = nextBackoff(err, backoff); backoff > 0 {
+				s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				if s.sleep(backoff) {
+					continue
+				}
+				s.untrack(l)
+				return ErrServerClosed
+			}
+			s.untrack(l)
 			return err
 		}
+		backoff = 0
 		s.start(sock)
 	}
 }
 
-// start sets a new connection up with its reader and writer goroutines.
+// drainTimeout is how long Serve's own shutdown (when its ctx ends) gives
+// connections to flush.
+const drainTimeout = time.Second
+
+// start sets a new connection up with its reader and writer goroutines,
+// or refuses it with an ERR naming the limit it is over.
 func (s *Server) start(sock *unixsock.Conn) {
-	c := newConn(s, sock, s.nextID.Add(1))
+	acct := s.led.open(uint32(sock.Peer().UID))
+	id := s.nextID.Add(1)
+	if we := s.admit(acct); we != nil {
+		s.led.close(acct)
+		s.refuse(sock, we)
+		return
+	}
+	c := newConn(s, sock, id, acct)
 	s.mu.Lock()
-	refuse := s.closing || len(s.conns) >= s.cfg.MaxConns
+	refuse := s.closing
 	if !refuse {
 		s.conns[c] = struct{}{}
 		s.wg.Add(2)
 	}
-	n := len(s.conns)
 	s.mu.Unlock()
 	if refuse {
-		s.refuse(sock, n)
+		s.release(c.acct, true)
+		s.refuse(sock, wire.Errorf(wire.CodeShuttingDown, "the broker is shutting down"))
 		return
 	}
 	go func() { defer s.wg.Done(); c.writeLoop() }()
 	go func() { defer s.wg.Done(); c.serve() }()
 }
 
-// refuse tells a connection over the limit why it is closed.
-func (s *Server) refuse(sock *unixsock.Conn, n int) {
-	code, text := wire.CodeTooManyConns, "the broker serves its limit of connections"
-	if s.isClosing() {
-		code, text = wire.CodeShuttingDown, "the broker is shutting down"
+// admit charges a new connection to its user and to the broker: a
+// connection and a handshake of the user's, its buffers, and its two
+// descriptors. It returns the ERR for the first limit it is over.
+func (s *Server) admit(a *account) *wire.Error {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	if n >= s.cfg.MaxConns {
+		return wire.Errorf(wire.CodeTooManyConns, "the broker serves its limit of %d connections", s.cfg.MaxConns)
 	}
-	body, _ := wire.AppendBody(nil, &wire.Error{Code: code, Text: text})
-	sock.SetWriteDeadline(deadlineIn(drainTimeout))
-	sock.Write(wire.AppendControl(nil, wire.OpErr, 0, body))
-	sock.Close()
-	s.log.Warn("refused connection", "reason", text, "conns", n)
+	steps := []struct {
+		charge func() error
+		undo   func()
+	}{
+		{func() error { return s.led.charge(a, kConns, 1) }, func() { s.led.uncharge(a, kConns, 1) }},
+		{func() error { return s.led.charge(a, kHandshakes, 1) }, func() { s.led.uncharge(a, kHandshakes, 1) }},
+		{func() error { return s.led.charge(a, kInput, connMemory) }, func() { s.led.uncharge(a, kInput, connMemory) }},
+		{func() error { return s.led.takeFixed(a, poolFDs, fdsPerConn) }, nil},
+	}
+	for i, st := range steps {
+		if err := st.charge(); err != nil {
+			for j := i - 1; j >= 0; j-- {
+				steps[j].undo()
+			}
+			return wire.Errorf(wire.CodeTooManyConns, "%v", err)
+		}
+	}
+	return nil
+}
+
+// release gives back what admit charged; handshaking says whether the
+// connection had not finished its handshake.
+func (s *Server) release(a *account, handshaking bool) {
+	if handshaking {
+		s.led.uncharge(a, kHandshakes, 1)
+	}
+	s.led.uncharge(a, kConns, 1)
+	s.led.uncharge(a, kInput, connMemory)
+	s.led.give(a, poolFDs, fdsPerConn)
+	s.led.close(a)
+}
+
+// handshakeDone ends the connection's charge as a handshake.
+func (s *Server) handshakeDone(c *conn) {
+	s.led.uncharge(c.acct, kHandshakes, 1)
+	c.handshaken = true
+}
+
+// refuse tells a connection it is not served, and why, and closes it. The
+// ERR is the only frame it gets, and it gets it only if the socket takes
+// it at once: a refused client is not waited for.
+func (s *Server) refuse(sock *unixsock.Conn, we *wire.Error) {
+	body, _ := wire.AppendBody(nil, we)
+	sock.TryWrite(wire.AppendControl(nil, wire.OpErr, 0, body))
+	// Not on the accept loop: what the client sent before it was refused
+	// is closed with the socket, and may block (see closer).
+	s.closer.do(func() { sock.Close() })
+	s.stats.refusedConns.Add(1)
+	if n, ok := s.refusals.note(); ok {
+		s.log.Warn("refused connection", "reason", we.Text, "refused since the last report", n)
+	}
+}
+
+// everySecond lets a message through at most once a second, counting what
+// it holds back: a client opening connections in a loop gets each refused,
+// and the log one line a second about it.
+type everySecond struct {
+	mu   sync.Mutex
+	last time.Time
+	held int
+}
+
+// note counts one event and reports whether to log it now, and how many
+// events the log line stands for.
+func (e *everySecond) note() (int, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.held++
+	if now := time.Now(); now.Sub(e.last) >= time.Second {
+		n := e.held
+		e.last, e.held = now, 0
+		return n, true
+	}
+	return 0, false
 }
 
 // Shutdown stops accepting, tells every client the broker is shutting down,
@@ -123,7 +235,10 @@ func (s *Server) refuse(sock *unixsock.Conn, n int) {
 // ctx.Err(). It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	if !s.closing {
+		s.closing = true
+		close(s.quit)
+	}
 	for l := range s.listeners {
 		l.Close()
 	}
@@ -140,16 +255,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		for _, c := range conns {
 			c.abort()
 		}
 		<-done
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	// Descriptors still being closed are waited for while ctx allows, and
+	// otherwise left to the closer: a close that blocks (a lingering
+	// socket) must not hold up shutdown.
+	if cerr := s.closer.drain(ctx); cerr != nil {
+		s.log.Warn("descriptors still being closed at shutdown", "err", cerr)
+	}
+	return err
 }
 
 func (s *Server) track(l *unixsock.Listener) bool {
@@ -159,12 +281,24 @@ func (s *Server) track(l *unixsock.Listener) bool {
 		return false
 	}
 	s.listeners[l] = struct{}{}
+	s.publishListenersLocked()
 	return true
+}
+
+// publishListenersLocked copies the listeners where readers without mu
+// find them.
+func (s *Server) publishListenersLocked() {
+	ls := make([]*unixsock.Listener, 0, len(s.listeners))
+	for l := range s.listeners {
+		ls = append(ls, l)
+	}
+	s.serving.Store(&ls)
 }
 
 func (s *Server) untrack(l *unixsock.Listener) {
 	s.mu.Lock()
 	delete(s.listeners, l)
+	s.publishListenersLocked()
 	s.mu.Unlock()
 	l.Close()
 }
@@ -175,18 +309,19 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// forget drops a finished connection.
+// forget drops a finished connection and gives back what it was charged.
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.release(c.acct, !c.handshaken)
 }
 
 var noDeadline time.Time
 
 func deadlineIn(d time.Duration) time.Time { return time.Now().Add(d) }
 
-func deadlineSoon() time.Time { return deadlineIn(drainTimeout) }
+func deadlineNow() time.Time { return time.Now() }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 

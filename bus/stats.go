@@ -4,20 +4,38 @@ import "sync/atomic"
 
 // counters are the broker's running totals, updated without locks.
 type counters struct {
-	published atomic.Uint64
-	delivered atomic.Uint64
-	dropped   atomic.Uint64
-	errors    atomic.Uint64
+	published     atomic.Uint64
+	delivered     atomic.Uint64
+	dropped       atomic.Uint64
+	lost          atomic.Uint64
+	gapNotices    atomic.Uint64
+	stalls        atomic.Uint64
+	lagging       atomic.Uint64
+	slowConsumers atomic.Uint64
+	refusedFDs    atomic.Uint64
+	refusedConns  atomic.Uint64
+	errors        atomic.Uint64
 }
 
-// Stats is a snapshot of a Server's counters.
+// Stats is a snapshot of a Server's counters and of what it holds.
 type Stats struct {
-	Conns     int    // connections open now
-	Subs      int    // subscriptions now
-	Published uint64 // PUB frames routed
-	Delivered uint64 // MSG frames queued for subscribers
-	Dropped   uint64 // messages not queued because a subscriber was too slow
-	Errors    uint64 // ERR frames sent to clients
+	Conns         int    // connections open now
+	Subs          int    // subscriptions now
+	Published     uint64 // PUB frames routed
+	Delivered     uint64 // MSG frames queued for subscribers
+	Dropped       uint64 // messages not queued because a subscriber's connection had no room
+	Lost          uint64 // of those, reported to subscriptions in gap notices so far
+	GapNotices    uint64 // gap notices sent
+	Stalls        uint64 // times a publisher's reader waited for a receiver
+	Lagging       uint64 // times a receiver did not catch up within a publisher's stall budget
+	SlowConsumers uint64 // connections closed as slow consumers
+	RefusedFDs    uint64 // PUBs refused for passing a socket connected to the broker
+	RefusedConns  uint64 // connections refused: over a budget, the limit, or at shutdown
+	Errors        uint64 // ERR frames sent to clients
+	BudgetHits    uint64 // charges a budget refused
+	Users         int    // uids with connections or holdings now
+	Memory        int64  // bytes held, as charged to the broker's memory budget
+	FDs           int64  // descriptors held: two per connection, and passed ones
 }
 
 // Stats returns the current counters.
@@ -25,12 +43,24 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
+	u := s.led.usage()
 	return Stats{
-		Conns:     n,
-		Subs:      s.index.Len(),
-		Published: s.stats.published.Load(),
-		Delivered: s.stats.delivered.Load(),
-		Dropped:   s.stats.dropped.Load(),
-		Errors:    s.stats.errors.Load(),
+		Conns:         n,
+		Subs:          s.index.Len(),
+		Published:     s.stats.published.Load(),
+		Delivered:     s.stats.delivered.Load(),
+		Dropped:       s.stats.dropped.Load(),
+		Lost:          s.stats.lost.Load(),
+		GapNotices:    s.stats.gapNotices.Load(),
+		Stalls:        s.stats.stalls.Load(),
+		Lagging:       s.stats.lagging.Load(),
+		SlowConsumers: s.stats.slowConsumers.Load(),
+		RefusedFDs:    s.stats.refusedFDs.Load(),
+		RefusedConns:  s.stats.refusedConns.Load(),
+		Errors:        s.stats.errors.Load(),
+		BudgetHits:    u.hits,
+		Users:         u.users,
+		Memory:        u.memory,
+		FDs:           u.fds,
 	}
 }

@@ -1,0 +1,114 @@
+package bus
+
+import (
+	"errors"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/topics"
+)
+
+// subMemory is what a subscription is charged beyond its pattern and
+// group: its state and its place in the index.
+const subMemory = 256
+
+func subCost(s *subscription) int64 { return int64(subMemory + len(s.pattern) + len(s.group)) }
+
+// subscribe adds a subscription for SUB. One connection may hold one
+// subscription per pattern, group and policy: a second would only
+// multiply what every matching publish costs the broker (another copy,
+// another encoding), so it is refused, and clients that want several
+// handlers on one pattern share the one subscription among them.
+func (c *conn) subscribe(f *wire.Frame) error {
+	if _, dup := c.subs[f.ID]; dup {
+		return wire.Errorf(wire.CodeDuplicateSub, "subscription id %d is already in use", f.ID)
+	}
+	key := subKey{string(f.Topic), string(f.Reply), f.Flags}
+	if id, dup := c.subKeys[key]; dup {
+		return wire.Errorf(wire.CodeDuplicateSub, "this connection already subscribes to %q%s with the same policy, as id %d",
+			key.pattern, groupText(key.group), id)
+	}
+	if len(c.subs) >= c.srv.cfg.MaxSubs {
+		return wire.Errorf(wire.CodeTooManySubs, "this connection has %d subscriptions, the limit", len(c.subs))
+	}
+	s := &subscription{c: c, sid: f.ID, pattern: key.pattern, group: key.group, flags: f.Flags}
+	if err := c.chargeSub(s); err != nil {
+		return err
+	}
+	if err := c.srv.index.Add(s.pattern, s.group, s); err != nil {
+		c.unchargeSub(s)
+		code := wire.CodeInvalidPattern
+		var te *topics.Error
+		if errors.As(err, &te) && te.Kind == "group" {
+			code = wire.CodeInvalidGroup
+		}
+		return &wire.Error{Code: code, Text: err.Error()}
+	}
+	c.subs[f.ID] = s
+	c.subKeys[key] = f.ID
+	return nil
+}
+
+func groupText(group string) string {
+	if group == "" {
+		return ""
+	}
+	return " in queue group " + group
+}
+
+// chargeSub charges a subscription to the connection's user: one of its
+// subscriptions, and its memory.
+func (c *conn) chargeSub(s *subscription) error {
+	led := c.srv.led
+	if err := led.charge(c.acct, kSubs, 1); err != nil {
+		c.noteOnce(logBudget, "subscription refused over budget", "err", err)
+		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
+	}
+	if err := led.charge(c.acct, kInput, subCost(s)); err != nil {
+		led.uncharge(c.acct, kSubs, 1)
+		c.noteOnce(logBudget, "subscription refused over budget", "err", err)
+		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
+	}
+	return nil
+}
+
+func (c *conn) unchargeSub(s *subscription) {
+	c.srv.led.uncharge(c.acct, kSubs, 1)
+	c.srv.led.uncharge(c.acct, kInput, subCost(s))
+}
+
+// unsubscribe removes a subscription for UNSUB.
+func (c *conn) unsubscribe(f *wire.Frame) error {
+	s, ok := c.subs[f.ID]
+	if !ok {
+		return wire.Errorf(wire.CodeUnknownSub, "no subscription with id %d", f.ID)
+	}
+	c.removeSub(s)
+	return nil
+}
+
+// removeSub takes s out of the index and the connection, and gives back
+// what it was charged. It is marked removed first, under the lock
+// publishers check it under: one that found it in the index just before
+// then gives a queue group's message to another member instead.
+func (c *conn) removeSub(s *subscription) {
+	c.mu.Lock()
+	s.removed = true
+	c.mu.Unlock()
+	c.srv.index.Remove(s.pattern, s.group, s)
+	delete(c.subs, s.sid)
+	delete(c.subKeys, subKey{s.pattern, s.group, s.flags})
+	c.unchargeSub(s)
+}
+
+// dropSubs removes every subscription of the connection, all marked
+// removed before the first leaves the index, as in removeSub.
+func (c *conn) dropSubs() {
+	c.mu.Lock()
+	for _, s := range c.subs {
+		s.removed = true
+	}
+	c.mu.Unlock()
+	for _, s := range c.subs {
+		c.removeSub(s)
+	}
+}

@@ -1,0 +1,72 @@
+package bus
+
+import (
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+// writeLoop writes whatever routers leave to it, until the connection ends.
+// Routers write small batches to idle connections themselves (tryFlush); see
+// wire.Sender for why.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	defer c.send.Close() // release the descriptors of an unfinished batch
+	for {
+		select {
+		case <-c.kick:
+		case <-c.quit:
+		}
+		if c.flush() {
+			c.abort() // failed, drained, or closed under us
+			return
+		}
+	}
+}
+
+// flush writes everything pending and reports whether the connection is
+// finished: closing and drained, or failed. A peer that accepts no byte
+// for WriteTimeout while output waits is a slow consumer: the backlog is
+// dropped and an ERR queued in its place, which the peer gets if it reads
+// within another WriteTimeout.
+func (c *conn) flush() (finished bool) {
+	for {
+		c.armWriteDeadline()
+		done, err := c.send.FlushThen(c.drained)
+		switch {
+		case err == nil:
+			return done
+		case !isTimeout(err):
+			return true
+		case c.sock.LastWrite() >= c.armedAt.UnixNano():
+			c.armedAt = time.Time{} // it read some: a new deadline, and on
+			continue
+		}
+		c.mu.Lock()
+		open := c.state == stateOpen
+		if open {
+			c.srv.stats.slowConsumers.Add(1)
+			c.log.Info("closing a slow consumer", "reason", "no byte accepted", "for", c.srv.cfg.WriteTimeout)
+			c.closeLocked(wire.Errorf(wire.CodeSlowConsumer,
+				"the connection accepted no byte for %v with %d bytes waiting for it", c.srv.cfg.WriteTimeout, c.pending))
+		}
+		c.mu.Unlock()
+		if !open {
+			return true // closing, and not reading its last frames either
+		}
+		c.armedAt = time.Time{}
+	}
+}
+
+// armWriteDeadline sets the write deadline WriteTimeout ahead, unless it
+// was set less than a quarter of that ago: a busy connection's writer does
+// not reset its timer on every batch, and a deadline is always at least
+// three quarters of WriteTimeout away when a write starts.
+func (c *conn) armWriteDeadline() {
+	now := time.Now()
+	w := c.srv.cfg.WriteTimeout
+	if now.Sub(c.armedAt) > w/4 {
+		c.sock.SetWriteDeadline(now.Add(w))
+		c.armedAt = now
+	}
+}
