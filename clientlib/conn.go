@@ -28,20 +28,28 @@ type Conn struct {
 	space    *sync.Cond // signalled when pending falls
 	seq      uint64     // frames queued so far; HELLO was 1
 	err      error      // why the connection ended; nil while open
-	pings    map[uint32]chan struct{}
+	pings    map[uint32]pingWait
 	nextPing uint32
+	closeBy  time.Time // set by Close: the writer's last flush ends by then
+
+	// Writer-owned: when the write deadline was last set, and how many of
+	// the bytes written the broker had not read then (see flushOut).
+	armedAt     time.Time
+	armedUnread int
 
 	// Reader-owned.
-	ready   []*Subscription // subscriptions to hand messages to after this read batch
-	lastSID uint32          // the subscription of the previous MSG, see lookupSub
-	lastGen uint64
-	lastSub *Subscription
-	msgs    []carvedMsg // what is left of the current block of Msgs
-	data    []byte      // what is left of the current block of payload bytes
+	ready       []*Subscription // subscriptions to hand messages to after this read batch
+	lastSID     uint32          // the subscription of the previous MSG, see lookupSub
+	lastGen     uint64
+	lastSub     *brokerSub
+	lastMembers []*Subscription
+	msgs        []carvedMsg // what is left of the current block of Msgs
+	data        []byte      // what is left of the current block of payload bytes
 
 	subsMu  sync.RWMutex
-	subs    map[uint32]*Subscription
-	subsGen atomic.Uint64 // bumped whenever subs changes
+	subs    map[uint32]*brokerSub // by subscription id
+	byKey   map[subKey]*brokerSub // those new Subscriptions may join (see mux.go)
+	subsGen atomic.Uint64         // bumped whenever subs, or a brokerSub's members, change
 	nextSID uint32
 
 	validTopic atomic.Pointer[string] // the last topic Publish validated
@@ -78,8 +86,9 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		sock:       sock,
 		opts:       o,
 		lim:        wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 30, MaxFDs: wire.MaxFDsPerFrame},
-		pings:      map[uint32]chan struct{}{},
-		subs:       map[uint32]*Subscription{},
+		pings:      map[uint32]pingWait{},
+		subs:       map[uint32]*brokerSub{},
+		byKey:      map[subKey]*brokerSub{},
 		kick:       make(chan struct{}, 1),
 		cb:         newCallbacks(),
 		quit:       make(chan struct{}),
@@ -88,9 +97,7 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	}
 	c.space = sync.NewCond(&c.mu)
 	c.in = wire.NewReader(sock, &c.lim)
-	// A full box plus the message that overfilled it: a steady stream
-	// reuses its buffers.
-	c.send = wire.NewSender(sock, 2*o.maxPending, c.takeBatch, func(int, int) {})
+	c.send = wire.NewSender(sock, c.takeBatch, func(int, int) {})
 	if err := c.handshake(ctx); err != nil {
 		sock.Close()
 		return nil, fmt.Errorf("bus: handshake with %s: %w", path, err)
@@ -147,7 +154,18 @@ func (c *Conn) Limits() wire.Limits { return c.info.Limits() }
 
 // Flush waits until the broker has handled everything published before it:
 // a round trip through the broker.
-func (c *Conn) Flush(ctx context.Context) error {
+func (c *Conn) Flush(ctx context.Context) error { return c.ping(ctx, nil) }
+
+// pingWait is a PING waiting for its PONG.
+type pingWait struct {
+	done   chan struct{} // closed when the PONG is in
+	atPong func()        // run by the reader when the PONG arrives, before done is closed; may be nil
+}
+
+// ping sends a PING and waits for its PONG until ctx ends. The reader runs
+// atPong, if not nil, when the PONG arrives, after handing over every
+// message read before it; if ctx ends first, it may run it or not.
+func (c *Conn) ping(ctx context.Context, atPong func()) error {
 	done := make(chan struct{})
 	c.mu.Lock()
 	if c.err != nil {
@@ -156,7 +174,7 @@ func (c *Conn) Flush(ctx context.Context) error {
 	}
 	c.nextPing++
 	id := c.nextPing
-	c.pings[id] = done
+	c.pings[id] = pingWait{done, atPong}
 	c.queueLocked(wire.AppendControl(nil, wire.OpPing, id, nil))
 	c.mu.Unlock()
 	select {
@@ -172,12 +190,20 @@ func (c *Conn) Flush(ctx context.Context) error {
 	}
 }
 
+// closeFlush bounds how long Close spends sending what is pending.
+const closeFlush = time.Second
+
 // Close flushes what was published (for up to a second), closes the
-// connection and ends every subscription. It is safe to call more than once.
+// connection and ends every subscription. It returns within about a
+// second even if the broker has stopped reading. It is safe to call more
+// than once.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	if c.err == nil {
-		c.sock.SetWriteDeadline(time.Now().Add(time.Second))
+	if c.err == nil && c.closeBy.IsZero() {
+		// Under c.mu, which the writer arms its own deadline under, so
+		// that it cannot put this one off.
+		c.closeBy = time.Now().Add(closeFlush)
+		c.sock.SetWriteDeadline(c.closeBy)
 	}
 	c.mu.Unlock()
 	c.shutdown(ErrClosed, true)
@@ -200,15 +226,10 @@ func (c *Conn) shutdown(err error, flush bool) {
 		<-c.writerDone
 		<-c.readerDone
 		c.mu.Lock()
-		c.out.Reset(0)
+		c.out.Reset()
 		c.mu.Unlock()
 		c.send.Close()
-		c.subsMu.Lock()
-		subs := c.subs
-		c.subs = map[uint32]*Subscription{}
-		c.subsGen.Add(1)
-		c.subsMu.Unlock()
-		for _, s := range subs {
+		for _, s := range c.takeAllSubs() {
 			s.end(err)
 		}
 		if err != ErrClosed {

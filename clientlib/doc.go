@@ -25,19 +25,53 @@
 // "_INBOX.<nuid>.>", made on the first request; each request waits on its
 // own last token, so any number of goroutines may have requests in flight
 // on one Conn. If nothing subscribes to the request's topic the broker says
-// so at once and Request returns ErrNoResponders, naming the topic. ctx
-// bounds the wait; a reply that arrives after it ended is dropped (its files
-// closed). Requests and replies carry files like any message.
+// so at once and Request returns ErrNoResponders, naming the topic; if
+// subscribers exist but every one is too far behind to take the request,
+// it returns ErrRequestDropped at once (retrying later may work). ctx
+// bounds the wait, for the reply and for room to send the request; a reply
+// that arrives after it ended is dropped (its files closed). Requests and
+// replies carry files like any message.
 //
 // # Queue groups
 //
 // QueueSubscribe joins a queue group: each message goes to one member of
-// every matching group, picked uniformly at random by the broker, and to
-// every plain subscriber too. Members may join and leave while messages
-// flow: a message is never given to two members of a group, and a member
-// that leaves with Subscription.Drain first handles the messages already on
+// every matching group, picked uniformly at random by the broker among
+// the group's connections (and in turn among the members on one
+// connection, which share one subscription at the broker), and to every
+// plain subscriber too. Members may join and leave while messages flow: a
+// message is never given to two members of a group, and a member that
+// leaves with Subscription.Drain first handles the messages already on
 // their way to it, so none is lost while a member remains. (Unsubscribe, or
 // a connection that breaks, drops those in flight.)
+//
+// Any number of subscriptions on one Conn may share a pattern: without a
+// group each gets every message, its own Msg and its own descriptors of
+// the message's files.
+//
+// # Slow consumers
+//
+// A subscriber that falls behind its publishers cannot have every message
+// held for it for ever. Each subscription chooses what happens then, its
+// slow-consumer policy:
+//
+//   - drop, the default: delivery is at most once and in order, and every
+//     loss is reported. A message the broker has no room for in the
+//     connection's queue, or the subscription's own queue has no room for
+//     (WithSubscriptionLimits), is dropped; Subscription.Dropped counts
+//     both, and the error handler (WithErrorHandler) gets a *LostError,
+//     matching ErrSlowConsumer, saying how many were lost where and why.
+//     The broker tells the client of its losses with gap notices, which
+//     never reach a handler, channel or Next.
+//   - disconnect (DisconnectWhenSlow): nothing is lost silently. Rather than
+//     drop a message for the subscription, the broker closes the
+//     connection; it ends with an error matching ErrSlowConsumer.
+//
+// The other way round, a broker that stops reading cannot block a client
+// for ever: Publish waits for room in the connection's pending output
+// (WithPendingLimit) only until the broker has accepted nothing for the
+// write timeout (WithWriteTimeout), after which the connection ends with
+// ErrWriteTimeout and every waiting call returns. PublishContext and
+// PublishMsgContext bound the wait with a context.
 //
 // # Typed payloads and headers
 //
@@ -47,7 +81,9 @@
 // Msg.SetValue makes a typed message that has headers of its own.
 // Any message may carry headers, string keys to string values, in
 // Msg.Header. Keys starting with "Bus-" belong to the bus itself: the
-// broker sets Bus-Status: 503 on its no-responders answer.
+// broker sets Bus-Status: 503 on its no-responders answer, 429 on its
+// answer to a request every responder was too far behind to take, and
+// Bus-Dropped on its gap notices.
 //
 // # Streams
 //
@@ -63,7 +99,8 @@
 //
 // Topic streams carry bytes on a topic instead, from one TopicWriter to
 // every TopicReader subscribed; a reader that misses part of the stream
-// fails with ErrStreamGap rather than return bytes with a hole in them.
+// fails with ErrStreamGap rather than return bytes with a hole in them,
+// as soon as it learns of the loss.
 // MakeFile wraps either kind in buffered line and msgpack-value framing.
 //
 // # Receiving without allocating

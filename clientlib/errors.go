@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -13,15 +14,50 @@ var (
 	// ErrClosed is returned for operations on a closed connection or
 	// subscription.
 	ErrClosed = errors.New("bus: connection closed")
-	// ErrSlowConsumer is reported to the error handler when a subscription
-	// drops messages because its queue is full.
-	ErrSlowConsumer = errors.New("bus: slow consumer, messages dropped")
+	// ErrSlowConsumer matches every error about a subscription that fell
+	// behind: the *LostError reports of messages lost (given to the error
+	// handler), and the broker's ERR that ends a connection because a
+	// subscription made with DisconnectWhenSlow had no room for a message,
+	// or because the connection accepted nothing for the broker's write
+	// timeout.
+	ErrSlowConsumer error = wire.CodeSlowConsumer
 	// ErrNoReply is returned by Msg.Respond for a message without a reply
 	// topic.
 	ErrNoReply = errors.New("bus: message has no reply topic")
 	// ErrNoBus is returned by Connect when no socket path is configured and
 	// none can be derived from the environment.
 	ErrNoBus = errors.New("bus: no bus socket")
+	// ErrWriteTimeout ends a connection whose broker accepted no byte of
+	// its output for the write timeout (WithWriteTimeout): the broker has
+	// stopped reading it. Every call waiting on the connection then
+	// returns.
+	ErrWriteTimeout = errors.New("bus: write timeout, the broker stopped reading")
+
+	// ErrNoResponders is returned by Request when no subscription matched
+	// the request's topic: the broker says so at once, so the requester
+	// does not wait for its timeout.
+	ErrNoResponders = errors.New("bus: no responders")
+	// ErrRequestDropped is returned by Request when subscriptions matched
+	// the request's topic but every one of them was too far behind to take
+	// it: the broker dropped it and says so at once. Nobody will answer
+	// this request; retrying later may work.
+	ErrRequestDropped = errors.New("bus: request dropped, every responder is too far behind (retrying later may work)")
+
+	// ErrNoListener is returned by DialStream when no process listens on the
+	// stream's name. It matches ErrNoResponders too.
+	ErrNoListener = fmt.Errorf("%w: no stream listener", ErrNoResponders)
+	// ErrStreamRefused is returned by DialStream when the listener refused
+	// the stream: its backlog was full, or it was closing.
+	ErrStreamRefused = errors.New("bus: stream refused")
+	// ErrStreamAborted is returned by a TopicReader whose writer ended the
+	// stream with CloseWithError: the bytes before it are all there, but the
+	// stream is not complete.
+	ErrStreamAborted = errors.New("bus: topic stream aborted by its writer")
+	// ErrStreamGap is returned by a TopicReader that missed part of its
+	// stream: it fell behind and lost messages (in its subscription's
+	// queue or in the broker), it joined after the stream began, or two
+	// writers wrote to its topic.
+	ErrStreamGap = errors.New("bus: topic stream has a gap")
 
 	// ErrInvalidTopic matches topics that break the grammar (docs/TOPICS.md).
 	ErrInvalidTopic error = wire.CodeInvalidTopic

@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"context"
 	"errors"
 	"os"
 )
@@ -45,7 +46,7 @@ func (m *Msg) Respond(data []byte, files ...*os.File) error {
 	if err := m.canRespond(); err != nil {
 		return err
 	}
-	return m.sub.conn.publishMsg(&Msg{Topic: m.Reply, Data: data, Files: files}, true)
+	return m.sub.conn.publishMsg(context.Background(), &Msg{Topic: m.Reply, Data: data, Files: files}, true)
 }
 
 // RespondMsg answers the message with r: its header, data and files, sent
@@ -56,7 +57,7 @@ func (m *Msg) RespondMsg(r *Msg) error {
 	}
 	reply := *r
 	reply.Topic, reply.Reply = m.Reply, ""
-	return m.sub.conn.publishMsg(&reply, true)
+	return m.sub.conn.publishMsg(context.Background(), &reply, true)
 }
 
 func (m *Msg) canRespond() error {

@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"fmt"
+	"time"
 )
 
 // Option configures Connect.
@@ -15,15 +16,17 @@ type options struct {
 	maxFDs           int
 	subMsgs          int
 	subBytes         int
+	writeTimeout     time.Duration
 }
 
 func defaultOptions() options {
 	return options{
-		maxPending: 1 << 20,
-		maxFDs:     1024,
-		subMsgs:    1 << 16,
-		subBytes:   64 << 20,
-		onError:    func(*Conn, *Subscription, error) {},
+		maxPending:   1 << 20,
+		maxFDs:       1024,
+		subMsgs:      1 << 16,
+		subBytes:     64 << 20,
+		writeTimeout: 10 * time.Second,
+		onError:      func(*Conn, *Subscription, error) {},
 	}
 }
 
@@ -51,8 +54,8 @@ func WithName(name string) Option {
 
 // WithErrorHandler sets the function told about errors that no call
 // returns: errors the broker reports about frames sent earlier, messages a
-// subscription dropped (ErrSlowConsumer), and the error that ended the
-// connection, unless Close did. sub is nil when the error concerns no
+// subscription lost (a *LostError, matching ErrSlowConsumer), and the
+// error that ended the connection, unless Close did. sub is nil when the error concerns no
 // subscription. It runs on a goroutine of its own, one error at a time in
 // order, so it may call anything on the connection, Close included.
 func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
@@ -80,14 +83,33 @@ func WithPendingLimit(bytes int) Option {
 }
 
 // WithSubscriptionLimits bounds the messages and bytes queued on one
-// subscription and not yet handled; past either, new messages are dropped
-// and ErrSlowConsumer reported (defaults: 65536 messages, 64 MiB).
+// subscription and not yet handled; past either, new messages are dropped,
+// counted in Subscription.Dropped and reported to the error handler as a
+// *LostError (defaults: 65536 messages, 64 MiB). No slow-consumer policy
+// changes this: DisconnectWhenSlow is about the broker's queue.
 func WithSubscriptionLimits(msgs, bytes int) Option {
 	return func(o *options) error {
 		if msgs < 1 || bytes < 1 {
 			return fmt.Errorf("bus: subscription limits %d, %d are not positive", msgs, bytes)
 		}
 		o.subMsgs, o.subBytes = msgs, bytes
+		return nil
+	}
+}
+
+// WithWriteTimeout bounds how long the connection waits for the broker to
+// accept a byte while output is waiting (default 10 s). A broker that
+// accepts nothing for that long has stopped reading this connection: the
+// connection ends with an error matching ErrWriteTimeout, and every call
+// waiting on it (Publish waiting for room, Flush, Request) returns. The
+// stall is noticed between d and 2d after the broker took its last byte.
+// A broker that reads slowly but keeps reading is waited for.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("bus: write timeout %v is not positive", d)
+		}
+		o.writeTimeout = d
 		return nil
 	}
 }

@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -14,18 +15,36 @@ import (
 // connection duplicates the files' descriptors, so the caller may close them
 // as soon as Publish returns. Publish returns once the message is queued for
 // the writer; use Flush to know the broker has it. It waits only while the
-// connection's pending output is at its limit (WithPendingLimit).
+// connection's pending output is at its limit (WithPendingLimit), and at
+// most until the connection ends, which it does if the broker accepts
+// nothing for the write timeout (WithWriteTimeout); PublishContext bounds
+// that wait with a context.
 func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
-	return c.publish(topic, "", nil, data, files, false)
+	return c.publish(context.Background(), topic, "", nil, data, files, false)
 }
 
-// PublishMsg sends m: its topic, reply topic, header, data and files.
-func (c *Conn) PublishMsg(m *Msg) error { return c.publishMsg(m, false) }
+// PublishContext is Publish, waiting for room in the pending limit only
+// until ctx ends; it then returns an error matching ctx's, and nothing is
+// sent. ctx is looked at only if there is a wait: a message that fits is
+// queued whatever the state of ctx.
+func (c *Conn) PublishContext(ctx context.Context, topic string, data []byte, files ...*os.File) error {
+	return c.publish(ctx, topic, "", nil, data, files, false)
+}
+
+// PublishMsg sends m: its topic, reply topic, header, data and files. It
+// waits like Publish.
+func (c *Conn) PublishMsg(m *Msg) error { return c.publishMsg(context.Background(), m, false) }
+
+// PublishMsgContext is PublishMsg, waiting for room in the pending limit
+// only until ctx ends, like PublishContext.
+func (c *Conn) PublishMsgContext(ctx context.Context, m *Msg) error {
+	return c.publishMsg(ctx, m, false)
+}
 
 // publishMsg is PublishMsg; with now it also writes the message from the
 // calling goroutine if the socket takes it at once, for answers someone is
 // waiting on.
-func (c *Conn) publishMsg(m *Msg, now bool) error {
+func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool) error {
 	var hdrs wire.Headers
 	if len(m.Header) > 0 {
 		keys := make([]string, 0, len(m.Header))
@@ -40,10 +59,11 @@ func (c *Conn) publishMsg(m *Msg, now bool) error {
 			return err
 		}
 	}
-	return c.publish(m.Topic, m.Reply, hdrs, m.Data, m.Files, now)
+	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, now)
 }
 
-func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool) error {
+// publish queues a PUB, waiting for room until ctx ends.
+func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool) error {
 	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
 		return err
 	}
@@ -55,10 +75,13 @@ func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, file
 		}
 	}
 	c.mu.Lock()
-	if err := c.waitSpaceLocked(len(files)); err != nil {
+	if err := c.waitSpaceLocked(ctx, len(files)); err != nil {
 		c.mu.Unlock()
 		if dups != nil {
 			dups.Release()
+		}
+		if err == ctx.Err() { // not the connection's end
+			return fmt.Errorf("bus: publish to %q: waiting for room in the pending limit: %w", topic, err)
 		}
 		return err
 	}
@@ -66,13 +89,14 @@ func (c *Conn) publish(topic, reply string, hdrs wire.Headers, data []byte, file
 		c.out.AddFDs(dups.fds, dups)
 		c.fds += len(dups.fds)
 	}
-	wake := len(c.out.Buf) == 0 && !now
+	wake := c.out.Len() == 0 && !now
 	if wake {
 		c.wake()
 	}
-	n := len(c.out.Buf)
-	c.out.Buf = wire.AppendPub(c.out.Buf, topic, reply, hdrs, data, len(files))
-	c.pending += len(c.out.Buf) - n
+	n := c.out.Len()
+	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
+	c.out.Commit(wire.AppendPub(c.out.Reserve(size), topic, reply, hdrs, data, len(files)))
+	c.pending += c.out.Len() - n
 	c.seq++
 	c.mu.Unlock()
 	if now && !c.send.TryFlush() {

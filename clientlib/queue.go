@@ -19,8 +19,9 @@ type msgQueue struct {
 	mu       sync.Mutex
 	in       []*Msg
 	inBytes  int
-	err      error // why the subscription ended; nil while it lives
-	dropped  uint64
+	err      error         // why the subscription ended; nil while it lives
+	dropped  uint64        // messages this queue had no room for
+	lost     uint64        // messages the broker dropped (gap notices)
 	lent     []*Msg        // Msgs the handler has finished with, for the reader to reuse (ReuseMessages)
 	lentCost int           // what lent holds, in bytes (see lentCost)
 	ready    chan struct{} // capacity 1: messages were handed over
@@ -84,6 +85,15 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, wait
 		return 0, total, waiting
 	}
 	return len(batch) - keep, total, waiting
+}
+
+// addLost counts n messages lost in the broker and returns how many the
+// subscription has lost in all.
+func (q *msgQueue) addLost(n uint64) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.lost += n
+	return q.lost + q.dropped
 }
 
 // next returns the next message, waiting until ctx ends. After the queue

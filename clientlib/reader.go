@@ -1,8 +1,6 @@
 package clientlib
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"runtime"
 
@@ -32,11 +30,14 @@ func (c *Conn) handle(f *wire.Frame) error {
 		// waiting on the PING hears of it: Drain relies on that.
 		c.flushReady()
 		c.mu.Lock()
-		done := c.pings[f.ID]
+		p, ok := c.pings[f.ID]
 		delete(c.pings, f.ID)
 		c.mu.Unlock()
-		if done != nil {
-			close(done)
+		if ok {
+			if p.atPong != nil {
+				p.atPong()
+			}
+			close(p.done)
 		}
 	case wire.OpPing:
 		c.mu.Lock()
@@ -47,41 +48,16 @@ func (c *Conn) handle(f *wire.Frame) error {
 		if isFatal(err) {
 			return err
 		}
-		c.cb.push(c.subscriptionOf(err), err)
+		c.refused(err)
 	default:
 		return wire.Errorf(wire.CodeUnknownOp, "unexpected %v from the broker", f.Op)
 	}
 	return nil
 }
 
-// subscriptionOf finds the subscription whose SUB an error is about, and
-// ends it: the broker refused it.
-func (c *Conn) subscriptionOf(err error) *Subscription {
-	var se *ServerError
-	if !errors.As(err, &se) || se.Op != wire.OpSub {
-		return nil
-	}
-	c.subsMu.RLock()
-	var found *Subscription
-	for _, s := range c.subs {
-		if s.seq == se.Seq {
-			found = s
-			break
-		}
-	}
-	c.subsMu.RUnlock()
-	if found != nil {
-		c.forget(found)
-		found.end(err)
-		if found.inbox != nil {
-			found.inbox.refuse(err)
-		}
-	}
-	return found
-}
-
-// deliver turns a MSG into a Msg on its subscription's queue. Descriptors
-// are taken first, so they are closed even if the subscription is gone.
+// deliver turns a MSG into a Msg on the queue of each subscription it is
+// for. Descriptors are taken first, so they are closed even if the
+// subscription is gone.
 func (c *Conn) deliver(f *wire.Frame) error {
 	var files []*os.File
 	if f.NFDs > 0 {
@@ -94,18 +70,37 @@ func (c *Conn) deliver(f *wire.Frame) error {
 			files[i] = os.NewFile(uintptr(fd), "bus-fd")
 		}
 	}
-	s := c.lookupSub(f.ID)
-	if s == nil { // unsubscribed while the message was on its way
-		for _, fl := range files {
-			fl.Close()
-		}
+	bs, members := c.lookupSub(f.ID)
+	if len(members) == 0 { // unsubscribed while the message was on its way
+		closeAll(files)
 		return nil
 	}
+	if f.Origin.Conn == 0 { // from the broker itself: a status, or a gap notice
+		if lost, reason, ok := gapNotice(f); ok {
+			closeAll(files)
+			c.noteGap(members, lost, reason)
+			return nil
+		}
+	}
+	switch {
+	case len(members) == 1:
+		c.deliverTo(members[0], f, files, true)
+	case bs.key.group != "":
+		c.deliverTo(bs.pick(members), f, files, true)
+	default:
+		c.deliverEach(members, f, files)
+	}
+	return nil
+}
+
+// deliverTo gives s its own Msg of f, with files; with mayKeep the Msg may
+// take the frame's own buffer for its payload.
+func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKeep bool) {
 	var m *Msg
 	switch {
 	case s.reuse:
 		m = s.lend(f.Payload)
-	case len(f.Payload) > maxCarved && c.in.Keep():
+	case mayKeep && len(f.Payload) > maxCarved && c.in.Keep():
 		m = c.newMsg(nil) // the payload's bytes are the frame's own buffer: no copy
 		m.Data = f.Payload[:len(f.Payload):len(f.Payload)]
 	default:
@@ -126,12 +121,17 @@ func (c *Conn) deliver(f *wire.Frame) error {
 	}
 	if s.inbox != nil {
 		s.inbox.deliverReply(m)
-		return nil
+		return
 	}
 	if s.q.add(m) {
 		c.ready = append(c.ready, s)
 	}
-	return nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 // flushReady hands each subscription the messages the last read batch
@@ -142,9 +142,7 @@ func (c *Conn) flushReady() {
 	for i, s := range c.ready {
 		dropped, total, waiting := s.q.flush(c.opts.subMsgs, c.opts.subBytes)
 		behind = behind || waiting > yieldAt
-		if dropped > 0 && (total == uint64(dropped) || total/1024 != (total-uint64(dropped))/1024) {
-			c.cb.push(s, fmt.Errorf("%w: %q dropped %d messages", ErrSlowConsumer, s.pattern, total))
-		}
+		c.reportDrops(s, dropped, total)
 		c.ready[i] = nil
 	}
 	c.ready = c.ready[:0]
@@ -204,22 +202,6 @@ func (c *Conn) newMsg(payload []byte) *Msg {
 	}
 	copy(cm.m.Data, payload)
 	return &cm.m
-}
-
-// lookupSub finds the subscription of a MSG. Consecutive messages usually
-// belong to the same one, so the reader remembers the last and checks only
-// that the set of subscriptions has not changed since, instead of taking the
-// map's lock for every message.
-func (c *Conn) lookupSub(sid uint32) *Subscription {
-	gen := c.subsGen.Load()
-	if sid == c.lastSID && gen == c.lastGen && c.lastSub != nil {
-		return c.lastSub
-	}
-	c.subsMu.RLock()
-	s := c.subs[sid]
-	c.subsMu.RUnlock()
-	c.lastSID, c.lastGen, c.lastSub = sid, gen, s
-	return s
 }
 
 // topicString returns the topic as a string, reusing the previous one when

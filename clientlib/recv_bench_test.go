@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"context"
-	"os"
 	"sync/atomic"
 	"testing"
 
@@ -10,35 +9,29 @@ import (
 	"github.com/busd/busd/unixsock"
 )
 
-// fakeBroker answers the handshake and the first SUB, then writes MSG
-// frames for that subscription as fast as the socket takes them, whole
-// buffers at a time: what is left to measure is the client's receiving.
-func fakeBroker(b *testing.B, payload int) (path string, stop func()) {
-	dir, err := os.MkdirTemp("", "rb")
-	if err != nil {
-		b.Fatal(err)
-	}
-	path = dir + "/b.sock"
-	l, err := unixsock.Listen(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+// benchBroker plays a broker for a benchmark: it answers one client's
+// HELLO and hands the connection to serve, until stop.
+func benchBroker(b *testing.B, serve func(sock *unixsock.Conn, in *wire.Reader)) (path string, stop func()) {
+	path, l, remove := tempListener(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sock, err := l.Accept()
+		lim := wire.DefaultLimits
+		sock, in, err := acceptHello(l, &lim)
 		if err != nil {
 			return
 		}
 		defer sock.Close()
-		lim := wire.DefaultLimits
-		in := wire.NewReader(sock, &lim)
-		if _, err := in.Next(nil); err != nil { // HELLO
-			return
-		}
-		info, _ := wire.AppendBody(nil, &wire.Info{Version: wire.Version, ConnID: 1,
-			MaxPayload: lim.MaxPayload, MaxHeaders: lim.MaxHeaders, MaxFDs: lim.MaxFDs, MaxSubs: 100})
-		sock.Write(wire.AppendControl(nil, wire.OpInfo, 0, info))
+		serve(sock, in)
+	}()
+	return path, func() { remove(); <-done }
+}
+
+// fakeBroker answers the handshake and the first SUB, then writes MSG
+// frames for that subscription as fast as the socket takes them, whole
+// buffers at a time: what is left to measure is the client's receiving.
+func fakeBroker(b *testing.B, payload int) (path string, stop func()) {
+	return benchBroker(b, func(sock *unixsock.Conn, in *wire.Reader) {
 		sub, err := in.Next(nil)
 		if err != nil || sub.Op != wire.OpSub {
 			return
@@ -54,8 +47,7 @@ func fakeBroker(b *testing.B, payload int) (path string, stop func()) {
 				return
 			}
 		}
-	}()
-	return path, func() { l.Close(); <-done; os.RemoveAll(dir) }
+	})
 }
 
 // BenchmarkReceive is the client's cost per message received, the largest

@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -11,11 +10,6 @@ import (
 	"github.com/busd/busd/bus/wire"
 	"github.com/nats-io/nuid"
 )
-
-// ErrNoResponders is returned by Request when no subscription matched the
-// request's topic: the broker says so at once, so the requester does not
-// wait for its timeout.
-var ErrNoResponders = errors.New("bus: no responders")
 
 // InboxPrefix starts the reply topics of requests.
 const InboxPrefix = "_INBOX."
@@ -37,9 +31,11 @@ type inbox struct {
 }
 
 // Request publishes data (with files) to topic and waits for one reply,
-// until ctx ends. It returns ErrNoResponders, naming the topic, when
-// nothing subscribes to it. A reply that arrives after ctx ended is dropped.
-// Many goroutines may have requests in flight at once.
+// until ctx ends; ctx bounds the wait for room in the pending limit too.
+// It returns at once ErrNoResponders, naming the topic, when nothing
+// subscribes to it, and ErrRequestDropped when every subscriber was too far
+// behind to take it. A reply that arrives after ctx ended is dropped. Many
+// goroutines may have requests in flight at once.
 func (c *Conn) Request(ctx context.Context, topic string, data []byte, files ...*os.File) (*Msg, error) {
 	return c.RequestMsg(ctx, &Msg{Topic: topic, Data: data, Files: files})
 }
@@ -49,12 +45,13 @@ func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
 	return c.request(ctx, m.Topic, func(replyTo string) error {
 		req := *m
 		req.Reply = replyTo
-		return c.publishMsg(&req, true)
+		return c.publishMsg(ctx, &req, true)
 	})
 }
 
 // request sends a request to topic with send, which publishes it with the
-// reply topic it is given, and waits for the reply.
+// reply topic it is given (waiting for room until ctx ends), and waits for
+// the reply.
 func (c *Conn) request(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bus: request to %q: %w", topic, err)
@@ -90,8 +87,13 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 	}
 	select {
 	case r := <-ch:
-		if r.Origin.Conn == 0 && r.Header[wire.StatusHeader] == wire.StatusNoResponders {
-			return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
+		if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
+			switch r.Header[wire.StatusHeader] {
+			case wire.StatusNoResponders:
+				return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
+			case wire.StatusDropped:
+				return nil, fmt.Errorf("%w: request to %q", ErrRequestDropped, topic)
+			}
 		}
 		return r, nil
 	case <-ctx.Done():
@@ -110,7 +112,7 @@ func (c *Conn) openInbox() error {
 		in.prefix = InboxPrefix + nuid.Next() + "."
 		in.waiting = map[string]chan *Msg{}
 		in.refused = make(chan struct{})
-		_, in.err = c.subscribeWith(in.prefix+">", "", in, false)
+		_, in.err = c.subscribeWith(in.prefix+">", "", subConfig{inbox: in})
 	})
 	return in.err
 }

@@ -6,14 +6,6 @@ import (
 	"unsafe"
 )
 
-// SubOption configures a subscription made with Subscribe or
-// QueueSubscribe.
-type SubOption func(*subConfig)
-
-type subConfig struct {
-	reuse bool
-}
-
 // ReuseMessages lends the handler each Msg instead of giving it away: the
 // Msg and its Data are valid only until the handler returns, after which
 // the connection fills them with a later message. Topic, Reply, Header and
@@ -25,7 +17,8 @@ type subConfig struct {
 // millions of small messages a second, the allocations and the garbage
 // collection they cause are the largest cost of receiving (see
 // docs/PERFORMANCE.md); a handler that only reads each message should use
-// this option.
+// this option. It needs a handler, whose return gives the Msg back:
+// SubscribeSync, QueueSubscribeSync and SubscribeChan refuse it.
 func ReuseMessages() SubOption { return func(c *subConfig) { c.reuse = true } }
 
 // Bounds on what a subscription with ReuseMessages keeps for reuse: idle

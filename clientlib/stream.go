@@ -35,15 +35,6 @@ const StreamErrorHeader = "Stream-Error"
 // accepting.
 const listenBacklog = 128
 
-var (
-	// ErrNoListener is returned by DialStream when no process listens on the
-	// stream's name. It matches ErrNoResponders too.
-	ErrNoListener = fmt.Errorf("%w: no stream listener", ErrNoResponders)
-	// ErrStreamRefused is returned by DialStream when the listener refused
-	// the stream: its backlog was full, or it was closing.
-	ErrStreamRefused = errors.New("bus: stream refused")
-)
-
 // StreamAddr is the address of both ends of a stream: its name.
 type StreamAddr string
 
@@ -84,7 +75,8 @@ func streamTopic(name string) (string, error) {
 
 // DialStream opens a direct stream to a process listening on name, waiting
 // for its answer until ctx ends. It fails at once with ErrNoListener if no
-// process listens on name.
+// process listens on name, and with an error matching ErrRequestDropped if
+// every listener is too busy, too far behind to take the request.
 func (c *Conn) DialStream(ctx context.Context, name string) (*StreamConn, error) {
 	topic, err := streamTopic(name)
 	if err != nil {
@@ -105,6 +97,9 @@ func (c *Conn) DialStream(ctx context.Context, name string) (*StreamConn, error)
 		local.Close()
 		if errors.Is(err, ErrNoResponders) {
 			return nil, fmt.Errorf("%w named %q (Listen, or bus stream listen, makes one)", ErrNoListener, name)
+		}
+		if errors.Is(err, ErrRequestDropped) {
+			return nil, fmt.Errorf("bus: stream %q: the listeners are too busy to take a stream now: %w", name, err)
 		}
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
 )
 
@@ -14,12 +13,20 @@ import (
 // pattern. Messages wait in the subscription's queue, bounded by
 // WithSubscriptionLimits, until Next takes them or the handler or channel
 // given at subscribe time receives them, one at a time and in order.
+//
+// Subscriptions of one connection to the same pattern, in the same queue
+// group and with the same slow-consumer policy, share one subscription at
+// the broker, which the first of them makes and the last to leave ends.
+// Each still behaves as a subscription of its own: without a group, every
+// one of them gets every message (each its own Msg and its own
+// descriptors of the message's files); in a group, each message goes to
+// one of them, so that the whole group, on this connection and others,
+// handles each message once.
 type Subscription struct {
 	conn    *Conn
-	sid     uint32
+	bs      *brokerSub // the broker's subscription it shares; set once, by attach
 	pattern string
 	group   string
-	seq     uint64 // the frame number of its SUB, to match an ERR to it
 
 	q        msgQueue
 	pumpDone chan struct{} // closed when the handler's goroutine is done; nil without a handler
@@ -29,30 +36,35 @@ type Subscription struct {
 	stopped  chan struct{} // closed by Unsubscribe only: queued messages are discarded
 	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
 	reuse    bool          // ReuseMessages: the handler's Msgs come back for reuse
-	free     []*Msg        // reader-owned: lent Msgs ready for reuse
+	onLoss   func()        // see subConfig
 
-	lastTopic string // reader-owned: reused when consecutive messages share a topic
+	// Reader-owned.
+	free          []*Msg // lent Msgs ready for reuse
+	lastTopic     string // reused when consecutive messages share a topic
+	reportedDrops uint64 // the queue's drops already reported, see reportDrops
 }
 
 // Subscribe calls handler for every message published to a topic matching
 // pattern, one message at a time, in order, on a goroutine of the
 // subscription's own. The Msg is the handler's to keep, unless the
 // subscription is made with ReuseMessages.
+//
+// Delivery is at most once, in order, and every loss is reported: a
+// message the subscription falls too far behind for is dropped, counted
+// in Dropped, and reported to the error handler as a *LostError. With
+// DisconnectWhenSlow the broker instead closes the connection rather than
+// drop a message, and the connection ends with an error matching
+// ErrSlowConsumer. Options apply to every Subscribe method.
 func (c *Conn) Subscribe(pattern string, handler func(*Msg), opts ...SubOption) (*Subscription, error) {
 	return c.QueueSubscribe(pattern, "", handler, opts...)
 }
 
 // QueueSubscribe is Subscribe as a member of queue group group: each message
-// goes to one member of the group (picked at random by the broker) and to
-// every plain subscriber.
+// goes to one member of the group (picked at random by the broker among the
+// group's connections, and in turn among the members on one connection)
+// and to every plain subscriber.
 func (c *Conn) QueueSubscribe(pattern, group string, handler func(*Msg), opts ...SubOption) (*Subscription, error) {
-	var cfg subConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
-	s, err := c.subscribeWith(pattern, group, nil, cfg.reuse)
+	s, err := c.subscribeWith(pattern, group, subOptions(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +74,12 @@ func (c *Conn) QueueSubscribe(pattern, group string, handler func(*Msg), opts ..
 
 // SubscribeChan sends every matching message to ch, in order, blocking while
 // ch is full; messages wait in the subscription's queue meanwhile.
-func (c *Conn) SubscribeChan(pattern string, ch chan<- *Msg) (*Subscription, error) {
-	s, err := c.subscribe(pattern, "")
+func (c *Conn) SubscribeChan(pattern string, ch chan<- *Msg, opts ...SubOption) (*Subscription, error) {
+	cfg := subOptions(opts)
+	if cfg.reuse {
+		return nil, errReuseNeedsHandler
+	}
+	s, err := c.subscribeWith(pattern, "", cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -80,22 +96,21 @@ func (c *Conn) SubscribeChan(pattern string, ch chan<- *Msg) (*Subscription, err
 }
 
 // SubscribeSync subscribes without a handler: take messages with Next.
-func (c *Conn) SubscribeSync(pattern string) (*Subscription, error) {
-	return c.subscribe(pattern, "")
+func (c *Conn) SubscribeSync(pattern string, opts ...SubOption) (*Subscription, error) {
+	return c.QueueSubscribeSync(pattern, "", opts...)
 }
 
 // QueueSubscribeSync is SubscribeSync as a member of queue group group.
-func (c *Conn) QueueSubscribeSync(pattern, group string) (*Subscription, error) {
-	return c.subscribe(pattern, group)
+func (c *Conn) QueueSubscribeSync(pattern, group string, opts ...SubOption) (*Subscription, error) {
+	cfg := subOptions(opts)
+	if cfg.reuse {
+		return nil, errReuseNeedsHandler
+	}
+	return c.subscribeWith(pattern, group, cfg)
 }
 
-func (c *Conn) subscribe(pattern, group string) (*Subscription, error) {
-	return c.subscribeWith(pattern, group, nil, false)
-}
-
-// subscribeWith makes a subscription, for the inbox if in is not nil; its
-// messages are lent to the handler if reuse is set.
-func (c *Conn) subscribeWith(pattern, group string, in *inbox, reuse bool) (*Subscription, error) {
+// subscribeWith makes a subscription configured by cfg.
+func (c *Conn) subscribeWith(pattern, group string, cfg subConfig) (*Subscription, error) {
 	if err := topics.ValidPattern(pattern); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPattern, err)
 	}
@@ -104,44 +119,27 @@ func (c *Conn) subscribeWith(pattern, group string, in *inbox, reuse bool) (*Sub
 			return nil, fmt.Errorf("%w: %w", ErrInvalidGroup, err)
 		}
 	}
-	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(), inbox: in, reuse: reuse,
+	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(),
+		inbox: cfg.inbox, reuse: cfg.reuse, onLoss: cfg.onLoss,
 		dropped: make(chan struct{}), stopped: make(chan struct{})}
-	// Under c.mu the SUB is only queued, not sent, so no MSG for it can
-	// arrive before it is in subs; and seq is set before anyone can see s.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return nil, c.err
+	if err := c.attach(s, subKey{pattern, group, cfg.flags}); err != nil {
+		return nil, err
 	}
-	c.subsMu.Lock()
-	c.nextSID++
-	s.sid = c.nextSID
-	c.subsMu.Unlock()
-	c.queueLocked(wire.AppendSub(nil, s.sid, pattern, group))
-	s.seq = c.seq
-	c.subsMu.Lock()
-	c.subs[s.sid] = s
-	c.subsGen.Add(1)
-	c.subsMu.Unlock()
 	return s, nil
-}
-
-func (c *Conn) forget(s *Subscription) {
-	c.subsMu.Lock()
-	delete(c.subs, s.sid)
-	c.subsGen.Add(1)
-	c.subsMu.Unlock()
 }
 
 // Pattern returns the pattern the subscription was made with.
 func (s *Subscription) Pattern() string { return s.pattern }
 
-// Dropped returns how many messages the subscription dropped because its
-// queue was full.
+// Dropped returns how many messages the subscription has lost: those the
+// broker dropped because the connection fell behind (it says how many in
+// its gap notices), and those the subscription's own queue dropped because
+// it was full. The error handler hears of them too, as *LostError
+// reports.
 func (s *Subscription) Dropped() uint64 {
 	s.q.mu.Lock()
 	defer s.q.mu.Unlock()
-	return s.q.dropped
+	return s.q.dropped + s.q.lost
 }
 
 // Unsubscribe stops the subscription at once. Messages still queued, and
@@ -156,25 +154,19 @@ func (s *Subscription) Unsubscribe() error {
 	return err
 }
 
-// leave queues the UNSUB of the first Unsubscribe or Drain, which it reports
-// with first; later calls get ErrClosed. err is the connection's error if it
+// leave begins the first Unsubscribe or Drain, which it reports with
+// first; later calls get ErrClosed. err is the connection's error if it
 // has ended.
 func (s *Subscription) leave() (first bool, err error) {
 	if !s.closing.CompareAndSwap(false, true) || s.q.ended() {
 		return false, ErrClosed
 	}
-	c := s.conn
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.queueLocked(wire.AppendControl(nil, wire.OpUnsub, s.sid, nil))
-	}
-	return true, c.err
+	return true, s.conn.leaveBroker(s)
 }
 
 // stop ends the subscription at once, discarding what is queued.
 func (s *Subscription) stop(err error) {
-	s.conn.forget(s)
+	s.conn.detach(s)
 	s.q.end(err)
 	s.q.discard()
 	s.dropOnce.Do(func() { close(s.dropped) })
@@ -182,28 +174,32 @@ func (s *Subscription) stop(err error) {
 }
 
 // Drain stops the subscription without losing what is on its way: the
-// broker stops delivering to it, and every message it had already sent is
-// still handed over (to the handler or channel, or left for Next) before
-// the subscription ends with ErrClosed. It returns once the broker has
-// confirmed and, for a subscription with a handler or channel, the handler
-// has returned for the last message; ctx bounds the wait. A queue group
-// member that leaves with Drain loses no message for its group; one that
-// leaves with Unsubscribe, or whose connection breaks, loses those in
-// flight to it. Drain called from the subscription's own handler cannot
-// wait for that handler: it waits until ctx ends or the connection closes.
+// broker stops delivering to it, and every message it had already sent
+// for it is still handed over (to the handler or channel, or left for
+// Next) before the subscription ends with ErrClosed. It returns once the
+// broker has confirmed (a round trip, as Flush) and, for a subscription
+// with a handler or channel, the handler has returned for the last
+// message; ctx bounds the wait. A queue group member that leaves with
+// Drain loses no message for its group: while other members on its
+// connection stay, the group's messages go to them as soon as Drain
+// begins. One that leaves with Unsubscribe, or whose connection breaks,
+// loses those in flight to it. Drain called from the subscription's own
+// handler cannot wait for that handler: it waits until ctx ends or the
+// connection closes.
 func (s *Subscription) Drain(ctx context.Context) error {
 	if _, err := s.leave(); err != nil {
 		return err
 	}
 	c := s.conn
 	// The broker answers a PING after everything it queued before it, and
-	// the reader hands over what it read before the PONG: once Flush
-	// returns, every message for s is in its queue.
-	if err := c.Flush(ctx); err != nil {
-		s.stop(ErrClosed) // the UNSUB is sent: end as Unsubscribe would
+	// the reader hands over what it read before the PONG and then detaches
+	// s, on its own goroutine, so that no message read after goes to s:
+	// once the PONG is in, every message for s is in its queue, and a
+	// queue group's later messages go to the members that stay.
+	if err := c.ping(ctx, func() { c.detach(s) }); err != nil {
+		s.stop(ErrClosed) // the UNSUB may be sent: end as Unsubscribe would
 		return err
 	}
-	c.forget(s)
 	s.q.end(ErrClosed)
 	if s.pumpDone != nil {
 		select {

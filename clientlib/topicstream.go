@@ -33,16 +33,6 @@ const (
 	StreamEndHeader = "Stream-End"
 )
 
-// ErrStreamAborted is returned by a TopicReader whose writer ended the
-// stream with CloseWithError: the bytes before it are all there, but the
-// stream is not complete.
-var ErrStreamAborted = errors.New("bus: topic stream aborted by its writer")
-
-// ErrStreamGap is returned by a TopicReader that missed part of its stream:
-// it fell behind and its subscription dropped messages, it joined after the
-// stream began, or two writers wrote to its topic.
-var ErrStreamGap = errors.New("bus: topic stream has a gap")
-
 // TopicChunk is the most bytes a TopicWriter puts in one message, unless
 // the bus takes less.
 const TopicChunk = 64 << 10
@@ -147,7 +137,7 @@ func (w *TopicWriter) send(end bool, why string) {
 	}
 	// The payload is copied into the connection's output: the buffer is
 	// free again once publish returns.
-	if err := w.c.publish(w.topic, "", w.hdrs, w.buf, nil, false); err != nil {
+	if err := w.c.publish(context.Background(), w.topic, "", w.hdrs, w.buf, nil, false); err != nil {
 		w.err = fmt.Errorf("bus: topic stream %q: %w", w.topic, err)
 		return
 	}
@@ -161,11 +151,16 @@ func (w *TopicWriter) send(end bool, why string) {
 type TopicReader struct {
 	closed atomic.Bool // Close may come from another goroutine, to end a Read
 	sub    *Subscription
-	topic  string
-	rest   []byte // unread bytes of the current message
-	next   uint64 // the Stream-Seq expected next
-	writer uint64 // the writer's connection, from the first message
-	err    error
+	// wait is what Next waits with: the broker's report of lost messages
+	// cancels it, so that a Read waiting for the next message fails at
+	// once rather than wait for one that may never come.
+	wait     context.Context
+	stopWait context.CancelFunc
+	topic    string
+	rest     []byte // unread bytes of the current message
+	next     uint64 // the Stream-Seq expected next
+	writer   uint64 // the writer's connection, from the first message
+	err      error
 }
 
 // NewTopicReader subscribes to the stream on topic and waits, until ctx
@@ -175,15 +170,18 @@ func (c *Conn) NewTopicReader(ctx context.Context, topic string) (*TopicReader, 
 	if err := topics.ValidTopic(topic); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
 	}
-	sub, err := c.SubscribeSync(topic)
+	wait, stopWait := context.WithCancel(context.Background())
+	sub, err := c.subscribeWith(topic, "", subConfig{onLoss: stopWait})
 	if err != nil {
+		stopWait()
 		return nil, err
 	}
 	if err := c.Flush(ctx); err != nil {
 		sub.Unsubscribe()
+		stopWait()
 		return nil, err
 	}
-	return &TopicReader{sub: sub, topic: topic}, nil
+	return &TopicReader{sub: sub, topic: topic, wait: wait, stopWait: stopWait}, nil
 }
 
 // Read reads the stream's next bytes, waiting for them.
@@ -232,14 +230,20 @@ func (r *TopicReader) advance() error {
 		return r.err
 	}
 	// Numbers alone miss a dropped tail, the end marker with it: the
-	// reader would wait for ever. Messages are dropped only while the queue
-	// is full, so a drop is seen here before the reader could wait.
-	if n := r.sub.Dropped(); n > 0 {
-		return r.stop(fmt.Errorf("%w: topic %q: the reader fell behind and its subscription dropped %d messages %s",
-			ErrStreamGap, r.topic, n, fallBehindHint))
+	// reader would wait for ever. The subscription's queue drops messages
+	// only while it is full, so its drops are seen here before the reader
+	// could wait; the broker's report of its own ends the wait.
+	if err := r.checkLoss(); err != nil {
+		return err
 	}
-	m, err := r.sub.Next(context.Background())
+	m, err := r.sub.Next(r.wait)
 	if err != nil {
+		if r.closed.Load() { // Close ends the wait too
+			return fmt.Errorf("%w: topic stream %q", ErrClosed, r.topic)
+		}
+		if err := r.checkLoss(); err != nil {
+			return err
+		}
 		r.err = fmt.Errorf("bus: topic stream %q: %w", r.topic, err)
 		return r.err
 	}
@@ -271,12 +275,23 @@ func (r *TopicReader) advance() error {
 }
 
 // fallBehindHint says what to do about a reader that fell behind.
-const fallBehindHint = "(read faster, or raise the connection's WithSubscriptionLimits)"
+const fallBehindHint = "(read faster, or raise the connection's WithSubscriptionLimits, or the broker's MaxPending)"
+
+// checkLoss ends the stream with ErrStreamGap if its subscription has lost
+// messages.
+func (r *TopicReader) checkLoss() error {
+	if n := r.sub.Dropped(); n > 0 {
+		return r.stop(fmt.Errorf("%w: topic %q: the reader fell behind and its subscription lost %d messages %s",
+			ErrStreamGap, r.topic, n, fallBehindHint))
+	}
+	return nil
+}
 
 // stop ends the stream with err: every later read returns it.
 func (r *TopicReader) stop(err error) error {
 	r.err = err
 	r.sub.Unsubscribe()
+	r.stopWait()
 	return err
 }
 
@@ -285,6 +300,7 @@ func (r *TopicReader) stop(err error) error {
 func (r *TopicReader) Close() error {
 	r.closed.Store(true)
 	err := r.sub.Unsubscribe()
+	r.stopWait()
 	if errors.Is(err, ErrClosed) {
 		return nil
 	}

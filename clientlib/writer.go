@@ -1,13 +1,21 @@
 package clientlib
 
-import "github.com/busd/busd/bus/wire"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+)
 
 // queueLocked appends an encoded frame and wakes the writer if it was idle.
 func (c *Conn) queueLocked(frame []byte) {
-	if len(c.out.Buf) == 0 {
+	if c.out.Len() == 0 {
 		c.wake()
 	}
-	c.out.Buf = append(c.out.Buf, frame...)
+	c.out.Append(frame)
 	c.pending += len(frame)
 	c.seq++
 }
@@ -23,12 +31,36 @@ func (c *Conn) wake() {
 // waitSpaceLocked blocks while the output waiting for the writer is at its
 // limit, so a publisher faster than the socket is slowed to its pace instead
 // of growing memory (or, with files, descriptors) without bound. It returns
-// the connection's error if it ends.
-func (c *Conn) waitSpaceLocked(nfds int) error {
-	for c.err == nil && (c.pending >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0) {
+// the connection's error if it ends, and ctx's if ctx ends first; ctx is
+// looked at only if there is a wait.
+func (c *Conn) waitSpaceLocked(ctx context.Context, nfds int) error {
+	if c.err != nil || !c.fullLocked(nfds) {
+		return c.err
+	}
+	if ctx.Done() != nil {
+		// A sync.Cond cannot be selected on: ctx's end wakes the waiters
+		// instead, and each looks at its own ctx. stop does not wait for
+		// the function, which needs c.mu, held here.
+		stop := context.AfterFunc(ctx, func() {
+			c.mu.Lock()
+			c.space.Broadcast()
+			c.mu.Unlock()
+		})
+		defer stop()
+	}
+	for c.err == nil && c.fullLocked(nfds) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		c.space.Wait()
 	}
 	return c.err
+}
+
+// fullLocked reports whether a message with nfds descriptors must wait for
+// the writer. One message always goes when nothing waits, however large.
+func (c *Conn) fullLocked(nfds int) bool {
+	return c.pending >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0
 }
 
 // writeLoop writes what publishers leave to it, until the connection ends.
@@ -43,7 +75,7 @@ func (c *Conn) writeLoop() {
 		case <-c.quit:
 			quitting = true
 		}
-		if err := c.send.Flush(); err != nil {
+		if err := c.flushOut(); err != nil {
 			go c.shutdown(err, false)
 			return
 		}
@@ -53,13 +85,77 @@ func (c *Conn) writeLoop() {
 	}
 }
 
+// flushOut writes everything pending. A broker that accepts no byte for
+// the write timeout while output waits has stopped reading this connection:
+// it ends with ErrWriteTimeout rather than leave every publisher, and
+// Flush, waiting for ever. A write that times out after the broker took
+// some bytes is not a stall, and the write goes on under a new deadline.
+func (c *Conn) flushOut() error {
+	for {
+		c.armWriteDeadline()
+		err := c.send.Flush()
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		c.mu.Lock()
+		closing := !c.closeBy.IsZero()
+		c.mu.Unlock()
+		if closing {
+			return err // Close's time to flush is up
+		}
+		if !c.movedSinceArmed() {
+			return fmt.Errorf("%w: it accepted no byte for %v with output waiting", ErrWriteTimeout, c.opts.writeTimeout)
+		}
+		c.armedAt = time.Time{} // a new deadline, and on
+	}
+}
+
+// movedSinceArmed reports whether the broker took any bytes since the write
+// deadline was set: whether a write moved data, or the broker read some of
+// what was written before. The kernel wakes a writer waiting on a Unix
+// socket only once the reader has emptied most of its buffer, so a broker
+// reading slowly can let a write wait longer than the timeout without a
+// byte moving; reading is progress all the same.
+func (c *Conn) movedSinceArmed() bool {
+	if c.sock.LastWrite() > c.armedAt.UnixNano() {
+		return true
+	}
+	unread, err := c.sock.Unread()
+	return err == nil && unread < c.armedUnread
+}
+
+// armWriteDeadline sets the write deadline a write timeout ahead, unless
+// it was set less than a quarter of that ago: a busy writer does not move
+// its deadline for every batch, and a deadline is always at least three
+// quarters of the timeout away when a write starts. A deadline long past is
+// harmless while the writer is idle; a TryFlush that meets it leaves its
+// batch to the writer, which moves the deadline first. Close sets its own
+// deadline, which this leaves alone.
+func (c *Conn) armWriteDeadline() {
+	now := time.Now()
+	if now.Sub(c.armedAt) <= c.opts.writeTimeout/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closeBy.IsZero() {
+		return
+	}
+	c.sock.SetWriteDeadline(now.Add(c.opts.writeTimeout))
+	c.armedAt = now
+	c.armedUnread = -1 // unknown: only a write shows progress
+	if n, err := c.sock.Unread(); err == nil {
+		c.armedUnread = n
+	}
+}
+
 // takeBatch hands the pending output to the Sender. Publishers may fill the
 // emptied box while the batch is written: the limits count what waits, not
 // what is being written.
 func (c *Conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if took, empty = c.out.TakeInto(batch, descOK); took {
+	if took, empty = c.out.TakeInto(batch, descOK, wire.BatchMax); took {
 		c.pending, c.fds = 0, 0
 		c.space.Broadcast()
 	}

@@ -7,8 +7,9 @@
 //	bus stream [-timeout D] listen|dial NAME
 //	bus stream write|read TOPIC
 //
-// pub sends DATA, or each line of stdin; sub prints what arrives; req sends
-// one request, DATA or all of stdin, and prints the reply; reply answers
+// pub sends DATA, or each line of stdin; sub prints what arrives (and
+// reports on stderr what it lost by falling behind); req sends one
+// request, DATA or all of stdin, and prints the reply; reply answers
 // requests with DATA, or with the output of CMD run by sh -c with the
 // request's payload on its stdin. If CMD fails, reply says so on stderr and
 // still answers with whatever CMD wrote to stdout, so the requester is not
@@ -56,7 +57,8 @@ commands:
   pub ` + pubArgs + `
         publish DATA to TOPIC, or each line of stdin without DATA
   sub ` + subArgs + `
-        print the messages published to topics matching the patterns
+        print the messages published to topics matching the patterns;
+        messages lost because it fell behind are reported on stderr
   req ` + reqArgs + `
         send DATA, or all of stdin, as a request to TOPIC and print the
         reply's payload; fail at once if nobody serves TOPIC, or after D
@@ -107,14 +109,20 @@ func main() {
 	err := run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	if err != nil {
-		if msg := err.Error(); !errors.Is(err, flag.ErrHelp) {
-			if !strings.HasPrefix(msg, "bus: ") {
-				msg = "bus: " + msg
-			}
-			fmt.Fprintln(os.Stderr, msg)
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, errLine(err))
 		}
 		os.Exit(1)
 	}
+}
+
+// errLine is how an error shows on stderr: its text, prefixed "bus: " once.
+func errLine(err error) string {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "bus: ") {
+		msg = "bus: " + msg
+	}
+	return msg
 }
 
 func run(ctx context.Context, args []string, e *env) error {
@@ -157,8 +165,10 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	c, err := clientlib.Connect(cctx,
 		clientlib.WithSocket(e.socketPath()),
 		clientlib.WithName("bus-cli"),
+		// Errors no call returns, lost messages among them (a
+		// *clientlib.LostError says how many, where and why).
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
-			fmt.Fprintln(e.stderr, "bus:", err)
+			fmt.Fprintln(e.stderr, errLine(err))
 		}))
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 		err = fmt.Errorf("%w (is busd running? start it with 'busd' or 'make run', or point -dir, -name or -socket at a running bus)", err)

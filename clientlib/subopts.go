@@ -1,0 +1,56 @@
+package clientlib
+
+import (
+	"errors"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+// SubOption configures a subscription, given to any of the Subscribe
+// methods.
+type SubOption func(*subConfig)
+
+type subConfig struct {
+	reuse bool  // ReuseMessages
+	flags uint8 // the SUB's flags: the broker's slow-consumer policy
+
+	// Set by the package itself, never by a SubOption.
+	inbox  *inbox // the connection's reply inbox: replies skip the queue
+	onLoss func() // told, on the reader goroutine, when the broker reports lost messages
+}
+
+// errReuseNeedsHandler refuses ReuseMessages where no handler returns the
+// Msgs it was lent.
+var errReuseNeedsHandler = errors.New("bus: ReuseMessages needs a handler: a lent Msg is taken back when the handler returns")
+
+// DisconnectWhenSlow sets the subscription's slow-consumer policy to
+// "disconnect": when the broker has no room left in the connection's queue
+// for a message to this subscription, it closes the connection rather than
+// drop the message. Nothing is ever lost silently: the connection ends
+// with an error matching ErrSlowConsumer (Conn.Err, the error handler, and
+// every call waiting on the connection return it), and the caller decides
+// what to do, such as reconnect and resynchronise.
+//
+// Without it the policy is "drop", the default: delivery is at most once
+// and in order, and every loss is reported. A message the broker has no
+// room for is dropped, and the subscription is later told how many it lost
+// (see Subscription.Dropped and LostError), as it is for messages its own
+// queue has no room for (WithSubscriptionLimits), which no policy changes.
+//
+// The policy belongs to the broker's subscription, so subscriptions on one
+// connection to the same pattern and queue group share one only if their
+// policies match.
+func DisconnectWhenSlow() SubOption {
+	return func(c *subConfig) { c.flags |= wire.SubDisconnect }
+}
+
+// subOptions applies opts.
+func subOptions(opts []SubOption) subConfig {
+	var cfg subConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	return cfg
+}
