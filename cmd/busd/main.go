@@ -1,13 +1,18 @@
 // Command busd is the busd broker: a message bus for the processes of one
 // machine, listening on a Unix socket.
 //
-//	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-log-level info]
+//	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-log-level info] [limits]
 //
 // It listens on DIR/N.sock, where DIR is $BUSD_DIR, else
 // $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID, and N is "default"; -socket or
 // $BUSD_SOCKET names the socket directly. Started by systemd socket
 // activation it serves the sockets it is given instead. It stops cleanly on
 // SIGINT or SIGTERM.
+//
+// Its limits default to what bus.DefaultConfig derives from the machine,
+// after raising the soft RLIMIT_NOFILE to the hard limit; -max-pending,
+// -max-memory, -max-conns, -write-timeout, -frame-timeout and -stall-budget
+// change the common ones. docs/SECURITY.md says what each bounds.
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -41,7 +47,17 @@ func run(args []string) error {
 	socket := fs.String("socket", "", "socket path, overriding -dir and -name (default $BUSD_SOCKET)")
 	mode := fs.String("mode", "0600", "permissions of the socket file")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	maxPayload := fs.Uint("max-payload", uint(bus.DefaultConfig().Limits.MaxPayload), "largest payload in bytes")
+	if _, err := bus.RaiseFDLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, "busd: raising RLIMIT_NOFILE:", err) // the budgets follow the limit as it is
+	}
+	def := bus.DefaultConfig()
+	maxPayload := fs.Uint("max-payload", uint(def.Limits.MaxPayload), "largest payload in bytes")
+	maxPending := fs.Int("max-pending", def.MaxPending, "bytes queued for one connection before its subscriptions lose messages")
+	maxMemory := fs.Int64("max-memory", def.MaxMemory, "bytes the broker holds for all clients together (default: a quarter of the machine's memory)")
+	maxConns := fs.Int("max-conns", def.MaxConns, "connections served at once (one uid may hold half)")
+	writeTimeout := fs.Duration("write-timeout", def.WriteTimeout, "how long a connection may accept nothing while output waits before it is closed")
+	frameTimeout := fs.Duration("frame-timeout", def.FrameTimeout, "how long a frame may take to arrive whole")
+	stallBudget := fs.Duration("stall-budget", def.StallBudget, "the longest a publisher waits for slow receivers per read batch")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,9 +74,16 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 
-	cfg := bus.DefaultConfig()
+	cfg := def
 	cfg.Logger = log
 	cfg.Limits.MaxPayload = uint32(*maxPayload)
+	cfg.MaxPending, cfg.MaxMemory, cfg.MaxConns = *maxPending, *maxMemory, *maxConns
+	cfg.User.Conns = max(cfg.MaxConns/2, 1)
+	cfg.WriteTimeout, cfg.FrameTimeout, cfg.StallBudget = *writeTimeout, *frameTimeout, *stallBudget
+	cfg.ReclaimMemory = true
+	// The collector works harder before the process outgrows what its
+	// budgets allow, with room for the runtime and the broker's own state.
+	debug.SetMemoryLimit(cfg.MaxMemory + runtimeHeadroom)
 	srv, err := bus.NewServer(cfg)
 	if err != nil {
 		return err
@@ -89,6 +112,10 @@ func run(args []string) error {
 	log.Info("stopped")
 	return first
 }
+
+// runtimeHeadroom is what the process may use beyond the memory its
+// budgets count: goroutine stacks, the runtime, the index and caches.
+const runtimeHeadroom = 256 << 20
 
 // listen returns the listeners systemd passed, or else one on the resolved
 // socket path.
