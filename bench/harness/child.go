@@ -23,17 +23,25 @@ type job struct {
 	System   string `json:"system"` // one of Systems
 	Addr     string `json:"addr"`   // where to connect or listen
 	Addrs    []string
-	Count    int  `json:"count"`    // messages, round trips or connections
-	Size     int  `json:"size"`     // payload bytes
-	FDs      bool `json:"fds"`      // one descriptor per message
-	Stalled  bool `json:"stalled"`  // a subscriber that never reads
-	Inflight int  `json:"inflight"` // requests outstanding at once; 0 means 1
+	Count    int    `json:"count"`    // messages, round trips or connections
+	Size     int    `json:"size"`     // payload bytes
+	FDs      bool   `json:"fds"`      // one descriptor per message
+	Lag      string `json:"lag"`      // a subscriber that is not counted: lagStalled or lagSlow
+	Inflight int    `json:"inflight"` // requests outstanding at once; 0 means 1
 }
+
+// The laggards, subscribers that are connected but not counted, by how they
+// read.
+const (
+	lagStalled = "stalled" // never
+	lagSlow    = "slow"    // slowChunk every slowEvery
+)
 
 // report is what a measuring child prints after "done ".
 type report struct {
-	Latencies []float64 `json:"lat_us,omitempty"` // requester: each round trip, µs
-	Seconds   float64   `json:"s,omitempty"`      // requester: all of them
+	Latencies []float64 `json:"lat_us,omitempty"`   // requester: each round trip, µs
+	Seconds   float64   `json:"s,omitempty"`        // requester: all of them
+	Received  int       `json:"received,omitempty"` // subscriber: messages before the end marker
 	Err       string    `json:"err,omitempty"`
 }
 

@@ -65,7 +65,7 @@ func slowPeer(system string) bool { return binaries[system] != nil }
 // minutes. Rates are per second, so the figures still compare; round trips
 // and connections are few enough to keep.
 func countFor(system string, k kind, n int) int {
-	if !slowPeer(system) || (k != pubsub && k != stalled) {
+	if !slowPeer(system) || (k != pubsub && !k.paired()) {
 		return n
 	}
 	return min(n, max(n/20, 2000))
@@ -151,14 +151,37 @@ func tail(b []byte, n int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// gatedConn is a Unix socket whose reads block once stall is called: how a
-// client library's connection becomes a subscriber that stopped reading
-// after subscribing, for the stalled-sub scenario.
+// gatedConn is a connection whose reads a laggard holds back once it has
+// subscribed: after stall they block until Close, after slow they take at
+// most slowChunk bytes per slowEvery. It is how a client library's
+// connection, or a raw socket, becomes a subscriber that stopped reading or
+// reads slowly. One goroutine reads it.
 type gatedConn struct {
 	net.Conn
-	stalled atomic.Bool
-	once    sync.Once
-	closed  chan struct{}
+	gate   atomic.Int32 // gateOpen, gateStalled or gateSlow
+	once   sync.Once
+	closed chan struct{}
+
+	windowEnd time.Time // of the slow reader's current window
+	left      int       // bytes it may still read in it
+}
+
+const (
+	gateOpen = iota
+	gateStalled
+	gateSlow
+)
+
+// The slow laggard's pace: about 6.5 MB/s, a small fraction of what a fast
+// subscriber takes, yet steady progress, so that a broker cannot take it
+// for a stalled one; 64 KiB is also what the raw laggard reads at once.
+const (
+	slowChunk = 64 << 10
+	slowEvery = 10 * time.Millisecond
+)
+
+func newGatedConn(c net.Conn) *gatedConn {
+	return &gatedConn{Conn: c, closed: make(chan struct{})}
 }
 
 func dialGated(path string) (*gatedConn, error) {
@@ -166,18 +189,45 @@ func dialGated(path string) (*gatedConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatedConn{Conn: c, closed: make(chan struct{})}, nil
+	return newGatedConn(c), nil
 }
 
 func (g *gatedConn) Read(b []byte) (int, error) {
-	if g.stalled.Load() {
+	switch g.gate.Load() {
+	case gateStalled:
 		<-g.closed
 		return 0, net.ErrClosed
+	case gateSlow:
+		return g.readSlowly(b)
 	}
 	return g.Conn.Read(b)
 }
 
-func (g *gatedConn) stall() { g.stalled.Store(true) }
+// readSlowly reads what is left of the window's slowChunk, waiting for the
+// next window when nothing is: windows, not a rate per read, because a
+// client library reads in pieces of its own size.
+func (g *gatedConn) readSlowly(b []byte) (int, error) {
+	if now := time.Now(); now.After(g.windowEnd) {
+		g.windowEnd, g.left = now.Add(slowEvery), slowChunk
+	}
+	if g.left == 0 {
+		t := time.NewTimer(time.Until(g.windowEnd))
+		select {
+		case <-t.C:
+		case <-g.closed:
+			t.Stop()
+			return 0, net.ErrClosed
+		}
+		g.windowEnd, g.left = g.windowEnd.Add(slowEvery), slowChunk
+	}
+	n, err := g.Conn.Read(b[:min(len(b), g.left)])
+	g.left -= n
+	return n, err
+}
+
+func (g *gatedConn) stall() { g.gate.Store(gateStalled) }
+
+func (g *gatedConn) slow() { g.gate.Store(gateSlow) }
 
 func (g *gatedConn) Close() error {
 	g.once.Do(func() { close(g.closed) })

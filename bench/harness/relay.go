@@ -29,7 +29,7 @@ type relayConn struct {
 func (c *relayConn) take(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out.TakeInto(batch, descOK)
+	return c.out.TakeInto(batch, descOK, wire.BatchMax)
 }
 
 type relay struct {
@@ -65,7 +65,7 @@ func runRelay(path string) error {
 			return nil
 		}
 		c := &relayConn{sock: sock, kick: make(chan struct{}, 1)}
-		c.send = wire.NewSender(sock, 4<<20, c.take, func(int, int) {})
+		c.send = wire.NewSender(sock, c.take, func(int, int) {})
 		r.mu.Lock()
 		r.conns = append(r.conns, c)
 		r.mu.Unlock()
@@ -115,14 +115,14 @@ func (r *relay) read(c *relayConn) {
 				continue
 			}
 			p.mu.Lock()
-			if len(p.out.Buf) == 0 {
+			if p.out.Len() == 0 {
 				wake = append(wake, p)
 			}
 			if set != nil {
 				set.refs.Add(1)
 				p.out.AddFDs(set.fds, set)
 			}
-			p.out.Buf = append(p.out.Buf, raw...)
+			p.out.Append(raw)
 			p.mu.Unlock()
 		}
 		if set != nil {

@@ -58,7 +58,11 @@ func WriteTables(w io.Writer, rs []Result) {
 			if r.System != "busd" && busd.Skipped == "" {
 				adv = fmt.Sprintf("%.2f×", Advantage(&busd, &r))
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.System, num(v), num(r.Min), num(r.Max), extra(k, &r), adv)
+			figs := extra(k, &r)
+			if r.Lost > 0 {
+				figs = fmt.Sprintf("**lost %d messages**; %s", r.Lost, figs)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.System, num(v), num(r.Min), num(r.Max), figs, adv)
 		}
 	}
 }
@@ -73,6 +77,8 @@ func metricName(k kind) string {
 		return "broker KiB per connection"
 	case stream:
 		return "MB/s"
+	case stalled, slow:
+		return "msgs/s with ÷ alone"
 	}
 	return "msgs/s"
 }
@@ -91,8 +97,19 @@ func extra(k kind, r *Result) string {
 		return ""
 	case stream:
 		return fmt.Sprintf("%s ms", num(r.Ms))
+	case stalled, slow:
+		return fmt.Sprintf("%s msgs/s with, %s alone; %s MB/s", num(r.MsgsPerS), num(r.AloneMsgsPerS), num(r.MBPerS))
 	}
 	return fmt.Sprintf("%s MB/s", num(r.MBPerS))
+}
+
+// barLabel names a chart bar; a paired scenario's bar compares ratios, not
+// rates, and says so.
+func barLabel(r *Result) string {
+	if kindOf(r.Scenario).paired() {
+		return r.Scenario + " ratio vs " + r.System
+	}
+	return r.Scenario + " vs " + r.System
 }
 
 func byScenario(rs []Result) [][]Result {
@@ -142,7 +159,7 @@ func WriteSVG(w io.Writer, rs []Result) {
 		for i := range group {
 			if r := &group[i]; r.System != "busd" && r.Skipped == "" {
 				if a := Advantage(busd, r); a > 0 {
-					bars = append(bars, bar{r.Scenario + " vs " + r.System, a})
+					bars = append(bars, bar{barLabel(r), a})
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,16 +76,25 @@ func peer(j *job) (client, error) {
 	return r, nil
 }
 
-// runSub counts j.Count messages, touching every byte of large ones (read
-// from the mapping when they come as a memfd), then reports done.
+// runSub counts messages until j.Count have come or the publisher's end
+// marker has, touching every byte of large ones (read from the mapping when
+// they come as a memfd), and reports how many it got. It stays connected
+// until the parent stops it: a subscriber that left at j.Count would make
+// the publisher's end marker, or for direct its last write, fail.
 func runSub(j *job) error {
-	if j.Stalled {
-		return stall(j)
+	if j.Lag != "" {
+		return lag(j)
 	}
 	var n atomic.Int64
 	finished := make(chan struct{})
+	var once sync.Once
+	finish := func() { once.Do(func() { close(finished) }) }
 	var sink byte
 	fn := func(data []byte, files []*os.File) {
+		if isEndMarker(data, files) {
+			finish() // whatever has not come by now was lost
+			return
+		}
 		if j.Size >= 1<<20 {
 			sink += sum(data)
 			for _, f := range files {
@@ -95,7 +105,7 @@ func runSub(j *job) error {
 			f.Close()
 		}
 		if n.Add(1) == int64(j.Count) {
-			close(finished)
+			finish()
 		}
 	}
 	// The subscription must exist before "ready": the publisher starts then.
@@ -117,8 +127,8 @@ func runSub(j *job) error {
 		defer c.close()
 		c.subscribe(pubTopic, fn)
 	}
-	// No message for 30 s means one was lost (or the connection died): say
-	// so rather than hang.
+	// Neither a message nor the end marker for 30 s means the connection
+	// died (or the publisher did): say so rather than hang.
 	for last := int64(-1); ; {
 		select {
 		case <-finished:
@@ -127,63 +137,100 @@ func runSub(j *job) error {
 				last = got
 				continue
 			}
-			return fmt.Errorf("received %d of %d messages, none for 30s", n.Load(), j.Count)
+			return fmt.Errorf("received %d of %d messages and no end marker, none for 30s", n.Load(), j.Count)
 		}
 		break
 	}
 	_ = sink
-	done(report{})
+	done(report{Received: int(n.Load())})
+	waitParent()
 	return nil
 }
 
-// stall connects a subscriber that never reads: the broker must not let it
-// hold up the others.
-func stall(j *job) error {
-	switch j.System {
-	case "busd":
-		sock, err := unixsock.Dial(context.Background(), j.Addr)
-		if err != nil {
-			return err
-		}
-		defer sock.Close()
-		body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: "stalled"})
-		b := wire.AppendControl(nil, wire.OpHello, 0, body)
-		b = wire.AppendSub(b, 1, pubTopic, "")
-		if _, err := sock.Write(b); err != nil {
-			return err
-		}
-	case "nats":
-		conn, err := net.Dial("tcp", strings.TrimPrefix(j.Addr, "nats://"))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if _, err := conn.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + pubTopic + " 1\r\n")); err != nil {
-			return err
-		}
-	case "relay":
-		sock, err := unixsock.Dial(context.Background(), j.Addr)
-		if err != nil {
-			return err
-		}
-		defer sock.Close()
-	case "dbus-daemon", "dbus-broker", "mosquitto":
-		stallPeer := stallDBus
-		if j.System == "mosquitto" {
-			stallPeer = stallMQTT
-		}
-		closeConn, err := stallPeer(j.Addr)
-		if err != nil {
-			return err
-		}
-		defer closeConn()
+// isEndMarker recognises the message a publisher sends after its last one:
+// empty and without descriptors, which no scenario's messages are (the
+// smallest payload is 16 B, and a memfd message carries its descriptor).
+// Its own topic would be no cheaper to check, and would not stay in order
+// with the messages in the client libraries that run each subscription on
+// a goroutine of its own.
+func isEndMarker(data []byte, files []*os.File) bool { return len(data) == 0 && len(files) == 0 }
+
+// lag connects a subscriber that is not counted and never reads
+// (lagStalled) or reads slowChunk every slowEvery (lagSlow): the broker
+// must not let it hold up the others. Where a raw socket can subscribe
+// (busd, nats, the relay) it is one, read by a goroutine of ours; D-Bus and
+// MQTT take their client libraries, which read it themselves.
+func lag(j *job) error {
+	g, raw, err := dialLaggard(j)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	switch j.Lag {
+	case lagStalled:
+		g.stall()
+	case lagSlow:
+		g.slow()
 	default:
-		return fmt.Errorf("no stalled subscriber for %s", j.System)
+		return fmt.Errorf("no laggard %q", j.Lag)
+	}
+	if raw {
+		go discard(g)
 	}
 	time.Sleep(100 * time.Millisecond) // let the broker register the subscription
 	ready(false)
 	waitParent()
 	return nil
+}
+
+// dialLaggard connects and subscribes a laggard over a gatedConn that still
+// reads freely; raw says that nothing reads it yet.
+func dialLaggard(j *job) (g *gatedConn, raw bool, err error) {
+	switch j.System {
+	case "busd", "relay":
+		sock, derr := unixsock.Dial(context.Background(), j.Addr)
+		if derr != nil {
+			return nil, false, derr
+		}
+		g = newGatedConn(sock)
+		if j.System == "busd" {
+			body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: "laggard"})
+			b := wire.AppendControl(nil, wire.OpHello, 0, body)
+			b = wire.AppendSub(b, 1, pubTopic, "", 0)
+			_, err = sock.Write(b)
+		}
+	case "nats":
+		conn, derr := net.Dial("tcp", strings.TrimPrefix(j.Addr, "nats://"))
+		if derr != nil {
+			return nil, false, derr
+		}
+		g = newGatedConn(conn)
+		_, err = conn.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + pubTopic + " 1\r\n"))
+	case "dbus-daemon", "dbus-broker":
+		g, err = dialGatedDBus(j.Addr)
+		return g, false, err
+	case "mosquitto":
+		g, err = dialGatedMQTT(j.Addr)
+		return g, false, err
+	default:
+		return nil, false, fmt.Errorf("no laggard subscriber for %s", j.System)
+	}
+	if err != nil {
+		g.Close()
+		return nil, false, err
+	}
+	return g, true, nil
+}
+
+// discard reads a raw laggard's socket, as its gate allows, until it is
+// closed (by lag's return, when the parent stops us) or the broker drops it.
+func discard(g *gatedConn) {
+	buf := make([]byte, slowChunk)
+	for {
+		if _, err := g.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 // sender connects a publisher or requester: to the broker, or for the
@@ -234,6 +281,14 @@ func runPub(j *job) error {
 		if err := c.publish(pubTopic, payload, files); err != nil {
 			return err
 		}
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	// After the flush, so that the marker is not part of the measured
+	// stream, and flushed itself, so that it leaves before we do.
+	if err := c.publish(pubTopic, nil, nil); err != nil {
+		return err
 	}
 	if err := c.flush(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -16,9 +17,14 @@ func headline(k kind, r *Result) (float64, bool) {
 		return r.RSSKiBPerConn, false
 	case stream:
 		return r.MBPerS, true
+	case stalled, slow:
+		return r.Ratio, true
 	}
 	return r.MsgsPerS, true
 }
+
+// minPairedReps is the fewest repetitions of a paired scenario.
+const minPairedReps = 3
 
 // Run measures the scenarios, repetition by repetition with the systems
 // interleaved inside each, and returns one Result per scenario and system:
@@ -48,6 +54,9 @@ func Run(o Options) []Result {
 			continue
 		}
 		if o.Budget > 0 && time.Since(began) > o.Budget {
+			// A line of its own, so that a reader looking for the
+			// scenario learns why it is not there.
+			out = append(out, Result{Scenario: sc.Key, System: "busd", Skipped: "over the time budget"})
 			logf("%s: skipped: over the time budget", sc.Key)
 			continue
 		}
@@ -68,19 +77,25 @@ func Run(o Options) []Result {
 				logf("%s/%s: skipped: %s", sc.Key, sys, why)
 			}
 		}
-		for rep := range reps {
+		scReps := reps
+		if sc.kind.paired() {
+			// A ratio of two short runs on a shared machine swings by a
+			// tenth either way: even a quick run takes the median of three.
+			scReps = max(reps, minPairedReps)
+		}
+		for rep := range scReps {
 			for _, sys := range systems {
 				if failed[sys] != "" || skipped[sys] != "" {
 					continue
 				}
-				r, err := run(sc, sys, countFor(sys, sc.kind, count))
+				r, err := run(sc, sys, countFor(sys, sc.kind, count), rep)
 				if err != nil {
 					failed[sys] = err.Error()
 					logf("%s/%s: %v", sc.Key, sys, err)
 					continue
 				}
 				v, _ := headline(sc.kind, &r)
-				logf("%s/%s rep %d: %.4g", sc.Key, sys, rep+1, v)
+				logf("%s/%s rep %d: %.4g%s", sc.Key, sys, rep+1, v, logExtra(&r))
 				runs[sys] = append(runs[sys], r)
 			}
 		}
@@ -99,7 +114,22 @@ func Run(o Options) []Result {
 	return out
 }
 
-// median picks the median repetition by the headline metric.
+// logExtra is what a repetition's log line adds to the headline: the two
+// rates behind a ratio, and any loss, which the median would otherwise
+// report only as a sum.
+func logExtra(r *Result) string {
+	var s string
+	if r.Ratio > 0 {
+		s = fmt.Sprintf(" (%.4g msgs/s with, %.4g alone)", r.MsgsPerS, r.AloneMsgsPerS)
+	}
+	if r.Lost > 0 {
+		s += fmt.Sprintf(", lost %d", r.Lost)
+	}
+	return s
+}
+
+// median picks the median repetition by the headline metric; Lost is the
+// sum over all of them.
 func median(k kind, rs []Result) Result {
 	slices.SortFunc(rs, func(a, b Result) int {
 		va, _ := headline(k, &a)
@@ -116,6 +146,10 @@ func median(k kind, rs []Result) Result {
 	m.Reps = len(rs)
 	m.Min, _ = headline(k, &rs[0])
 	m.Max, _ = headline(k, &rs[len(rs)-1])
+	m.Lost = 0
+	for _, r := range rs {
+		m.Lost += r.Lost
+	}
 	return m
 }
 

@@ -3,10 +3,21 @@ package harness
 import "time"
 
 // Metrics of a result; a scenario reports the ones that apply.
+//
+// The paired scenarios (stalled-sub, slow-sub) measure the fast subscriber
+// twice in each repetition, alone and with the laggard connected: MsgsPerS
+// is with it, AloneMsgsPerS without, and Ratio, the headline, the one over
+// the other, so that drift between runs cannot pass for the laggard's cost.
+//
+// Lost is what the measuring subscribers did not receive before the
+// publisher's end marker, summed over subscribers and, in a median, over
+// every repetition, so that a loss in any of them shows.
 type Result struct {
 	Scenario      string  `json:"scenario"`
 	System        string  `json:"system"`
 	MsgsPerS      float64 `json:"msgs_per_s,omitempty"`
+	AloneMsgsPerS float64 `json:"alone_msgs_per_s,omitempty"`
+	Ratio         float64 `json:"ratio,omitempty"`
 	MBPerS        float64 `json:"mb_per_s,omitempty"`
 	P50us         float64 `json:"p50_us,omitempty"`
 	P99us         float64 `json:"p99_us,omitempty"`
@@ -14,6 +25,7 @@ type Result struct {
 	Ms            float64 `json:"ms,omitempty"`
 	RSSKiBPerConn float64 `json:"rss_kib_per_conn,omitempty"`
 	BrokerPeakKiB float64 `json:"broker_peak_kib,omitempty"`
+	Lost          int     `json:"lost,omitempty"`
 	Reps          int     `json:"reps"`
 	Min           float64 `json:"min,omitempty"` // of the headline metric
 	Max           float64 `json:"max,omitempty"`
@@ -28,9 +40,15 @@ const (
 	reqrep              // requests, inflight at a time: p50 µs, lower is better
 	bulk                // large messages: ms per message, lower is better
 	idle                // idle connections: broker KiB per connection, lower is better
-	stalled             // pubsub with a stalled subscriber connected: msgs/s of the fast one
+	stalled             // pubsub with and without a subscriber that never reads: msgs/s with ÷ alone, higher is better
 	stream              // one byte stream, count blocks of size bytes: MB/s, higher is better
+	slow                // as stalled, with a subscriber that reads slowChunk every slowEvery
 )
+
+// paired reports the kinds that measure the fast subscriber twice per
+// repetition, alone and beside a laggard, so that their ratio is taken
+// under the same conditions rather than against another scenario's run.
+func (k kind) paired() bool { return k == stalled || k == slow }
 
 // Scenario is one measurement, run for each system that supports it.
 type Scenario struct {
@@ -60,6 +78,8 @@ var Scenarios = []Scenario{
 	{Key: "pubsub-1KiB", kind: pubsub, size: 1024, subs: 1, count: 1_000_000, quick: 100_000, systems: allSystems},
 	{Key: "pubsub-64KiB", kind: pubsub, size: 64 << 10, subs: 1, count: 30_000, quick: 3_000, systems: allSystems},
 	{Key: "fanout4-16B", kind: pubsub, size: 16, subs: 4, count: 2_000_000, quick: 200_000, systems: allSystems},
+	{Key: "stalled-sub", kind: stalled, size: 16, subs: 1, count: 2_000_000, quick: 1_000_000, systems: brokers},
+	{Key: "slow-sub", kind: slow, size: 16, subs: 1, count: 2_000_000, quick: 1_000_000, systems: brokers},
 	{Key: "reqrep-16B", kind: reqrep, size: 16, count: 20_000, quick: 2_000, systems: allSystems},
 	// Sixteen in flight make round trips about five times as fast, so five
 	// times as many keep a repetition about as long as reqrep-16B's.
@@ -77,7 +97,6 @@ var Scenarios = []Scenario{
 	{Key: "stream", kind: stream, size: 64 << 10, count: 16_384, quick: 8_192,
 		systems: []string{"busd", "busd-topic", "direct"}, note: "the other buses have no streams"},
 	{Key: "idle-conn-mem", kind: idle, count: 1000, quick: 300, systems: brokers},
-	{Key: "stalled-sub", kind: stalled, size: 16, subs: 1, count: 2_000_000, quick: 300_000, systems: brokers},
 }
 
 // Options control a run.

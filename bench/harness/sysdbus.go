@@ -155,10 +155,10 @@ func (d *dbusClient) serve(topic string) error {
 
 func (d *dbusClient) close() { d.conn.Close() }
 
-// stallDBus connects a subscriber that stops reading once subscribed: a
-// godbus connection over a socket whose reads block from then on, so the
-// bus has to queue (or drop) what it sends.
-func stallDBus(addr string) (func(), error) {
+// dialGatedDBus connects a godbus connection over a gatedConn and
+// subscribes it, for a laggard: once the gate closes or narrows, the bus
+// has to queue (or drop) what it sends.
+func dialGatedDBus(addr string) (*gatedConn, error) {
 	path, ok := strings.CutPrefix(addr, "unix:path=")
 	if !ok {
 		return nil, fmt.Errorf("address %q", addr)
@@ -181,8 +181,7 @@ func stallDBus(addr string) (func(), error) {
 		g.Close()
 		return nil, err
 	}
-	g.stall()
-	return func() { g.Close() }, nil
+	return g, nil
 }
 
 // The broker role of the D-Bus peers.

@@ -16,7 +16,7 @@ import (
 
 // The MQTT peer: mosquitto 2 on a Unix socket, paho clients, QoS 0. paho
 // dials "unix://" broker URLs itself (since v1.4), so no custom dialer is
-// needed except for the stalled subscriber.
+// needed except for the laggard subscribers.
 
 // mqttClient is one paho connection.
 type mqttClient struct {
@@ -116,10 +116,9 @@ func (m *mqttClient) serve(topic string) error {
 
 func (m *mqttClient) close() { m.c.Disconnect(100) }
 
-// stallMQTT connects a subscriber that stops reading once subscribed: a
-// paho connection (without keepalive pings, which would need answers) over
-// a socket whose reads block from then on.
-func stallMQTT(path string) (func(), error) {
+// dialGatedMQTT connects a paho subscriber over a gatedConn, for a
+// laggard: without keepalive pings, which would need answers.
+func dialGatedMQTT(path string) (*gatedConn, error) {
 	var g *gatedConn
 	o := mqttOptions(path).SetKeepAlive(0).
 		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
@@ -132,10 +131,10 @@ func stallMQTT(path string) (func(), error) {
 		return nil, err
 	}
 	if err := wait(c.Subscribe(pubTopic, 0, func(mqtt.Client, mqtt.Message) {})); err != nil {
+		g.Close()
 		return nil, err
 	}
-	g.stall()
-	return func() { g.Close() }, nil
+	return g, nil
 }
 
 // mosquittoConfig listens on a Unix socket only. max_queued_messages 0

@@ -13,12 +13,12 @@ import (
 
 // rawClient speaks bare PUB frames over Unix sockets: to a subscriber
 // directly, or to the relay. It has no subscriptions: whatever reaches the
-// socket is for it. Writes are batched in a wire.Outbox, with the
-// descriptors of a batch combined in one sendmsg, the best a sender can do.
+// socket is for it. Writes are batched, with the descriptors of a batch
+// combined in one sendmsg, the best a sender can do.
 type rawClient struct {
 	conns []*unixsock.Conn // one per peer: several for a direct fan-out
-	out   wire.Outbox
-	fds   []int
+	out   []byte           // frames waiting for flush
+	fds   []int            // their descriptors, sent with the batch's first byte
 	in    *wire.Reader
 	lim   wire.Limits
 }
@@ -63,28 +63,30 @@ func acceptRaw(addr string) (*rawClient, error) {
 }
 
 func (r *rawClient) publish(topic string, data []byte, files []*os.File) error {
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
+	if len(r.fds)+len(files) > unixsock.MaxFDsPerMessage {
+		if err := r.flush(); err != nil {
+			return err
 		}
-		r.out.AddFDs(fds, nil)
 	}
-	r.out.Buf = wire.AppendPub(r.out.Buf, topic, "", nil, data, len(files))
-	if len(r.out.Buf) >= rawBatch {
+	for _, f := range files {
+		r.fds = append(r.fds, int(f.Fd()))
+	}
+	r.out = wire.AppendPub(r.out, topic, "", nil, data, len(files))
+	if len(r.out) >= rawBatch {
 		return r.flush()
 	}
 	return nil
 }
 
+// flush writes the batch to every peer, its descriptors with its first
+// byte, which is at or before each of their frames' first bytes.
 func (r *rawClient) flush() error {
 	for _, c := range r.conns {
-		var err error
-		if r.fds, err = r.out.WriteTo(c, r.fds); err != nil {
+		if _, err := c.WriteWithFDs(r.out, r.fds); err != nil {
 			return err
 		}
 	}
-	r.out.Reset(4 * rawBatch)
+	r.out, r.fds = r.out[:0], r.fds[:0]
 	return nil
 }
 
@@ -140,14 +142,14 @@ func (r *rawClient) pipeline(topic string, data []byte, count, inflight int) ([]
 	sent := make([]time.Time, 0, count) // of request i; lat holds the replied ones
 	send := func() {
 		sent = append(sent, time.Now())
-		r.out.Buf = wire.AppendPub(r.out.Buf, topic, "", nil, data, 0)
+		r.out = wire.AppendPub(r.out, topic, "", nil, data, 0)
 	}
 	for range min(inflight, count) {
 		send()
 	}
 	var werr error
 	flush := func() {
-		if len(r.out.Buf) > 0 && werr == nil {
+		if len(r.out) > 0 && werr == nil {
 			werr = r.flush()
 		}
 	}
@@ -172,7 +174,7 @@ func (r *rawClient) serve(string) error {
 			if err != nil {
 				return
 			}
-			r.out.Buf = wire.AppendPub(r.out.Buf, string(f.Topic), "", nil, f.Payload, 0)
+			r.out = wire.AppendPub(r.out, string(f.Topic), "", nil, f.Payload, 0)
 		}
 	}()
 	return nil
