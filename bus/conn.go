@@ -71,12 +71,13 @@ type conn struct {
 	// without the lock (dropFast). Written under mu.
 	full atomic.Bool
 
-	send       *wire.Sender  // owns the socket's write side
-	kick       chan struct{} // capacity 1: output is pending
-	quit       chan struct{} // closed when the connection is closed
-	quitOnce   sync.Once
-	writerDone chan struct{}
-	armedAt    time.Time // writer-owned: when the write deadline was last set
+	send        *wire.Sender  // owns the socket's write side
+	kick        chan struct{} // capacity 1: output is pending
+	quit        chan struct{} // closed when the connection is closed
+	quitOnce    sync.Once
+	writerDone  chan struct{}
+	armedAt     time.Time // writer-owned: when the write deadline was last set
+	armedUnread int       // writer-owned: the socket's unread bytes then
 }
 
 // subscription is one SUB of one connection: the value stored in the index.

@@ -340,3 +340,31 @@ func TestPublisherGoneWhileWaiting(t *testing.T) {
 	waitFor(t, "the publisher to be gone", func() bool { return srv.Stats().Conns == 1 })
 	stillServes(t, path)
 }
+
+// A subscriber that reads, but slowly and in small steps, is not a slow
+// consumer however long its writer stays blocked: the kernel wakes a
+// writer only once its peer has read three quarters of the socket's
+// buffer, so the broker also counts the socket's unread bytes falling as
+// the peer reading.
+func TestSmallStepsAreProgress(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = 300 * time.Millisecond })
+	slow := subscriber(t, path, "flood")
+	pub := connectRaw(t, path)
+	if err := <-publishNumbered(pub, "flood", 4000, 1024); err != nil { // fills its socket
+		t.Fatal(err)
+	}
+	// 16 KiB every 50 ms for 2 s: the socket's 2 MiB buffer is never three
+	// quarters read, so no write moves, but the kernel frees a buffer of
+	// the peer's (36 KiB at most) every few reads.
+	buf := make([]byte, 16<<10)
+	for range 40 {
+		slow.sock.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(slow.sock, buf); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // the reader's pace, not a wait for the broker
+	}
+	if st := srv.Stats(); st.SlowConsumers != 0 || st.Conns != 2 {
+		t.Fatalf("stats %+v: a reading subscriber was cut off", st)
+	}
+}

@@ -28,10 +28,11 @@ const (
 // enqueueMsg appends the MSG that delivers m to subscription s, with a gap
 // notice before it if s lost messages since the last one, if the
 // connection has room for both; if not, mode says whether s's policy
-// applies now (under the same lock: a lagging receiver's losses cost one
-// lock each). wake says the connection was idle (the caller must wake its
-// writer), behind that it now has more queued than publishers add to
-// without pause (pace.go).
+// applies now, under the same lock. (Once a lagging receiver has lost a
+// message, its further losses are counted without the lock: dropFast.)
+// wake says the connection was idle (the caller must wake its writer),
+// behind that it now has more queued than publishers add to without pause
+// (pace.go).
 func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMode) (o outcome, wake, behind bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -78,7 +79,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 // roomLocked reports whether the connection's queue takes size more bytes
 // and nfds more descriptors. An empty queue takes any one message; a
 // lagging connection (pace.go) takes nothing more while it holds more than
-// the pace mark.
+// lagMark.
 func (c *conn) roomLocked(size, nfds int) bool {
 	cfg := &c.srv.cfg
 	switch {

@@ -21,6 +21,7 @@ func (c *conn) writeLoop() {
 			c.abort() // failed, drained, or closed under us
 			return
 		}
+		c.disarmWriteDeadline()
 	}
 }
 
@@ -38,7 +39,7 @@ func (c *conn) flush() (finished bool) {
 			return done
 		case !isTimeout(err):
 			return true
-		case c.sock.LastWrite() >= c.armedAt.UnixNano():
+		case c.readSinceArmed():
 			c.armedAt = time.Time{} // it read some: a new deadline, and on
 			continue
 		}
@@ -68,5 +69,30 @@ func (c *conn) armWriteDeadline() {
 	if now.Sub(c.armedAt) > w/4 {
 		c.sock.SetWriteDeadline(now.Add(w))
 		c.armedAt = now
+		c.armedUnread, _ = c.sock.Unread()
 	}
+}
+
+// disarmWriteDeadline clears the deadline once the writer has written
+// everything: an idle connection's deadline would expire, and the next
+// small batch a router tries to write at once (tryFlush) would fail on it
+// and go the slow way, through this goroutine.
+func (c *conn) disarmWriteDeadline() {
+	if !c.armedAt.IsZero() {
+		c.sock.SetWriteDeadline(noDeadline)
+		c.armedAt = time.Time{}
+	}
+}
+
+// readSinceArmed reports whether the peer has read anything since the
+// write deadline was set: a write moved data, or the socket's unread bytes
+// fell. The second matters: the kernel wakes a writer blocked on a Unix
+// socket only once the peer has read three quarters of the buffer, so a
+// peer that reads slowly in small steps moves no write for a long time.
+func (c *conn) readSinceArmed() bool {
+	if c.sock.LastWrite() >= c.armedAt.UnixNano() {
+		return true
+	}
+	unread, err := c.sock.Unread()
+	return err == nil && unread < c.armedUnread
 }
