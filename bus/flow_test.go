@@ -347,16 +347,16 @@ func TestPublisherGoneWhileWaiting(t *testing.T) {
 // buffer, so the broker also counts the socket's unread bytes falling as
 // the peer reading.
 func TestSmallStepsAreProgress(t *testing.T) {
-	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = 300 * time.Millisecond })
+	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = 500 * time.Millisecond })
 	slow := subscriber(t, path, "flood")
 	pub := connectRaw(t, path)
 	if err := <-publishNumbered(pub, "flood", 4000, 1024); err != nil { // fills its socket
 		t.Fatal(err)
 	}
-	// 16 KiB every 50 ms for 2 s: the socket's 2 MiB buffer is never three
+	// 32 KiB every 50 ms for 2 s: the socket's 2 MiB buffer is never three
 	// quarters read, so no write moves, but the kernel frees a buffer of
-	// the peer's (36 KiB at most) every few reads.
-	buf := make([]byte, 16<<10)
+	// the peer's (36 KiB at most) every read or two.
+	buf := make([]byte, 32<<10)
 	for range 40 {
 		slow.sock.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.ReadFull(slow.sock, buf); err != nil {

@@ -306,7 +306,10 @@ func TestUnclaimedDescriptorsGiveTheirBudgetBack(t *testing.T) {
 			t.Fatalf("got %v", p.Op)
 		}
 		c.sock.Close()
-		waitFor(t, "the connection to be gone", func() bool { return srv.Stats().Conns == 0 })
+		waitFor(t, "the connection and its descriptors to be gone", func() bool {
+			st := srv.Stats()
+			return st.Conns == 0 && st.FDs == 0
+		})
 	}
 	sub := subscriber(t, path, "x")
 	sub.pub("x", "still passes", int(f.Fd()))
