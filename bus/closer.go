@@ -13,8 +13,14 @@ import (
 // send queue blocks for the linger time; closed inline, one such socket
 // froze every publisher routing to its holder.
 //
-// One worker runs for the server's life. When jobs pile up behind a
-// worker that is stuck in a close, another starts, up to maxClosers; the
+// Descriptors to close are queued and the queue is handed to a worker at
+// the end of the read batch or write that released them (flush), a few
+// dozen at a time: waking a goroutine for every message that carries a
+// descriptor cost fd-per-msg a fifth of its throughput. A connection's
+// socket (do) is handed over at once.
+//
+// One worker runs for the server's life. When work is handed over while
+// every worker is inside a close, another starts, up to maxClosers; the
 // extra ones leave when the queue is empty. Descriptors waiting here stay
 // in the broker's descriptor pool until they are closed, so a pile-up
 // shows as a full pool (refused descriptors), never as a process out of
@@ -25,9 +31,9 @@ type closer struct {
 	mu       sync.Mutex
 	queue    []closeJob
 	workers  int
-	busy     int           // workers closing a job now
+	busy     int           // workers closing jobs now
 	idle     chan struct{} // closed when the queue is empty and no close is under way; nil otherwise
-	wake     chan struct{} // capacity 1: the main worker has work
+	wake     chan struct{} // capacity 1: there is work
 	quit     chan struct{}
 	quitOnce sync.Once
 }
@@ -38,8 +44,10 @@ type closeJob struct {
 	fn    func()   // or a close to run: a connection's socket
 }
 
-// maxClosers bounds the goroutines closing descriptors at once.
-const maxClosers = 8
+const (
+	maxClosers = 8  // goroutines closing descriptors at once, at most
+	closeBatch = 64 // jobs a worker takes at a time, and what wakes one early
+)
 
 func newCloser(led *ledger) *closer {
 	c := &closer{led: led, wake: make(chan struct{}, 1), quit: make(chan struct{})}
@@ -48,31 +56,45 @@ func newCloser(led *ledger) *closer {
 	return c
 }
 
-// close queues fds to be closed and their pool charge given back to
-// owner. It never blocks.
+// close queues fds to be closed, and their pool charge given back to
+// owner, by the next flush. It never blocks.
 func (c *closer) close(fds []int, owner *account) {
 	if len(fds) > 0 {
-		c.add(closeJob{fds: fds, owner: owner})
+		c.add(closeJob{fds: fds, owner: owner}, false)
 	}
 }
 
-// do queues fn, a close that may block: closing a Unix socket whose
+// do queues fn, a close that may block (closing a Unix socket whose
 // receive queue holds passed descriptors closes those too, and one of them
-// may be a lingering TCP socket. It never blocks.
-func (c *closer) do(fn func()) { c.add(closeJob{fn: fn}) }
+// may be a lingering TCP socket), and hands it over at once. It never
+// blocks.
+func (c *closer) do(fn func()) { c.add(closeJob{fn: fn}, true) }
 
-func (c *closer) add(job closeJob) {
+func (c *closer) add(job closeJob, now bool) {
 	c.mu.Lock()
 	c.queue = append(c.queue, job)
-	// Another worker if none runs (after drain), or if the others are
-	// busy: the job waits behind another.
-	extra := c.workers == 0 || len(c.queue) > 1 && c.workers < maxClosers
-	if extra {
-		c.workers++
+	if now || len(c.queue) >= closeBatch {
+		c.signalLocked()
 	}
 	c.mu.Unlock()
-	if extra {
+}
+
+// flush hands what is queued to a worker.
+func (c *closer) flush() {
+	c.mu.Lock()
+	if len(c.queue) > 0 {
+		c.signalLocked()
+	}
+	c.mu.Unlock()
+}
+
+// signalLocked wakes a worker, starting another if every one is inside a
+// close (or none runs, after drain).
+func (c *closer) signalLocked() {
+	if c.busy == c.workers && c.workers < maxClosers {
+		c.workers++
 		go c.run(false)
+		return
 	}
 	select {
 	case c.wake <- struct{}{}:
@@ -80,9 +102,11 @@ func (c *closer) add(job closeJob) {
 	}
 }
 
-// run closes queued descriptors; the main worker waits for more, the
-// others return when the queue is empty.
+// run closes queued descriptors, closeBatch jobs at a time; the main
+// worker waits for more, the others return when the queue is empty.
 func (c *closer) run(main bool) {
+	var jobs []closeJob
+	given := map[*account]int64{}
 	c.mu.Lock()
 	for {
 		if len(c.queue) == 0 {
@@ -104,20 +128,28 @@ func (c *closer) run(main bool) {
 			c.mu.Lock()
 			continue
 		}
-		job := c.queue[0]
-		c.queue[0] = closeJob{}
-		c.queue = c.queue[1:]
+		n := min(len(c.queue), closeBatch)
+		jobs = append(jobs[:0], c.queue[:n]...)
+		clear(c.queue[:n])
+		c.queue = c.queue[n:]
 		c.busy++
 		c.mu.Unlock()
-		for _, fd := range job.fds {
-			unix.Close(fd)
+		for _, job := range jobs {
+			for _, fd := range job.fds {
+				unix.Close(fd)
+			}
+			if job.fn != nil {
+				job.fn()
+			}
+			if job.owner != nil {
+				given[job.owner] += int64(len(job.fds))
+			}
 		}
-		if job.fn != nil {
-			job.fn()
+		for owner, n := range given {
+			c.led.give(owner, poolFDs, n)
 		}
-		if job.owner != nil {
-			c.led.give(job.owner, poolFDs, int64(len(job.fds)))
-		}
+		clear(given)
+		clear(jobs)
 		c.mu.Lock()
 		c.busy--
 	}
@@ -139,6 +171,9 @@ func (c *closer) waitIdle(ctx context.Context) error {
 			c.idle = make(chan struct{})
 		}
 		idle = c.idle
+		if len(c.queue) > 0 {
+			c.signalLocked()
+		}
 	}
 	c.mu.Unlock()
 	if idle == nil {

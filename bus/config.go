@@ -93,7 +93,7 @@ type UserBudget struct {
 // Defaults that do not depend on the machine.
 const (
 	defaultMaxPending    = 64 << 20
-	defaultMaxPendingFDs = 1024
+	defaultMaxPendingFDs = 4096
 	// connMemory is what an open connection is charged when it is
 	// accepted: its read buffer at its largest, its write batch, and its
 	// state.

@@ -139,7 +139,9 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64, acct *account) *conn {
 
 // largePiece is the size of the pieces a large frame is read in: what a
 // peer that announces a frame and stops sending can make the broker hold.
-const largePiece = 1 << 20
+// Chunks, so that the pieces come from (and go back to) the free list of
+// memory already mapped.
+const largePiece = wire.ChunkSize
 
 // growInput charges the next piece of a large frame to the connection's
 // user before the Reader allocates it.
@@ -286,6 +288,7 @@ func (c *conn) endBatch() {
 	}
 	c.stallLeft = c.srv.cfg.StallBudget
 	c.armFrameDeadline()
+	c.srv.closer.flush() // descriptors the batch's deliveries released
 }
 
 // armFrameDeadline bounds how long the reader waits for the rest of a

@@ -1,6 +1,10 @@
 package bus
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/busd/busd/bus/wire"
+)
 
 // fdSet holds the descriptors that came with one PUB. Each queued copy of
 // the message holds a reference, and the router one while it routes; the
@@ -27,5 +31,29 @@ func (s *fdSet) ref() { s.refs.Add(1) }
 func (s *fdSet) Release() {
 	if s.refs.Add(-1) == 0 {
 		s.srv.closer.close(s.fds, s.owner)
+	}
+}
+
+// largeBody holds the pieces of a large PUB, which every receiver's queue
+// refers to instead of copying them. Each queue holds a reference, and the
+// router one while it routes; the last release gives the pieces back for
+// reuse.
+type largeBody struct {
+	pieces [][]byte
+	refs   atomic.Int32
+}
+
+func newLargeBody(pieces [][]byte) *largeBody {
+	b := &largeBody{pieces: pieces}
+	b.refs.Store(1)
+	return b
+}
+
+func (b *largeBody) ref() { b.refs.Add(1) }
+
+// Release drops one reference.
+func (b *largeBody) Release() {
+	if b.refs.Add(-1) == 0 {
+		wire.PutPieces(b.pieces)
 	}
 }

@@ -66,9 +66,14 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 		b = append(b, m.encoded...)
 		wire.SetID(b[n:], s.sid)
 		c.out.Commit(b)
-	case m.pub.Body != nil: // large: the receivers share the publisher's pieces
+	case m.body != nil: // large: the receivers share the publisher's pieces
 		c.out.Commit(wire.AppendMsgHead(c.out.Reserve(wire.MsgHeadLen), s.sid, m.origin, &m.pub.Header))
-		c.out.AppendRef(m.pub.Body, nil)
+		m.body.ref()
+		c.out.AppendRef(m.body.pieces, m.body)
+	case m.size > wire.ChunkSize:
+		var head [wire.MsgHeadLen]byte
+		f := m.pub
+		c.out.AppendCopy(wire.AppendMsgHead(head[:0], s.sid, m.origin, &f.Header), f.Topic, f.Reply, f.Headers, f.Payload)
 	default:
 		c.out.Commit(wire.AppendMsg(c.out.Reserve(m.size), s.sid, m.origin, m.pub))
 	}

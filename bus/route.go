@@ -80,6 +80,9 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	c.srv.stats.published.Add(1)
 	var m outMsg
 	c.initOutMsg(&m, f, takers(res))
+	if f.Body != nil {
+		m.body = newLargeBody(f.Body)
+	}
 	var o outcome
 	if strings.HasPrefix(topic, wire.GroupOnlyPrefix) {
 		o = c.routeGroupOnly(&m, topic, res.Groups, set)
@@ -90,6 +93,9 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 		for i := range res.Groups {
 			o = max(o, c.deliverToOne(res.Groups[i].Members, &m, set))
 		}
+	}
+	if m.body != nil {
+		m.body.Release() // the router's reference
 	}
 	if len(f.Reply) > 0 && o != queued {
 		c.noResponders(f.Reply, o != gone)
@@ -125,7 +131,8 @@ func (c *conn) routeGroupOnly(m *outMsg, topic string, groups []topics.Group[*su
 type outMsg struct {
 	origin *wire.Origin
 	pub    *wire.Frame
-	size   int // of the MSG frame
+	body   *largeBody // pub.Body's pieces, for a large one
+	size   int        // of the MSG frame
 	nfds   int
 	// encoded is its MSG frame with subscription id 0, when it goes to
 	// more than one receiver: encoded once, copied to each with only the

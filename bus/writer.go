@@ -17,7 +17,9 @@ func (c *conn) writeLoop() {
 		case <-c.kick:
 		case <-c.quit:
 		}
-		if c.flush() {
+		finished := c.flush()
+		c.srv.closer.flush() // descriptors the written batches released
+		if finished {
 			c.abort() // failed, drained, or closed under us
 			return
 		}

@@ -94,8 +94,11 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		c.wake()
 	}
 	n := c.out.Len()
-	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
-	c.out.Commit(wire.AppendPub(c.out.Reserve(size), topic, reply, hdrs, data, len(files)))
+	if size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data); size <= wire.ChunkSize {
+		c.out.Commit(wire.AppendPub(c.out.Reserve(size), topic, reply, hdrs, data, len(files)))
+	} else {
+		appendLargePub(&c.out, topic, reply, hdrs, data, len(files))
+	}
 	c.pending += c.out.Len() - n
 	c.seq++
 	c.mu.Unlock()
@@ -171,4 +174,17 @@ func dupFile(f *os.File) (int, error) {
 		return -1, err
 	}
 	return fd, derr
+}
+
+// appendLargePub queues a PUB larger than a chunk, copied into as many
+// chunks as it takes rather than into a buffer of its own size: no
+// allocation per message, and memory the connection has used before.
+func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int) {
+	h := wire.Header{
+		Op: wire.OpPub, NFDs: uint8(nfds),
+		TopicLen: uint16(len(topic)), ReplyLen: uint16(len(reply)),
+		HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(data)),
+	}
+	var head [wire.HeaderLen]byte
+	o.AppendCopy(wire.AppendFrameHeader(head[:0], &h), []byte(topic), []byte(reply), hdrs, data)
 }

@@ -71,6 +71,18 @@ func (c *Conn) TryWrite(p []byte) (int, error) {
 	return int(n), wrap("write", c.path, err)
 }
 
+// TryWriteBuffers is TryWrite for the concatenation of bufs, in one
+// sendmsg with an iovec per buffer: it writes as much as the socket takes
+// without waiting and returns how much that was. It carries no descriptors.
+func (c *Conn) TryWriteBuffers(bufs [][]byte) (int64, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wnowait = true
+	n, err := c.writeLocked(bufs, nil)
+	c.wnowait = false
+	return n, wrap("write", c.path, err)
+}
+
 func (c *Conn) writeLocked(bufs [][]byte, fds []int) (int64, error) {
 	c.wmsg.Control = nil
 	c.wmsg.SetControllen(0)

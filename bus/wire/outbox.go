@@ -1,65 +1,5 @@
 package wire
 
-import "sync"
-
-// ChunkSize is the size of the buffers an Outbox packs frames into. A
-// connection's queue grows a chunk at a time and a written chunk goes back
-// to a free list shared by all connections, so a backlog costs what it
-// holds (no doubling copies of one growing buffer) and an idle connection
-// holds nothing.
-const ChunkSize = 64 << 10
-
-// maxFreeChunks bounds the free list: 4 MiB of chunks kept, already
-// touched, for the next bursts (a fresh page costs a fault, and on a
-// virtual machine a fault is about 13 µs: measured, a MiB of fresh queue
-// costs about 3 ms); what comes back beyond it is left to the collector,
-// so a large backlog that drains returns its memory.
-const maxFreeChunks = 64
-
-// freeChunks are empty chunks, as pointers so that putting one back
-// allocates nothing. A plain list rather than a sync.Pool: a pool empties
-// itself at every collection, and at random under the race detector.
-var freeChunks struct {
-	mu   sync.Mutex
-	list []*[]byte
-}
-
-func getChunk() *[]byte {
-	freeChunks.mu.Lock()
-	if n := len(freeChunks.list); n > 0 {
-		b := freeChunks.list[n-1]
-		freeChunks.list[n-1] = nil
-		freeChunks.list = freeChunks.list[:n-1]
-		freeChunks.mu.Unlock()
-		return b
-	}
-	freeChunks.mu.Unlock()
-	b := make([]byte, 0, ChunkSize)
-	return &b
-}
-
-// putChunk gives an emptied chunk back; it reports false if the free list
-// is full and the chunk is left to the collector.
-func putChunk(b *[]byte) bool {
-	*b = (*b)[:0]
-	freeChunks.mu.Lock()
-	defer freeChunks.mu.Unlock()
-	if len(freeChunks.list) >= maxFreeChunks {
-		return false
-	}
-	freeChunks.list = append(freeChunks.list, b)
-	return true
-}
-
-// DropFreeChunks empties the free list of chunks, so that a collection can
-// return their memory to the system.
-func DropFreeChunks() {
-	freeChunks.mu.Lock()
-	clear(freeChunks.list)
-	freeChunks.list = freeChunks.list[:0]
-	freeChunks.mu.Unlock()
-}
-
 // Outbox is output waiting for a connection's writer: frames in order, in a
 // queue of segments, and the descriptors of the frames that carry some. One
 // goroutine at a time fills it under its owner's lock; a Sender takes
@@ -71,7 +11,6 @@ func DropFreeChunks() {
 type Outbox struct {
 	segs  []segment // sealed segments, oldest first; cur follows them
 	cur   []byte    // the chunk frames are appended to now; nil if none
-	box   *[]byte   // cur's pool box, to give the chunk back; nil if not from the pool
 	marks []fdMark  // descriptors of queued frames, in frame order
 	start int64     // stream position of the first queued byte
 	end   int64     // stream position just after the last queued byte
@@ -86,10 +25,10 @@ type Outbox struct {
 type Releaser interface{ Release() }
 
 type segment struct {
-	buf  []byte
-	box  *[]byte  // the chunk's pool box; nil for buffers not from the pool
-	rel  Releaser // released once the segment is written or dropped
-	open bool     // a frame continues past buf's end into the next segment
+	buf   []byte
+	rel   Releaser // released once the segment is written or dropped
+	chunk bool     // buf is a chunk of the free list's, to give back
+	open  bool     // a frame continues past buf's end into the next segment
 }
 
 type fdMark struct {
@@ -107,19 +46,14 @@ func (o *Outbox) Len() int { return int(o.end - o.start) }
 func (o *Outbox) End() int64 { return o.end }
 
 // Reserve returns the buffer the next frame, of n bytes, is to be appended
-// to; append the frame to it and pass the result to Commit. Frames up to
-// ChunkSize share chunks; a larger one gets a buffer of its own.
+// to; append the frame to it and pass the result to Commit. n must be at
+// most ChunkSize: larger frames go with AppendCopy.
 func (o *Outbox) Reserve(n int) []byte {
 	if o.cur != nil && cap(o.cur)-len(o.cur) >= n {
 		return o.cur
 	}
 	o.seal(false)
-	if n <= ChunkSize {
-		o.box = getChunk()
-		o.cur = *o.box
-	} else {
-		o.box, o.cur = nil, make([]byte, 0, n)
-	}
+	o.cur = getChunk()
 	return o.cur
 }
 
@@ -127,15 +61,40 @@ func (o *Outbox) Reserve(n int) []byte {
 // that buffer with them appended.
 func (o *Outbox) Commit(b []byte) {
 	o.end += int64(len(b) - len(o.cur))
-	if cap(b) != cap(o.cur) { // appended past the reservation: a new array
-		o.box = nil
-	}
 	o.cur = b
 }
 
 // Append queues one encoded frame, copying it.
-func (o *Outbox) Append(frame []byte) {
-	o.Commit(append(o.Reserve(len(frame)), frame...))
+func (o *Outbox) Append(frame []byte) { o.AppendCopy(frame) }
+
+// AppendCopy queues one frame made of parts, copying them: into the chunk
+// being filled if the frame fits, else spread over as many chunks as it
+// takes, so that no frame costs an allocation of its own size.
+func (o *Outbox) AppendCopy(parts ...[]byte) {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n <= ChunkSize {
+		b := o.Reserve(n)
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		o.Commit(b)
+		return
+	}
+	for _, p := range parts {
+		for len(p) > 0 {
+			if o.cur == nil || len(o.cur) == cap(o.cur) {
+				o.seal(true) // the frame goes on in the next chunk
+				o.cur = getChunk()
+			}
+			k := min(len(p), cap(o.cur)-len(o.cur))
+			o.cur = append(o.cur, p[:k]...)
+			o.end += int64(k)
+			p = p[k:]
+		}
+	}
 }
 
 // AppendRef queues parts, not copied, as the rest of the frame whose first
@@ -157,11 +116,11 @@ func (o *Outbox) AppendRef(parts [][]byte, rel Releaser) {
 // whether the frame at its end continues in the next segment.
 func (o *Outbox) seal(open bool) {
 	if len(o.cur) > 0 {
-		o.segs = append(o.segs, segment{buf: o.cur, box: o.box, open: open})
-	} else if o.box != nil {
-		putChunk(o.box)
+		o.segs = append(o.segs, segment{buf: o.cur, chunk: true, open: open})
+	} else if o.cur != nil {
+		putChunk(o.cur)
 	}
-	o.cur, o.box = nil, nil
+	o.cur = nil
 }
 
 // AddFDs records that the frame about to be appended carries fds; rel
@@ -226,11 +185,14 @@ func (o *Outbox) TakeInto(batch *Outbox, descOK bool, limit int) (took, empty bo
 	return true, false
 }
 
-// Discard drops every queued frame that has not started to go out, so that
-// what is queued next (an ERR before a close) is the next thing the peer
-// reads; the rest of a frame whose start was already taken stays. It
-// returns how many bytes and descriptors it dropped.
+// Discard drops every queued frame that has not started to go out, so
+// that what is queued next (an ERR before a close) is the next thing the
+// peer reads; the rest of a frame whose start was already taken stays
+// (with whatever shares its last chunk). It returns how many bytes and
+// descriptors it dropped.
 func (o *Outbox) Discard() (n, nfds int) {
+	before, beforeFDs := o.Len(), o.FDs()
+	o.seal(false)
 	keep := 0
 	if o.midFrame {
 		for keep < len(o.segs) && o.segs[keep].open {
@@ -242,8 +204,6 @@ func (o *Outbox) Discard() (n, nfds int) {
 	for _, s := range o.segs[:keep] {
 		pos += int64(len(s.buf))
 	}
-	before, beforeFDs := o.Len(), o.FDs()
-	o.seal(false)
 	releaseSegs(o.segs[keep:])
 	o.segs = o.segs[:keep]
 	k := 0
@@ -270,9 +230,8 @@ func (o *Outbox) Reset() {
 func (o *Outbox) recycle() {
 	for i := range o.segs {
 		s := &o.segs[i]
-		if s.box != nil {
-			*s.box = s.buf
-			putChunk(s.box)
+		if s.chunk {
+			putChunk(s.buf)
 		}
 		if s.rel != nil {
 			s.rel.Release()
@@ -289,6 +248,9 @@ func releaseSegs(segs []segment) {
 	for i := range segs {
 		if segs[i].rel != nil {
 			segs[i].rel.Release()
+		}
+		if segs[i].chunk {
+			putChunk(segs[i].buf)
 		}
 		segs[i] = segment{}
 	}

@@ -254,3 +254,27 @@ func TestReaderStopsWhereGrowRefuses(t *testing.T) {
 		t.Fatalf("asked for %d bytes in all; want the third piece refused", grown)
 	}
 }
+
+// A frame copied over several chunks is a frame in flight like any other:
+// once its start is taken, Discard keeps the rest of it.
+func TestOutboxDiscardKeepsACopiedFrameWhole(t *testing.T) {
+	var o Outbox
+	big := bytes.Repeat([]byte{7}, 3*ChunkSize)
+	o.Append(big)
+	o.Append([]byte("next"))
+	var batch Outbox
+	if took, _ := o.TakeInto(&batch, true, 1); !took {
+		t.Fatal("took nothing")
+	}
+	o.Discard()
+	o.Append([]byte("ERR"))
+	var got []byte
+	for _, s := range batch.segs {
+		got = append(got, s.buf...)
+	}
+	got = append(got, drain(&o, BatchMax)...)
+	// "next" shares the big frame's last chunk, so it may stay with it.
+	if rest := string(got[len(big):]); !bytes.Equal(got[:len(big)], big) || rest != "ERR" && rest != "nextERR" {
+		t.Fatalf("after the discard: %d bytes, ending %q", len(got), got[max(0, len(got)-8):])
+	}
+}

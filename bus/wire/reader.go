@@ -115,13 +115,24 @@ func (fr *Reader) read(b []byte) (int, error) {
 	return n, nil
 }
 
+// piece returns a buffer of n bytes for a large frame: a chunk of the free
+// list when it fits in one (see PutPieces).
+func piece(n int) []byte {
+	if n <= ChunkSize {
+		return getChunk()[:n]
+	}
+	return make([]byte, n)
+}
+
 // SetLargeFrames makes the Reader read a frame larger than its buffer in
 // pieces of piece bytes, each allocated only once the bytes before it have
 // arrived and after grow(size) has approved it (grow's error ends the read
 // with it), instead of in one buffer of the frame's declared size: a peer
 // that announces a large frame and never sends it then holds at most one
 // piece. Such a frame comes back with Body set and Payload nil; its pieces
-// are the caller's to keep, and the Reader never writes into them again.
+// are the caller's to keep, and the Reader never writes into them again
+// (the caller may give them back with PutPieces once nothing refers to
+// them). A piece size of ChunkSize reads into chunks of the free list.
 // The first piece holds at least the header, origin, topic, reply and
 // headers, so those sections stay contiguous.
 func (fr *Reader) SetLargeFrames(piece int, grow func(size int) error) {
@@ -149,7 +160,7 @@ func (fr *Reader) readLarge(f *Frame, idle func()) (*Frame, error) {
 		if err := fr.grow(n); err != nil {
 			return nil, err
 		}
-		p := make([]byte, n)
+		p := piece(n)
 		got := copy(p, have)
 		have = have[got:]
 		for got < n {

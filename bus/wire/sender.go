@@ -116,18 +116,22 @@ func (s *Sender) writeSome(wait bool) (done bool, err error) {
 	}
 }
 
-// writeNow writes what the socket takes at once, a segment at a time. Its
-// batches carry no descriptors (take refuses them without wait).
+// writeNow writes what the socket takes at once, the batch's segments in
+// one sendmsg. Its batches carry no descriptors (take refuses them without
+// wait).
 func (s *Sender) writeNow() error {
-	for s.seg < len(s.batch.segs) {
-		rest := s.batch.segs[s.seg].buf[s.off:]
-		n, err := s.sock.TryWrite(rest)
-		s.advance(n)
-		if err != nil || n < len(rest) {
-			return err
+	s.iov = s.iov[:0]
+	for i := s.seg; i < len(s.batch.segs); i++ {
+		b := s.batch.segs[i].buf
+		if i == s.seg {
+			b = b[s.off:]
 		}
+		s.iov = append(s.iov, b)
 	}
-	return nil
+	n, err := s.sock.TryWriteBuffers(s.iov)
+	clear(s.iov)
+	s.advance(int(n))
+	return err
 }
 
 // writeBlocking writes the rest of the batch, waiting for the socket, in as
