@@ -64,6 +64,7 @@ type conn struct {
 	progress   chan struct{}   // closed when the writer finishes a batch; nil if nobody waits
 	lagging    bool            // publishers stopped waiting for it; see pace.go
 	lossReason lossReason      // why the last message that did not fit did not
+	strikes    int             // waits in a row it failed; see pace.go
 	gaps       []*subscription // subscriptions with losses not yet reported
 	state      connState
 	// full mirrors, for reading without mu, that the connection takes no

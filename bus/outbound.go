@@ -257,7 +257,10 @@ func (c *conn) batchSent(n, nfds int) {
 		c.ctrlBytes = 0
 	}
 	c.shrinkGrantLocked()
-	if !c.behindLocked() {
+	if c.pending == 0 {
+		c.strikes = 0 // drained: whatever it failed before, it keeps up now
+	}
+	if !c.behindLocked() && (!c.lagging || c.caughtUpLocked()) {
 		c.lagging = false
 		c.full.Store(false)
 		c.flushGapsLocked()

@@ -40,6 +40,15 @@ const paceMark = 1 << 20
 // 300,000-message run in page faults on the test machine).
 const lagMark = 2 * paceMark
 
+// caughtUpLocked reports whether a lagging connection has caught up
+// enough to be waited for again: down to a quarter of the pace mark. A
+// slow subscriber that keeps falling behind then costs its publishers a
+// wait each time it has read all but that quarter of what it held, not
+// every time it dips below the mark.
+func (c *conn) caughtUpLocked() bool {
+	return c.pending <= paceMark/4 && c.pendingFDs <= c.srv.cfg.MaxPendingFDs/16
+}
+
 // behindLocked reports whether the connection has more queued than
 // publishers add to without pause.
 func (c *conn) behindLocked() bool {
@@ -85,12 +94,23 @@ func (c *conn) waitUntil(r *conn, budget time.Duration, cond func() bool) time.D
 	}()
 	for {
 		switch {
-		case cond() || r.lagging || r.state != stateOpen:
+		case cond():
+			if timer != nil { // it caught up while waited for: not a laggard
+				r.strikes = 0
+			}
+			return since(start)
+		case r.lagging || r.state != stateOpen:
+			return since(start)
+		case r.strikes >= lagStrikes: // a known laggard behind again: not waited for
+			r.lagging = true
+			c.srv.stats.lagging.Add(1)
 			return since(start)
 		case budget <= 0:
-			if !took.atLeast(r, drainMark) {
-				r.lagging = true
-				c.srv.stats.lagging.Add(1)
+			if timer != nil && !took.atLeast(r, drainMark) {
+				if r.strikes++; r.strikes >= lagStrikes {
+					r.lagging = true
+					c.srv.stats.lagging.Add(1)
+				}
 			}
 			return since(start)
 		}
@@ -115,8 +135,17 @@ func (c *conn) waitUntil(r *conn, budget time.Duration, cond func() bool) time.D
 }
 
 // drainMark is what a receiver must take during a publisher's stall budget
-// not to be judged lagging when it is still behind at the end of it.
+// not to count a strike when it is still behind at the end of it.
 const drainMark = paceMark / 4
+
+// lagStrikes is how many waits a receiver must fail, with none that it
+// caught up in between, before it is lagging: a receiver descheduled for
+// one budget (the test machine's scheduler pauses a process for 8 ms now
+// and then) is waited for once more, not given up on, and a stopped one
+// costs its publishers two budgets, once. The count survives the receiver
+// catching up by itself, until it has written everything it held: a slow
+// subscriber that keeps falling behind is not waited for again each time.
+const lagStrikes = 2
 
 // drained measures what a receiver took from the broker during a wait:
 // what its writer wrote, and how much of what sat unread in its socket
