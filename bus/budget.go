@@ -70,6 +70,9 @@ type ledger struct {
 
 	peak    int64         // the memory pool's use at its highest since the last reclaim
 	reclaim chan struct{} // asks reclaimLoop to run; nil without Config.ReclaimMemory
+	// fdsFreed is closed when descriptors go back to the pool, for readers
+	// waiting for room in it (fdRoom); nil when nobody waits.
+	fdsFreed chan struct{}
 }
 
 // account is what one uid's connections hold. Its fields are guarded by
@@ -208,6 +211,10 @@ func (l *ledger) giveLocked(a *account, p pool, n int64) {
 	if p == poolMemory {
 		l.noteMemoryLocked()
 	}
+	if p == poolFDs && l.fdsFreed != nil {
+		close(l.fdsFreed)
+		l.fdsFreed = nil
+	}
 }
 
 // takeFixed takes n from pool p for a without the fair-share rule, for
@@ -247,6 +254,23 @@ func (l *ledger) reserveFDs(a *account, max int) int {
 	a.used[kInputFDs] += n
 	l.takeNowLocked(a, poolFDs, n)
 	return int(n)
+}
+
+// fdRoom reports whether a's share of the broker's descriptors has room
+// for n more, or holds none but its connections' own, so that waiting
+// would not make more. If neither, it also returns a channel that is
+// closed the next time descriptors go back to the pool.
+func (l *ledger) fdRoom(a *account, n int) (bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	passed := a.share[poolFDs] - fdsPerConn*a.used[kConns]
+	if l.roomLocked(a, poolFDs) >= int64(n) || passed <= 0 {
+		return true, nil
+	}
+	if l.fdsFreed == nil {
+		l.fdsFreed = make(chan struct{})
+	}
+	return false, l.fdsFreed
 }
 
 // roomLocked returns the most a may take from pool p under the fair-share

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -84,6 +85,52 @@ func TestFDReservations(t *testing.T) {
 	}
 }
 
+// A user whose passed descriptors fill its share of the pool is told to
+// wait, with a channel closed when descriptors go back to the pool; one
+// that holds only its connections' own is not, however little room.
+func TestFDRoomWaitsForPassedDescriptors(t *testing.T) {
+	l := testLedger(func(c *Config) { c.MaxFDs, c.User.InputFDs = 1000, 1000 })
+	a := l.open(7)
+	if err := l.charge(a, kConns, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.takeFixed(a, poolFDs, fdsPerConn); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.reserveFDs(a, 400); got != 400 {
+		t.Fatalf("reserved %d; want 400", got)
+	}
+	ok, freed := l.fdRoom(a, 253) // alone, a user may hold half the pool: 98 more
+	if ok || freed == nil {
+		t.Fatalf("room for 253 more (%v), a wait: %v; want no room and a wait", ok, freed != nil)
+	}
+	select {
+	case <-freed:
+		t.Fatal("the wait ended before anything went back to the pool")
+	default:
+	}
+	l.uncharge(a, kInputFDs, 200)
+	<-freed
+	if ok, _ := l.fdRoom(a, 253); !ok {
+		t.Fatal("no room for 253 once 200 of 400 went back")
+	}
+	if got := l.reserveFDs(a, 250); got != 250 { // a holds 452 of the 1000
+		t.Fatalf("reserved %d; want 250", got)
+	}
+	b := l.open(8)
+	for _, err := range []error{l.charge(b, kConns, 1), l.takeFixed(b, poolFDs, fdsPerConn)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.roomLocked(b, poolFDs) >= 253 {
+		t.Fatalf("b has room for %d; the test wants less than a read's worth", l.roomLocked(b, poolFDs))
+	}
+	if ok, freed := l.fdRoom(b, 253); !ok || freed != nil {
+		t.Fatal("a user holding only its connections' descriptors was told to wait")
+	}
+}
+
 func TestUserConnectionBudget(t *testing.T) {
 	_, path := testBroker(t, func(c *Config) { c.User.Conns = 2 })
 	connectRaw(t, path)
@@ -105,9 +152,13 @@ func TestUserHandshakeBudget(t *testing.T) {
 	waitFor(t, "the silent connection to be forgotten", func() bool {
 		c := dialRaw(t, path)
 		defer c.sock.Close()
+		// Refused while the silent one still counts: the broker may have
+		// closed the probe before its HELLO is written, so a failed write
+		// is an answer too; what it reads first says which.
 		body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version})
-		c.send(wire.AppendControl(nil, wire.OpHello, 0, body))
-		return c.next().Op == wire.OpInfo
+		c.sock.WriteWithFDs(wire.AppendControl(nil, wire.OpHello, 0, body), nil)
+		f, err := c.tryNext(5 * time.Second)
+		return err == nil && f.Op == wire.OpInfo
 	})
 }
 

@@ -48,6 +48,7 @@ type conn struct {
 	handshaken bool              // HELLO was accepted
 	ctrlOver   bool              // the last control frame queued took ctrlBytes past controlLimit
 	fdShort    bool              // the last read was granted fewer descriptors than it could take
+	sentFDs    bool              // the batch routed descriptors: endBatch paces the next read (fdpace.go)
 	dropSub    *subscription     // the subscription dropFast last counted losses for
 	dropN      uint64            // how many, not yet added to it (flushDrops)
 
@@ -287,9 +288,13 @@ func (c *conn) endBatch() {
 	if len(c.stalls) > 0 {
 		c.waitForStalled()
 	}
+	c.srv.closer.flush() // descriptors the batch's deliveries released
+	if c.sentFDs {
+		c.sentFDs = false
+		c.waitForFDRoom()
+	}
 	c.stallLeft = c.srv.cfg.StallBudget
 	c.armFrameDeadline()
-	c.srv.closer.flush() // descriptors the batch's deliveries released
 }
 
 // armFrameDeadline bounds how long the reader waits for the rest of a

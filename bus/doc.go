@@ -13,7 +13,10 @@
 // MSG to each receiver's queue (a wire.Outbox) under that receiver's lock.
 // Once it has handled everything it has read, it wakes the writers of the
 // connections that went from idle to busy, and waits, within its stall
-// budget, for receivers it left behind (pace.go). Each writer owns its
+// budget, for receivers it left behind (pace.go); after a batch that
+// routed descriptors it also waits, at most FrameTimeout, for its user's
+// share of the broker's descriptors to have room for another read
+// (fdpace.go). It holds no lock while it waits. Each writer owns its
 // socket's write side, through a wire.Sender whose token a router may also
 // take for a moment to write a small batch to an idle connection itself.
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 	"golang.org/x/sys/unix"
@@ -142,4 +143,79 @@ func TestSubscriberVanishesWithDescriptorsPending(t *testing.T) {
 	stays.sock.Close()
 	pub.sock.Close()
 	waitFDs(t, base)
+}
+
+// A subscriber that stopped reading, fed messages of 64 descriptors each,
+// holds once it is lagging no more than half its descriptor limit (and
+// one message's worth): not the whole limit, which a few such
+// subscribers would make their user's whole share of the broker's
+// descriptors. What did not fit is lost to it, and counted.
+func TestLaggingSubscriberHoldsHalfItsDescriptorLimit(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = time.Minute })
+	base := srv.Stats().FDs
+	stopped := subscriber(t, path, "fds")
+	pub := connectRaw(t, path)
+	file := memfdWith(t, "x")
+	defer file.Close()
+	fds := make([]int, 64)
+	for i := range fds {
+		fds[i] = int(file.Fd())
+	}
+	// 16 KiB each, so that its socket's buffer fills with a few, and
+	// queued, 2048 descriptors are far less than lagMark's bytes.
+	const n = 200 // 12800 descriptors: three times MaxPendingFDs
+	for i := range n {
+		pub.send(wire.AppendPub(nil, "fds", "", nil, numbered(i, 16<<10), len(fds)), fds...)
+	}
+	pub.sync()
+	conns := int64(2 * fdsPerConn)
+	most := int64(srv.cfg.MaxPendingFDs/2 + len(fds))
+	waitFor(t, "the dropped descriptors to be closed", func() bool { return srv.Stats().FDs <= base+conns+most })
+	st := srv.Stats()
+	if st.Lagging == 0 || st.Dropped == 0 {
+		t.Fatalf("the stopped subscriber lagged %d times and lost %d messages; want both", st.Lagging, st.Dropped)
+	}
+	t.Logf("the broker holds %d descriptors for the stopped subscriber", st.FDs-base-conns)
+	stopped.sock.Close()
+	pub.sock.Close()
+	waitFor(t, "every descriptor to be given back", func() bool { return srv.Stats().FDs == base })
+}
+
+// A descriptor a client passes stays in its user's share of the broker's
+// descriptors until it is closed, and a read that brings more than the
+// share has room for ends the connection. So a publisher whose passed
+// descriptors fill its share is paced until there is room for a read's
+// worth, not refused: here another connection of the same user holds 253
+// that no frame claims, and the publisher's second message, 253 more, is
+// read once they are gone.
+func TestDescriptorSenderWaitsForRoomInItsShare(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDs, c.User.InputFDs = 1000, 1000 // alone, a user may hold 500
+		c.MaxConns, c.User.Conns = 16, 16
+		c.Limits.MaxFDs = wire.MaxFDsPerFrame
+	})
+	holder := connectRaw(t, path)
+	pub := connectRaw(t, path)
+	file := memfdWith(t, "x")
+	defer file.Close()
+	fds := func(n int) []int {
+		s := make([]int, n)
+		for i := range s {
+			s[i] = int(file.Fd())
+		}
+		return s
+	}
+	holder.send(wire.AppendControl(nil, wire.OpPing, 1, nil), fds(253)...) // a PING claims none
+	if f := holder.next(); f.Op != wire.OpPong {
+		t.Fatalf("got %v; want the PONG", f.Op)
+	}
+	pub.send(wire.AppendPub(nil, "t", "", nil, []byte("first"), 200), fds(200)...)
+	pub.send(wire.AppendPub(nil, "t", "", nil, []byte("second"), 253), fds(253)...)
+	waitFor(t, "the publisher to wait for room", func() bool { return srv.Stats().FDWaits > 0 })
+	holder.sock.Close()
+	pub.sync() // the PONG, and no ERR before it
+	if st := srv.Stats(); st.Published != 2 {
+		t.Fatalf("%d messages published; want 2", st.Published)
+	}
+	waitFor(t, "every passed descriptor to be closed", func() bool { return srv.Stats().FDs == fdsPerConn })
 }

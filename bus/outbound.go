@@ -84,7 +84,9 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 // roomLocked reports whether the connection's queue takes size more bytes
 // and nfds more descriptors. An empty queue takes any one message; a
 // lagging connection (pace.go) takes nothing more while it holds more than
-// lagMark.
+// lagMark, and no descriptors while it holds more than half its
+// descriptor limit (twice the descriptor pace mark, as lagMark is for
+// bytes).
 func (c *conn) roomLocked(size, nfds int) bool {
 	cfg := &c.srv.cfg
 	switch {
@@ -93,6 +95,9 @@ func (c *conn) roomLocked(size, nfds int) bool {
 	case c.lagging && c.pending > lagMark:
 		c.lossReason = lossLagging
 		c.full.Store(true)
+		return false
+	case c.lagging && nfds > 0 && c.pendingFDs > cfg.MaxPendingFDs/2:
+		c.lossReason = lossLagging // not full: it still takes messages without descriptors
 		return false
 	case c.pending+size > cfg.MaxPending:
 		c.lossReason = lossQueue

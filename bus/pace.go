@@ -20,11 +20,12 @@ import (
 //     large frame counts as a batch per MiB). When it runs out, the
 //     receivers still waited for are lagging, unless they took drainMark
 //     meanwhile: no publisher waits for them again until they have caught
-//     up by themselves (fallen to paceMark), and until then they take
-//     nothing while they hold more than lagMark: what they miss is lost to
-//     them (or closes them, with policy "disconnect"). A stopped or slow
-//     subscriber thus costs each publisher one budget, once, however long
-//     it stays that way, and the broker holds at most lagMark for it.
+//     up by themselves (fallen to a quarter of paceMark), and until then
+//     they take nothing while they hold more than lagMark: what they miss
+//     is lost to them (or closes them, with policy "disconnect"). A
+//     stopped or slow subscriber thus costs each publisher lagStrikes
+//     budgets, once, however long it stays that way, and the broker holds
+//     at most lagMark for it.
 //
 // Nothing here guesses from time whether a receiver is alive: a receiver
 // that accepts no bytes at all for WriteTimeout is closed by its own

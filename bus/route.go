@@ -38,6 +38,7 @@ func (c *conn) publishFDs(f *wire.Frame) error {
 	// The receivers' queues pay for them from here; the broker's
 	// descriptor pool until they are closed.
 	c.srv.led.handOver(c.acct, kInputFDs, int64(len(fds)))
+	c.sentFDs = true
 	set := newFDSet(c.srv, c.acct, fds)
 	defer set.Release() // the router's reference
 	defer c.releaseInput()

@@ -10,6 +10,7 @@ type counters struct {
 	lost          atomic.Uint64
 	gapNotices    atomic.Uint64
 	stalls        atomic.Uint64
+	fdWaits       atomic.Uint64
 	lagging       atomic.Uint64
 	slowConsumers atomic.Uint64
 	refusedFDs    atomic.Uint64
@@ -28,6 +29,7 @@ type Stats struct {
 	GapNotices    uint64 // gap notices sent
 	Stalls        uint64 // times a publisher's reader waited for a receiver
 	Lagging       uint64 // times a receiver did not catch up within a publisher's stall budget
+	FDWaits       uint64 // times a read waited for room in its user's share of the broker's descriptors
 	SlowConsumers uint64 // connections closed as slow consumers
 	RefusedFDs    uint64 // PUBs refused for passing a socket connected to the broker
 	RefusedConns  uint64 // connections refused: over a budget, the limit, or at shutdown
@@ -54,6 +56,7 @@ func (s *Server) Stats() Stats {
 		GapNotices:    s.stats.gapNotices.Load(),
 		Stalls:        s.stats.stalls.Load(),
 		Lagging:       s.stats.lagging.Load(),
+		FDWaits:       s.stats.fdWaits.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(),
 		RefusedFDs:    s.stats.refusedFDs.Load(),
 		RefusedConns:  s.stats.refusedConns.Load(),
