@@ -11,7 +11,12 @@ import (
 // wire.Sender for why.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
-	defer c.send.Close() // release the descriptors of an unfinished batch
+	defer func() {
+		c.send.Close() // release the descriptors of an unfinished batch
+		// and hand them to the closer: abort handed it everything else,
+		// and its worker may have taken that already.
+		c.srv.closer.flush()
+	}()
 	for {
 		select {
 		case <-c.kick:
