@@ -88,7 +88,7 @@ func Run(o Options) []Result {
 				if failed[sys] != "" || skipped[sys] != "" {
 					continue
 				}
-				r, err := run(sc, sys, countFor(sys, sc.kind, count), rep)
+				r, err := run(sc, sys, countFor(sys, sc.kind, count, o.Quick), rep)
 				if err != nil {
 					failed[sys] = err.Error()
 					logf("%s/%s: %v", sc.Key, sys, err)
