@@ -65,7 +65,10 @@ type Conn struct {
 
 // Connect connects to a bus and completes the protocol handshake. Without
 // options it connects to the default bus of the user (see ResolveSocket).
-// ctx bounds the connection attempt only.
+// ctx bounds the connection attempt only. Before it sends anything it
+// checks that the socket's directory and the broker's process belong to a
+// trusted user (see WithTrustedUIDs); if not, it returns an error matching
+// ErrUntrustedBus.
 func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -77,10 +80,18 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		}
 	}
 	path := ResolveSocket(o.socket, o.dir, o.bus)
+	trusted := o.trustedUIDs()
+	if err := checkBusDir(path, trusted); err != nil {
+		return nil, err
+	}
 	sock, err := unixsock.Dial(ctx, path,
 		unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage), unixsock.WithSendBuffer(wire.SendBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("bus: connecting to %s: %w", path, err)
+	}
+	if err := checkBroker(sock, trusted); err != nil {
+		sock.Close()
+		return nil, err
 	}
 	c := &Conn{
 		sock:       sock,

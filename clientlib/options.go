@@ -17,6 +17,7 @@ type options struct {
 	subMsgs          int
 	subBytes         int
 	writeTimeout     time.Duration
+	trusted          []int // uids trusted with the bus besides ours and root (trust.go)
 }
 
 func defaultOptions() options {

@@ -19,8 +19,9 @@ var (
 	ErrPathTooLong = errors.New("unixsock: socket path too long")
 
 	// ErrInsecureDir means the socket's directory is writable by group or
-	// other users, or is not owned by the effective user, so another user
-	// could replace the socket or its lock file.
+	// other users, is not owned by a user trusted with it (for Listen, the
+	// effective user), or is a symbolic link, so another user could
+	// replace the socket or its lock file, or choose where they are.
 	ErrInsecureDir = errors.New("unixsock: insecure socket directory")
 
 	// ErrFDsTruncated means the kernel truncated the control data of a read

@@ -118,32 +118,14 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 	}, nil
 }
 
-// ensureDir creates dir 0700 if it is missing and checks that only its owner,
-// the effective user, can write to it, since whoever can write there can
-// replace the socket or the lock file.
+// ensureDir creates dir 0700 if it is missing and checks that only its
+// owner, the effective user, can write to it, and that it is no symbolic
+// link (CheckDir).
 func ensureDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		fi, err = os.Stat(dir)
-	}
-	if err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%w: cannot read the owner of %s", ErrInsecureDir, dir)
-	}
-	if fi.Mode().Perm()&0o022 != 0 || int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%w: %s has mode %v and owner uid %d; want no group or other write permission and owner uid %d",
-			ErrInsecureDir, dir, fi.Mode(), st.Uid, os.Geteuid())
-	}
-	return nil
+	return CheckDir(dir, os.Geteuid())
 }
 
 // checkReplaceable allows path to be missing or a socket (a stale one: we

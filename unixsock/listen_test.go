@@ -396,3 +396,33 @@ func TestLockPath(t *testing.T) {
 		}
 	}
 }
+
+// A symbolic link to a directory is refused even when the directory it
+// leads to is safe: whoever owns the link chooses where it leads.
+func TestListenRefusesSymlinkedDir(t *testing.T) {
+	checkFDLeaks(t)
+	real := filepath.Dir(tempSockPath(t, "r.sock"))
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Listen(filepath.Join(link, "s.sock"))
+	if !errors.Is(err, ErrInsecureDir) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("Listen behind a symbolic link = %v; want ErrInsecureDir naming the link", err)
+	}
+}
+
+func TestCheckDirOwners(t *testing.T) {
+	dir := t.TempDir()
+	me := os.Geteuid()
+	if err := CheckDir(dir, me); err != nil {
+		t.Fatalf("CheckDir of our own 0700 directory: %v", err)
+	}
+	if err := CheckDir(dir, me+1, me+2); !errors.Is(err, ErrInsecureDir) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("owner uid %d; want", me)) {
+		t.Fatalf("CheckDir with other owners = %v; want ErrInsecureDir naming the owner", err)
+	}
+	if err := CheckDir(filepath.Join(dir, "missing"), me); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("CheckDir of a missing directory = %v; want fs.ErrNotExist", err)
+	}
+}

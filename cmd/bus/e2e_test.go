@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,6 +212,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"reply", "a"}, "DATA or -exec, not both"},
 		{[]string{"reply", "-exec", "cat", "a", "x"}, "DATA or -exec, not both"},
 		{[]string{"reply", "-json", "a", "{"}, "invalid JSON"},
+		{[]string{"pub", "-trust", "nobody", "a", "x"}, `"nobody" is not a numeric uid`},
 	} {
 		out, err := b.bus(tc.args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {
@@ -221,6 +223,30 @@ func TestCLIErrors(t *testing.T) {
 	cmd.Env = append(cmd.Env, "BUSD_DIR="+t.TempDir()) // a directory with no bus
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no such file") || !strings.Contains(string(out), "is busd running?") {
 		t.Errorf("pub to a missing bus: err %v, output %q", err, out)
+	}
+}
+
+// bus refuses a socket in a directory that others may write to, before
+// it sends anything, and says why.
+func TestCLIRefusesAnUntrustedDirectory(t *testing.T) {
+	b := startBusd(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "default.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.bus("pub", "-dir", dir, "-trust", "4242", "a", "x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "untrusted bus") || !strings.Contains(string(out), "mode 0777") {
+		t.Fatalf("bus pub in a 0777 directory: err %v, output %q; want a refusal naming the mode", err, out)
+	}
+	ln.(*net.UnixListener).SetDeadline(time.Now())
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+		t.Fatal("bus connected to the socket in the untrusted directory")
 	}
 }
 

@@ -100,6 +100,7 @@ var commands = map[string]command{
 // env is what every subcommand shares: the resolved bus and the streams.
 type env struct {
 	socket, dir, name string
+	trust             uids // -trust: uids whose buses to trust besides ours and root's
 	stdin             io.Reader
 	stdout, stderr    io.Writer
 }
@@ -140,6 +141,7 @@ func run(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&e.dir, "dir", "", "bus directory (default $BUSD_DIR, else $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID)")
 	fs.StringVar(&e.name, "name", clientlib.DefaultBus, "bus name: the socket is DIR/NAME.sock")
 	fs.StringVar(&e.socket, "socket", "", "socket path, overriding -dir and -name (default $BUSD_SOCKET)")
+	fs.Var(&e.trust, "trust", "comma-separated uids whose buses to trust besides yours and root's")
 	runCmd := cmd.flags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -165,6 +167,7 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	c, err := clientlib.Connect(cctx,
 		clientlib.WithSocket(e.socketPath()),
 		clientlib.WithName("bus-cli"),
+		clientlib.WithTrustedUIDs(e.trust...),
 		// Errors no call returns, lost messages among them (a
 		// *clientlib.LostError says how many, where and why).
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
