@@ -33,7 +33,7 @@ func TestEverySystemInEveryScenario(t *testing.T) {
 		for _, sys := range sc.systems {
 			t.Run(sc.Key+"/"+sys, func(t *testing.T) {
 				if why := available(sys); why != "" {
-					t.Skip(why) // the one legitimate skip: the peer is not installed
+					t.Skip(why) // the peer is not installed (.ci/run installs them)
 				}
 				r, err := run(&sc, sys, small[sc.kind], 0)
 				if err != nil {
@@ -116,7 +116,7 @@ func TestEndMarkerEndsAShortRun(t *testing.T) {
 	} {
 		t.Run(tc.sys, func(t *testing.T) {
 			if why := available(tc.sys); why != "" {
-				t.Skip(why)
+				t.Skip(why) // the peer is not installed (.ci/run installs them)
 			}
 			g, err := newRig(tc.sys)
 			if err != nil {
