@@ -23,9 +23,8 @@ type Conn struct {
 
 	mu       sync.Mutex
 	out      wire.Outbox
-	pending  int        // bytes waiting for the writer
-	fds      int        // duplicated descriptors waiting for the writer
-	space    *sync.Cond // signalled when pending falls
+	fds      int        // duplicated descriptors waiting for the writer (in out)
+	space    *sync.Cond // signalled when out shrinks
 	seq      uint64     // frames queued so far; HELLO was 1
 	err      error      // why the connection ended; nil while open
 	pings    map[uint32]pingWait

@@ -93,13 +93,11 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	if wake {
 		c.wake()
 	}
-	n := c.out.Len()
 	if size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data); size <= wire.ChunkSize {
 		c.out.Commit(wire.AppendPub(c.out.Reserve(size), topic, reply, hdrs, data, len(files)))
 	} else {
 		appendLargePub(&c.out, topic, reply, hdrs, data, len(files))
 	}
-	c.pending += c.out.Len() - n
 	c.seq++
 	c.mu.Unlock()
 	if now && !c.send.TryFlush() {

@@ -16,7 +16,6 @@ func (c *Conn) queueLocked(frame []byte) {
 		c.wake()
 	}
 	c.out.Append(frame)
-	c.pending += len(frame)
 	c.seq++
 }
 
@@ -60,7 +59,7 @@ func (c *Conn) waitSpaceLocked(ctx context.Context, nfds int) error {
 // fullLocked reports whether a message with nfds descriptors must wait for
 // the writer. One message always goes when nothing waits, however large.
 func (c *Conn) fullLocked(nfds int) bool {
-	return c.pending >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0
+	return c.out.Len() >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0
 }
 
 // writeLoop writes what publishers leave to it, until the connection ends.
@@ -149,14 +148,14 @@ func (c *Conn) armWriteDeadline() {
 	}
 }
 
-// takeBatch hands the pending output to the Sender. Publishers may fill the
-// emptied box while the batch is written: the limits count what waits, not
-// what is being written.
+// takeBatch hands the oldest pending output, up to wire.BatchMax, to the
+// Sender. Publishers may fill the box again while the batch is written: the
+// limits count what waits, not what is being written.
 func (c *Conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if took, empty = c.out.TakeInto(batch, descOK, wire.BatchMax); took {
-		c.pending, c.fds = 0, 0
+		c.fds = c.out.FDs() // what the batch took no longer waits; the rest still does
 		c.space.Broadcast()
 	}
 	return took, empty

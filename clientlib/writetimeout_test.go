@@ -198,3 +198,42 @@ func TestSlowBrokerIsNotAStall(t *testing.T) {
 	fb.sock.Close()
 	<-readerDone
 }
+
+// The pending limit bounds what waits for the writer however many batches
+// it takes to write it: a batch is at most wire.BatchMax, and what it
+// leaves behind still counts. A broker that reads slowly makes every batch
+// start with the box full.
+func TestPendingLimitHoldsAcrossBatches(t *testing.T) {
+	const limit = 3 << 20
+	fb := newFakeBus(t)
+	c := fb.connect(WithPendingLimit(limit))
+	read := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := fb.sock.Read(buf); err != nil {
+				read <- err
+				return
+			}
+			time.Sleep(200 * time.Microsecond) // slow, so the writer lags the publisher
+		}
+	}()
+	data := make([]byte, 64<<10)
+	most := 0
+	for range 200 {
+		if err := c.Publish("t", data); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		most = max(most, c.out.Len())
+		c.mu.Unlock()
+	}
+	if most > limit+len(data)+256 {
+		t.Fatalf("%d bytes waited for the writer; the limit is %d", most, limit)
+	}
+	select {
+	case err := <-read:
+		t.Fatalf("the broker's side stopped reading: %v", err)
+	default:
+	}
+}
