@@ -131,7 +131,14 @@ func (l *ledger) close(a *account) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a.refs--
-	if a.refs == 0 && a.used == [nKinds]int64{} && a.share == [nPools]int64{} {
+	l.forgetIdleLocked(a)
+}
+
+// forgetIdleLocked forgets a once no connection refers to it and it holds
+// nothing: what its connections leave behind (descriptors the closer has
+// yet to close, handed-over input) may come back after the last close.
+func (l *ledger) forgetIdleLocked(a *account) {
+	if a.refs == 0 && a.used == [nKinds]int64{} && a.share == [nPools]int64{} && l.users[a.uid] == a {
 		delete(l.users, a.uid)
 	}
 }
@@ -199,6 +206,7 @@ func (l *ledger) uncharge(a *account, k kind, n int64) {
 	if p := k.global(); p != noPool {
 		l.giveLocked(a, p, n)
 	}
+	l.forgetIdleLocked(a)
 }
 
 func (l *ledger) giveLocked(a *account, p pool, n int64) {
@@ -215,6 +223,7 @@ func (l *ledger) giveLocked(a *account, p pool, n int64) {
 		close(l.fdsFreed)
 		l.fdsFreed = nil
 	}
+	l.forgetIdleLocked(a)
 }
 
 // takeFixed takes n from pool p for a without the fair-share rule, for
@@ -319,6 +328,7 @@ func (l *ledger) fdRefusal(a *account) error {
 func (l *ledger) handOver(a *account, k kind, n int64) {
 	l.mu.Lock()
 	a.used[k] -= n
+	l.forgetIdleLocked(a)
 	l.mu.Unlock()
 }
 

@@ -199,3 +199,22 @@ func TestDuplicateSubscriptionsAreRefused(t *testing.T) {
 		t.Fatalf("deliveries to %v; want subscriptions 1, 3 and 4", ids)
 	}
 }
+
+// A user's account outlives its last connection while that connection's
+// descriptors wait for the closer, and is forgotten when they come back.
+func TestAccountForgottenWhenItsLastHoldingsReturn(t *testing.T) {
+	l := testLedger(nil)
+	a := l.open(7)
+	if got := l.reserveFDs(a, 10); got != 10 {
+		t.Fatalf("reserved %d; want 10", got)
+	}
+	l.handOver(a, kInputFDs, 10) // routed: still in the pool until closed
+	l.close(a)
+	if l.usage().users != 1 {
+		t.Fatal("the account was forgotten while its descriptors were open")
+	}
+	l.give(a, poolFDs, 10) // the closer closed them
+	if u := l.usage().users; u != 0 {
+		t.Fatalf("%d accounts after the last descriptor came back; want 0", u)
+	}
+}

@@ -69,8 +69,9 @@ type conn struct {
 	gaps       []*subscription // subscriptions with losses not yet reported
 	state      connState
 	// full mirrors, for reading without mu, that the connection takes no
-	// message now (lagging and behind): a publisher can then count a loss
-	// without the lock (dropFast). Written under mu.
+	// message now (lagging and holding more than lagMark; setFullLocked):
+	// a publisher can then count a loss without the lock (dropFast).
+	// Written under mu.
 	full atomic.Bool
 
 	send        *wire.Sender  // owns the socket's write side

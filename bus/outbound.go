@@ -94,7 +94,7 @@ func (c *conn) roomLocked(size, nfds int) bool {
 		return true
 	case c.lagging && c.pending > lagMark:
 		c.lossReason = lossLagging
-		c.full.Store(true)
+		c.setFullLocked()
 		return false
 	case c.lagging && nfds > 0 && c.pendingFDs > cfg.MaxPendingFDs/2:
 		c.lossReason = lossLagging // not full: it still takes messages without descriptors
@@ -203,6 +203,13 @@ func (c *conn) closeLocked(err *wire.Error) {
 	c.pending -= n
 	c.pendingFDs -= nfds
 	c.drainLocked(err)
+	c.setFullLocked()
+}
+
+// setFullLocked brings full up to date: the connection takes no message
+// while it is open, lagging and holding more than lagMark.
+func (c *conn) setFullLocked() {
+	c.full.Store(c.state == stateOpen && c.lagging && c.pending > lagMark)
 }
 
 // drainLocked queues err as an ERR frame after what is queued and puts the
@@ -267,8 +274,8 @@ func (c *conn) batchSent(n, nfds int) {
 	}
 	if !c.behindLocked() && (!c.lagging || c.caughtUpLocked()) {
 		c.lagging = false
-		c.full.Store(false)
 		c.flushGapsLocked()
 	}
+	c.setFullLocked() // below lagMark, a laggard takes messages again
 	c.wakeWaitersLocked()
 }

@@ -2,16 +2,27 @@ package bus
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
 )
 
 // subMemory is what a subscription is charged beyond its pattern and
-// group: its state and its place in the index.
-const subMemory = 256
+// group: its state and its place in the index. tokenMemory is charged
+// again for each of its pattern's tokens, each of which may be a node of
+// the index of its own: measured, 10,000 patterns of 64 new tokens each
+// took 8,160 bytes of heap apiece, where 256 plus their length had been
+// charged.
+const (
+	subMemory   = 256
+	tokenMemory = 128
+)
 
-func subCost(s *subscription) int64 { return int64(subMemory + len(s.pattern) + len(s.group)) }
+func subCost(s *subscription) int64 {
+	tokens := strings.Count(s.pattern, ".") + 1
+	return int64(subMemory + tokens*tokenMemory + len(s.pattern) + len(s.group))
+}
 
 // subscribe adds a subscription for SUB. One connection may hold one
 // subscription per pattern, group and policy: a second would only

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/busd/busd/unixsock"
 )
@@ -58,6 +59,6 @@ func checkBroker(sock *unixsock.Conn, trusted []int) error {
 	if slices.Contains(trusted, peer.UID) {
 		return nil
 	}
-	return fmt.Errorf("%w: the broker (pid %d) runs as uid %d, not as you (uid %d) or root; refusing to send it anything (a bus run by another user: WithTrustedUIDs, or bus -trust UID)",
-		ErrUntrustedBus, peer.PID, peer.UID, os.Geteuid())
+	return fmt.Errorf("%w: the broker (pid %d) runs as uid %d, not as a trusted user (uid %s: you, root, and any given to WithTrustedUIDs); refusing to send it anything (a bus run by another user: WithTrustedUIDs, or bus -trust UID)",
+		ErrUntrustedBus, peer.PID, peer.UID, strings.Trim(fmt.Sprint(trusted), "[]"))
 }
