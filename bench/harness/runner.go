@@ -24,7 +24,7 @@ func headline(k kind, r *Result) (float64, bool) {
 }
 
 // minPairedReps is the fewest repetitions of a paired scenario.
-const minPairedReps = 3
+const minPairedReps = 5
 
 // Run measures the scenarios, repetition by repetition with the systems
 // interleaved inside each, and returns one Result per scenario and system:
@@ -80,7 +80,10 @@ func Run(o Options) []Result {
 		scReps := reps
 		if sc.kind.paired() {
 			// A ratio of two short runs on a shared machine swings by a
-			// tenth either way: even a quick run takes the median of three.
+			// tenth either way (busd's stalled-sub: 0.87 to 1.07 in one
+			// quick run, whose median of three was 0.885 where seven
+			// repetitions gave 0.976): even a quick run takes the median
+			// of five.
 			scReps = max(reps, minPairedReps)
 		}
 		for rep := range scReps {
