@@ -166,10 +166,10 @@ func TestDeadlinesWatchdog(t *testing.T) {
 func TestNoRespondersStatus(t *testing.T) {
 	_, path := testBroker(t, nil)
 	c := connectRaw(t, path)
-	c.sub(1, "_INBOX.me.>", "")
-	c.send(wire.AppendPub(nil, "nobody.home", "_INBOX.me.1", nil, []byte("hello?"), 0))
+	c.sub(1, c.inbox(">"), "")
+	c.send(wire.AppendPub(nil, "nobody.home", c.inbox("1"), nil, []byte("hello?"), 0))
 	f := c.next()
-	if f.Op != wire.OpMsg || string(f.Topic) != "_INBOX.me.1" || len(f.Payload) != 0 || f.Origin.Conn != 0 {
+	if f.Op != wire.OpMsg || string(f.Topic) != c.inbox("1") || len(f.Payload) != 0 || f.Origin.Conn != 0 {
 		t.Fatalf("got %v %q %q origin %+v", f.Op, f.Topic, f.Payload, f.Origin)
 	}
 	if v, ok := f.Headers.Get(wire.StatusHeader); !ok || v != wire.StatusNoResponders {
@@ -177,7 +177,7 @@ func TestNoRespondersStatus(t *testing.T) {
 	}
 	// A request somebody serves gets no status; a plain PUB to nobody none either.
 	c.sub(2, "served", "")
-	c.send(wire.AppendPub(nil, "served", "_INBOX.me.2", nil, nil, 0))
+	c.send(wire.AppendPub(nil, "served", c.inbox("2"), nil, nil, 0))
 	if f := c.next(); f.ID != 2 {
 		t.Fatalf("got a MSG for subscription %d; want the request on 2", f.ID)
 	}
@@ -190,11 +190,12 @@ func TestNoRespondersStatus(t *testing.T) {
 func TestNoRespondersStatusIsPrivate(t *testing.T) {
 	_, path := testBroker(t, nil)
 	victim := connectRaw(t, path)
-	victim.sub(1, "_INBOX.victim.>", "")
+	victim.sub(1, victim.inbox(">"), "")
 	victim.sub(2, "$SYS.>", "")
 	victim.sync()
 	attacker := connectRaw(t, path)
-	attacker.send(wire.AppendPub(nil, "nobody.home", "_INBOX.victim.1", nil, nil, 0))
+	attacker.send(wire.AppendPub(nil, "nobody.home", victim.inbox("1"), nil, nil, 0))
+	attacker.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
 	attacker.send(wire.AppendPub(nil, "nobody.home", "$SYS.conn.closed", nil, nil, 0))
 	attacker.expectErr(wire.CodeReservedTopic, "reply topic")
 	attacker.sync()
@@ -239,8 +240,8 @@ func TestStreamTopicsReachQueueGroupsOnly(t *testing.T) {
 	monitor.sub(1, ">", "")
 	monitor.sync()
 	dialer := connectRaw(t, path)
-	dialer.sub(1, "_INBOX.d.>", "")
-	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"web", "_INBOX.d.1", nil, nil, 0))
+	dialer.sub(1, dialer.inbox(">"), "")
+	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"web", dialer.inbox("1"), nil, nil, 0))
 	f := dialer.next()
 	if v, _ := f.Headers.Get(wire.StatusHeader); f.Origin.Conn != 0 || v != wire.StatusNoResponders {
 		t.Fatalf("got %q from conn %d, status %q; want no responders from the broker", f.Topic, f.Origin.Conn, v)
@@ -248,7 +249,7 @@ func TestStreamTopicsReachQueueGroupsOnly(t *testing.T) {
 	listener := connectRaw(t, path)
 	listener.sub(7, wire.GroupOnlyPrefix+"web", "listeners")
 	listener.sync()
-	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"web", "_INBOX.d.2", nil, nil, 0))
+	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"web", dialer.inbox("2"), nil, nil, 0))
 	if f := listener.next(); f.ID != 7 || string(f.Topic) != wire.GroupOnlyPrefix+"web" {
 		t.Fatalf("listener got %q on %d", f.Topic, f.ID)
 	}

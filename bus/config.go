@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
 )
 
@@ -64,6 +65,16 @@ type Config struct {
 	// busd sets it; a program embedding a Server may not want it.
 	ReclaimMemory bool
 
+	// Policy decides who may publish, subscribe, reply, listen, dial and
+	// monitor (package policy); nil leaves only its default rules: the
+	// broker's uid may do everything but monitor, others nothing.
+	// Server.SetPolicy replaces it while the server runs.
+	Policy *policy.Policy
+	// MaxReplyPermits bounds the requests one connection may have
+	// outstanding to answer (docs/SECURITY.md); past it the oldest can no
+	// longer be answered.
+	MaxReplyPermits int
+
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -112,11 +123,12 @@ func DefaultConfig() Config {
 	maxFDs := max(m.fdLimit-reservedFDs, 64)
 	maxConns := min(4096, maxFDs/4)
 	return Config{
-		Name:          "busd",
-		Limits:        wire.DefaultLimits,
-		MaxSubs:       65536,
-		MaxPending:    defaultMaxPending,
-		MaxPendingFDs: defaultMaxPendingFDs,
+		Name:            "busd",
+		Limits:          wire.DefaultLimits,
+		MaxSubs:         65536,
+		MaxPending:      defaultMaxPending,
+		MaxPendingFDs:   defaultMaxPendingFDs,
+		MaxReplyPermits: 4096,
 		User: UserBudget{
 			Conns:      max(maxConns/2, 1),
 			Handshakes: 128,
@@ -144,8 +156,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: Limits.MaxFDs %d is over the kernel's %d", ErrBadConfig, c.Limits.MaxFDs, wire.MaxFDsPerFrame)
 	case c.Limits.MaxPayload == 0:
 		return fmt.Errorf("%w: Limits.MaxPayload is 0", ErrBadConfig)
-	case c.MaxConns < 1 || c.MaxSubs < 1 || c.MaxPending < 1:
-		return fmt.Errorf("%w: MaxConns, MaxSubs and MaxPending must be positive", ErrBadConfig)
+	case c.MaxConns < 1 || c.MaxSubs < 1 || c.MaxPending < 1 || c.MaxReplyPermits < 1:
+		return fmt.Errorf("%w: MaxConns, MaxSubs, MaxPending and MaxReplyPermits must be positive", ErrBadConfig)
 	case c.MaxPendingFDs < int(c.Limits.MaxFDs):
 		return fmt.Errorf("%w: MaxPendingFDs %d is below Limits.MaxFDs %d", ErrBadConfig, c.MaxPendingFDs, c.Limits.MaxFDs)
 	case u.Conns < 1 || u.Handshakes < 1 || u.Subs < 1 || u.Output < 1 || u.Input < 1:

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/unixsock"
 )
@@ -30,6 +31,12 @@ type conn struct {
 	origin wire.Origin
 	acct   *account // the uid's account: everything held for this connection is charged to it
 	log    *slog.Logger
+	// inbox is the connection's private inbox, "_INBOX.<id>" (access.go).
+	inbox    string
+	identity policy.Identity
+	// subject is the policy as it applies to this connection; replaced
+	// when the policy is.
+	subject atomic.Pointer[policy.Subject]
 
 	// Owned by the reader goroutine.
 	lim        wire.Limits // what in checks frames against: HELLO's, then the broker's
@@ -67,7 +74,10 @@ type conn struct {
 	lossReason lossReason      // why the last message that did not fit did not
 	strikes    int             // waits in a row it failed; see pace.go
 	gaps       []*subscription // subscriptions with losses not yet reported
-	state      connState
+	permits    replyPermits    // requests it may answer (permits.go)
+	// subs and subKeys (above) are written by the reader under mu, so
+	// that SetPolicy may read them under mu.
+	state connState
 	// full mirrors, for reading without mu, that the connection takes no
 	// message now (lagging and holding more than lagMark; setFullLocked):
 	// a publisher can then count a loss without the lock (dropFast).
@@ -103,6 +113,10 @@ type subscription struct {
 	// written under c.mu, except by dropFast, which only adds to a count
 	// that is not 0 (so the subscription is listed in c.gaps already).
 	lost atomic.Uint64
+	// access is what the policy says beyond allowing it (access.go); nil
+	// for most. Set before the subscription enters the index, and by
+	// SetPolicy under c.mu.
+	access atomic.Pointer[subAccess]
 }
 
 type subKey struct {
@@ -126,6 +140,9 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64, acct *account) *conn {
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	c.inbox = inboxName(id)
+	c.identity = policy.Identity{UID: uint32(cred.UID), GID: uint32(cred.GID)}
+	c.subject.Store(srv.policy.Load().For(c.identity, srv.origin.UID))
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
 	c.in = wire.NewReader(sock, &c.lim)
 	c.in.SetLargeFrames(largePiece, c.growInput)
@@ -259,6 +276,7 @@ func (c *conn) abort() {
 		c.out.Reset()
 		c.pending, c.pendingFDs = 0, 0
 		c.releaseGrantLocked()
+		c.dropPermitsLocked()
 		c.wakeWaitersLocked()
 		c.mu.Unlock()
 		close(c.quit)
@@ -322,6 +340,7 @@ const (
 	logBudget logOnce = iota
 	logErrRate
 	logControl
+	logDenied
 	nLogOnce
 )
 

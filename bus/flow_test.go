@@ -260,12 +260,12 @@ func TestRequestToFullRespondersGets429(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := connectRaw(t, path)
-	req.sub(1, "_INBOX.me.>", "")
+	req.sub(1, req.inbox(">"), "")
 	// Larger than the flood's messages: whatever room the queue has left
 	// was too small for one of those.
-	req.send(wire.AppendPub(nil, "svc", "_INBOX.me.1", nil, make([]byte, 4096), 0))
+	req.send(wire.AppendPub(nil, "svc", req.inbox("1"), nil, make([]byte, 4096), 0))
 	f := req.next()
-	if f.Op != wire.OpMsg || f.Origin.Conn != 0 || string(f.Topic) != "_INBOX.me.1" {
+	if f.Op != wire.OpMsg || f.Origin.Conn != 0 || string(f.Topic) != req.inbox("1") {
 		t.Fatalf("got %v from conn %d on %q", f.Op, f.Origin.Conn, f.Topic)
 	}
 	if !bytes.Contains(f.Headers, []byte(wire.StatusDropped)) {

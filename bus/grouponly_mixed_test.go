@@ -32,7 +32,7 @@ func TestGroupOnlyMixedGroup(t *testing.T) {
 	exact.sub(7, wire.GroupOnlyPrefix+"web", "listeners")
 	exact.sync()
 	var wild []*rawClient
-	for _, p := range []string{">", "_STREAM.*", "_STREAM.>"} {
+	for _, p := range []string{">", "*.web", "*.>"} {
 		for _, g := range []string{"listeners", "others"} {
 			c := connectRaw(t, path)
 			c.sub(1, p, g)
@@ -80,12 +80,12 @@ func TestGroupOnlyNobodyReleasesFDs(t *testing.T) {
 	workers.sub(1, ">", "listeners")
 	workers.sync()
 	dialer := connectRaw(t, path)
-	dialer.sub(1, "_INBOX.d.>", "")
+	dialer.sub(1, dialer.inbox(">"), "")
 	dialer.sync()
 	base := countFDs(t)
 	for range 20 {
 		sp := socketpairFDs(t)
-		dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"nobody", "_INBOX.d.1", nil, nil, 1), sp[1])
+		dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"nobody", dialer.inbox("1"), nil, nil, 1), sp[1])
 		unix.Close(sp[1])
 		f := dialer.next()
 		if v, _ := f.Headers.Get(wire.StatusHeader); v != wire.StatusNoResponders {

@@ -122,6 +122,9 @@ func (c *rawClient) tryNext(d time.Duration) (wire.Frame, error) {
 	return f, nil
 }
 
+// inbox returns a topic in the connection's private inbox.
+func (c *rawClient) inbox(rest string) string { return c.info.Inbox + "." + rest }
+
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // expectErr reads frames until an ERR and checks its code and text.

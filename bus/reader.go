@@ -44,6 +44,7 @@ func (c *conn) handshake() error {
 		Version: wire.Version, Server: cfg.Name, ConnID: c.id,
 		MaxPayload: cfg.Limits.MaxPayload, MaxHeaders: cfg.Limits.MaxHeaders, MaxFDs: cfg.Limits.MaxFDs,
 		MaxSubs: uint32(cfg.MaxSubs), MaxPending: uint64(cfg.MaxPending), MaxPendingFDs: uint32(cfg.MaxPendingFDs),
+		Inbox: c.inbox,
 	})
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)
@@ -118,6 +119,10 @@ func (c *conn) replyErr(we *wire.Error) error {
 	body, _ := wire.AppendBody(nil, we)
 	c.enqueueControl(wire.AppendControl(nil, wire.OpErr, 0, body))
 	c.srv.stats.errors.Add(1)
+	if we.Code == wire.CodePermissionDenied {
+		c.srv.stats.denied.Add(1)
+		c.noteOnce(logDenied, "permission denied (logged once per connection)", "err", we.Text)
+	}
 	c.log.Debug("refused frame", "err", we)
 	return nil
 }

@@ -78,9 +78,16 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 			return err
 		}
 	}
+	// Last of the checks: a reply uses up its permit here.
+	private, err := c.checkPublish(topic, f.Reply)
+	if err != nil {
+		return err
+	}
 	c.srv.stats.published.Add(1)
 	var m outMsg
 	c.initOutMsg(&m, f, takers(res))
+	m.private = private
+	m.grants = len(f.Reply) > 0 && strings.HasPrefix(string(f.Reply), wire.InboxPrefix)
 	if f.Body != nil {
 		m.body = newLargeBody(f.Body)
 	}
@@ -139,6 +146,12 @@ type outMsg struct {
 	// more than one receiver: encoded once, copied to each with only the
 	// id patched. nil: each receiver encodes its own.
 	encoded []byte
+	// private is the inbox the topic is in, if it is one: only that
+	// connection (and monitors) may receive it.
+	private string
+	// grants says the reply topic is an inbox: each receiver but its
+	// owner gets a permit to answer (permits.go).
+	grants bool
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;
@@ -222,6 +235,9 @@ func (c *conn) deliver(s *subscription, m *outMsg, set *fdSet) outcome {
 // offer queues m for s if its connection has room for it now; mode says
 // what happens if not.
 func (c *conn) offer(s *subscription, m *outMsg, set *fdSet, mode enqueueMode) outcome {
+	if !s.admits(m) {
+		return gone
+	}
 	if mode != tryOnly && c.dropFast(s) {
 		return dropped
 	}

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
 	"github.com/busd/busd/unixsock"
@@ -27,6 +29,9 @@ type Server struct {
 	// origin stamps the broker's own messages (statuses, gap notices):
 	// connection 0, the broker's process.
 	origin wire.Origin
+
+	policy     atomic.Pointer[policy.Policy] // nil: the default rules alone
+	permitSeed maphash.Seed                  // hashes reply topics for permits
 
 	nextID   atomic.Uint64
 	refusals everySecond // log rate of refused connections
@@ -53,15 +58,17 @@ func NewServer(cfg Config) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		origin:    wire.Origin{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
-		cfg:       cfg,
-		log:       log,
-		index:     topics.NewIndex[*subscription](),
-		led:       newLedger(&cfg),
-		conns:     map[*conn]struct{}{},
-		listeners: map[*unixsock.Listener]struct{}{},
-		quit:      make(chan struct{}),
+		origin:     wire.Origin{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
+		cfg:        cfg,
+		log:        log,
+		index:      topics.NewIndex[*subscription](),
+		led:        newLedger(&cfg),
+		conns:      map[*conn]struct{}{},
+		listeners:  map[*unixsock.Listener]struct{}{},
+		quit:       make(chan struct{}),
+		permitSeed: maphash.MakeSeed(),
 	}
+	s.policy.Store(cfg.Policy)
 	s.closer = newCloser(s.led)
 	s.serving.Store(new([]*unixsock.Listener))
 	if cfg.ReclaimMemory {

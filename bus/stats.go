@@ -16,6 +16,9 @@ type counters struct {
 	refusedFDs    atomic.Uint64
 	refusedConns  atomic.Uint64
 	errors        atomic.Uint64
+	denied        atomic.Uint64
+	// permitsForgotten counts reply permits dropped unused to make room.
+	permitsForgotten atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters and of what it holds.
@@ -35,9 +38,13 @@ type Stats struct {
 	RefusedConns  uint64 // connections refused: over a budget, the limit, or at shutdown
 	Errors        uint64 // ERR frames sent to clients
 	BudgetHits    uint64 // charges a budget refused
-	Users         int    // uids with connections or holdings now
-	Memory        int64  // bytes held, as charged to the broker's memory budget
-	FDs           int64  // descriptors held: two per connection, and passed ones
+	Denied        uint64 // actions the policy refused (ERR permission denied)
+	// PermitsForgotten counts requests that could no longer be answered
+	// because their receiver held its limit of reply permits.
+	PermitsForgotten uint64
+	Users            int   // uids with connections or holdings now
+	Memory           int64 // bytes held, as charged to the broker's memory budget
+	FDs              int64 // descriptors held: two per connection, and passed ones
 }
 
 // Stats returns the current counters.
@@ -47,23 +54,25 @@ func (s *Server) Stats() Stats {
 	s.mu.Unlock()
 	u := s.led.usage()
 	return Stats{
-		Conns:         n,
-		Subs:          s.index.Len(),
-		Published:     s.stats.published.Load(),
-		Delivered:     s.stats.delivered.Load(),
-		Dropped:       s.stats.dropped.Load(),
-		Lost:          s.stats.lost.Load(),
-		GapNotices:    s.stats.gapNotices.Load(),
-		Stalls:        s.stats.stalls.Load(),
-		Lagging:       s.stats.lagging.Load(),
-		FDWaits:       s.stats.fdWaits.Load(),
-		SlowConsumers: s.stats.slowConsumers.Load(),
-		RefusedFDs:    s.stats.refusedFDs.Load(),
-		RefusedConns:  s.stats.refusedConns.Load(),
-		Errors:        s.stats.errors.Load(),
-		BudgetHits:    u.hits,
-		Users:         u.users,
-		Memory:        u.memory,
-		FDs:           u.fds,
+		Conns:            n,
+		Subs:             s.index.Len(),
+		Published:        s.stats.published.Load(),
+		Delivered:        s.stats.delivered.Load(),
+		Dropped:          s.stats.dropped.Load(),
+		Lost:             s.stats.lost.Load(),
+		GapNotices:       s.stats.gapNotices.Load(),
+		Stalls:           s.stats.stalls.Load(),
+		Lagging:          s.stats.lagging.Load(),
+		FDWaits:          s.stats.fdWaits.Load(),
+		SlowConsumers:    s.stats.slowConsumers.Load(),
+		RefusedFDs:       s.stats.refusedFDs.Load(),
+		RefusedConns:     s.stats.refusedConns.Load(),
+		Errors:           s.stats.errors.Load(),
+		BudgetHits:       u.hits,
+		Denied:           s.stats.denied.Load(),
+		PermitsForgotten: s.stats.permitsForgotten.Load(),
+		Users:            u.users,
+		Memory:           u.memory,
+		FDs:              u.fds,
 	}
 }

@@ -41,7 +41,15 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	if len(c.subs) >= c.srv.cfg.MaxSubs {
 		return wire.Errorf(wire.CodeTooManySubs, "this connection has %d subscriptions, the limit", len(c.subs))
 	}
+	if err := validSub(key.pattern, key.group); err != nil {
+		return err
+	}
+	access, err := c.checkSubscribe(key.pattern, key.group)
+	if err != nil {
+		return err
+	}
 	s := &subscription{c: c, sid: f.ID, pattern: key.pattern, group: key.group, flags: f.Flags}
+	s.access.Store(access)
 	if err := c.chargeSub(s); err != nil {
 		return err
 	}
@@ -54,8 +62,25 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		}
 		return &wire.Error{Code: code, Text: err.Error()}
 	}
+	c.mu.Lock()
 	c.subs[f.ID] = s
 	c.subKeys[key] = f.ID
+	c.mu.Unlock()
+	return nil
+}
+
+// validSub checks a SUB's pattern and group before the policy looks at
+// them: the index checks them again, but the policy must not decide on
+// (nor a denial quote) what is not a pattern.
+func validSub(pattern, group string) error {
+	if err := topics.ValidPattern(pattern); err != nil {
+		return &wire.Error{Code: wire.CodeInvalidPattern, Text: err.Error()}
+	}
+	if group != "" {
+		if err := topics.ValidGroup(group); err != nil {
+			return &wire.Error{Code: wire.CodeInvalidGroup, Text: err.Error()}
+		}
+	}
 	return nil
 }
 
@@ -106,8 +131,10 @@ func (c *conn) removeSub(s *subscription) {
 	s.removed = true
 	c.mu.Unlock()
 	c.srv.index.Remove(s.pattern, s.group, s)
+	c.mu.Lock()
 	delete(c.subs, s.sid)
 	delete(c.subKeys, subKey{s.pattern, s.group, s.flags})
+	c.mu.Unlock()
 	c.unchargeSub(s)
 }
 

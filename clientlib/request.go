@@ -11,11 +11,12 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// InboxPrefix starts the reply topics of requests.
-const InboxPrefix = "_INBOX."
+// InboxPrefix starts the reply topics of requests: each connection's
+// private inbox, which the broker names in its INFO.
+const InboxPrefix = wire.InboxPrefix
 
 // inbox routes replies to waiting requests. A connection has one inbox
-// subscription, "_INBOX.<nuid>.>", for all its requests, made on the first
+// subscription, "_INBOX.<conn id>.>", for all its requests, made on the first
 // Request: each request gets its own last token, and the reader hands a
 // reply straight to the request waiting on that token, with no goroutine
 // between them.
@@ -109,7 +110,13 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 func (c *Conn) openInbox() error {
 	in := &c.inbox
 	in.once.Do(func() {
-		in.prefix = InboxPrefix + nuid.Next() + "."
+		// The broker's inbox for this connection: replies under any other
+		// would be refused. A broker that names none predates private
+		// inboxes, and any unguessable prefix serves.
+		in.prefix = c.info.Inbox + "."
+		if c.info.Inbox == "" {
+			in.prefix = InboxPrefix + nuid.Next() + "."
+		}
 		in.waiting = map[string]chan *Msg{}
 		in.refused = make(chan struct{})
 		_, in.err = c.subscribeWith(in.prefix+">", "", subConfig{inbox: in})

@@ -37,6 +37,9 @@ type Info struct {
 	// messages (or, with SubDisconnect, the connection is closed).
 	MaxPending    uint64 `codec:"max_pending,omitempty"`
 	MaxPendingFDs uint32 `codec:"max_pending_fds,omitempty"`
+	// Inbox is the connection's private inbox, "_INBOX.<conn id>": reply
+	// topics of its requests must be under it (InboxPrefix).
+	Inbox string `codec:"inbox,omitempty"`
 }
 
 // Limits returns the limits the Info announces.

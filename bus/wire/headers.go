@@ -52,6 +52,18 @@ const (
 // answer.
 const GroupOnlyPrefix = "_STREAM."
 
+// StreamGroup is the queue group of a stream's listeners: a SUB to a
+// GroupOnlyPrefix topic must be in it, so that a stream name's listeners
+// are one group and a dial reaches exactly one of them.
+const StreamGroup = "listeners"
+
+// InboxPrefix starts the private inboxes of connections: the broker gives
+// each connection one, "_INBOX.<conn id>", announced in INFO. What is
+// published under a connection's inbox reaches only that connection (and
+// subscriptions a policy lets monitor), and only the connection or one
+// answering a request it made may publish there.
+const InboxPrefix = "_INBOX."
+
 // AppendField appends one key/value field to h. The key must satisfy Check's
 // rules; the value must be shorter than 64 KiB.
 func AppendField(h Headers, key, value string) Headers {

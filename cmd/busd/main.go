@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/busd/busd/bus"
+	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/clientlib"
 	"github.com/busd/busd/unixsock"
 )
@@ -47,6 +48,8 @@ func run(args []string) error {
 	socket := fs.String("socket", "", "socket path, overriding -dir and -name (default $BUSD_SOCKET)")
 	mode := fs.String("mode", "0600", "permissions of the socket file")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	policyFile := fs.String("policy", "", "access-control policy file, read again on SIGHUP (default: the broker's uid may do everything, others nothing)")
+	checkConfig := fs.String("check-config", "", "check a policy file, say what its first error is, and exit")
 	if _, err := bus.RaiseFDLimit(); err != nil {
 		fmt.Fprintln(os.Stderr, "busd: raising RLIMIT_NOFILE:", err) // the budgets follow the limit as it is
 	}
@@ -63,6 +66,9 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *checkConfig != "" {
+		return checkPolicy(*checkConfig)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -81,6 +87,11 @@ func run(args []string) error {
 	cfg.User.Conns = max(cfg.MaxConns/2, 1)
 	cfg.WriteTimeout, cfg.FrameTimeout, cfg.StallBudget = *writeTimeout, *frameTimeout, *stallBudget
 	cfg.ReclaimMemory = true
+	if *policyFile != "" {
+		if cfg.Policy, err = policy.Load(*policyFile); err != nil {
+			return err
+		}
+	}
 	// The collector works harder before the process outgrows what its
 	// budgets allow, with room for the runtime and the broker's own state.
 	debug.SetMemoryLimit(cfg.MaxMemory + runtimeHeadroom)
@@ -94,6 +105,7 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go reloadOnHangup(ctx, srv, *policyFile, log)
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.Path(), "pid", os.Getpid())

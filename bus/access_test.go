@@ -1,0 +1,219 @@
+package bus
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/busd/busd/bus/policy"
+	"github.com/busd/busd/bus/wire"
+)
+
+// withPolicy returns a config edit that installs a policy; %me in text
+// stands for the test's own uid.
+func withPolicy(t testing.TB, text string) func(*Config) {
+	t.Helper()
+	p, err := policy.Parse("test.policy", strings.NewReader(strings.ReplaceAll(text, "%me", fmt.Sprint(os.Getuid()))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *Config) { c.Policy = p }
+}
+
+// quiet checks that nothing was queued for c before the frames others
+// have had handled: its PONG comes first. Call it after the sender's
+// sync, which returns once the sender's frames are routed.
+func (c *rawClient) quiet() { c.t.Helper(); c.sync() }
+
+// A reply reaches only the requester: a third party subscribed to ">" and
+// to every inbox pattern it may take sees the request (it asked for its
+// topic) but not the reply; naming the requester's inbox is refused.
+func TestReplyReachesOnlyTheRequester(t *testing.T) {
+	_, path := testBroker(t, nil)
+	requester, service, spy := connectRaw(t, path), connectRaw(t, path), connectRaw(t, path)
+	if requester.info.Inbox != fmt.Sprintf("_INBOX.%d", requester.info.ConnID) {
+		t.Fatalf("INFO inbox %q for conn %d", requester.info.Inbox, requester.info.ConnID)
+	}
+	spy.sub(1, requester.inbox(">"), "")
+	spy.expectErr(wire.CodePermissionDenied, `subscription to another connection's inbox "`+requester.inbox(">")+`" denied by the default rule`)
+	spy.sub(2, ">", "")
+	spy.sub(3, "_INBOX.>", "")
+	spy.sub(4, "_INBOX.*.*", "")
+	spy.sub(5, "_INBOX.>", "spies")
+	spy.sync()
+	service.sub(1, "svc", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	requester.send(wire.AppendPub(nil, "svc", requester.inbox("1"), nil, []byte("q"), 0))
+	req := service.next()
+	if string(req.Reply) != requester.inbox("1") {
+		t.Fatalf("service got reply topic %q", req.Reply)
+	}
+	if f := spy.next(); f.ID != 2 || string(f.Topic) != "svc" {
+		t.Fatalf("spy got %q on %d; want the request on its \">\"", f.Topic, f.ID)
+	}
+	service.send(wire.AppendPub(nil, string(req.Reply), "", nil, []byte("a"), 0))
+	service.sync()
+	if f := requester.next(); string(f.Payload) != "a" || f.Origin.Conn != service.info.ConnID {
+		t.Fatalf("requester got %q from %d", f.Payload, f.Origin.Conn)
+	}
+	spy.quiet()
+}
+
+// Only a connection a request was delivered to may answer it, once; a
+// third party's forged reply is refused and never reaches the requester.
+func TestForgedRepliesAreRefused(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	requester, service, forger := connectRaw(t, path), connectRaw(t, path), connectRaw(t, path)
+	service.sub(1, "svc", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	requester.send(wire.AppendPub(nil, "svc", requester.inbox("7"), nil, nil, 0))
+	service.next()
+	before := srv.Stats().Denied
+	forger.send(wire.AppendPub(nil, requester.inbox("7"), "", nil, []byte("forged"), 0))
+	forger.expectErr(wire.CodePermissionDenied, "no request with this reply topic was delivered to this connection")
+	forger.send(wire.AppendPub(nil, requester.inbox("8"), "", nil, []byte("unasked"), 0))
+	forger.expectErr(wire.CodePermissionDenied, "in another connection's inbox")
+	service.send(wire.AppendPub(nil, requester.inbox("7"), "", nil, []byte("real"), 0))
+	service.send(wire.AppendPub(nil, requester.inbox("7"), "", nil, []byte("again"), 0))
+	service.expectErr(wire.CodePermissionDenied, "answered already")
+	if f := requester.next(); string(f.Payload) != "real" {
+		t.Fatalf("requester got %q; want the real reply first and only", f.Payload)
+	}
+	requester.quiet()
+	if d := srv.Stats().Denied - before; d != 3 {
+		t.Errorf("Stats().Denied went up by %d; want 3", d)
+	}
+	// A request's reply topic must be in the requester's own inbox: else
+	// its responder would get a permit to write into someone else's.
+	forger.send(wire.AppendPub(nil, "svc", requester.inbox("9"), nil, nil, 0))
+	forger.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+	service.quiet()
+}
+
+// A connection holds at most MaxReplyPermits; past that the oldest
+// requests can no longer be answered, and that is counted.
+func TestReplyPermitsAreBounded(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { c.MaxReplyPermits = 4 })
+	requester, service := connectRaw(t, path), connectRaw(t, path)
+	service.sub(1, "svc", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	for i := range 6 {
+		requester.send(wire.AppendPub(nil, "svc", requester.inbox(fmt.Sprint(i)), nil, nil, 0))
+	}
+	for range 6 {
+		service.next()
+	}
+	for i := range 6 {
+		service.send(wire.AppendPub(nil, requester.inbox(fmt.Sprint(i)), "", nil, []byte(fmt.Sprint(i)), 0))
+		if i < 2 {
+			service.expectErr(wire.CodePermissionDenied, "no request with this reply topic")
+		}
+	}
+	for i := 2; i < 6; i++ {
+		if f := requester.next(); string(f.Payload) != fmt.Sprint(i) {
+			t.Fatalf("got reply %q; want %d", f.Payload, i)
+		}
+	}
+	if n := srv.Stats().PermitsForgotten; n != 2 {
+		t.Errorf("PermitsForgotten = %d; want 2", n)
+	}
+}
+
+// A monitor sees other connections' replies only when the policy names it
+// with the monitor verb; the broker's own uid does not get it by default.
+func TestMonitoringInboxesIsPolicy(t *testing.T) {
+	_, path := testBroker(t, withPolicy(t, "allow uid %me monitor _INBOX.>"))
+	requester, service, monitor := connectRaw(t, path), connectRaw(t, path), connectRaw(t, path)
+	monitor.sub(1, "_INBOX.>", "")
+	monitor.sub(2, requester.inbox(">"), "")
+	monitor.sync()
+	service.sub(1, "svc", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	requester.send(wire.AppendPub(nil, "svc", requester.inbox("1"), nil, nil, 0))
+	service.next()
+	service.send(wire.AppendPub(nil, requester.inbox("1"), "", nil, []byte("a"), 0))
+	service.sync()
+	requester.next()
+	got := map[uint32]bool{}
+	for range 2 {
+		f := monitor.next()
+		if string(f.Payload) != "a" {
+			t.Fatalf("monitor got %q", f.Payload)
+		}
+		got[f.ID] = true
+	}
+	if !got[1] || !got[2] {
+		t.Fatalf("monitor's subscriptions that got the reply: %v; want 1 and 2", got)
+	}
+}
+
+// The policy decides publish and subscribe by the first rule that speaks
+// for the topic; a denial names the rule, and a subscription whose
+// pattern the rules split receives only what they allow.
+func TestPolicyDecidesPublishAndSubscribe(t *testing.T) {
+	srv, path := testBroker(t, withPolicy(t, `
+deny  uid %me publish  secret.>
+deny  uid %me subscribe secret.>
+allow uid %me all >
+`))
+	c := connectRaw(t, path)
+	c.pub("secret.plans", "x")
+	e := c.expectErr(wire.CodePermissionDenied, `publish to "secret.plans" denied by rule at line 2 (deny uid `)
+	if e.Op != wire.OpPub {
+		t.Errorf("ERR op %d; want PUB", e.Op)
+	}
+	c.sub(1, "secret.>", "")
+	c.expectErr(wire.CodePermissionDenied, `subscription to "secret.>" denied by rule at line 3`)
+	c.sub(2, ">", "") // allowed, filtered: nothing under secret.
+	c.sync()
+
+	// Messages on secret. topics from the broker's point of view come only
+	// from someone allowed to publish them: a second policy lets us.
+	srv.SetPolicy(mustPolicy(t, "deny uid %me subscribe secret.>\nallow uid %me all >"))
+	c.pub("secret.plans", "hidden")
+	c.pub("open.news", "shown")
+	if f := c.next(); f.ID != 2 || string(f.Payload) != "shown" {
+		t.Fatalf("got %q on %d; want only the open message", f.Payload, f.ID)
+	}
+	c.quiet()
+	// A policy that denies the whole pattern stops it at once.
+	srv.SetPolicy(mustPolicy(t, "deny uid %me subscribe >\nallow uid %me all >"))
+	c.pub("open.news", "after")
+	c.quiet()
+	if s := srv.Stats(); s.Denied != 2 {
+		t.Errorf("Stats().Denied = %d; want 2", s.Denied)
+	}
+}
+
+func mustPolicy(t testing.TB, text string) *policy.Policy {
+	t.Helper()
+	cfg := Config{}
+	withPolicy(t, text)(&cfg)
+	return cfg.Policy
+}
+
+// A reply the policy does not allow is refused naming the rule, though a
+// permit was given: the requester hears nothing from that responder.
+func TestReplyVerb(t *testing.T) {
+	_, path := testBroker(t, withPolicy(t, "deny uid %me reply admin.>\nallow uid %me all >"))
+	requester, service := connectRaw(t, path), connectRaw(t, path)
+	service.sub(1, "admin.reset", "")
+	service.sub(2, "user.get", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	requester.send(wire.AppendPub(nil, "admin.reset", requester.inbox("1"), nil, nil, 0))
+	requester.send(wire.AppendPub(nil, "user.get", requester.inbox("2"), nil, nil, 0))
+	service.next()
+	service.next()
+	service.send(wire.AppendPub(nil, requester.inbox("1"), "", nil, []byte("done"), 0))
+	service.expectErr(wire.CodePermissionDenied, `reply to "`+requester.inbox("1")+`" denied by rule at line 1 (deny uid`)
+	service.send(wire.AppendPub(nil, requester.inbox("2"), "", nil, []byte("user"), 0))
+	if f := requester.next(); string(f.Payload) != "user" {
+		t.Fatalf("requester got %q", f.Payload)
+	}
+}

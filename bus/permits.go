@@ -1,0 +1,151 @@
+package bus
+
+import (
+	"hash/maphash"
+	"strings"
+	"unsafe"
+
+	"github.com/busd/busd/bus/policy"
+	"github.com/busd/busd/bus/wire"
+)
+
+// A reply permit lets a connection publish once to a reply topic in
+// another connection's inbox: it is given when a request with that reply
+// topic is delivered to the connection, and used by its first reply (the
+// "allow responses" of NATS). So only a connection a request reached can
+// answer it, once: nobody can forge a reply to a request it never got, or
+// send a connection messages it did not ask for.
+//
+// Permits are kept by a hash of the reply topic (the server's seed, so a
+// client cannot make topics collide), with the policy's word on replying
+// to the request's topic, so a refused reply can name the rule. A
+// connection holds at most MaxReplyPermits; past that, the oldest is
+// forgotten (that request can no longer be answered), and so is any the
+// connection's user has no memory budget left for. They are charged to
+// that user in blocks of permitBlock.
+const (
+	permitMemory = 48 // a map entry and its place in the order
+	permitBlock  = 256
+)
+
+type replyPermits struct {
+	byHash  map[uint64]*policy.Rule // nil value: the reply is allowed
+	order   []uint64                // oldest first; may hold hashes used since
+	charged int                     // blocks charged to the connection's user
+}
+
+// grantPermitLocked records that a request with reply topic reply, on
+// topic, was queued for c. Called under c.mu by the request's router.
+func (c *conn) grantPermitLocked(topic, reply []byte) {
+	p := &c.permits
+	if p.byHash == nil {
+		p.byHash = map[uint64]*policy.Rule{}
+	}
+	h := maphash.Bytes(c.srv.permitSeed, reply)
+	if _, ok := p.byHash[h]; ok {
+		return // a second copy of one request (two matching subscriptions): still one answer
+	}
+	for len(p.byHash) >= c.srv.cfg.MaxReplyPermits || !c.chargePermitLocked(len(p.byHash)+1) {
+		if !c.forgetOldestPermitLocked() {
+			return
+		}
+	}
+	var deniedBy *policy.Rule
+	if sub := c.subject.Load(); !sub.Everything(policy.Reply) {
+		if d := sub.Decide(policy.Reply, string(topic)); !d.Allow {
+			deniedBy = d.Rule
+		}
+	}
+	p.byHash[h] = deniedBy
+	p.order = append(p.order, h)
+}
+
+// chargePermitLocked makes sure n permits are paid for.
+func (c *conn) chargePermitLocked(n int) bool {
+	p := &c.permits
+	need := (n + permitBlock - 1) / permitBlock
+	if need <= p.charged {
+		return true
+	}
+	if c.srv.led.charge(c.acct, kInput, permitBlock*permitMemory) != nil {
+		return false
+	}
+	p.charged++
+	return true
+}
+
+// forgetOldestPermitLocked drops the oldest permit still held; false if
+// there is none.
+func (c *conn) forgetOldestPermitLocked() bool {
+	p := &c.permits
+	for len(p.order) > 0 {
+		h := p.order[0]
+		p.order = p.order[1:]
+		if _, ok := p.byHash[h]; ok {
+			delete(p.byHash, h)
+			c.srv.stats.permitsForgotten.Add(1)
+			return true
+		}
+	}
+	return false
+}
+
+// usePermit takes the permit for a reply to topic, or says why there is
+// none.
+func (c *conn) usePermit(topic string) error {
+	h := maphash.String(c.srv.permitSeed, topic)
+	c.mu.Lock()
+	p := &c.permits
+	deniedBy, ok := p.byHash[h]
+	if ok {
+		delete(p.byHash, h)
+		c.releasePermitsLocked()
+	}
+	c.mu.Unlock()
+	switch {
+	case !ok:
+		return wire.Errorf(wire.CodePermissionDenied,
+			"publish to %q refused: it is in another connection's inbox, and no request with this reply topic was delivered to this connection, or it was answered already (one reply each)",
+			topic)
+	case deniedBy != nil:
+		return c.deny("reply to", topic, policy.Decision{Rule: deniedBy})
+	}
+	return nil
+}
+
+// releasePermitsLocked gives back the blocks no longer needed, and trims
+// the order of hashes used since, so neither grows with the permits used.
+func (c *conn) releasePermitsLocked() {
+	p := &c.permits
+	n := len(p.byHash)
+	for p.charged > 0 && (p.charged-1)*permitBlock >= n+permitBlock/2 {
+		c.srv.led.uncharge(c.acct, kInput, permitBlock*permitMemory)
+		p.charged--
+	}
+	if len(p.order) > 2*n+permitBlock {
+		kept := p.order[:0]
+		for _, h := range p.order {
+			if _, ok := p.byHash[h]; ok {
+				kept = append(kept, h)
+			}
+		}
+		clear(p.order[len(kept):])
+		p.order = kept
+	}
+}
+
+// dropPermitsLocked forgets every permit and gives their charge back, when
+// the connection closes.
+func (c *conn) dropPermitsLocked() {
+	p := &c.permits
+	c.srv.led.uncharge(c.acct, kInput, int64(p.charged)*permitBlock*permitMemory)
+	*p = replyPermits{}
+}
+
+// needsPermit reports whether delivering a PUB with this reply topic to
+// receiver r gives r a permit: a reply in another connection's inbox than
+// r's own.
+func needsPermit(reply []byte, r *conn) bool {
+	s := unsafe.String(unsafe.SliceData(reply), len(reply))
+	return strings.HasPrefix(s, wire.InboxPrefix) && inboxOf(s) != r.inbox
+}

@@ -1,0 +1,33 @@
+// Package policy reads busd's access-control policy and decides, for one
+// connection's identity, whether it may publish, subscribe, reply, listen,
+// dial or monitor on a topic.
+//
+// A policy is a text file of rules, one a line, read top to bottom; the
+// first rule that speaks for an action decides it:
+//
+//	# ACTION  WHO         VERBS              PATTERNS
+//	allow     uid 1000    publish,subscribe  app.>  shared.>
+//	deny      gid 100     publish            shared.admin.>
+//	allow     any         all                user.%uid.>
+//
+// WHO is "uid N[,N…]", "gid N[,N…]" (a primary or supplementary group) or
+// "any"; ids are numbers, never names, so a rule means the same whatever
+// the name service says. VERBS is a comma-separated list of publish,
+// subscribe, reply, listen, dial and monitor, or "all" for the first five
+// (monitor must be named). PATTERNS are topic patterns (stream names for
+// listen and dial, request topics for reply) in which %uid and %gid stand
+// for the connection's uid and primary gid.
+//
+// After the file's rules come two that every policy ends with: the broker's
+// own uid may do everything but monitor, and nobody else may do anything.
+// Without a file, those two are the policy: the single-user bus.
+//
+// docs/SECURITY.md is the user's guide to the format and to what each verb
+// governs.
+//
+// # Goroutines and locks
+//
+// None. A Policy and the Subjects made from it are never changed once
+// made, so any number of goroutines may use them at once; a new policy is a
+// new value.
+package policy

@@ -1,0 +1,164 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const sample = `
+# a shared bus for group 100, a private subtree per user
+allow gid 100      publish,subscribe  team.>      # the team's topics
+deny  uid 1001     publish            team.admin.>
+allow any          all                user.%uid.>
+allow uid 2000     reply              plugin.%uid.>
+allow uid 2000     subscribe          plugin.%uid.>
+allow uid 3000     monitor            _INBOX.>
+`
+
+func mustParse(t *testing.T, text string) *Policy {
+	t.Helper()
+	p, err := Parse("test.policy", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParseErrorsNameTheLine(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{"allow uid 1 publish a\npermit uid 1 publish a", `test.policy:2: "permit": a rule starts with allow or deny`},
+		{"allow uid alice publish a", `uid "alice": ids are decimal numbers`},
+		{"allow uid 1,-2 publish a", `uid "-2": ids are decimal numbers`},
+		{"\n\nallow any shout a", `test.policy:3: verb "shout"`},
+		{"allow any publish", `needs verbs and at least one pattern`},
+		{"allow somebody publish a", `"somebody": who the rule is for is uid N, gid N or any`},
+		{"deny any publish a..b", `test.policy:1: pattern "a..b": token 2 is empty`},
+		{"deny any publish a.%pid", `pattern "a.%pid": % may only start %uid or %gid`},
+		{"allow", "a rule is: allow|deny"},
+	} {
+		_, err := Parse("test.policy", strings.NewReader(c.text))
+		if err == nil || !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%q) = %v; want an ErrSyntax containing %q", c.text, err, c.want)
+		}
+	}
+}
+
+func TestParseKeepsRulesInOrder(t *testing.T) {
+	p := mustParse(t, sample)
+	if len(p.Rules) != 6 {
+		t.Fatalf("%d rules, want 6", len(p.Rules))
+	}
+	r := p.Rules[1]
+	if r.Line != 4 || r.Allow || len(r.UIDs) != 1 || r.UIDs[0] != 1001 || !r.Has(Publish) || r.Has(Subscribe) {
+		t.Errorf("rule 2 = %+v", r)
+	}
+	if got := r.String(); got != "rule at line 4 (deny uid 1001 publish team.admin.>)" {
+		t.Errorf("String() = %q", got)
+	}
+	if p.Rules[2].Has(Monitor) || !p.Rules[2].Has(Dial) {
+		t.Errorf("all must mean every verb but monitor: %+v", p.Rules[2])
+	}
+}
+
+func TestFirstMatchWins(t *testing.T) {
+	p := mustParse(t, sample)
+	member := p.For(Identity{UID: 1001, GID: 5, Groups: []uint32{100}}, 0)
+	cases := []struct {
+		s     *Subject
+		v     Verb
+		topic string
+		allow bool
+		line  int
+	}{
+		{member, Publish, "team.news", true, 3},
+		{member, Publish, "team.admin.x", true, 3}, // the group rule comes first
+		{member, Subscribe, "team.admin.x", true, 3},
+		{member, Publish, "user.1001.x", true, 5},
+		{member, Publish, "user.1002.x", false, 0},
+		{member, Dial, "user.1001.chat", true, 5},
+		{member, Monitor, "user.1001.x", false, 0}, // all is not monitor
+		{p.For(Identity{UID: 1001, GID: 5}, 0), Publish, "team.admin.x", false, 4},
+		{p.For(Identity{UID: 2000, GID: 2000}, 0), Reply, "plugin.2000.get", true, 6},
+		{p.For(Identity{UID: 2000, GID: 2000}, 0), Reply, "plugin.2001.get", false, 0},
+		{p.For(Identity{UID: 0, GID: 0}, 0), Publish, "anything", true, 0},
+		{p.For(Identity{UID: 0, GID: 0}, 0), Monitor, "_INBOX.4.x", false, 0},
+		{p.For(Identity{UID: 3000, GID: 3000}, 0), Monitor, "_INBOX.4.x", true, 8},
+	}
+	for i, c := range cases {
+		d := c.s.Decide(c.v, c.topic)
+		if d.Allow != c.allow || d.Rule.Line != c.line {
+			t.Errorf("case %d: %v %q = %v by %v; want %v by line %d", i, c.v, c.topic, d.Allow, d.Rule, c.allow, c.line)
+		}
+	}
+}
+
+func TestDefaultsAlone(t *testing.T) {
+	var none *Policy
+	own, other := none.For(Identity{UID: 1000}, 1000), none.For(Identity{UID: 1001}, 1000)
+	for v := range Monitor {
+		if !own.Everything(v) || !own.Decide(v, "a.b").Allow {
+			t.Errorf("the broker's uid may not %v", v)
+		}
+		if other.Everything(v) || other.Decide(v, "a.b").Allow {
+			t.Errorf("another uid may %v", v)
+		}
+	}
+	if own.Everything(Monitor) || own.Decide(Monitor, "_INBOX.1.x").Allow {
+		t.Error("the broker's uid monitors without a rule saying so")
+	}
+	d := other.Decide(Publish, "a")
+	if !strings.Contains(d.Rule.String(), "the default rule (deny any") {
+		t.Errorf("denial names %q", d.Rule)
+	}
+}
+
+func TestEverythingIsOnlyForAllowAll(t *testing.T) {
+	p := mustParse(t, "deny uid 7 publish secret.>\nallow uid 7 all >")
+	s := p.For(Identity{UID: 7}, 0)
+	if s.Everything(Publish) || !s.Everything(Subscribe) {
+		t.Errorf("Everything: publish %v (want false: a deny comes first), subscribe %v (want true)", s.Everything(Publish), s.Everything(Subscribe))
+	}
+}
+
+func TestDecidePattern(t *testing.T) {
+	p := mustParse(t, `
+deny  uid 7 subscribe secret.>
+allow uid 7 subscribe >
+allow uid 8 subscribe pub.>
+deny  uid 9 subscribe >
+`)
+	for _, c := range []struct {
+		uid             uint32
+		pattern         string
+		allow, filtered bool
+		line            int
+	}{
+		{7, "a.b", true, false, 3},
+		{7, "secret.x", false, false, 2},
+		{7, "secret.>", false, false, 2},
+		{7, ">", true, true, 3},   // everything but secret.>
+		{7, "*.x", true, true, 3}, // secret.x is denied
+		{8, "pub.a.>", true, false, 4},
+		{8, ">", true, true, 4}, // pub.> yes, the rest by the default deny
+		{8, "other", false, false, 0},
+		{9, ">", false, false, 5},
+		{0, ">", true, false, 0}, // the broker's uid
+	} {
+		d, filtered := p.For(Identity{UID: c.uid}, 0).DecidePattern(Subscribe, c.pattern)
+		if d.Allow != c.allow || filtered != c.filtered || d.Rule.Line != c.line {
+			t.Errorf("uid %d %q = allow %v filtered %v by %v; want %v %v by line %d",
+				c.uid, c.pattern, d.Allow, filtered, d.Rule, c.allow, c.filtered, c.line)
+		}
+	}
+}
+
+func TestInvalidInputIsDenied(t *testing.T) {
+	s := mustParse(t, "allow any all >").For(Identity{}, 0)
+	if s.Decide(Publish, "a..b").Allow {
+		t.Error("an invalid topic was allowed")
+	}
+	if d, _ := s.DecidePattern(Subscribe, "a.>.b"); d.Allow {
+		t.Error("an invalid pattern was allowed")
+	}
+}

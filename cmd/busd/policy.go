@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/busd/busd/bus"
+	"github.com/busd/busd/bus/policy"
+)
+
+// checkPolicy is -check-config: it parses the file and reports its first
+// error, with its line, or what the file holds.
+func checkPolicy(path string) error {
+	p, err := policy.Load(path)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: %d rules, valid; after them every policy ends with the default rules (the broker's uid may do everything but monitor, other uids nothing)\n", path, len(p.Rules))
+	return nil
+}
+
+// reloadOnHangup reads the policy file again on each SIGHUP until ctx
+// ends. A file that no longer parses leaves the policy as it was, and says
+// why in the log; with no file there is nothing to reload.
+func reloadOnHangup(ctx context.Context, srv *bus.Server, path string, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if path == "" {
+			log.Warn("SIGHUP: no -policy file to reload")
+			continue
+		}
+		p, err := policy.Load(path)
+		if err != nil {
+			log.Error("SIGHUP: policy not reloaded; the one in force stays", "err", err)
+			continue
+		}
+		srv.SetPolicy(p)
+		log.Info("policy reloaded", "file", path, "rules", len(p.Rules))
+	}
+}

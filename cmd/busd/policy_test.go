@@ -1,0 +1,221 @@
+package main
+
+// Access control across users: a client of another uid, on a socket every
+// user may open, does only what the policy lets it (docs/SECURITY.md,
+// "Access control").
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus/bustest"
+	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
+)
+
+// policyChildEnv, set, makes the test binary the other user's client of
+// runPolicyChild instead of running tests.
+const policyChildEnv = "BUSD_TEST_POLICY_CHILD"
+
+// policyReport is what the other user's client tells the test.
+type policyReport struct {
+	Errs  []wire.Error // the ERRs its first frames got, in order
+	Msgs  []string     // the topics of the messages it got meanwhile
+	Topic string       // the message it received after "go"
+	NFDs  int          // and its descriptors
+	Fail  string
+}
+
+// runPolicyChild subscribes to everything and to root's private topics,
+// publishes there and in its own subtree, reports the ERRs, and then, told
+// "go" on stdin, reports the next message it receives.
+func runPolicyChild() int {
+	rep := policyChild()
+	json.NewEncoder(os.Stdout).Encode(rep)
+	return 0
+}
+
+func policyChild() *policyReport {
+	rep := &policyReport{}
+	c, err := bustest.DialRaw(os.Getenv(policyChildEnv))
+	if err == nil {
+		err = c.Hello("other-user")
+	}
+	if err != nil {
+		rep.Fail = err.Error()
+		return rep
+	}
+	me := os.Getuid()
+	var b []byte
+	b = wire.AppendSub(b, 1, ">", "", 0)
+	b = wire.AppendSub(b, 2, "private.>", "", 0)
+	b = wire.AppendPub(b, "private.x", "", nil, []byte("forged"), 0)
+	b = wire.AppendPub(b, fmt.Sprintf("user.%d.hi", me), "", nil, []byte("hello"), 0)
+	b = wire.AppendSub(b, 3, c.Info.Inbox+".>", "", 0)
+	b = wire.AppendControl(b, wire.OpPing, 1, nil)
+	if err := c.Write(b); err != nil {
+		rep.Fail = err.Error()
+		return rep
+	}
+	for {
+		f, err := c.Read(bustest.NextTimeout)
+		if err != nil {
+			rep.Fail = err.Error()
+			return rep
+		}
+		if f.Op == wire.OpPong {
+			break
+		}
+		if f.Op == wire.OpMsg {
+			rep.Msgs = append(rep.Msgs, string(f.Topic))
+			continue
+		}
+		e, err := bustest.DecodeErr(f)
+		if err != nil {
+			rep.Fail = fmt.Sprintf("got %v %q; want ERR or PONG", f.Op, f.Topic)
+			return rep
+		}
+		rep.Errs = append(rep.Errs, e)
+	}
+	json.NewEncoder(os.Stdout).Encode(rep)
+	rep.Errs = nil
+	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "go\n" {
+		return rep
+	}
+	f, err := c.Read(bustest.NextTimeout)
+	if err != nil {
+		rep.Fail = err.Error()
+		return rep
+	}
+	rep.Topic, rep.NFDs = string(f.Topic), int(f.NFDs)
+	return rep
+}
+
+// With a socket every user may open and no policy, another uid connects
+// and may do nothing; with a policy giving every user a subtree and this
+// one the public topics, it does that and no more: its subscription to
+// ">" gets the public message and not root's private one, nor its file.
+func TestPolicyAcrossUsers(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to run a client as another uid (CI runs as root)")
+	}
+	t.Run("default", func(t *testing.T) {
+		b := start(t, bustest.Options{Shared: true})
+		rep, stdin := runOtherUser(t, b)
+		defer stdin.Close()
+		want := []string{
+			`subscription to ">" denied by the default rule (deny any`,
+			`subscription to "private.>" denied by the default rule`,
+			`publish to "private.x" denied by the default rule`,
+			fmt.Sprintf(`publish to "user.%d.hi" denied by the default rule`, otherUID),
+		}
+		checkDenials(t, rep, want)
+		io.WriteString(stdin, "stop\n")
+	})
+	t.Run("policy", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "busd.policy")
+		text := fmt.Sprintf("allow any all user.%%uid.>\nallow uid %d subscribe public.>\n", otherUID)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b := start(t, bustest.Options{Shared: true, Args: []string{"-policy", file}})
+		root := b.Subscribe(t, "root", "user.>", "", 0)
+		rep, stdin := runOtherUser(t, b)
+		defer stdin.Close()
+		checkDenials(t, rep, []string{
+			`subscription to "private.>" denied by the default rule`,
+			`publish to "private.x" denied by the default rule`,
+		})
+		if len(rep.Msgs) != 1 || rep.Msgs[0] != fmt.Sprintf("user.%d.hi", otherUID) {
+			t.Errorf("the other user's \">\" got %q; want its own hello", rep.Msgs)
+		}
+		if f := root.Next(); string(f.Topic) != fmt.Sprintf("user.%d.hi", otherUID) || f.Origin.UID != otherUID {
+			t.Fatalf("root got %q from uid %d; want the other user's hello", f.Topic, f.Origin.UID)
+		}
+		pub := b.Connect(t, "root-pub")
+		fd := memfd(t)
+		pub.Send(wire.AppendPub(nil, "private.x", "", nil, []byte("root only"), 1), fd)
+		unix.Close(fd)
+		pub.Pub("public.note", []byte("for all"))
+		pub.Sync()
+		io.WriteString(stdin, "go\n")
+		last := readReport(t, stdin.out)
+		if last.Fail != "" || last.Topic != "public.note" || last.NFDs != 0 {
+			t.Fatalf("the other user's \">\" got %+v; want public.note without descriptors (root's private.x filtered out)", last)
+		}
+	})
+}
+
+func checkDenials(t *testing.T, rep *policyReport, want []string) {
+	t.Helper()
+	if rep.Fail != "" || len(rep.Errs) != len(want) {
+		t.Fatalf("the other user's client got %+v; want %d denials", rep, len(want))
+	}
+	for i, e := range rep.Errs {
+		if e.Code != wire.CodePermissionDenied || !strings.Contains(e.Text, want[i]) {
+			t.Errorf("ERR %d: %v %q; want permission denied containing %q", i, e.Code, e.Text, want[i])
+		}
+	}
+}
+
+// childIO is the other user's stdin, and its stdout to read reports from.
+type childIO struct {
+	io.WriteCloser
+	out *bufio.Reader
+}
+
+// runOtherUser starts runPolicyChild as otherUID against b and returns its
+// first report; closing the returned stdin ends it.
+func runOtherUser(t *testing.T, b *target) (*policyReport, *childIO) {
+	t.Helper()
+	cmd := attackerAs(t, b, otherUID)
+	cmd.Env = []string{policyChildEnv + "=" + b.Socket()}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		stdin.Close()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("the other user's client: %v", err)
+			}
+		case <-time.After(watchdog):
+			cmd.Process.Kill()
+			t.Error("the other user's client did not exit")
+		}
+	})
+	c := &childIO{stdin, bufio.NewReader(stdout)}
+	return readReport(t, c.out), c
+}
+
+func readReport(t *testing.T, out *bufio.Reader) *policyReport {
+	t.Helper()
+	line := make(chan []byte, 1)
+	go func() {
+		l, _ := out.ReadBytes('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		rep := &policyReport{}
+		if err := json.Unmarshal(l, rep); err != nil {
+			t.Fatalf("the other user's client said %q: %v", l, err)
+		}
+		return rep
+	case <-time.After(watchdog):
+		t.Fatal("the other user's client reported nothing")
+	}
+	return nil
+}
