@@ -21,8 +21,11 @@
 //	c.Subscribe("math.double", func(m *clientlib.Msg) { m.Respond(double(m.Data)) })
 //	reply, err := c.Request(ctx, "math.double", []byte("21"))
 //
-// Replies come back on one inbox subscription per connection,
-// "_INBOX.<nuid>.>", made on the first request; each request waits on its
+// Replies come back on one inbox subscription per connection, to the
+// private inbox the broker gives it ("_INBOX.<conn id>.>"), made on the
+// first request: only this connection receives what arrives there, and
+// only a connection the request reached may answer it, once. Each request
+// waits on its
 // own last token, so any number of goroutines may have requests in flight
 // on one Conn. If nothing subscribes to the request's topic the broker says
 // so at once and Request returns ErrNoResponders, naming the topic; if
