@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -76,5 +77,42 @@ func TestPolicyDenialReachesTheSubscription(t *testing.T) {
 	_, err = s.Next(testCtx(t))
 	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "rule at line 1") {
 		t.Fatalf("Next: %v; want ErrPermissionDenied naming rule at line 1", err)
+	}
+}
+
+// A request whose PUB the policy refuses fails at once with the refusal,
+// instead of waiting out its context; LastRefusal reports a refused
+// publish once Flush returns.
+func TestRefusedRequestFailsAtOnce(t *testing.T) {
+	p, err := policy.Parse("test.policy", strings.NewReader(fmt.Sprintf("deny uid %d publish admin.>", os.Getuid())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := startBusWith(t, func(c *bus.Config) { c.Policy = p })
+	c := connect(t, path, WithErrorHandler(func(_ *Conn, _ *Subscription, err error) {
+		t.Errorf("the error handler got %v; the request should have", err)
+	}))
+	_, err = c.Request(context.Background(), "admin.reset", nil) // no deadline: only the refusal can end it
+	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), `request to "admin.reset" refused: permission denied`) {
+		t.Fatalf("Request: %v; want ErrPermissionDenied naming the topic", err)
+	}
+	if err := c.LastRefusal(); !errors.Is(err, ErrPermissionDenied) {
+		t.Fatalf("LastRefusal after a refused request: %v", err)
+	}
+
+	d := connect(t, path, WithErrorHandler(func(*Conn, *Subscription, error) {}))
+	if err := d.Publish("open.topic", nil); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, d)
+	if err := d.LastRefusal(); err != nil {
+		t.Fatalf("LastRefusal with nothing refused: %v", err)
+	}
+	if err := d.Publish("admin.x", nil); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, d)
+	if err := d.LastRefusal(); !errors.Is(err, ErrPermissionDenied) {
+		t.Fatalf("LastRefusal after a refused publish and Flush: %v", err)
 	}
 }

@@ -21,15 +21,18 @@ type Conn struct {
 	in   *wire.Reader
 	send *wire.Sender // owns the socket's write side
 
-	mu       sync.Mutex
-	out      wire.Outbox
-	fds      int        // duplicated descriptors waiting for the writer (in out)
-	space    *sync.Cond // signalled when out shrinks
-	seq      uint64     // frames queued so far; HELLO was 1
-	err      error      // why the connection ended; nil while open
-	pings    map[uint32]pingWait
-	nextPing uint32
-	closeBy  time.Time // set by Close: the writer's last flush ends by then
+	mu    sync.Mutex
+	out   wire.Outbox
+	fds   int        // duplicated descriptors waiting for the writer (in out)
+	space *sync.Cond // signalled when out shrinks
+	seq   uint64     // frames queued so far; HELLO was 1
+	err   error      // why the connection ended; nil while open
+	// lastRefusal is the last non-fatal ERR, set by the reader before it
+	// reads on, so that after a Flush it covers the frames before it.
+	lastRefusal error
+	pings       map[uint32]pingWait
+	nextPing    uint32
+	closeBy     time.Time // set by Close: the writer's last flush ends by then
 
 	// Writer-owned: when the write deadline was last set, and how many of
 	// the bytes written the broker had not read then (see flushOut).
@@ -257,6 +260,19 @@ func (c *Conn) closedErr() error {
 		return ErrClosed
 	}
 	return c.err
+}
+
+// LastRefusal returns the last error with which the broker refused a frame
+// of this connection without ending it (a *ServerError: permission
+// denied, invalid topic, …), or nil if it refused none. Such an error also
+// goes to the error handler, or to the call it concerns (a Subscription's
+// Next, a Request); LastRefusal is for a caller that publishes and wants to
+// know whether the broker took it all: once Flush returns, every frame
+// sent before the Flush has been accepted or is counted here.
+func (c *Conn) LastRefusal() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastRefusal
 }
 
 // Err returns nil while the connection is open and why it ended after.

@@ -112,8 +112,14 @@ func (c *Conn) detach(s *Subscription) {
 // subscription if it is about another frame, or about a SUB whose members
 // have all left.
 func (c *Conn) refused(err error) {
+	c.mu.Lock()
+	c.lastRefusal = err
+	c.mu.Unlock()
 	var se *ServerError
 	var members []*Subscription
+	if errors.As(err, &se) && se.Op == wire.OpPub && c.inbox.refuseSeq(se.Seq, err) {
+		return // the request it was fails with it
+	}
 	if errors.As(err, &se) && se.Op == wire.OpSub {
 		c.subsMu.Lock()
 		for _, bs := range c.subs {

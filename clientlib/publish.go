@@ -99,6 +99,9 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		appendLargePub(&c.out, topic, reply, hdrs, data, len(files))
 	}
 	c.seq++
+	if reply != "" {
+		c.inbox.bindSeq(c.seq, reply)
+	}
 	c.mu.Unlock()
 	if now && !c.send.TryFlush() {
 		c.wake()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/busd/busd/bus/wire"
@@ -25,10 +26,14 @@ type inbox struct {
 	err     error
 	refused chan struct{} // closed if the broker refuses the inbox subscription
 	why     error         // why, once refused is closed
-	prefix  string        // "_INBOX.<nuid>."
 	mu      sync.Mutex
+	prefix  string // "_INBOX.<conn id>.", set under mu
 	next    uint64
 	waiting map[string]chan *Msg
+	// bySeq maps the frame number of a waiting request's PUB to its
+	// token, so that the broker refusing the PUB fails the request at
+	// once instead of leaving it to its timeout.
+	bySeq map[uint64]string
 }
 
 // Request publishes data (with files) to topic and waits for one reply,
@@ -75,6 +80,11 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 	defer func() {
 		in.mu.Lock()
 		delete(in.waiting, token)
+		for seq, t := range in.bySeq { // at most a few: requests in flight
+			if t == token {
+				delete(in.bySeq, seq)
+			}
+		}
 		in.mu.Unlock()
 		select { // a reply that raced with giving up: close its files
 		case r := <-ch:
@@ -88,6 +98,9 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 	}
 	select {
 	case r := <-ch:
+		if r.refusal != nil {
+			return nil, &requestRefused{topic, r.refusal}
+		}
 		if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
 			switch r.Header[wire.StatusHeader] {
 			case wire.StatusNoResponders:
@@ -113,11 +126,15 @@ func (c *Conn) openInbox() error {
 		// The broker's inbox for this connection: replies under any other
 		// would be refused. A broker that names none predates private
 		// inboxes, and any unguessable prefix serves.
-		in.prefix = c.info.Inbox + "."
+		prefix := c.info.Inbox + "."
 		if c.info.Inbox == "" {
-			in.prefix = InboxPrefix + nuid.Next() + "."
+			prefix = InboxPrefix + nuid.Next() + "."
 		}
+		in.mu.Lock()
+		in.prefix = prefix
 		in.waiting = map[string]chan *Msg{}
+		in.bySeq = map[uint64]string{}
+		in.mu.Unlock()
 		in.refused = make(chan struct{})
 		_, in.err = c.subscribeWith(in.prefix+">", "", subConfig{inbox: in})
 	})
@@ -160,3 +177,48 @@ func (in *inbox) deliverReply(m *Msg) {
 	// lock, cannot miss it and leak its files.
 	ch <- m
 }
+
+// bindSeq records that frame seq is the PUB of the request whose reply
+// topic is reply, if reply is one of a waiting request. Called under c.mu,
+// where the frame gets its number.
+func (in *inbox) bindSeq(seq uint64, reply string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.prefix == "" || !strings.HasPrefix(reply, in.prefix) {
+		return
+	}
+	if token := reply[len(in.prefix):]; in.waiting[token] != nil {
+		in.bySeq[seq] = token
+	}
+}
+
+// refuseSeq fails the request whose PUB was frame seq with the broker's
+// refusal; it reports whether there was one.
+func (in *inbox) refuseSeq(seq uint64, err error) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	token, ok := in.bySeq[seq]
+	if !ok {
+		return false
+	}
+	delete(in.bySeq, seq)
+	ch := in.waiting[token]
+	if ch == nil {
+		return false
+	}
+	delete(in.waiting, token)
+	ch <- &Msg{refusal: err} // capacity 1, one send per token, as in deliverReply
+	return true
+}
+
+// requestRefused is a request whose PUB the broker refused.
+type requestRefused struct {
+	topic string
+	err   error // a *ServerError
+}
+
+func (e *requestRefused) Error() string {
+	return fmt.Sprintf("bus: request to %q refused: %s", e.topic, strings.TrimPrefix(e.err.Error(), "bus: "))
+}
+
+func (e *requestRefused) Unwrap() error { return e.err }

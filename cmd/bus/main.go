@@ -103,6 +103,10 @@ type env struct {
 	trust             uids // -trust: uids whose buses to trust besides ours and root's
 	stdin             io.Reader
 	stdout, stderr    io.Writer
+	// checksRefusals says the command reports the broker's refusals of
+	// what it sent itself, after a flush (refusedAfterFlush), so the
+	// error handler leaves them out rather than print them twice.
+	checksRefusals bool
 }
 
 func main() {
@@ -160,6 +164,16 @@ func (e *env) flush(ctx context.Context, c *clientlib.Conn) error {
 	return c.Flush(fctx)
 }
 
+// refusedAfterFlush flushes and returns the broker's refusal of anything c
+// sent before, if it refused something: a denied publish or subscription
+// makes the command fail.
+func (e *env) refusedAfterFlush(ctx context.Context, c *clientlib.Conn) error {
+	if err := e.flush(ctx, c); err != nil {
+		return err
+	}
+	return c.LastRefusal()
+}
+
 // connect connects to the bus the flags name, waiting at most 5 seconds.
 func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -171,6 +185,10 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 		// Errors no call returns, lost messages among them (a
 		// *clientlib.LostError says how many, where and why).
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
+			var se *clientlib.ServerError
+			if e.checksRefusals && errors.As(err, &se) && !se.Code.Fatal() {
+				return
+			}
 			fmt.Fprintln(e.stderr, errLine(err))
 		}))
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {

@@ -37,6 +37,7 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			return err
 		}
 		defer closeAll(files)
+		e.checksRefusals = true
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err
@@ -65,7 +66,10 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return c.Flush(fctx) // the broker has it all before we exit
+		if err := c.Flush(fctx); err != nil { // the broker has it all before we exit
+			return err
+		}
+		return c.LastRefusal() // and took it all
 	}
 }
 

@@ -31,6 +31,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if *asJSON && (*raw || *catFDs) {
 			return errors.New("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
 		}
+		e.checksRefusals = true
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err
@@ -52,7 +53,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				return err
 			}
 		}
-		if err := e.flush(ctx, c); err != nil { // the subscriptions are in place from here on
+		if err := e.refusedAfterFlush(ctx, c); err != nil { // the subscriptions are in place from here on
 			return err
 		}
 		fmt.Fprintf(e.stderr, "bus: subscribed to %q%s on %s\n", patterns, groupNote(*group), e.socketPath())
