@@ -59,6 +59,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(attackerEnv) != "" {
 		os.Exit(runAttacker()) // a child the uid test started: see conns_test.go
 	}
+	if os.Getenv(probeEnv) != "" {
+		os.Exit(runProbe()) // a client as another user: see access_test.go
+	}
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd")
 }
 
