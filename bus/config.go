@@ -33,6 +33,16 @@ type Config struct {
 	// hold, all of them together.
 	User UserBudget
 
+	// AllowUIDs and AllowGIDs say who may connect at all: a connection is
+	// served only if its uid is in AllowUIDs, or its primary gid or one of
+	// its supplementary groups (as the kernel recorded them when it
+	// connected: SO_PEERCRED, SO_PEERGROUPS) is in AllowGIDs. Anyone else
+	// is refused as soon as it is accepted, with a fatal ERR permission
+	// denied in place of INFO, before anything is charged to its user.
+	// Both empty (the default) serve everyone who can open the socket.
+	// Ids are numeric; root is not allowed unless listed.
+	AllowUIDs, AllowGIDs []uint32
+
 	// MaxConns bounds the connections served at once.
 	MaxConns int
 	// MaxMemory bounds the bytes the broker holds for all users together:

@@ -141,7 +141,7 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64, acct *account) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.inbox = inboxName(id)
-	c.identity = policy.Identity{UID: uint32(cred.UID), GID: uint32(cred.GID)}
+	c.identity = policy.Identity{UID: uint32(cred.UID), GID: uint32(cred.GID), Groups: cred.Groups}
 	c.subject.Store(srv.policy.Load().For(c.identity, srv.origin.UID))
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
 	c.in = wire.NewReader(sock, &c.lim)

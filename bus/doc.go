@@ -45,6 +45,15 @@
 // token is taken without any of these held, and the take and sent
 // callbacks it calls take conn.mu.
 //
+// # Who may connect
+//
+// The socket's file mode and group decide who may connect(2) at all; the
+// Config's allow-lists (AllowUIDs, AllowGIDs) are checked next, on the
+// credentials the kernel recorded for the peer, as soon as it is accepted.
+// A connection they do not admit gets a fatal ERR permission denied in
+// place of INFO and is closed before it is charged anything: only then are
+// the budgets below asked, and then the handshake awaited.
+//
 // # Ownership of what is charged
 //
 // A connection's user (its uid, from SO_PEERCRED) is charged for the

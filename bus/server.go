@@ -26,6 +26,7 @@ type Server struct {
 	stats  counters
 	led    *ledger
 	closer *closer
+	allow  allowList
 	// origin stamps the broker's own messages (statuses, gap notices):
 	// connection 0, the broker's process.
 	origin wire.Origin
@@ -67,6 +68,7 @@ func NewServer(cfg Config) (*Server, error) {
 		listeners:  map[*unixsock.Listener]struct{}{},
 		quit:       make(chan struct{}),
 		permitSeed: maphash.MakeSeed(),
+		allow:      newAllowList(cfg.AllowUIDs, cfg.AllowGIDs),
 	}
 	s.policy.Store(cfg.Policy)
 	s.closer = newCloser(s.led)
@@ -124,8 +126,16 @@ func (s *Server) Serve(ctx context.Context, l *unixsock.Listener) error {
 const drainTimeout = time.Second
 
 // start sets a new connection up with its reader and writer goroutines,
-// or refuses it with an ERR naming the limit it is over.
+// or refuses it with an ERR naming the limit it is over. A peer the
+// allow-lists do not admit is refused first, before its user has an
+// account: it costs the broker the refusal and nothing else, and cannot
+// use up its uid's budgets, or the broker's, for those who are allowed.
 func (s *Server) start(sock *unixsock.Conn) {
+	if peer := sock.Peer(); !s.allow.admits(peer) {
+		s.stats.notAllowed.Add(1)
+		s.refuse(sock, s.allow.refusal(peer))
+		return
+	}
 	acct := s.led.open(uint32(sock.Peer().UID))
 	id := s.nextID.Add(1)
 	if we := s.admit(acct); we != nil {
@@ -202,12 +212,13 @@ func (s *Server) handshakeDone(c *conn) {
 // ERR is the only frame it gets, and it gets it only if the socket takes
 // it at once: a refused client is not waited for.
 func (s *Server) refuse(sock *unixsock.Conn, we *wire.Error) {
+	// Counted before the client can read why: Stats agree with what it saw.
+	s.stats.refusedConns.Add(1)
 	body, _ := wire.AppendBody(nil, we)
 	sock.TryWrite(wire.AppendControl(nil, wire.OpErr, 0, body))
 	// Not on the accept loop: what the client sent before it was refused
 	// is closed with the socket, and may block (see closer).
 	s.closer.do(func() { sock.Close() })
-	s.stats.refusedConns.Add(1)
 	if n, ok := s.refusals.note(); ok {
 		s.log.Warn("refused connection", "reason", we.Text, "refused since the last report", n)
 	}

@@ -15,6 +15,7 @@ type counters struct {
 	slowConsumers atomic.Uint64
 	refusedFDs    atomic.Uint64
 	refusedConns  atomic.Uint64
+	notAllowed    atomic.Uint64
 	errors        atomic.Uint64
 	denied        atomic.Uint64
 	// permitsForgotten counts reply permits dropped unused to make room.
@@ -35,7 +36,8 @@ type Stats struct {
 	FDWaits       uint64 // times a read waited for room in its user's share of the broker's descriptors
 	SlowConsumers uint64 // connections closed as slow consumers
 	RefusedFDs    uint64 // PUBs refused for passing a socket connected to the broker
-	RefusedConns  uint64 // connections refused: over a budget, the limit, or at shutdown
+	RefusedConns  uint64 // connections refused: not allowed, over a budget, the limit, or at shutdown
+	NotAllowed    uint64 // of those, refused because the allow-lists name neither their uid nor their groups
 	Errors        uint64 // ERR frames sent to clients
 	BudgetHits    uint64 // charges a budget refused
 	Denied        uint64 // actions the policy refused (ERR permission denied)
@@ -67,6 +69,7 @@ func (s *Server) Stats() Stats {
 		SlowConsumers:    s.stats.slowConsumers.Load(),
 		RefusedFDs:       s.stats.refusedFDs.Load(),
 		RefusedConns:     s.stats.refusedConns.Load(),
+		NotAllowed:       s.stats.notAllowed.Load(),
 		Errors:           s.stats.errors.Load(),
 		BudgetHits:       u.hits,
 		Denied:           s.stats.denied.Load(),

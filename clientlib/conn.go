@@ -130,6 +130,12 @@ func (c *Conn) handshake(ctx context.Context) error {
 		return err
 	}
 	if _, err := c.sock.Write(wire.AppendControl(nil, wire.OpHello, 0, body)); err != nil {
+		// A broker that refuses the connection (not allowed, full,
+		// stopping) may send its ERR and close before the HELLO goes
+		// out, and the write then fails; the ERR says why.
+		if f, rerr := c.in.Next(nil); rerr == nil && f.Op == wire.OpErr {
+			return decodeErr(f.Payload)
+		}
 		return err
 	}
 	c.seq = 1

@@ -82,6 +82,14 @@ type Conn struct {
 // created it. A peer in another pid namespace may show pid 0.
 type Cred struct {
 	PID, UID, GID int
+	// Groups are the peer's supplementary group ids (SO_PEERGROUPS),
+	// recorded with the rest, in the kernel's (ascending) order; nil when
+	// it has none or the kernel does not report them (before Linux 4.13).
+	// Whether GID is among them depends on how the process set its
+	// groups, so a check for membership of a group looks at both. The
+	// slice is read once, when the Conn is made, and every Peer call
+	// returns the same one: do not modify it.
+	Groups []uint32
 }
 
 // newConn wraps uc, taking ownership of it. path is the socket path for

@@ -1,14 +1,18 @@
 package unixsock
 
 import (
+	"fmt"
+	"os"
+	"slices"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// peerInfo reads the peer's credentials and, where the kernel supports
-// SO_PEERPIDFD (Linux 6.5+), a pidfd for it. It is called once per
-// connection. The pidfd is -1 when unavailable; that is not an error, because
+// peerInfo reads the peer's credentials, its supplementary groups and,
+// where the kernel supports SO_PEERPIDFD (Linux 6.5+), a pidfd for it. It is
+// called once per connection. The pidfd is -1 when unavailable; that is not an error, because
 // old kernels lack the option and a peer that has already been reaped has no
 // pidfd to give.
 func peerInfo(rc syscall.RawConn) (Cred, int, error) {
@@ -24,6 +28,9 @@ func peerInfo(rc syscall.RawConn) (Cred, int, error) {
 			return
 		}
 		cred = Cred{PID: int(uc.Pid), UID: int(uc.Uid), GID: int(uc.Gid)}
+		if cred.Groups, err = peerGroups(int(fd)); err != nil {
+			return
+		}
 		pidfd = peerPidFD(int(fd))
 	})
 	if cerr != nil {
@@ -48,4 +55,42 @@ func peerPidFD(fd int) int {
 	}
 	unix.CloseOnExec(pidfd)
 	return pidfd
+}
+
+// peerGroupsStart is how many groups the first SO_PEERGROUPS read has room
+// for: most processes have a handful, and a peer with more costs one more
+// system call.
+const peerGroupsStart = 32
+
+// peerGroups returns the supplementary groups the kernel recorded for the
+// peer with its other credentials (SO_PEERGROUPS, Linux 4.13+), as this
+// process's user namespace sees them, or nil if there are none. A kernel
+// without the option also gives nil: the caller then knows the primary gid
+// only, which makes a gid rule admit fewer peers, never more.
+//
+// x/sys/unix has no wrapper for it. The kernel answers a buffer too small
+// with ERANGE and the size it needs; the groups were fixed when the peer
+// connected, so the second call fits.
+func peerGroups(fd int) ([]uint32, error) {
+	var first [peerGroupsStart]uint32
+	buf := first[:]
+	for {
+		size := uint32(4 * len(buf)) // a socklen_t
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+		switch {
+		case e == 0 && size == 0:
+			return nil, nil
+		case e == 0:
+			return slices.Clone(buf[:size/4]), nil
+		case e == unix.ERANGE && int(size) > 4*len(buf):
+			buf = make([]uint32, (size+3)/4)
+		case e == unix.ENOPROTOOPT:
+			return nil, nil
+		case e == unix.ERANGE:
+			return nil, fmt.Errorf("getsockopt SO_PEERGROUPS: ERANGE for %d bytes, asking for %d", 4*len(buf), size)
+		default:
+			return nil, os.NewSyscallError("getsockopt SO_PEERGROUPS", e)
+		}
+	}
 }

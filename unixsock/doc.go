@@ -6,8 +6,9 @@
 //
 // [Listen] publishes a socket at a path so that a client never sees a socket
 // that is not yet accepting or that has the wrong permissions: the socket is
-// bound under a temporary name in the same directory, given its mode, put into
-// the listening state and only then renamed over the final path. Whether a
+// bound under a temporary name in the same directory, given its mode (and,
+// with [WithGroup], its group), put into the listening state and only then
+// renamed over the final path. Whether a
 // server is alive is decided by an exclusive flock(2) on a lock file beside the
 // socket (DIR/N.lock for DIR/N.sock), never by the socket file itself, so a
 // socket left behind by a crash is replaced and a second server is refused at
@@ -64,7 +65,8 @@
 //
 // # Credentials
 //
-// The peer's pid, uid and gid (SO_PEERCRED) and a pidfd for the peer process
+// The peer's pid, uid and gid (SO_PEERCRED), its supplementary groups
+// (SO_PEERGROUPS, Linux 4.13 and later) and a pidfd for the peer process
 // (SO_PEERPIDFD, Linux 6.5 and later) are read once when a connection is made.
 // They describe the process that called connect(2) (for an accepted Conn) or
 // listen(2) (for a dialled Conn) and are not updated if the socket is later
@@ -73,6 +75,6 @@
 //
 // # Platform
 //
-// The package targets Linux: it relies on SO_PEERCRED, SO_PEERPIDFD,
-// MSG_CMSG_CLOEXEC and the 108-byte sun_path.
+// The package targets Linux: it relies on SO_PEERCRED, SO_PEERGROUPS,
+// SO_PEERPIDFD, MSG_CMSG_CLOEXEC and the 108-byte sun_path.
 package unixsock

@@ -24,6 +24,19 @@ var (
 	// replace the socket or its lock file, or choose where they are.
 	ErrInsecureDir = errors.New("unixsock: insecure socket directory")
 
+	// ErrUnreachableDir means [Listen] was given a group ([WithGroup]) and
+	// the socket's directory, which exists already, does not let that
+	// group search it, so the group's members could not reach the socket.
+	// The wrapping error names the directory, its mode and group, and what
+	// would do.
+	ErrUnreachableDir = errors.New("unixsock: the socket's group cannot reach its directory")
+
+	// ErrNotInGroup means [Listen] may not give the socket, or the
+	// directory it creates, the group of [WithGroup]: only a member of the
+	// group, or root, may. It comes with fs.ErrPermission (EPERM), and the
+	// wrapping error names the user and the group.
+	ErrNotInGroup = errors.New("unixsock: not allowed to give the socket that group")
+
 	// ErrFDsTruncated means the kernel truncated the control data of a read
 	// (MSG_CTRUNC): the peer sent more descriptors at once than the
 	// connection accepts, or than its [FDBudget] granted (the error then

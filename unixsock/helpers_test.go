@@ -79,6 +79,30 @@ func openFDs(t testing.TB) []int {
 	return fds
 }
 
+// ownCred returns the credentials a peer running as this process has,
+// with pid: this process's uid, gid and supplementary groups. t may be nil
+// in a child process, which then panics on a failure.
+func ownCred(t testing.TB, pid int) Cred {
+	groups, err := os.Getgroups()
+	if err != nil {
+		if t == nil {
+			panic(err)
+		}
+		t.Fatal(err)
+	}
+	c := Cred{PID: pid, UID: os.Getuid(), GID: os.Getgid()}
+	for _, g := range groups {
+		c.Groups = append(c.Groups, uint32(g))
+	}
+	return c
+}
+
+// sameCred reports whether a and b are the same credentials, groups
+// included (in order: the kernel keeps them sorted).
+func sameCred(a, b Cred) bool {
+	return a.PID == b.PID && a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups)
+}
+
 // watchdog closes cs (waking any call blocked on them) and fails the test if
 // the test is still running after d.
 func watchdog(t testing.TB, d time.Duration, cs ...io.Closer) {

@@ -41,23 +41,25 @@ type fileID struct{ dev, ino uint64 }
 // Listen creates a Unix stream socket at path and listens on it.
 //
 // The parent directory is created 0700 if it is missing (its own parent must
-// exist) and refused with [ErrInsecureDir] if group or other users can write
-// to it or the effective user does not own it; /tmp itself therefore does not
-// qualify, a private directory inside it does. Listen then takes an exclusive
-// lock on the lock file beside the socket (DIR/N.lock for DIR/N.sock, else
-// path+".lock"), held until Close. If another listener holds it, Listen fails
-// at once with [ErrServerRunning], naming the holder's pid. Holding the lock,
-// it replaces a stale socket file at path, but refuses with [ErrNotSocket] to
-// replace anything else.
+// exist; with [WithGroup], 0750 and given to the group) and refused with
+// [ErrInsecureDir] if group or other users can write to it or the effective
+// user does not own it; /tmp itself therefore does not qualify, a private
+// directory inside it does. Listen then takes an exclusive lock on the lock
+// file beside the socket (DIR/N.lock for DIR/N.sock, else path+".lock"),
+// held until Close. If another listener holds it, Listen fails at once with
+// [ErrServerRunning], naming the holder's pid. Holding the lock, it replaces
+// a stale socket file at path, but refuses with [ErrNotSocket] to replace
+// anything else.
 //
 // The socket is bound under a temporary name in the same directory
-// (".N.sock.XXXXXX", or ".XXXXXX" if the path leaves no room), given its mode
-// (see [WithMode]) while it cannot accept connections yet, put into the
-// listening state and then renamed onto path. A client therefore never finds
-// a socket at path that refuses connections or has the wrong permissions.
-// A path longer than 107 bytes (the kernel's 108-byte sun_path less its NUL)
-// fails with [ErrPathTooLong]. Abstract socket names (a leading '@') are not
-// supported: file permissions do not apply to them.
+// (".N.sock.XXXXXX", or ".XXXXXX" if the path leaves no room), given its
+// group and mode (see [WithGroup] and [WithMode]) while it cannot accept
+// connections yet, put into the listening state and then renamed onto path.
+// A client therefore never finds a socket at path that refuses connections
+// or has the wrong permissions or group. A path longer than 107 bytes (the
+// kernel's 108-byte sun_path less its NUL) fails with [ErrPathTooLong].
+// Abstract socket names (a leading '@') are not supported: file permissions
+// do not apply to them.
 func Listen(path string, opts ...ListenOption) (*Listener, error) {
 	cfg, err := newListenConfig(opts)
 	if err != nil {
@@ -79,7 +81,7 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 		return nil, fmt.Errorf("empty or abstract socket path: %w", syscall.EINVAL)
 	}
 	dir := filepath.Dir(path)
-	if err := ensureDir(dir); err != nil {
+	if err := ensureDir(dir, cfg.gid); err != nil {
 		return nil, err
 	}
 	lock, err := acquireLock(lockPath(path))
@@ -90,7 +92,7 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 		lock.Close()
 		return nil, err
 	}
-	ln, tmp, id, err := bindTemp(dir, filepath.Base(path), cfg.mode)
+	ln, tmp, id, err := bindTemp(dir, filepath.Base(path), cfg.mode, cfg.gid)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -120,8 +122,12 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 
 // ensureDir creates dir 0700 if it is missing and checks that only its
 // owner, the effective user, can write to it, and that it is no symbolic
-// link (CheckDir).
-func ensureDir(dir string) error {
+// link (CheckDir). With a group (gid >= 0) the directory is shared with it
+// instead (ensureSharedDir).
+func ensureDir(dir string, gid int) error {
+	if gid >= 0 {
+		return ensureSharedDir(dir, gid)
+	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
@@ -145,8 +151,9 @@ func checkReplaceable(path string) error {
 }
 
 // bindTemp returns a listening socket bound to a fresh temporary name in dir
-// with the given mode, that name, and the socket file's identity.
-func bindTemp(dir, base string, mode os.FileMode) (*net.UnixListener, string, fileID, error) {
+// with the given mode and group (gid -1: bind's), that name, and the socket
+// file's identity.
+func bindTemp(dir, base string, mode os.FileMode, gid int) (*net.UnixListener, string, fileID, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, "", fileID{}, os.NewSyscallError("socket", err)
@@ -165,7 +172,7 @@ func bindTemp(dir, base string, mode os.FileMode) (*net.UnixListener, string, fi
 		unix.Close(fd)
 		return nil, "", fileID{}, os.NewSyscallError("bind", err)
 	}
-	ln, id, err := listenBound(fd, tmp, mode)
+	ln, id, err := listenBound(fd, tmp, mode, gid)
 	if err != nil {
 		os.Remove(tmp)
 		return nil, "", fileID{}, err
@@ -173,13 +180,21 @@ func bindTemp(dir, base string, mode os.FileMode) (*net.UnixListener, string, fi
 	return ln, tmp, id, nil
 }
 
-// listenBound sets the mode of the bound socket file before listening: no
-// one can connect to a socket that is not listening, so no connection is
-// ever made under the permissions bind chose from the umask. It closes fd;
-// the listener works on a duplicate.
-func listenBound(fd int, tmp string, mode os.FileMode) (*net.UnixListener, fileID, error) {
+// listenBound sets the group (unless gid is -1) and mode of the bound
+// socket file before listening: no one can connect to a socket that is not
+// listening, so no connection is ever made under the permissions or the
+// group bind chose from the umask and the process. The file is changed by
+// its (temporary) path: fchown and fchmod on a socket descriptor change the
+// socket's inode in sockfs, not the file bind made. It closes fd; the
+// listener works on a duplicate.
+func listenBound(fd int, tmp string, mode os.FileMode, gid int) (*net.UnixListener, fileID, error) {
 	f := os.NewFile(uintptr(fd), tmp)
 	defer f.Close()
+	if gid >= 0 {
+		if err := unix.Lchown(tmp, -1, gid); err != nil {
+			return nil, fileID{}, chownError("the socket", gid, err)
+		}
+	}
 	if err := os.Chmod(tmp, mode); err != nil {
 		return nil, fileID{}, err
 	}

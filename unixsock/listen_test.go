@@ -55,8 +55,8 @@ func TestListenDialAccept(t *testing.T) {
 		t.Fatalf("Path %q Addr %q Name %q", l.Path(), l.Addr(), l.Name())
 	}
 	client, server := dialAccept(t, l)
-	me := Cred{PID: os.Getpid(), UID: os.Getuid(), GID: os.Getgid()}
-	if client.Peer() != me || server.Peer() != me {
+	me := ownCred(t, os.Getpid())
+	if !sameCred(client.Peer(), me) || !sameCred(server.Peer(), me) {
 		t.Fatalf("creds %+v / %+v; want %+v", client.Peer(), server.Peer(), me)
 	}
 	checkPidFD(t, server.PeerPidFD(), os.Getpid())

@@ -2,6 +2,7 @@ package unixsock
 
 import (
 	"fmt"
+	"math"
 	"os"
 )
 
@@ -22,6 +23,7 @@ type ConnOption func(*connConfig) error
 
 type listenConfig struct {
 	mode     os.FileMode
+	gid      int // the socket's group; -1 leaves the one bind(2) chose
 	connOpts []ConnOption
 }
 
@@ -40,6 +42,38 @@ func WithMode(mode os.FileMode) ListenOption {
 			return fmt.Errorf("%w: mode %v has bits other than permissions", ErrInvalidOption, mode)
 		}
 		c.mode = mode
+		return nil
+	}
+}
+
+// WithGroup makes gid (a numeric group id) the group of the socket file,
+// so that with a mode such as 0660 (see [WithMode]) the members of that
+// group may connect. The group is set, like the mode, before the socket
+// listens and is renamed into place. Changing a file's group needs the
+// listening user to be a member of the group, or root (CAP_CHOWN); if it
+// is not, Listen fails with an error matching [ErrNotInGroup] and
+// fs.ErrPermission.
+//
+// The members also need search permission on the socket's directory. A
+// directory Listen creates is then made 0750 and given to gid (instead of
+// 0700): the members may reach and list the sockets in it and write
+// nothing there. A directory that exists already is used as it is, if the
+// group can search it (its group is gid with search permission, or others
+// have search permission); otherwise Listen fails with
+// [ErrUnreachableDir] rather than publish a socket the group cannot reach.
+// Group or other write permission on it is refused, as always. The
+// directories above it must let the members through too; Listen does not
+// check those.
+//
+// It has no effect on activated listeners, whose group systemd sets
+// (SocketGroup=).
+func WithGroup(gid int) ListenOption {
+	return func(c *listenConfig) error {
+		// (gid_t)-1 is chown(2)'s "leave it alone", never a group.
+		if gid < 0 || gid >= math.MaxUint32 {
+			return fmt.Errorf("%w: group id %d not in [0, %d]", ErrInvalidOption, gid, uint32(math.MaxUint32-1))
+		}
+		c.gid = gid
 		return nil
 	}
 }
@@ -89,7 +123,7 @@ func WithSendBuffer(n int) ConnOption {
 }
 
 func newListenConfig(opts []ListenOption) (*listenConfig, error) {
-	c := &listenConfig{mode: DefaultMode}
+	c := &listenConfig{mode: DefaultMode, gid: -1}
 	for _, o := range opts {
 		if o == nil {
 			continue

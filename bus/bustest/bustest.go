@@ -49,12 +49,17 @@ type Busd struct {
 // Options change how StartWith runs busd.
 type Options struct {
 	// Args are extra command-line flags, such as "-max-pending", "4194304".
+	// They come after the flags the other options add, so they win.
 	Args []string
 	// Shared makes the socket reachable by every user, for tests that
 	// connect as another uid: busd runs with -mode 0666 and the socket's
 	// directory, and the temporary one above it, are world-searchable (and
 	// writable by their owner only, as busd requires).
 	Shared bool
+	// OpenParent makes the temporary directory above the socket's
+	// directory world-searchable and leaves the socket's directory for
+	// busd to create, for tests of how busd makes it (-group).
+	OpenParent bool
 	// NoFile, if not 0, is the RLIMIT_NOFILE busd runs with, soft and hard
 	// (busd raises its soft limit to the hard one, so lowering only the
 	// soft one would not last). busd is started through /bin/sh's ulimit,
@@ -79,16 +84,20 @@ func StartWith(t *testing.T, binDir string, opts Options) *Busd {
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
 	b := &Busd{Dir: filepath.Join(tmp, "bus"), exited: make(chan struct{}), logMore: make(chan struct{})}
-	args := append([]string{"-dir", b.Dir}, opts.Args...)
+	args := []string{"-dir", b.Dir}
+	if opts.Shared || opts.OpenParent {
+		if err := os.Chmod(tmp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if opts.Shared {
 		// busd accepts a directory that only its owner can write to.
-		for _, err := range []error{os.Chmod(tmp, 0o755), os.Mkdir(b.Dir, 0o755)} {
-			if err != nil {
-				t.Fatal(err)
-			}
+		if err := os.Mkdir(b.Dir, 0o755); err != nil {
+			t.Fatal(err)
 		}
 		args = append(args, "-mode", "0666")
 	}
+	args = append(args, opts.Args...)
 	bin := filepath.Join(binDir, "busd")
 	if opts.NoFile != 0 {
 		script := fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, opts.NoFile)

@@ -27,7 +27,7 @@ const (
 	CodeDuplicateSub     Code = 12 // SUB with an id already in use on this connection
 	CodeUnknownSub       Code = 13 // UNSUB of an id not in use
 	CodeTooManySubs      Code = 14 // the connection's subscription limit is reached
-	CodePermissionDenied Code = 15 // policy forbids this publish or subscribe
+	CodePermissionDenied Code = 15 // policy forbids this publish or subscribe, or (fatal, in place of INFO) the connection
 	CodeReservedTopic    Code = 16 // publishing to a topic the broker owns ($SYS.)
 	CodeSlowConsumer     Code = 17 // fatal: the connection fell too far behind
 	CodeShuttingDown     Code = 18 // fatal: the broker is stopping
@@ -60,6 +60,8 @@ func (c Code) Error() string {
 }
 
 // Fatal reports whether the broker closes the connection after this error.
+// Any ERR that comes in place of INFO ends the connection too, whatever its
+// code: permission denied does when the broker refuses the connection.
 func (c Code) Fatal() bool {
 	switch c {
 	case CodeInvalidTopic, CodeInvalidPattern, CodeInvalidGroup, CodeBadHeaders,

@@ -14,7 +14,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -79,7 +78,7 @@ func TestOneUserTakesItsShareOfConnections(t *testing.T) {
 		sameUIDConnections(t, b)
 		return
 	}
-	cmd := attackerAs(t, b, otherUID)
+	cmd := attackerAs(t, b.Socket(), otherUID)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -131,33 +130,16 @@ func TestOneUserTakesItsShareOfConnections(t *testing.T) {
 }
 
 // attackerAs returns the command that runs this test binary as the
-// attacker, as uid. The binary is copied where that uid can run it: the
-// go tool builds it in a directory only its owner may enter.
-func attackerAs(t *testing.T, b *target, uid uint32) *exec.Cmd {
+// attacker, as uid, against the socket at path.
+func attackerAs(t *testing.T, path string, uid uint32) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "attacker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "attacker")
-	data, err := os.ReadFile(self)
-	if err == nil {
-		err = os.WriteFile(bin, data, 0o755)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(runnableCopy(t, self))
 	cmd.Dir = "/"
-	cmd.Env = []string{attackerEnv + "=" + b.Socket()}
+	cmd.Env = []string{attackerEnv + "=" + path}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	return cmd

@@ -1,13 +1,29 @@
 // Command busd is the busd broker: a message bus for the processes of one
 // machine, listening on a Unix socket.
 //
-//	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-log-level info] [limits]
+//	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-group G]
+//	     [-allow-uid UID,...] [-allow-gid GID,...] [-log-level info] [limits]
 //
 // It listens on DIR/N.sock, where DIR is $BUSD_DIR, else
 // $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID, and N is "default"; -socket or
 // $BUSD_SOCKET names the socket directly. Started by systemd socket
-// activation it serves the sockets it is given instead. It stops cleanly on
-// SIGINT or SIGTERM.
+// activation it serves the sockets it is given instead, whose mode and group
+// systemd sets (SocketMode=, SocketGroup=). It stops cleanly on SIGINT or
+// SIGTERM.
+//
+// Who may connect: the kernel lets a process connect(2) if the socket's
+// mode allows it (-mode, 0600 by default: only busd's user) and it may
+// search the socket's directory. -group G (a name or a numeric gid) gives
+// the socket to group G, so that -mode 0660 admits G's members; busd then
+// creates the directory 0750 for G, or requires an existing one to be
+// searchable by G, and its own user must be a member of G (or root). The
+// members need every directory above it to be searchable too, and, unless
+// busd runs as root, to trust busd's user (bus -trust UID). Then -allow-uid
+// and -allow-gid (numeric ids only) refuse, as soon as it is accepted and
+// before it costs anything, every connection whose uid is not listed and
+// none of whose groups, primary or supplementary, is; with neither, everyone
+// the kernel lets connect is served. docs/SECURITY.md, "Who may connect",
+// has the whole order.
 //
 // Its limits default to what bus.DefaultConfig derives from the machine,
 // after raising the soft RLIMIT_NOFILE to the hard limit; -max-pending,
@@ -46,7 +62,10 @@ func run(args []string) error {
 	dir := fs.String("dir", "", "socket directory (default $BUSD_DIR, else $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID)")
 	name := fs.String("name", clientlib.DefaultBus, "bus name: the socket is DIR/NAME.sock")
 	socket := fs.String("socket", "", "socket path, overriding -dir and -name (default $BUSD_SOCKET)")
-	mode := fs.String("mode", "0600", "permissions of the socket file")
+	mode := fs.String("mode", "0600", "permissions of the socket file, in octal; 0660 with -group lets the group's members connect")
+	group := fs.String("group", "", "group of the socket file, a `NAME` or numeric gid; busd's user must be in it (or root); a new socket directory is made 0750 for it, an existing one must let it search")
+	allowUIDs := fs.String("allow-uid", "", "`LIST` of numeric uids, comma-separated, that may connect; with -allow-gid, either admits; with neither, everyone the socket lets in")
+	allowGIDs := fs.String("allow-gid", "", "`LIST` of numeric gids, comma-separated, whose members (by primary or supplementary group) may connect")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	policyFile := fs.String("policy", "", "access-control policy file, read again on SIGHUP (default: the broker's uid may do everything, others nothing)")
 	checkConfig := fs.String("check-config", "", "check a policy file, say what its first error is, and exit")
@@ -78,6 +97,18 @@ func run(args []string) error {
 	if err != nil || perm > 0o777 {
 		return fmt.Errorf("-mode %q is not an octal permission", *mode)
 	}
+	gid, err := parseGroup(*group)
+	if err != nil {
+		return err
+	}
+	uids, err := parseIDs("allow-uid", *allowUIDs)
+	if err != nil {
+		return err
+	}
+	gids, err := parseIDs("allow-gid", *allowGIDs)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 
 	cfg := def
@@ -87,6 +118,7 @@ func run(args []string) error {
 	cfg.User.Conns = max(cfg.MaxConns/2, 1)
 	cfg.WriteTimeout, cfg.FrameTimeout, cfg.StallBudget = *writeTimeout, *frameTimeout, *stallBudget
 	cfg.ReclaimMemory = true
+	cfg.AllowUIDs, cfg.AllowGIDs = uids, gids
 	if *policyFile != "" {
 		if cfg.Policy, err = policy.Load(*policyFile); err != nil {
 			return err
@@ -99,9 +131,23 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	listeners, err := listen(*socket, *dir, *name, os.FileMode(perm))
+	opts := []unixsock.ListenOption{unixsock.WithMode(os.FileMode(perm))}
+	if gid >= 0 {
+		opts = append(opts, unixsock.WithGroup(gid))
+	}
+	listeners, activated, err := listen(*socket, *dir, *name, opts)
 	if err != nil {
 		return err
+	}
+	if activated {
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "mode" || f.Name == "group" {
+				log.Warn("ignored with socket activation: systemd sets the socket's permissions (SocketMode=, SocketGroup=)", "flag", "-"+f.Name)
+			}
+		})
+	}
+	if len(uids)+len(gids) > 0 {
+		log.Info("allow-lists", "uids", *allowUIDs, "gids", *allowGIDs)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -129,19 +175,19 @@ func run(args []string) error {
 // budgets count: goroutine stacks, the runtime, the index and caches.
 const runtimeHeadroom = 256 << 20
 
-// listen returns the listeners systemd passed, or else one on the resolved
-// socket path.
-func listen(socket, dir, name string, mode os.FileMode) ([]*unixsock.Listener, error) {
+// listen returns the listeners systemd passed, and true, or else one on
+// the resolved socket path, made with opts.
+func listen(socket, dir, name string, opts []unixsock.ListenOption) ([]*unixsock.Listener, bool, error) {
 	activated, err := unixsock.ActivationListeners(bus.ConnOptions())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(activated) > 0 {
-		return activated, nil
+		return activated, true, nil
 	}
-	l, err := bus.Listen(clientlib.ResolveSocket(socket, dir, name), unixsock.WithMode(mode))
+	l, err := bus.Listen(clientlib.ResolveSocket(socket, dir, name), opts...)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return []*unixsock.Listener{l}, nil
+	return []*unixsock.Listener{l}, false, nil
 }

@@ -62,6 +62,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(policyChildEnv) != "" {
 		os.Exit(runPolicyChild()) // see policy_test.go
 	}
+	if os.Getenv(probeEnv) != "" {
+		os.Exit(runProbe()) // a client as another user: see access_test.go
+	}
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd")
 }
 

@@ -120,37 +120,47 @@ func TestPolicyAcrossUsers(t *testing.T) {
 		io.WriteString(stdin, "stop\n")
 	})
 	t.Run("policy", func(t *testing.T) {
-		file := filepath.Join(t.TempDir(), "busd.policy")
-		text := fmt.Sprintf("allow any all user.%%uid.>\nallow uid %d subscribe public.>\n", otherUID)
-		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		b := start(t, bustest.Options{Shared: true, Args: []string{"-policy", file}})
-		root := b.Subscribe(t, "root", "user.>", "", 0)
-		rep, stdin := runOtherUser(t, b)
-		defer stdin.Close()
-		checkDenials(t, rep, []string{
-			`subscription to "private.>" denied by the default rule`,
-			`publish to "private.x" denied by the default rule`,
-		})
-		if len(rep.Msgs) != 1 || rep.Msgs[0] != fmt.Sprintf("user.%d.hi", otherUID) {
-			t.Errorf("the other user's \">\" got %q; want its own hello", rep.Msgs)
-		}
-		if f := root.Next(); string(f.Topic) != fmt.Sprintf("user.%d.hi", otherUID) || f.Origin.UID != otherUID {
-			t.Fatalf("root got %q from uid %d; want the other user's hello", f.Topic, f.Origin.UID)
-		}
-		pub := b.Connect(t, "root-pub")
-		fd := memfd(t)
-		pub.Send(wire.AppendPub(nil, "private.x", "", nil, []byte("root only"), 1), fd)
-		unix.Close(fd)
-		pub.Pub("public.note", []byte("for all"))
-		pub.Sync()
-		io.WriteString(stdin, "go\n")
-		last := readReport(t, stdin.out)
-		if last.Fail != "" || last.Topic != "public.note" || last.NFDs != 0 {
-			t.Fatalf("the other user's \">\" got %+v; want public.note without descriptors (root's private.x filtered out)", last)
-		}
+		policyForOtherUser(t, fmt.Sprintf("allow any all user.%%uid.>\nallow uid %d subscribe public.>\n", otherUID), nil)
 	})
+	// A gid rule applies to a supplementary group too (SO_PEERGROUPS).
+	t.Run("supplementary-group", func(t *testing.T) {
+		policyForOtherUser(t, "allow gid 4242 all user.%uid.>\nallow gid 4242 subscribe public.>\n", []uint32{4242})
+	})
+}
+
+// policyForOtherUser runs busd with the policy text, which must let the
+// other user (with the supplementary groups) use its subtree and subscribe
+// to public.>, and checks what the other user's client may do.
+func policyForOtherUser(t *testing.T, text string, groups []uint32) {
+	file := filepath.Join(t.TempDir(), "busd.policy")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := start(t, bustest.Options{Shared: true, Args: []string{"-policy", file}})
+	root := b.Subscribe(t, "root", "user.>", "", 0)
+	rep, stdin := runOtherUser(t, b, groups...)
+	defer stdin.Close()
+	checkDenials(t, rep, []string{
+		`subscription to "private.>" denied by the default rule`,
+		`publish to "private.x" denied by the default rule`,
+	})
+	if len(rep.Msgs) != 1 || rep.Msgs[0] != fmt.Sprintf("user.%d.hi", otherUID) {
+		t.Errorf("the other user's \">\" got %q; want its own hello", rep.Msgs)
+	}
+	if f := root.Next(); string(f.Topic) != fmt.Sprintf("user.%d.hi", otherUID) || f.Origin.UID != otherUID {
+		t.Fatalf("root got %q from uid %d; want the other user's hello", f.Topic, f.Origin.UID)
+	}
+	pub := b.Connect(t, "root-pub")
+	fd := memfd(t)
+	pub.Send(wire.AppendPub(nil, "private.x", "", nil, []byte("root only"), 1), fd)
+	unix.Close(fd)
+	pub.Pub("public.note", []byte("for all"))
+	pub.Sync()
+	io.WriteString(stdin, "go\n")
+	last := readReport(t, stdin.out)
+	if last.Fail != "" || last.Topic != "public.note" || last.NFDs != 0 {
+		t.Fatalf("the other user's \">\" got %+v; want public.note without descriptors (root's private.x filtered out)", last)
+	}
 }
 
 func checkDenials(t *testing.T, rep *policyReport, want []string) {
@@ -171,12 +181,14 @@ type childIO struct {
 	out *bufio.Reader
 }
 
-// runOtherUser starts runPolicyChild as otherUID against b and returns its
-// first report; closing the returned stdin ends it.
-func runOtherUser(t *testing.T, b *target) (*policyReport, *childIO) {
+// runOtherUser starts runPolicyChild as otherUID, with the supplementary
+// groups, against b and returns its first report; closing the returned
+// stdin ends it.
+func runOtherUser(t *testing.T, b *target, groups ...uint32) (*policyReport, *childIO) {
 	t.Helper()
-	cmd := attackerAs(t, b, otherUID)
+	cmd := attackerAs(t, b.Socket(), otherUID)
 	cmd.Env = []string{policyChildEnv + "=" + b.Socket()}
+	cmd.SysProcAttr.Credential.Groups = groups
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
