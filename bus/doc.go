@@ -34,10 +34,12 @@
 //
 //  1. Server.mu: the set of connections and listeners.
 //  2. conn.mu: a connection's queue, its accounting (pending bytes and
-//     descriptors, grants, gaps) and its state. A router takes the
-//     receiver's; no goroutine holds two connections' locks at once.
+//     descriptors, grants, gaps), its reply permits and its state; and
+//     its subscription maps, which only its reader writes, under mu, so
+//     that Server.SetPolicy can read them. A router takes the receiver's;
+//     no goroutine holds two connections' locks at once.
 //  3. ledger.mu: the budgets. Taken under conn.mu to grow or shrink a
-//     connection's grant; it never calls out.
+//     connection's grant or its permits' charge; it never calls out.
 //  4. closer.mu: the queue of descriptors to close. Releasing descriptors
 //     under conn.mu only queues them.
 //
@@ -54,10 +56,22 @@
 // place of INFO and is closed before it is charged anything: only then are
 // the budgets below asked, and then the handshake awaited.
 //
+// # Who may do what
+//
+// Each connection has a policy.Subject, the broker's policy applied to its
+// uid and groups, swapped atomically by SetPolicy, and a private inbox,
+// "_INBOX.<conn id>". The reader checks each PUB and SUB against them
+// (access.go) after the grammar; a subscription the rules split carries a
+// filter its deliveries are checked against, and a reply into another
+// connection's inbox uses up a permit the request's router gave the
+// replier under its lock (permits.go). Refusals are ERR permission
+// denied, counted and logged once per connection.
+//
 // # Ownership of what is charged
 //
 // A connection's user (its uid, from SO_PEERCRED) is charged for the
-// connection itself when it is accepted, for its subscriptions, for the
+// connection itself when it is accepted, for its subscriptions and its
+// reply permits, for the
 // pieces of a large frame it is sending and the descriptors it sent until
 // they are routed, and, through grants, for everything queued for it to
 // read. Descriptors routed to receivers stay in the broker's descriptor
