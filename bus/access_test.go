@@ -217,3 +217,33 @@ func TestReplyVerb(t *testing.T) {
 		t.Fatalf("requester got %q", f.Payload)
 	}
 }
+
+// SetPolicy while connections come, subscribe and publish: the race
+// detector's test of the policy's hand-over, and every connection ends up
+// under the last policy, those that connected during the swaps included.
+func TestSetPolicyWhileBusy(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	allowAll := mustPolicy(t, "allow uid %me all >")
+	denyPub := mustPolicy(t, "deny uid %me publish busy.>\nallow uid %me all >")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			srv.SetPolicy([]*policy.Policy{allowAll, denyPub}[i%2])
+		}
+		srv.SetPolicy(denyPub)
+	}()
+	var conns []*rawClient
+	for range 20 {
+		c := connectRaw(t, path)
+		c.sub(1, "busy.>", "")
+		c.sub(2, ">", "")
+		c.sync()
+		conns = append(conns, c)
+	}
+	<-done
+	for _, c := range conns {
+		c.pub("busy.x", "")
+		c.expectErr(wire.CodePermissionDenied, `publish to "busy.x" denied by rule at line 1`)
+	}
+}

@@ -142,7 +142,6 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64, acct *account) *conn {
 	}
 	c.inbox = inboxName(id)
 	c.identity = policy.Identity{UID: uint32(cred.UID), GID: uint32(cred.GID), Groups: cred.Groups}
-	c.subject.Store(srv.policy.Load().For(c.identity, srv.origin.UID))
 	c.log = srv.log.With("conn", id, "pid", cred.PID, "uid", cred.UID)
 	c.in = wire.NewReader(sock, &c.lim)
 	c.in.SetLargeFrames(largePiece, c.growInput)

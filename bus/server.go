@@ -149,6 +149,9 @@ func (s *Server) start(sock *unixsock.Conn) {
 	if !refuse {
 		s.conns[c] = struct{}{}
 		s.wg.Add(2)
+		// Under mu, as SetPolicy stores a policy: either it finds c among
+		// the connections, or c gets the policy it stored.
+		c.subject.Store(s.policy.Load().For(c.identity, s.origin.UID))
 	}
 	s.mu.Unlock()
 	if refuse {
