@@ -3,6 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/busd/busd/bus/wire"
@@ -28,6 +29,14 @@ func (c *conn) handshake() error {
 		return err
 	}
 	c.seq++
+	if f.Body != nil {
+		// A HELLO near its 64 KiB limit is larger than the read buffer,
+		// so it came in pieces like any large frame: its payload is them.
+		f.Payload = slices.Concat(f.Body...)
+		wire.PutPieces(f.Body)
+		f.Body = nil
+		c.releaseInput()
+	}
 	var hello wire.Hello
 	if err := c.checkHello(&f, &hello); err != nil {
 		err.Seq, err.Op = 1, f.Op
@@ -59,9 +68,11 @@ func (c *conn) checkHello(f *wire.Frame, hello *wire.Hello) *wire.Error {
 	if f.Op != wire.OpHello {
 		return wire.Errorf(wire.CodeHandshake, "the first frame must be HELLO, not %v", f.Op)
 	}
-	if err := wire.DecodeBody(f.Payload, hello); err != nil {
+	h, err := wire.DecodeHello(f.Payload)
+	if err != nil {
 		return err.(*wire.Error)
 	}
+	*hello = h
 	if hello.Version != wire.Version {
 		return wire.Errorf(wire.CodeBadVersion, "client speaks version %d, this broker %d", hello.Version, wire.Version)
 	}

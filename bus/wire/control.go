@@ -17,9 +17,10 @@ var handle = func() *codec.MsgpackHandle {
 	return h
 }()
 
-// Hello is the payload of HELLO, the client's first frame.
+// Hello is the payload of HELLO, the client's first frame. A broker
+// decodes it with DecodeHello, which holds it to the protocol's rules.
 type Hello struct {
-	Version int    `codec:"version"` // the protocol version the client speaks
+	Version uint64 `codec:"version"` // the protocol version the client speaks
 	Name    string `codec:"name"`    // a name for logs and monitoring, may be empty
 }
 
