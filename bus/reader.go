@@ -48,20 +48,37 @@ func (c *conn) handshake() error {
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}
-	cfg := &c.srv.cfg
-	body, err := wire.AppendBody(nil, &wire.Info{
-		Version: wire.Version, Server: cfg.Name, ConnID: c.id,
-		MaxPayload: cfg.Limits.MaxPayload, MaxHeaders: cfg.Limits.MaxHeaders, MaxFDs: cfg.Limits.MaxFDs,
-		MaxSubs: uint32(cfg.MaxSubs), MaxPending: uint64(cfg.MaxPending), MaxPendingFDs: uint32(cfg.MaxPendingFDs),
-	})
+	body, err := wire.AppendBody(nil, c.info())
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)
 	}
 	c.enqueueControl(wire.AppendControl(nil, wire.OpInfo, 0, body))
-	c.stallLeft = cfg.StallBudget
+	c.stallLeft = c.srv.cfg.StallBudget
 	c.log.Debug("connected")
 	return nil
 }
+
+// info is the INFO that answers this connection's HELLO: its id, the
+// broker's limits, and the bounds of its slow-consumer policy.
+func (c *conn) info() *wire.Info {
+	cfg := &c.srv.cfg
+	return &wire.Info{
+		Version: wire.Version, Server: cfg.Name, ConnID: c.id,
+		MaxPayload: cfg.Limits.MaxPayload, MaxHeaders: cfg.Limits.MaxHeaders, MaxFDs: cfg.Limits.MaxFDs,
+		MaxSubs: uint32(cfg.MaxSubs), MaxPending: uint64(cfg.MaxPending), MaxPendingFDs: uint32(cfg.MaxPendingFDs),
+		WriteTimeoutMS:  inUnits(cfg.WriteTimeout, time.Millisecond),
+		FrameTimeoutMS:  inUnits(cfg.FrameTimeout, time.Millisecond),
+		StallBudgetUS:   inUnits(cfg.StallBudget, time.Microsecond),
+		LagBytes:        paceMark,
+		LagFDs:          uint32(lagFDs(cfg)),
+		LaggingMaxBytes: lagMark,
+		LaggingMaxFDs:   uint32(laggingMaxFDs(cfg)),
+	}
+}
+
+// inUnits returns d in whole units, rounded up: a timeout of a fraction
+// of a unit is announced as one, not as 0.
+func inUnits(d, unit time.Duration) uint64 { return uint64((d + unit - 1) / unit) }
 
 // checkHello decodes and checks the first frame.
 func (c *conn) checkHello(f *wire.Frame, hello *wire.Hello) *wire.Error {
