@@ -36,7 +36,11 @@ func TestNonFatalErrorsKeepTheConnection(t *testing.T) {
 		{wire.AppendPub(nil, "$SYS.x", "", nil, nil, 0), wire.CodeReservedTopic, "belong to the broker"},
 		{wire.AppendPub(nil, "a", "", wire.Headers{0, 9, 'x'}, nil, 0), wire.CodeBadHeaders, "overruns"},
 		{wire.AppendSub(nil, 1, "a.>.b", "", 0), wire.CodeInvalidPattern, "not the last token"},
-		{wire.AppendSub(nil, 1, "a", "bad group", 0), wire.CodeInvalidGroup, "forbidden character"},
+		{wire.AppendSub(nil, 1, "a", "bad group", 0), wire.CodeInvalidGroup, "forbidden character U+0020"},
+		{wire.AppendSub(nil, 1, "a", ">", 0), wire.CodeInvalidGroup, `group ">": is a wildcard`},
+		{wire.AppendSub(nil, 1, "a", "g\u2060", 0), wire.CodeInvalidGroup, "forbidden character U+2060"},
+		{wire.AppendPub(nil, "a.b\u200bc", "", nil, nil, 0), wire.CodeInvalidTopic, "token 2 has a forbidden character U+200B"},
+		{wire.AppendSub(nil, 1, "\ufeff.>", "", 0), wire.CodeInvalidPattern, "token 1 has a forbidden character U+FEFF"},
 		{wire.AppendSub(nil, 1, "ok", "", 0), 0, ""},
 		{wire.AppendSub(nil, 1, "ok2", "", 0), wire.CodeDuplicateSub, "id 1"},
 		{wire.AppendSub(nil, 2, "ok2", "", 0), 0, ""},
@@ -122,7 +126,7 @@ func TestHandshakeErrors(t *testing.T) {
 
 	garbage := dialRaw(t, path)
 	garbage.send(wire.AppendControl(nil, wire.OpHello, 0, []byte{0xc1}))
-	garbage.expectErr(wire.CodeBadFrame, "not the msgpack map")
+	garbage.expectErr(wire.CodeBadFrame, "HELLO payload is not well-formed msgpack")
 	stillServes(t, path)
 }
 
@@ -152,6 +156,9 @@ func TestUnclaimedDescriptorsAreBounded(t *testing.T) {
 			if e.Code != wire.CodeTooManyFDs || !strings.Contains(e.Text, "no frame has claimed") {
 				t.Fatalf("got %v", &e)
 			}
+			// HELLO and two PINGs were handled; the read that brought the
+			// third PING brought the descriptors one too many.
+			about(t, e, 4, 0)
 			break
 		}
 	}

@@ -223,7 +223,9 @@ func (c *conn) serve() {
 func (c *conn) explain(err error) error {
 	var we *wire.Error
 	if errors.As(err, &we) && we.Code == wire.CodeBudget && c.fdShort {
-		return c.overBudget(c.srv.led.fdRefusal(c.acct))
+		refusal := c.overBudget(c.srv.led.fdRefusal(c.acct))
+		refusal.Seq = we.Seq // the frame being read, as for every error of a read
+		return refusal
 	}
 	if !isTimeout(err) || c.frameArm == 0 || c.isClosing() {
 		return err

@@ -171,6 +171,7 @@ func TestDisconnectPolicyPutsTheErrBeforeTheBacklog(t *testing.T) {
 			if e.Code != wire.CodeSlowConsumer || !bytes.Contains([]byte(e.Text), []byte("queue of 65536 bytes")) {
 				t.Fatalf("got %v; want slow consumer naming the queue's limit", &e)
 			}
+			about(t, e, 0, 0) // about the connection's output, not a frame it sent
 			break
 		}
 		if i := int(binary.BigEndian.Uint32(f.Payload)); f.Op != wire.OpMsg || i != got {

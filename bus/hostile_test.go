@@ -129,7 +129,7 @@ func TestHalfAFrameTimesOut(t *testing.T) {
 	c := connectRaw(t, path)
 	frame := wire.AppendPub(nil, "a", "", nil, make([]byte, 1000), 0)
 	c.send(frame[:30])
-	c.expectErr(wire.CodeTimeout, "did not arrive whole within 100ms")
+	about(t, c.expectErr(wire.CodeTimeout, "did not arrive whole within 100ms"), 0, 0)
 	c.expectClosed()
 	stillServes(t, path)
 }
@@ -146,7 +146,7 @@ func TestUnclaimedDescriptorsTimeOut(t *testing.T) {
 	if p := c.next(); p.Op != wire.OpPong {
 		t.Fatalf("got %v", p.Op)
 	}
-	c.expectErr(wire.CodeTimeout, "3 descriptors were sent and no frame claimed them")
+	about(t, c.expectErr(wire.CodeTimeout, "3 descriptors were sent and no frame claimed them"), 0, 0)
 	c.expectClosed()
 	c.sock.Close()
 	waitFDs(t, base)
@@ -190,7 +190,7 @@ func TestDescriptorsBeyondTheBudgetAreRefused(t *testing.T) {
 	frames := wire.AppendPub(nil, "a", "", nil, nil, 64)
 	frames = wire.AppendPub(frames, "a", "", nil, nil, 36)
 	c.send(frames, fds...)
-	c.expectErr(wire.CodeBudget, "budget")
+	about(t, c.expectErr(wire.CodeBudget, "budget"), 2, 0) // the read of frame 2 brought them
 	c.expectClosed()
 	c.sock.Close()
 	waitFDs(t, base+1) // the memfd is still open

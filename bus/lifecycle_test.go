@@ -40,7 +40,7 @@ func TestShutdownTellsClientsAndStopsEverything(t *testing.T) {
 	if f := a.next(); f.Op != wire.OpMsg || string(f.Payload) != "flushed before the goodbye" {
 		t.Fatalf("got %v %q; want the pending MSG first", f.Op, f.Payload)
 	}
-	a.expectErr(wire.CodeShuttingDown, "shutting down")
+	about(t, a.expectErr(wire.CodeShuttingDown, "shutting down"), 0, 0)
 	a.expectClosed()
 	b.expectErr(wire.CodeShuttingDown, "shutting down")
 	a.sock.Close()
@@ -104,7 +104,7 @@ func TestTooManyConnections(t *testing.T) {
 	_, path := testBroker(t, func(c *Config) { c.MaxConns = 1 })
 	connectRaw(t, path)
 	extra := dialRaw(t, path)
-	extra.expectErr(wire.CodeTooManyConns, "limit of 1 connections")
+	about(t, extra.expectErr(wire.CodeTooManyConns, "limit of 1 connections"), 0, 0)
 	extra.expectClosed()
 }
 

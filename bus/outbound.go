@@ -99,7 +99,7 @@ func (c *conn) roomLocked(size, nfds int) bool {
 		c.lossReason = lossLagging
 		c.setFullLocked()
 		return false
-	case c.lagging && nfds > 0 && c.pendingFDs > cfg.MaxPendingFDs/2:
+	case c.lagging && nfds > 0 && c.pendingFDs > laggingMaxFDs(cfg):
 		c.lossReason = lossLagging // not full: it still takes messages without descriptors
 		return false
 	case c.pending+size > cfg.MaxPending:

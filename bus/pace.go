@@ -41,19 +41,27 @@ const paceMark = 1 << 20
 // 300,000-message run in page faults on the test machine).
 const lagMark = 2 * paceMark
 
+// lagFDs is the pace mark for descriptors: a connection holding more makes
+// its publishers wait, as one holding more than paceMark bytes does.
+// laggingMaxFDs is what a lagging connection may hold in descriptors and
+// still take messages that carry some: twice lagFDs, as lagMark is twice
+// paceMark. INFO announces both, with the byte marks.
+func lagFDs(cfg *Config) int        { return cfg.MaxPendingFDs / 4 }
+func laggingMaxFDs(cfg *Config) int { return cfg.MaxPendingFDs / 2 }
+
 // caughtUpLocked reports whether a lagging connection has caught up
 // enough to be waited for again: down to a quarter of the pace mark. A
 // slow subscriber that keeps falling behind then costs its publishers a
 // wait each time it has read all but that quarter of what it held, not
 // every time it dips below the mark.
 func (c *conn) caughtUpLocked() bool {
-	return c.pending <= paceMark/4 && c.pendingFDs <= c.srv.cfg.MaxPendingFDs/16
+	return c.pending <= paceMark/4 && c.pendingFDs <= lagFDs(&c.srv.cfg)/4
 }
 
 // behindLocked reports whether the connection has more queued than
 // publishers add to without pause.
 func (c *conn) behindLocked() bool {
-	return c.pending > paceMark || c.pendingFDs > c.srv.cfg.MaxPendingFDs/4
+	return c.pending > paceMark || c.pendingFDs > lagFDs(&c.srv.cfg)
 }
 
 // waitForRoom waits, within the publisher's stall budget, until receiver r

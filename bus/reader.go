@@ -3,6 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/busd/busd/bus/wire"
@@ -28,6 +29,14 @@ func (c *conn) handshake() error {
 		return err
 	}
 	c.seq++
+	if f.Body != nil {
+		// A HELLO near its 64 KiB limit is larger than the read buffer,
+		// so it came in pieces like any large frame: its payload is them.
+		f.Payload = slices.Concat(f.Body...)
+		wire.PutPieces(f.Body)
+		f.Body = nil
+		c.releaseInput()
+	}
 	var hello wire.Hello
 	if err := c.checkHello(&f, &hello); err != nil {
 		err.Seq, err.Op = 1, f.Op
@@ -39,30 +48,49 @@ func (c *conn) handshake() error {
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}
-	cfg := &c.srv.cfg
-	body, err := wire.AppendBody(nil, &wire.Info{
-		Version: wire.Version, Server: cfg.Name, ConnID: c.id,
-		MaxPayload: cfg.Limits.MaxPayload, MaxHeaders: cfg.Limits.MaxHeaders, MaxFDs: cfg.Limits.MaxFDs,
-		MaxSubs: uint32(cfg.MaxSubs), MaxPending: uint64(cfg.MaxPending), MaxPendingFDs: uint32(cfg.MaxPendingFDs),
-		Inbox: c.inbox,
-	})
+	body, err := wire.AppendBody(nil, c.info())
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)
 	}
 	c.enqueueControl(wire.AppendControl(nil, wire.OpInfo, 0, body))
-	c.stallLeft = cfg.StallBudget
+	c.stallLeft = c.srv.cfg.StallBudget
 	c.log.Debug("connected")
 	return nil
 }
+
+// info is the INFO that answers this connection's HELLO: its id, the
+// broker's limits, and the bounds of its slow-consumer policy.
+func (c *conn) info() *wire.Info {
+	cfg := &c.srv.cfg
+	return &wire.Info{
+		Version: wire.Version, Server: cfg.Name, ConnID: c.id,
+		MaxPayload: cfg.Limits.MaxPayload, MaxHeaders: cfg.Limits.MaxHeaders, MaxFDs: cfg.Limits.MaxFDs,
+		MaxSubs: uint32(cfg.MaxSubs), MaxPending: uint64(cfg.MaxPending), MaxPendingFDs: uint32(cfg.MaxPendingFDs),
+		WriteTimeoutMS:  inUnits(cfg.WriteTimeout, time.Millisecond),
+		FrameTimeoutMS:  inUnits(cfg.FrameTimeout, time.Millisecond),
+		StallBudgetUS:   inUnits(cfg.StallBudget, time.Microsecond),
+		LagBytes:        paceMark,
+		LagFDs:          uint32(lagFDs(cfg)),
+		LaggingMaxBytes: lagMark,
+		LaggingMaxFDs:   uint32(laggingMaxFDs(cfg)),
+		Inbox:           c.inbox,
+	}
+}
+
+// inUnits returns d in whole units, rounded up: a timeout of a fraction
+// of a unit is announced as one, not as 0.
+func inUnits(d, unit time.Duration) uint64 { return uint64((d + unit - 1) / unit) }
 
 // checkHello decodes and checks the first frame.
 func (c *conn) checkHello(f *wire.Frame, hello *wire.Hello) *wire.Error {
 	if f.Op != wire.OpHello {
 		return wire.Errorf(wire.CodeHandshake, "the first frame must be HELLO, not %v", f.Op)
 	}
-	if err := wire.DecodeBody(f.Payload, hello); err != nil {
+	h, err := wire.DecodeHello(f.Payload)
+	if err != nil {
 		return err.(*wire.Error)
 	}
+	*hello = h
 	if hello.Version != wire.Version {
 		return wire.Errorf(wire.CodeBadVersion, "client speaks version %d, this broker %d", hello.Version, wire.Version)
 	}

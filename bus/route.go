@@ -191,11 +191,13 @@ var (
 )
 
 // noResponders tells the requester that nobody got its request: an empty
-// MSG with a status header, from the broker itself, to the requester's
-// own subscriptions that match the reply topic. Only its own: otherwise a
-// client could make the broker send messages in its name to anyone. The
-// status says whether nobody subscribes (503) or everyone who does was
-// too far behind to take it (429).
+// MSG with a status header, from the broker itself, to each of the
+// requester's own subscriptions that match the reply topic, plain or in a
+// queue group (a requester whose inbox is a group member would otherwise
+// wait out its timeout). Only its own: otherwise a client could make the
+// broker send messages in its name to anyone. The status says whether
+// nobody subscribes (503) or everyone who does was too far behind to take
+// it (429).
 func (c *conn) noResponders(reply []byte, dropped bool) {
 	res, ok := c.srv.index.Lookup(string(reply))
 	if !ok {
@@ -215,6 +217,13 @@ func (c *conn) noResponders(reply []byte, dropped bool) {
 	for _, s := range res.Plain {
 		if s.c == c {
 			c.deliver(s, &m, nil)
+		}
+	}
+	for _, g := range res.Groups {
+		for _, s := range g.Members {
+			if s.c == c {
+				c.deliver(s, &m, nil)
+			}
 		}
 	}
 }

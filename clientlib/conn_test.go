@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/busd/busd/bus/wire"
 )
 
 func TestPublishSubscribe(t *testing.T) {
@@ -189,6 +192,34 @@ func TestConnectFailsClearly(t *testing.T) {
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("got %v; want a not-exist error naming the path", err)
 	}
+}
+
+// A name the broker would refuse is refused by Connect before it dials;
+// the longest the broker takes works.
+func TestConnectNameLimit(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path, WithName(strings.Repeat("n", wire.MaxNameLen)))
+	flush(t, c)
+	_, err := Connect(testCtx(t), WithSocket(path), WithName(strings.Repeat("n", wire.MaxNameLen+1)))
+	if err == nil || !strings.Contains(err.Error(), "name of 256 bytes") {
+		t.Fatalf("got %v; want the name refused", err)
+	}
+}
+
+// Group names the broker refuses, a wildcard alone or an invisible
+// character, are refused before anything is sent.
+func TestInvalidGroupNamesAreRefused(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	for _, g := range []string{"*", ">", "g\u200b"} {
+		if _, err := c.QueueSubscribeSync("a", g); !errors.Is(err, ErrInvalidGroup) {
+			t.Errorf("group %q: got %v; want ErrInvalidGroup", g, err)
+		}
+	}
+	if _, err := c.QueueSubscribeSync("a", "a*b"); err != nil {
+		t.Errorf("group \"a*b\": %v", err)
+	}
+	flush(t, c)
 }
 
 // A connection the broker ends tells the error handler: a subscriber that

@@ -3,6 +3,8 @@ package clientlib
 import (
 	"fmt"
 	"time"
+
+	"github.com/busd/busd/bus/wire"
 )
 
 // Option configures Connect.
@@ -48,9 +50,16 @@ func WithBus(name string) Option {
 	return func(o *options) error { o.bus = name; return nil }
 }
 
-// WithName names the client in the broker's logs.
+// WithName names the client in the broker's logs. The name is at most
+// wire.MaxNameLen bytes: the broker refuses a longer one.
 func WithName(name string) Option {
-	return func(o *options) error { o.name = name; return nil }
+	return func(o *options) error {
+		if len(name) > wire.MaxNameLen {
+			return fmt.Errorf("bus: name of %d bytes; the limit is %d", len(name), wire.MaxNameLen)
+		}
+		o.name = name
+		return nil
+	}
 }
 
 // WithErrorHandler sets the function told about errors that no call

@@ -2,12 +2,12 @@
 // broker routes with.
 //
 // A topic is a dot-separated list of tokens, such as "app.editor.opened".
-// Tokens are non-empty, valid UTF-8, and contain no whitespace or control
-// characters. A pattern is a topic that may also use two wildcards, each
-// only as a whole token: "*" matches exactly one token and ">" matches one or
-// more trailing tokens, so it may only come last. Inside a longer token the
-// characters '*' and '>' are ordinary ("a*b" is a literal token), which is
-// what NATS does too.
+// Tokens are non-empty, valid UTF-8, and contain no whitespace, control or
+// format characters (Unicode White_Space, Cc and Cf). A pattern is a topic
+// that may also use two wildcards, each only as a whole token: "*" matches
+// exactly one token and ">" matches one or more trailing tokens, so it may
+// only come last. Inside a longer token the characters '*' and '>' are
+// ordinary ("a*b" is a literal token), which is what NATS does too.
 //
 // Topics and patterns are bounded: at most [MaxLen] bytes and [MaxDepth]
 // tokens. Anything longer is an error reported without copying the input.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Every grammar error returned by this package is an
@@ -22,7 +24,8 @@ var (
 	ErrTooLong = errors.New("is too long")
 	// ErrTooDeep is returned for input with more than MaxDepth tokens.
 	ErrTooDeep = errors.New("has too many tokens")
-	// ErrBadChar is returned for whitespace or a control character.
+	// ErrBadChar is returned for a character a token may not have:
+	// whitespace, a control or format character, or a dot in a group name.
 	ErrBadChar = errors.New("has a forbidden character")
 	// ErrBadUTF8 is returned for bytes that are not valid UTF-8.
 	ErrBadUTF8 = errors.New("is not valid UTF-8")
@@ -47,6 +50,9 @@ type Error struct {
 	Input string // the input, cut to a readable length
 	Token int    // 1-based token number, or 0 when the input as a whole is at fault
 	Err   error  // one of the grammar sentinels
+	// Char is the character at fault when Err is ErrBadChar: named in the
+	// message, because the ones refused are mostly invisible.
+	Char rune
 }
 
 // maxShown bounds how much of a bad input an error message repeats, so a
@@ -60,7 +66,15 @@ func newError(kind, input string, token int, err error) *Error {
 	return &Error{Kind: kind, Input: input, Token: token, Err: err}
 }
 
-// Error returns a message such as `topic "a..b": token 2 is empty`.
+// charError is the ErrBadChar error for the character at s[i].
+func charError(kind, s string, token, i int) *Error {
+	e := newError(kind, s, token, ErrBadChar)
+	e.Char, _ = utf8.DecodeRuneInString(s[i:])
+	return e
+}
+
+// Error returns a message such as `topic "a..b": token 2 is empty` or
+// `topic "a\u200bb": token 1 has a forbidden character U+200B`.
 func (e *Error) Error() string {
 	where := ""
 	if e.Token > 0 {
@@ -76,8 +90,19 @@ func (e *Error) Error() string {
 		detail = fmt.Sprintf("%s (limit %d bytes)", detail, limit)
 	case ErrTooDeep:
 		detail = fmt.Sprintf("%s (limit %d)", detail, MaxDepth)
+	case ErrBadChar:
+		detail += " " + charName(e.Char)
 	}
 	return fmt.Sprintf("%s %q: %s%s", e.Kind, e.Input, where, detail)
+}
+
+// charName names a character as U+200B, adding the character itself when
+// it is visible, as in U+002E '.'.
+func charName(r rune) string {
+	if unicode.IsGraphic(r) && !unicode.IsSpace(r) {
+		return fmt.Sprintf("%U '%c'", r, r)
+	}
+	return fmt.Sprintf("%U", r)
 }
 
 // Unwrap returns the sentinel naming the reason.

@@ -35,19 +35,27 @@ func ValidPattern(s string) error { return check("pattern", s, true) }
 
 // ValidGroup reports why s is not a queue group name, or nil if it is one.
 // A group name is a single token: non-empty, at most MaxGroupLen bytes, no
-// dots, whitespace or control characters.
+// dots, the characters a token may have, and not exactly "*" or ">". A
+// group is named, never matched, so a wildcard would mean nothing to the
+// broker; refused, it cannot mislead a policy or a tool into reading it as
+// "every group" ("a*b" stays an ordinary name, as it is a literal token).
 func ValidGroup(s string) error {
 	switch {
 	case s == "":
 		return newError("group", s, 0, ErrEmpty)
 	case len(s) > MaxGroupLen:
 		return newError("group", s, 0, ErrTooLong)
+	case s == AnyToken || s == AnyTail:
+		return newError("group", s, 0, ErrWildcard)
 	}
 	for i := 0; i < len(s); {
 		if s[i] == '.' {
-			return newError("group", s, 0, ErrBadChar)
+			return charError("group", s, 0, i)
 		}
 		n, err := checkRune(s, i)
+		if err == ErrBadChar {
+			return charError("group", s, 0, i)
+		}
 		if err != nil {
 			return newError("group", s, 0, err)
 		}
@@ -84,6 +92,9 @@ func check(kind, s string, pattern bool) error {
 		c := s[i]
 		if c != '.' {
 			n, err := checkRune(s, i)
+			if err == ErrBadChar {
+				return charError(kind, s, token, i)
+			}
 			if err != nil {
 				return newError(kind, s, token, err)
 			}
@@ -131,6 +142,12 @@ func checkToken(t string, pattern, last bool) error {
 }
 
 // checkRune validates the character starting at s[i] and returns its length.
+// It refuses, besides invalid UTF-8, every code point with the Unicode
+// property White_Space or in the general category Cc (controls) or Cf
+// (format characters), as unicode.Version defines them: the Cf ones, such
+// as U+200B ZERO WIDTH SPACE, U+FEFF and the bidirectional overrides, are
+// invisible or reorder what is shown, so that two different topics would
+// look alike in a policy or a log. docs/PROTOCOL.md section 3.1 lists them.
 func checkRune(s string, i int) (int, error) {
 	if c := s[i]; c < utf8.RuneSelf {
 		if c <= ' ' || c == 0x7f {
@@ -142,7 +159,8 @@ func checkRune(s string, i int) (int, error) {
 	if r == utf8.RuneError && n == 1 {
 		return 0, ErrBadUTF8
 	}
-	if unicode.IsSpace(r) || unicode.IsControl(r) {
+	// IsSpace is White_Space exactly, and IsControl is Cc.
+	if unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 		return 0, ErrBadChar
 	}
 	return n, nil

@@ -53,6 +53,18 @@ func TestValidTopicAndPattern(t *testing.T) {
 		{"a.b\u00a0c", ErrBadChar, ErrBadChar, 2},
 		{"a.b\u0085", ErrBadChar, ErrBadChar, 2},
 		{"a.\u2028", ErrBadChar, ErrBadChar, 2},
+		{"a.b\u3000", ErrBadChar, ErrBadChar, 2},
+		// format characters (Cf): invisible, or reordering what is shown
+		{"a\u200bb", ErrBadChar, ErrBadChar, 1},
+		{"\ufeffa", ErrBadChar, ErrBadChar, 1},
+		{"a.\u2060b", ErrBadChar, ErrBadChar, 2},
+		{"a.\u00adb", ErrBadChar, ErrBadChar, 2},
+		{"a.\u202eb", ErrBadChar, ErrBadChar, 2},
+		{"a.\U000e0041", ErrBadChar, ErrBadChar, 2},
+		// other characters stay ordinary, invisible ones included
+		{"a.\ufffd", nil, nil, 0},
+		{"a.\u3164", nil, nil, 0},
+		{"a.e\u0301", nil, nil, 0},
 		{"a.\xff", ErrBadUTF8, ErrBadUTF8, 2},
 		{"\xc3", ErrBadUTF8, ErrBadUTF8, 1},
 		// bounds
@@ -98,8 +110,14 @@ func TestErrorMessages(t *testing.T) {
 		{ValidTopic(""), `topic "": is empty`},
 		{ValidTopic("a.*"), `topic "a.*": token 2 is a wildcard, which only patterns may use`},
 		{ValidPattern("a.>.c"), `pattern "a.>.c": token 2 is '>' but not the last token`},
-		{ValidPattern("a b"), `pattern "a b": token 1 has a forbidden character`},
-		{ValidGroup("q.1"), `group "q.1": has a forbidden character`},
+		{ValidPattern("a b"), `pattern "a b": token 1 has a forbidden character U+0020`},
+		{ValidGroup("q.1"), `group "q.1": has a forbidden character U+002E '.'`},
+		{ValidPattern("a.b\tc"), `pattern "a.b\tc": token 2 has a forbidden character U+0009`},
+		{ValidTopic("a.\u200bb"), `topic "a.\u200bb": token 2 has a forbidden character U+200B`},
+		{ValidTopic("\ufeffa"), `topic "\ufeffa": token 1 has a forbidden character U+FEFF`},
+		{ValidGroup("g\u2060"), `group "g\u2060": has a forbidden character U+2060`},
+		{ValidGroup("g\u00a0h"), `group "g\u00a0h": has a forbidden character U+00A0`},
+		{ValidGroup(">"), `group ">": is a wildcard, which only patterns may use`},
 	}
 	for _, c := range cases {
 		if c.err == nil || c.err.Error() != c.want {
@@ -124,7 +142,7 @@ func TestHugeTopicIsAnErrorNotAnAllocation(t *testing.T) {
 }
 
 func TestValidGroup(t *testing.T) {
-	for _, ok := range []string{"workers", "q1", "a*b", "日本"} {
+	for _, ok := range []string{"workers", "q1", "a*b", "*a", ">>", "a>", "**", "日本"} {
 		if err := ValidGroup(ok); err != nil {
 			t.Errorf("ValidGroup(%q) = %v; want nil", ok, err)
 		}
@@ -134,6 +152,13 @@ func TestValidGroup(t *testing.T) {
 		"a.b":                              ErrBadChar,
 		"a b":                              ErrBadChar,
 		"\xff":                             ErrBadUTF8,
+		"*":                                ErrWildcard,
+		">":                                ErrWildcard,
+		"g\u200b":                          ErrBadChar,
+		"\ufeffg":                          ErrBadChar,
+		"g\u2060h":                         ErrBadChar,
+		"g\x7f":                            ErrBadChar,
+		"g\u2029":                          ErrBadChar,
 		strings.Repeat("g", MaxGroupLen+1): ErrTooLong,
 	}
 	for in, want := range bad {

@@ -17,9 +17,10 @@ var handle = func() *codec.MsgpackHandle {
 	return h
 }()
 
-// Hello is the payload of HELLO, the client's first frame.
+// Hello is the payload of HELLO, the client's first frame. A broker
+// decodes it with DecodeHello, which holds it to the protocol's rules.
 type Hello struct {
-	Version int    `codec:"version"` // the protocol version the client speaks
+	Version uint64 `codec:"version"` // the protocol version the client speaks
 	Name    string `codec:"name"`    // a name for logs and monitoring, may be empty
 }
 
@@ -37,6 +38,30 @@ type Info struct {
 	// messages (or, with SubDisconnect, the connection is closed).
 	MaxPending    uint64 `codec:"max_pending,omitempty"`
 	MaxPendingFDs uint32 `codec:"max_pending_fds,omitempty"`
+
+	// The bounds of the slow-consumer policy (PROTOCOL.md section 8),
+	// announced so that a client need not learn them from an ERR's text;
+	// each key names its unit. Those that may be 0 are sent even then.
+
+	// WriteTimeoutMS: a connection that accepts no byte for this long
+	// while output waits is closed (slow consumer).
+	WriteTimeoutMS uint64 `codec:"write_timeout_ms,omitempty"`
+	// FrameTimeoutMS: how long a frame may take to arrive whole once its
+	// first byte has, and descriptors may wait for their frame.
+	FrameTimeoutMS uint64 `codec:"frame_timeout_ms,omitempty"`
+	// StallBudgetUS: the longest a publisher waits, per read batch, for
+	// receivers that fell behind; 0: it never waits.
+	StallBudgetUS uint64 `codec:"stall_budget_us"`
+	// LagBytes and LagFDs: a connection with more than these queued makes
+	// its publishers wait (within the stall budget).
+	LagBytes uint64 `codec:"lag_bytes,omitempty"`
+	LagFDs   uint32 `codec:"lag_fds"`
+	// LaggingMaxBytes and LaggingMaxFDs: a lagging connection takes no
+	// message while it holds more than LaggingMaxBytes, and none with
+	// descriptors while it holds more than LaggingMaxFDs.
+	LaggingMaxBytes uint64 `codec:"lagging_max_bytes,omitempty"`
+	LaggingMaxFDs   uint32 `codec:"lagging_max_fds"`
+
 	// Inbox is the connection's private inbox, "_INBOX.<conn id>": reply
 	// topics of its requests must be under it (InboxPrefix).
 	Inbox string `codec:"inbox,omitempty"`

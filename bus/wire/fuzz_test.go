@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -44,6 +45,43 @@ func FuzzDecode(f *testing.F) {
 		}
 		if h.Flags == 0 && !bytes.Equal(again, b[:h.Size()]) {
 			t.Fatalf("re-encoding differs:\n% x\n% x", again, b[:h.Size()])
+		}
+	})
+}
+
+// FuzzDecodeHello feeds arbitrary payloads to DecodeHello: it must never
+// panic; a payload it accepts is exactly one map, so every shorter prefix
+// of it and it with one more byte are refused; and where the codec also
+// decodes an accepted payload, the two agree on version and name.
+func FuzzDecodeHello(f *testing.F) {
+	good, _ := AppendBody(nil, &Hello{Version: 1, Name: "fuzz"})
+	f.Add(good)
+	f.Add(append(bytes.Clone(good), 0))
+	f.Add([]byte{0x82, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01, 0xa1, 'x', 0x92, 0xc0, 0x81, 0xa0, 0xd4, 1, 2})
+	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := DecodeHello(b)
+		if err != nil {
+			var we *Error
+			if !errors.As(err, &we) || we.Code != CodeBadFrame {
+				t.Fatalf("refused with %v; want bad frame", err)
+			}
+			return
+		}
+		if len(h.Name) > MaxNameLen {
+			t.Fatalf("accepted a name of %d bytes", len(h.Name))
+		}
+		for n := range len(b) {
+			if _, err := DecodeHello(b[:n]); err == nil {
+				t.Fatalf("accepted %x and its prefix of %d bytes", b, n)
+			}
+		}
+		if _, err := DecodeHello(append(bytes.Clone(b), 0xc0)); err == nil {
+			t.Fatalf("accepted %x with a byte after it", b)
+		}
+		var c Hello
+		if DecodeBody(b, &c) == nil && c != h {
+			t.Fatalf("DecodeHello read %+v, the codec %+v", h, c)
 		}
 	})
 }
