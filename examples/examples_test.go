@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) {
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd",
 		"github.com/busd/busd/examples/pubsub", "github.com/busd/busd/examples/passfd",
 		"github.com/busd/busd/examples/request-reply", "github.com/busd/busd/examples/workers",
-		"github.com/busd/busd/examples/streams")
+		"github.com/busd/busd/examples/streams", "github.com/busd/busd/examples/plugins-policy")
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {
@@ -184,6 +185,99 @@ func TestWorkersExample(t *testing.T) {
 			t.Errorf("worker %s printed\n%s\nwant\n%s", name, got, want.String())
 		}
 	}
+}
+
+func TestPluginsPolicyExample(t *testing.T) {
+	out := run(t, nil, "plugins-policy") // it runs its own broker
+	if os.Geteuid() != 0 {
+		checkPluginUnconfined(t, out, os.Geteuid())
+		return
+	}
+	want := []string{
+		"plugin: subscribe plugin.65534.echo and plugin.65534.seen: allowed",
+		"plugin: subscribe >: allowed",
+		`host: plugin.65534.echo "hello" -> "hello" from uid 65534`,
+		`host: published host.secrets; the plugin's ">" subscription got: plugin.65534.echo, plugin.65534.seen`,
+		"host: host.secrets never reached the plugin",
+		"host: plugin stopped, broker shut down",
+	}
+	lines := checkLines(t, out, want)
+	for _, prefix := range []string{"plugin: subscribe host.secrets: ", "plugin: publish host.commands: ", "plugin: subscribe _INBOX."} {
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
+		if i < 0 || !strings.Contains(lines[i], "denied (bus: permission denied: ") {
+			t.Errorf("no line starting %q saying it was denied (bus: permission denied: ...) in\n%s", prefix, out)
+		}
+	}
+	if strings.Contains(out, "note:") {
+		t.Errorf("run as root, it printed the note for other users:\n%s", out)
+	}
+
+	// CI runs as root; run it as nobody too, as everyone else would.
+	checkPluginUnconfined(t, runAs(t, 65534, "plugins-policy"), 65534)
+}
+
+// checkPluginUnconfined checks the plugins-policy example's output when run
+// by uid, not root: the plugin runs as uid too, which the policy lets do
+// anything.
+func checkPluginUnconfined(t *testing.T, out string, uid int) {
+	t.Helper()
+	lines := checkLines(t, out, []string{
+		"plugin: subscribe host.secrets: allowed",
+		fmt.Sprintf(`host: plugin.%d.echo "hello" -> "hello" from uid %d`, uid, uid),
+		fmt.Sprintf(`host: published host.secrets; the plugin's ">" subscription got: plugin.%d.echo, host.secrets, plugin.%d.seen`, uid, uid),
+		"host: plugin stopped, broker shut down",
+	})
+	if !strings.HasPrefix(lines[0], "note: not running as root, so the plugin runs as uid "+strconv.Itoa(uid)) {
+		t.Errorf("first line %q; want the note that the plugin is not confined", lines[0])
+	}
+}
+
+// checkLines checks that out has each of want as a whole line, and the last
+// of them last, and returns its lines.
+func checkLines(t *testing.T, out string, want []string) []string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for _, w := range want {
+		if !slices.Contains(lines, w) {
+			t.Errorf("no line %q in\n%s", w, out)
+		}
+	}
+	if last := lines[len(lines)-1]; last != want[len(want)-1] {
+		t.Errorf("last line %q; want %q", last, want[len(want)-1])
+	}
+	return lines
+}
+
+// runAs runs binDir/name as uid (and gid), with an empty environment, and
+// returns its output. The binary is copied where uid may run it: binDir is
+// open to its owner only.
+func runAs(t *testing.T, uid uint32, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "runas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data, err := os.ReadFile(filepath.Join(binDir, name))
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), data, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, name))
+	cmd.Dir, cmd.Env = "/", []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s as uid %d: %v\n%s", name, uid, err, out)
+	}
+	return string(out)
 }
 
 // parseJobs parses the "job N done by NAME" lines of the workers example and
