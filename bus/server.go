@@ -33,6 +33,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
+	byID      map[uint64]*conn // the same connections, by id, for $SYS.req.conn
 	listeners map[*unixsock.Listener]struct{}
 	serving   atomic.Pointer[[]*unixsock.Listener] // the listeners, for reading without mu
 	closing   bool
@@ -59,6 +60,7 @@ func NewServer(cfg Config) (*Server, error) {
 		index:     topics.NewIndex[*subscription](),
 		led:       newLedger(&cfg),
 		conns:     map[*conn]struct{}{},
+		byID:      map[uint64]*conn{},
 		listeners: map[*unixsock.Listener]struct{}{},
 		quit:      make(chan struct{}),
 	}
@@ -131,6 +133,7 @@ func (s *Server) start(sock *unixsock.Conn) {
 	refuse := s.closing
 	if !refuse {
 		s.conns[c] = struct{}{}
+		s.byID[id] = c
 		s.wg.Add(2)
 	}
 	s.mu.Unlock()
@@ -313,6 +316,7 @@ func (s *Server) isClosing() bool {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	delete(s.byID, c.id)
 	s.mu.Unlock()
 	s.release(c.acct, !c.handshaken)
 }

@@ -16,6 +16,7 @@ type counters struct {
 	refusedFDs    atomic.Uint64
 	refusedConns  atomic.Uint64
 	errors        atomic.Uint64
+	sysRequests   atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters and of what it holds.
@@ -34,6 +35,7 @@ type Stats struct {
 	RefusedFDs    uint64 // PUBs refused for passing a socket connected to the broker
 	RefusedConns  uint64 // connections refused: over a budget, the limit, or at shutdown
 	Errors        uint64 // ERR frames sent to clients
+	Requests      uint64 // broker requests ($SYS.req.) answered
 	BudgetHits    uint64 // charges a budget refused
 	Users         int    // uids with connections or holdings now
 	Memory        int64  // bytes held, as charged to the broker's memory budget
@@ -61,6 +63,7 @@ func (s *Server) Stats() Stats {
 		RefusedFDs:    s.stats.refusedFDs.Load(),
 		RefusedConns:  s.stats.refusedConns.Load(),
 		Errors:        s.stats.errors.Load(),
+		Requests:      s.stats.sysRequests.Load(),
 		BudgetHits:    u.hits,
 		Users:         u.users,
 		Memory:        u.memory,
