@@ -51,8 +51,10 @@ func (p *Peer) Close() error {
 // with a pidfd of the connection's process; the caller must Close the Peer.
 // It returns an error matching ErrNoSuchConn if no such connection is open,
 // ErrNoRoom if the broker cannot hand over a descriptor to this user now,
-// and ErrNoResponders if the broker does not answer such requests (one
-// older than this client). ctx bounds the whole exchange.
+// and ErrNoResponders if the broker serves broker requests but not this
+// one. ctx bounds the whole exchange: a broker that predates broker
+// requests refuses the request with an ERR (given to the error handler)
+// and sends no answer.
 //
 // The answer is the broker's own (a "$SYS.req.conn" request, described in
 // docs/PROTOCOL.md): no other client can forge it.
