@@ -37,6 +37,7 @@ type conn struct {
 	// subject is the policy as it applies to this connection; replaced
 	// when the policy is.
 	subject atomic.Pointer[policy.Subject]
+	since   time.Time // when it was accepted, for $SYS.req.conn
 
 	// Owned by the reader goroutine.
 	lim        wire.Limits // what in checks frames against: HELLO's, then the broker's
@@ -72,6 +73,7 @@ type conn struct {
 	progress   chan struct{}   // closed when the writer finishes a batch; nil if nobody waits
 	lagging    bool            // publishers stopped waiting for it; see pace.go
 	lossReason lossReason      // why the last message that did not fit did not
+	name       string          // HELLO's name, for $SYS.req.conn
 	strikes    int             // waits in a row it failed; see pace.go
 	gaps       []*subscription // subscriptions with losses not yet reported
 	permits    replyPermits    // requests it may answer (permits.go)
@@ -134,6 +136,7 @@ func newConn(srv *Server, sock *unixsock.Conn, id uint64, acct *account) *conn {
 		origin: wire.Origin{
 			Conn: id, PID: uint32(cred.PID), UID: uint32(cred.UID), GID: uint32(cred.GID),
 		},
+		since:      time.Now(),
 		subs:       map[uint32]*subscription{},
 		subKeys:    map[subKey]uint32{},
 		kick:       make(chan struct{}, 1),

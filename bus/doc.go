@@ -11,6 +11,8 @@
 // Each connection has exactly two. Its reader parses frames and routes each
 // PUB itself: it looks the topic up in the shared topics.Index and appends a
 // MSG to each receiver's queue (a wire.Outbox) under that receiver's lock.
+// It answers a broker request ("$SYS.req.NAME", sysreq.go) the same way,
+// to its own connection's queue.
 // Once it has handled everything it has read, it wakes the writers of the
 // connections that went from idle to busy, and waits, within its stall
 // budget, for receivers it left behind (pace.go); after a batch that
@@ -45,7 +47,11 @@
 //
 // The index has a lock of its own, taken by nothing else. wire.Sender's
 // token is taken without any of these held, and the take and sent
-// callbacks it calls take conn.mu.
+// callbacks it calls take conn.mu. A broker request about another
+// connection (sysreq.go) finds it under Server.mu and releases that before
+// it takes the connection's conn.mu, alone, to read its name and state;
+// it charges the ledger and calls unixsock.Conn.DupPeerPidFD (whose lock
+// is held only around the dup) with none of these held.
 //
 // # Who may connect
 //
@@ -75,5 +81,9 @@
 // pieces of a large frame it is sending and the descriptors it sent until
 // they are routed, and, through grants, for everything queued for it to
 // read. Descriptors routed to receivers stay in the broker's descriptor
-// pool, on their sender's share, until the closer has closed them.
+// pool, on their sender's share, until the closer has closed them. The
+// pidfd the broker duplicates to answer a "$SYS.req.conn" request is
+// charged the same way to the requester's user, as if the requester had
+// sent it: to its input descriptors until the answer is routed, and to its
+// share of the pool until the closer has closed it.
 package bus

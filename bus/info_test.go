@@ -70,6 +70,9 @@ func documentedExchange(t *testing.T) []dump {
 	if !ok {
 		t.Fatal("PROTOCOL.md has no section 10")
 	}
+	// The broker request after it carries a pid and a time of its run:
+	// it is checked by hand, not replayed.
+	sec, _, _ = strings.Cut(sec, "\n### A broker request")
 	var dumps []dump
 	for _, line := range strings.Split(sec, "\n") {
 		if m := dumpTitle.FindStringSubmatch(line); m != nil {

@@ -45,6 +45,7 @@ func (c *conn) handshake() error {
 	c.lim = c.srv.cfg.Limits // for the frames after HELLO, even those already read
 	c.sock.SetReadDeadline(noDeadline)
 	c.srv.handshakeDone(c)
+	c.setName(hello.Name)
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}

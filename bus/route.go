@@ -12,7 +12,7 @@ import (
 )
 
 // SysPrefix starts the topics the broker owns; clients may subscribe to
-// them but not publish.
+// them, and publish only broker requests (wire.SysReqPrefix, sysreq.go).
 const SysPrefix = "$SYS."
 
 // publish routes a PUB to every matching subscription.
@@ -63,7 +63,7 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 		return &wire.Error{Code: wire.CodeInvalidTopic, Text: topics.ValidTopic(topic).Error()}
 	}
 	if strings.HasPrefix(topic, SysPrefix) {
-		return wire.Errorf(wire.CodeReservedTopic, "topic %q: topics starting with %q belong to the broker", topic, SysPrefix)
+		return c.sysPublish(f, topic) // a broker request, or refused: sysreq.go
 	}
 	if len(f.Reply) > 0 {
 		if err := topics.ValidTopic(string(f.Reply)); err != nil {

@@ -39,6 +39,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
+	byID      map[uint64]*conn // the same connections, by id, for $SYS.req.conn
 	listeners map[*unixsock.Listener]struct{}
 	serving   atomic.Pointer[[]*unixsock.Listener] // the listeners, for reading without mu
 	closing   bool
@@ -65,6 +66,7 @@ func NewServer(cfg Config) (*Server, error) {
 		index:      topics.NewIndex[*subscription](),
 		led:        newLedger(&cfg),
 		conns:      map[*conn]struct{}{},
+		byID:       map[uint64]*conn{},
 		listeners:  map[*unixsock.Listener]struct{}{},
 		quit:       make(chan struct{}),
 		permitSeed: maphash.MakeSeed(),
@@ -148,6 +150,7 @@ func (s *Server) start(sock *unixsock.Conn) {
 	refuse := s.closing
 	if !refuse {
 		s.conns[c] = struct{}{}
+		s.byID[id] = c
 		s.wg.Add(2)
 		// Under mu, as SetPolicy stores a policy: either it finds c among
 		// the connections, or c gets the policy it stored.
@@ -334,6 +337,7 @@ func (s *Server) isClosing() bool {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	delete(s.byID, c.id)
 	s.mu.Unlock()
 	s.release(c.acct, !c.handshaken)
 }

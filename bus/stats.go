@@ -20,6 +20,7 @@ type counters struct {
 	denied        atomic.Uint64
 	// permitsForgotten counts reply permits dropped unused to make room.
 	permitsForgotten atomic.Uint64
+	sysRequests      atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters and of what it holds.
@@ -39,6 +40,7 @@ type Stats struct {
 	RefusedConns  uint64 // connections refused: not allowed, over a budget, the limit, or at shutdown
 	NotAllowed    uint64 // of those, refused because the allow-lists name neither their uid nor their groups
 	Errors        uint64 // ERR frames sent to clients
+	Requests      uint64 // broker requests ($SYS.req.) answered
 	BudgetHits    uint64 // charges a budget refused
 	Denied        uint64 // actions the policy refused (ERR permission denied)
 	// PermitsForgotten counts requests that could no longer be answered
@@ -71,6 +73,7 @@ func (s *Server) Stats() Stats {
 		RefusedConns:     s.stats.refusedConns.Load(),
 		NotAllowed:       s.stats.notAllowed.Load(),
 		Errors:           s.stats.errors.Load(),
+		Requests:         s.stats.sysRequests.Load(),
 		BudgetHits:       u.hits,
 		Denied:           s.stats.denied.Load(),
 		PermitsForgotten: s.stats.permitsForgotten.Load(),

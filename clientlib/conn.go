@@ -168,6 +168,11 @@ func (c *Conn) handshake(ctx context.Context) error {
 // Origin of the messages it publishes.
 func (c *Conn) ConnID() uint64 { return c.info.ConnID }
 
+// Inbox returns the connection's private inbox, "_INBOX.<conn id>", as the
+// broker announced it ("" from a broker that predates private inboxes):
+// only this connection receives what is published under it.
+func (c *Conn) Inbox() string { return c.info.Inbox }
+
 // Limits returns the limits the broker announced.
 func (c *Conn) Limits() wire.Limits { return c.info.Limits() }
 

@@ -35,6 +35,23 @@
 // that arrives after it ended is dropped (its files closed). Requests and
 // replies carry files like any message.
 //
+// # Who sent a message
+//
+// Every received message carries its Origin, stamped by the broker from
+// the publisher's socket credentials: its connection id, pid, uid and gid,
+// which no client can forge. A pid is reused once its process has exited,
+// so a receiver that acts on the process (reads its executable, signals
+// it, asks polkit about it) asks the broker for a pidfd instead: Conn.Peer
+// returns who holds a connection with a pidfd of its process, and
+// Peer.Exe and Peer.Verify read /proc through it without being fooled by
+// a recycled pid:
+//
+//	p, err := c.Peer(ctx, m.Origin.Conn) // ErrNoSuchConn once it has closed
+//	defer p.Close()
+//	exe, err := p.Exe() // ErrPeerExited if the process has gone
+//
+// docs/SECURITY.md, "Verifying a sender", says what each step guarantees.
+//
 // # Queue groups
 //
 // QueueSubscribe joins a queue group: each message goes to one member of

@@ -43,6 +43,26 @@ var (
 	// this request; retrying later may work.
 	ErrRequestDropped = errors.New("bus: request dropped, every responder is too far behind (retrying later may work)")
 
+	// ErrNoSuchConn is returned by Conn.Peer when no connection with the
+	// id is open on the bus: it has closed (ids are never reused within a
+	// broker's run), or never existed. 0 is the broker's own id, not a
+	// connection's.
+	ErrNoSuchConn = errors.New("bus: no such connection")
+	// ErrNoRoom is returned by Conn.Peer when the broker has no room in
+	// this user's descriptor budget for the pidfd the answer carries (the
+	// user holds many descriptors in the broker, or has many answers
+	// unread). Retrying later may work.
+	ErrNoRoom = errors.New("bus: the broker has no room for the answer now (retrying later may work)")
+	// ErrPeerExited is returned by Peer.Verify and Peer.Exe when the
+	// peer's process has exited: its pid may belong to another process by
+	// now, so nothing read about that pid is about the peer.
+	ErrPeerExited = errors.New("bus: the peer's process has exited")
+	// ErrCannotVerify is returned by Peer.Verify and Peer.Exe when the
+	// peer's process cannot be checked from here: the broker holds no
+	// pidfd for it (Linux before 6.5), or it is in a pid namespace this
+	// process cannot see.
+	ErrCannotVerify = errors.New("bus: cannot verify the peer's process")
+
 	// ErrNoListener is returned by DialStream when no process listens on the
 	// stream's name. It matches ErrNoResponders too.
 	ErrNoListener = fmt.Errorf("%w: no stream listener", ErrNoResponders)
@@ -72,7 +92,10 @@ var (
 	// ErrTooManySubscriptions matches subscriptions over the broker's
 	// per-connection limit.
 	ErrTooManySubscriptions error = wire.CodeTooManySubs
-	// ErrPermissionDenied matches publishes and subscriptions policy forbids.
+	// ErrPermissionDenied matches what the broker's policy forbids (a
+	// publish, subscription, reply, listen or dial), a publish or
+	// subscription into another connection's inbox, and a connection the
+	// broker's allow-lists refuse.
 	ErrPermissionDenied error = wire.CodePermissionDenied
 )
 

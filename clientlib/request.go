@@ -57,8 +57,26 @@ func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
 
 // request sends a request to topic with send, which publishes it with the
 // reply topic it is given (waiting for room until ctx ends), and waits for
-// the reply.
+// the reply. The broker's statuses for a request nobody took are errors.
 func (c *Conn) request(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
+	r, err := c.exchange(ctx, topic, send)
+	if err != nil {
+		return nil, err
+	}
+	if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
+		switch r.Header[wire.StatusHeader] {
+		case wire.StatusNoResponders:
+			return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
+		case wire.StatusDropped:
+			return nil, fmt.Errorf("%w: request to %q", ErrRequestDropped, topic)
+		}
+	}
+	return r, nil
+}
+
+// exchange is request without looking at the reply: for requests the
+// broker answers itself, whose statuses mean something else (peer.go).
+func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bus: request to %q: %w", topic, err)
 	}
@@ -100,14 +118,6 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 	case r := <-ch:
 		if r.refusal != nil {
 			return nil, &requestRefused{topic, r.refusal}
-		}
-		if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
-			switch r.Header[wire.StatusHeader] {
-			case wire.StatusNoResponders:
-				return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
-			case wire.StatusDropped:
-				return nil, fmt.Errorf("%w: request to %q", ErrRequestDropped, topic)
-			}
 		}
 		return r, nil
 	case <-ctx.Done():

@@ -27,7 +27,13 @@ type Conn struct {
 	laddr net.Addr
 	raddr net.Addr
 	cred  Cred
-	pidfd int
+	pidfd int // never changes; closed by Close
+
+	// pidMu orders DupPeerPidFD against Close: a duplicate is made only
+	// while pidfd is still open, never of a number Close has freed and the
+	// process may since have reused for another file.
+	pidMu     sync.Mutex
+	pidClosed bool
 
 	// The read side. The poller callback is bound once (readFn) and gets
 	// its arguments and results through these fields, so Read allocates
@@ -152,6 +158,27 @@ func (c *Conn) Peer() Cred { return c.cred }
 // it to keep it longer.
 func (c *Conn) PeerPidFD() int { return c.pidfd }
 
+// DupPeerPidFD returns a close-on-exec duplicate of the peer's pidfd, which
+// the caller owns, for handing to another process or keeping past Close. It
+// returns [ErrNoPidFD] when the Conn has no pidfd (see [Conn.PeerPidFD]) and
+// [net.ErrClosed] once Close has begun. It is safe to call concurrently
+// with Close, and never blocks on it.
+func (c *Conn) DupPeerPidFD() (int, error) {
+	c.pidMu.Lock()
+	defer c.pidMu.Unlock()
+	switch {
+	case c.pidClosed:
+		return -1, wrap("dup pidfd", c.path, net.ErrClosed)
+	case c.pidfd < 0:
+		return -1, wrap("dup pidfd", c.path, ErrNoPidFD)
+	}
+	fd, err := unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, wrap("dup pidfd", c.path, err)
+	}
+	return fd, nil
+}
+
 // CloseWrite shuts down the writing side: the peer reads EOF once it has
 // read what was sent. Reading still works.
 func (c *Conn) CloseWrite() error {
@@ -173,6 +200,9 @@ func (c *Conn) Close() error {
 		unclaimed, c.fds = c.fds, nil
 		c.fdMu.Unlock()
 		c.closeErr = wrap("close", c.path, c.uc.Close())
+		c.pidMu.Lock()
+		c.pidClosed = true
+		c.pidMu.Unlock()
 		if c.pidfd >= 0 {
 			unix.Close(c.pidfd)
 		}

@@ -72,6 +72,8 @@
 // listen(2) (for a dialled Conn) and are not updated if the socket is later
 // passed to another process. Compare ids numerically; use the pidfd, not the
 // pid, to refer to the peer process later, since pids are reused.
+// [Conn.DupPeerPidFD] gives a duplicate of it to keep or pass on, safely
+// even while another goroutine closes the Conn.
 //
 // # Platform
 //

@@ -71,6 +71,11 @@ var (
 	// been closed; close the connection.
 	ErrBadControlMessage = errors.New("unixsock: unexpected control message")
 
+	// ErrNoPidFD means a Conn holds no pidfd for its peer: the kernel
+	// lacks SO_PEERPIDFD (before Linux 6.5), or the peer was gone before
+	// the connection was set up.
+	ErrNoPidFD = errors.New("unixsock: no pidfd for the peer")
+
 	// ErrInvalidOption means an option was given an out-of-range value.
 	ErrInvalidOption = errors.New("unixsock: invalid option")
 )

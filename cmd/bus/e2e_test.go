@@ -213,6 +213,9 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"reply", "-exec", "cat", "a", "x"}, "DATA or -exec, not both"},
 		{[]string{"reply", "-json", "a", "{"}, "invalid JSON"},
 		{[]string{"pub", "-trust", "nobody", "a", "x"}, `"nobody" is not a numeric uid`},
+		{[]string{"whois"}, "usage: bus whois"},
+		{[]string{"whois", "7x"}, `CONNID "7x": not a connection id`},
+		{[]string{"whois", "123456789"}, "no connection 123456789 on this bus"},
 	} {
 		out, err := b.bus(tc.args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {

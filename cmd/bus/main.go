@@ -6,6 +6,7 @@
 //	bus reply [-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]
 //	bus stream [-timeout D] listen|dial NAME
 //	bus stream write|read TOPIC
+//	bus whois [-timeout D] CONNID
 //
 // pub sends DATA, or each line of stdin; sub prints what arrives (and
 // reports on stderr what it lost by falling behind); req sends one
@@ -15,7 +16,11 @@
 // still answers with whatever CMD wrote to stdout, so the requester is not
 // left waiting. stream connects stdin and stdout to a direct stream (listen
 // takes one, dial opens one) or to a topic stream (write sends stdin, read
-// prints what a writer sends, to its end).
+// prints what a writer sends, to its end). whois asks the broker who holds
+// a connection (the conn= of a message sub prints) and prints its
+// credentials, name, start and executable, read through a pidfd so that a
+// recycled pid cannot fool it; it fails for a connection that has closed
+// or whose process has exited.
 //
 // With -json, pub, req and reply take JSON and send it as msgpack, and sub,
 // req and reply show msgpack payloads as one line of JSON each (other
@@ -49,6 +54,7 @@ const (
 	reqArgs    = "[-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]"
 	replyArgs  = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
 	streamArgs = "[-timeout D] listen|dial NAME | write|read TOPIC"
+	whoisArgs  = "[-timeout D] CONNID"
 )
 
 const usage = `usage: bus COMMAND [flags] ARGS
@@ -72,6 +78,10 @@ commands:
         (fail at once if nobody listens, or after D); either way stdin goes
         to the stream and the stream to stdout, peer to peer. write: send
         stdin as a stream on TOPIC; read: print the stream on TOPIC to its end
+  whois ` + whoisArgs + `
+        print who holds connection CONNID (the conn= sub prints): its pid, uid,
+        gid, name and start, and its executable, verified through a pidfd;
+        fail if it has closed or its process has exited
 
 -H adds a header to every message sent. -json: DATA (or each input) is JSON,
 sent as msgpack; payloads received are printed as one line of JSON each.
@@ -95,6 +105,7 @@ var commands = map[string]command{
 	"req":    {reqFlags},
 	"reply":  {replyFlags},
 	"stream": {streamFlags},
+	"whois":  {whoisFlags},
 }
 
 // env is what every subcommand shares: the resolved bus and the streams.

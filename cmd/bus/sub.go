@@ -130,7 +130,7 @@ func catFile(w io.Writer, f *os.File) error {
 // describe sums up a message but for its payload: topic, size, origin,
 // files, reply topic and headers.
 func describe(m *clientlib.Msg) string {
-	s := fmt.Sprintf("%s %dB pid=%d uid=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, len(m.Files))
+	s := fmt.Sprintf("%s %dB pid=%d uid=%d conn=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, m.Origin.Conn, len(m.Files))
 	if m.Reply != "" {
 		s += " reply=" + m.Reply
 	}

@@ -120,7 +120,7 @@ func demonstrate(ctx context.Context, c *clientlib.Conn, dir, socket string, plu
 		return err
 	}
 	// The broker names each connection's inbox after the connection's id.
-	cmd.Env = []string{envSocket + "=" + socket, envHostInbox + "=" + clientlib.InboxPrefix + strconv.FormatUint(c.ConnID(), 10)}
+	cmd.Env = []string{envSocket + "=" + socket, envHostInbox + "=" + c.Inbox()}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe() // closing it stops the plugin
 	if err != nil {

@@ -1,0 +1,217 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/topics"
+	"github.com/busd/busd/unixsock"
+)
+
+// Broker requests. A PUB to "$SYS.req.NAME" with a reply topic is not
+// routed: the broker answers it itself, with a MSG from connection 0 to
+// the requester's own subscriptions that match the reply topic, the way it
+// answers a request nobody serves (noResponders). Only its own: a client
+// must not be able to make the broker speak, in its own name, to other
+// connections. Every other PUB to a "$SYS." topic is refused.
+//
+// The handlers are a table keyed by NAME, so that a request is added by
+// writing its handler and its line in sysHandlers; an unknown NAME gets
+// the no-responders answer, as a topic nobody serves would.
+
+// sysHandler answers one kind of broker request from c, the requester,
+// whose reader runs it; payload is the request's.
+type sysHandler func(c *conn, payload []byte) sysAnswer
+
+// sysHandlers are the broker requests served, by NAME.
+var sysHandlers = map[string]sysHandler{
+	"conn": (*conn).answerConn,
+}
+
+// sysAnswer is a broker request's answer.
+type sysAnswer struct {
+	status  string // Bus-Status, "" for none: the request was answered
+	reason  string // Bus-Reason, "" for none: for people, what was wrong
+	payload []byte
+	// fds are the answer's descriptors, already charged (see
+	// dupPeerPidFD), with the router's reference; nil for none.
+	fds *fdSet
+}
+
+// sysPublish handles a PUB to a topic starting with SysPrefix: a broker
+// request if it is one, a refusal (naming why) if not.
+func (c *conn) sysPublish(f *wire.Frame, topic string) error {
+	name, isReq := strings.CutPrefix(topic, wire.SysReqPrefix)
+	switch {
+	case !isReq:
+		return wire.Errorf(wire.CodeReservedTopic, "topic %q: topics starting with %q belong to the broker; it answers requests to %q",
+			topic, SysPrefix, wire.SysReqPrefix+"NAME")
+	case len(f.Reply) == 0:
+		return wire.Errorf(wire.CodeReservedTopic, "topic %q: a broker request needs a reply topic for its answer", topic)
+	case f.NFDs > 0:
+		return wire.Errorf(wire.CodeReservedTopic, "topic %q: a broker request carries no descriptors (this one has %d)", topic, f.NFDs)
+	}
+	if err := topics.ValidTopic(string(f.Reply)); err != nil {
+		return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
+	}
+	if strings.HasPrefix(string(f.Reply), SysPrefix) {
+		return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
+	}
+	if len(f.Headers) > 0 {
+		if err := f.Headers.Check(); err != nil {
+			return err
+		}
+	}
+	// Asking is publishing to the request's topic, as the policy sees it:
+	// by default only the broker's own uid may ask about connections.
+	if _, err := c.checkPublish(topic, f.Reply); err != nil {
+		return err
+	}
+	c.srv.stats.sysRequests.Add(1)
+	var a sysAnswer
+	switch h := sysHandlers[name]; {
+	case h == nil:
+		a.status = wire.StatusNoResponders
+	case f.Body != nil: // a large frame, read in pieces: far over any request's size
+		a = badRequest(fmt.Sprintf("the payload is %d bytes; a request is at most %d", f.PayloadLen, wire.MaxSysReqPayload))
+	default:
+		a = h(c, f.Payload)
+	}
+	c.answer(f.Reply, &a)
+	return nil
+}
+
+func badRequest(reason string) sysAnswer {
+	return sysAnswer{status: wire.StatusBadRequest, reason: reason}
+}
+
+// answer delivers a to c's own subscriptions that match reply, plain ones
+// and one of its own members of each queue group, as a MSG from the
+// broker. It releases the answer's descriptors: each queued copy holds its
+// own reference, and they are closed once none is left.
+func (c *conn) answer(reply []byte, a *sysAnswer) {
+	if a.fds != nil {
+		defer a.fds.Release()
+	}
+	res, ok := c.srv.index.Lookup(string(reply))
+	if !ok {
+		return
+	}
+	var hdrs wire.Headers
+	if a.status != "" {
+		hdrs = wire.AppendField(hdrs, wire.StatusHeader, a.status)
+	}
+	if a.reason != "" {
+		hdrs = wire.AppendField(hdrs, wire.ReasonHeader, a.reason)
+	}
+	f := wire.Frame{
+		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(a.payload))},
+		Topic:  reply, Headers: hdrs, Payload: a.payload,
+	}
+	if a.fds != nil {
+		f.NFDs = uint8(len(a.fds.fds))
+	}
+	var m outMsg
+	c.initOutMsg(&m, &f, 1)
+	m.origin = &c.srv.origin
+	for _, s := range res.Plain {
+		if s.c == c {
+			c.deliver(s, &m, a.fds)
+		}
+	}
+	var own []*subscription
+	for _, g := range res.Groups {
+		own = own[:0]
+		for _, s := range g.Members {
+			if s.c == c {
+				own = append(own, s)
+			}
+		}
+		if len(own) > 0 {
+			c.deliverToOne(own, &m, a.fds)
+		}
+	}
+}
+
+// answerConn answers "$SYS.req.conn": who holds the connection the
+// request names, and a pidfd of its process.
+func (c *conn) answerConn(payload []byte) sysAnswer {
+	req, err := wire.DecodeConnRequest(payload)
+	if err != nil {
+		return badRequest(err.Error())
+	}
+	notFound := sysAnswer{status: wire.StatusNotFound, reason: fmt.Sprintf("no connection has id %d", req.ConnID)}
+	t := c.srv.connByID(req.ConnID)
+	if t == nil {
+		return notFound
+	}
+	info, open := t.connInfo()
+	if !open {
+		return notFound
+	}
+	body, _ := wire.AppendBody(nil, &info) // numbers and a string: it cannot fail
+	fds, err := c.dupPeerPidFD(t)
+	var be *budgetError
+	switch {
+	case err == nil:
+		return sysAnswer{payload: body, fds: fds}
+	case errors.Is(err, unixsock.ErrNoPidFD):
+		return sysAnswer{payload: body} // an old kernel: the identity without its pidfd
+	case errors.Is(err, net.ErrClosed):
+		return notFound // closed since it was looked up
+	case errors.As(err, &be):
+		return sysAnswer{status: wire.StatusNoRoom, reason: "no room for the pidfd: " + be.Error()}
+	}
+	// The process is out of descriptors (EMFILE), which the budgets are
+	// there to prevent: worth a line in the log, and a retry later.
+	c.log.Warn("duplicating a pidfd for $SYS.req.conn", "err", err)
+	return sysAnswer{status: wire.StatusNoRoom, reason: "the broker could not duplicate the pidfd"}
+}
+
+// dupPeerPidFD duplicates t's pidfd for an answer to c. The duplicate is
+// a descriptor the broker holds for c until it is written, so it is
+// charged like one c sent: to c's user's input descriptors, and to its
+// share of the broker's descriptors, before it exists; then, as a routed
+// descriptor, to the share alone until the closer has closed it. A
+// refused charge is a *budgetError.
+func (c *conn) dupPeerPidFD(t *conn) (*fdSet, error) {
+	led := c.srv.led
+	if err := led.charge(c.acct, kInputFDs, 1); err != nil {
+		return nil, err
+	}
+	fd, err := t.sock.DupPeerPidFD()
+	if err != nil {
+		led.uncharge(c.acct, kInputFDs, 1)
+		return nil, err
+	}
+	led.handOver(c.acct, kInputFDs, 1)
+	return newFDSet(c.srv, c.acct, []int{fd}), nil
+}
+
+// connInfo returns what a "$SYS.req.conn" answer says of c, and whether c
+// is still open.
+func (c *conn) connInfo() (wire.ConnInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return wire.ConnInfo{
+		ConnID: c.id, PID: c.origin.PID, UID: c.origin.UID, GID: c.origin.GID,
+		Name: c.name, Since: uint64(c.since.UnixNano()),
+	}, c.state == stateOpen
+}
+
+// setName records HELLO's name, for connInfo.
+func (c *conn) setName(name string) {
+	c.mu.Lock()
+	c.name = name
+	c.mu.Unlock()
+}
+
+// connByID returns the connection with id, or nil if none is served.
+func (s *Server) connByID(id uint64) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id]
+}
