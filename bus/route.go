@@ -65,18 +65,8 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	if strings.HasPrefix(topic, SysPrefix) {
 		return c.sysPublish(f, topic) // a broker request, or refused: sysreq.go
 	}
-	if len(f.Reply) > 0 {
-		if err := topics.ValidTopic(string(f.Reply)); err != nil {
-			return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
-		}
-		if strings.HasPrefix(string(f.Reply), SysPrefix) {
-			return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
-		}
-	}
-	if len(f.Headers) > 0 {
-		if err := f.Headers.Check(); err != nil {
-			return err
-		}
+	if err := checkReplyAndHeaders(f); err != nil {
+		return err
 	}
 	// Last of the checks: a reply uses up its permit here.
 	private, err := c.checkPublish(topic, f.Reply)
@@ -131,6 +121,23 @@ func (c *conn) routeGroupOnly(m *outMsg, topic string, groups []topics.Group[*su
 		}
 	}
 	return o
+}
+
+// checkReplyAndHeaders checks a PUB's reply topic, which must be a topic
+// not starting with SysPrefix, and its headers.
+func checkReplyAndHeaders(f *wire.Frame) error {
+	if len(f.Reply) > 0 {
+		if err := topics.ValidTopic(string(f.Reply)); err != nil {
+			return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
+		}
+		if strings.HasPrefix(string(f.Reply), SysPrefix) {
+			return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
+		}
+	}
+	if len(f.Headers) > 0 {
+		return f.Headers.Check()
+	}
+	return nil
 }
 
 // outMsg is a message on its way to its receivers. Its descriptors travel

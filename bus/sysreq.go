@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/busd/busd/bus/wire"
-	"github.com/busd/busd/topics"
 	"github.com/busd/busd/unixsock"
 )
 
@@ -54,16 +53,8 @@ func (c *conn) sysPublish(f *wire.Frame, topic string) error {
 	case f.NFDs > 0:
 		return wire.Errorf(wire.CodeReservedTopic, "topic %q: a broker request carries no descriptors (this one has %d)", topic, f.NFDs)
 	}
-	if err := topics.ValidTopic(string(f.Reply)); err != nil {
-		return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
-	}
-	if strings.HasPrefix(string(f.Reply), SysPrefix) {
-		return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
-	}
-	if len(f.Headers) > 0 {
-		if err := f.Headers.Check(); err != nil {
-			return err
-		}
+	if err := checkReplyAndHeaders(f); err != nil {
+		return err
 	}
 	// Asking is publishing to the request's topic, as the policy sees it:
 	// by default only the broker's own uid may ask about connections.

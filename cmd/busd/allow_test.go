@@ -6,13 +6,10 @@ package main
 // as other users (access_test.go).
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/busd/busd/bus/bustest"
 	"github.com/busd/busd/bus/wire"
@@ -68,36 +65,9 @@ func TestNotAllowedComesBeforeTheBudgets(t *testing.T) {
 	held := b.Connect(t, "root")
 
 	cmd := attackerAs(t, b.Socket(), allowedUID)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() { // however the test ends, the attacker goes
-		stdin.Close()
-		select {
-		case <-exited:
-		case <-time.After(watchdog):
-			cmd.Process.Kill()
-		}
-	}()
-	line := make(chan []byte, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadBytes('\n')
-		line <- l
-	}()
+	attacker := startChild(t, cmd)
 	var rep attackReport
-	select {
-	case l := <-line:
-		if err := json.Unmarshal(l, &rep); err != nil {
-			t.Fatalf("the attacker said %q: %v", l, err)
-		}
-	case <-time.After(watchdog):
-		t.Fatal("the attacker reported nothing")
-	}
+	attacker.report(t, &rep)
 	if rep.Opened != 1 || rep.Err.Code != wire.CodeTooManyConns {
 		t.Fatalf("uid %d: %+v; want 1 connection, then too many connections", allowedUID, rep)
 	}
@@ -112,15 +82,7 @@ func TestNotAllowedComesBeforeTheBudgets(t *testing.T) {
 			fmt.Sprintf("neither uid %d", otherUID))
 	}
 	held.Sync() // the connections it holds are served all along
-	stdin.Close()
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("the attacker: %v", waitErr)
-		}
-	case <-time.After(watchdog):
-		t.Fatal("the attacker did not exit")
-	}
+	attacker.end(t, cmd)
 	held.Close()
 	b.WaitFDsWithin(t, fds, settleTimeout)
 }

@@ -7,7 +7,6 @@ package main
 // and "Choices, and why").
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,36 +78,9 @@ func TestOneUserTakesItsShareOfConnections(t *testing.T) {
 		return
 	}
 	cmd := attackerAs(t, b.Socket(), otherUID)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() { // however the test ends, the attacker goes
-		stdin.Close()
-		select {
-		case <-exited:
-		case <-time.After(watchdog):
-			cmd.Process.Kill()
-		}
-	}()
-	line := make(chan []byte, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadBytes('\n')
-		line <- l
-	}()
+	attacker := startChild(t, cmd)
 	var rep attackReport
-	select {
-	case l := <-line:
-		if err := json.Unmarshal(l, &rep); err != nil {
-			t.Fatalf("the attacker said %q: %v", l, err)
-		}
-	case <-time.After(watchdog):
-		t.Fatal("the attacker reported nothing")
-	}
+	attacker.report(t, &rep)
 	t.Logf("uid %d: %d connections, then ERR %v %q", otherUID, rep.Opened, rep.Err.Code, rep.Err.Text)
 	want := fmt.Sprintf("uid %d's connections budget is 32", otherUID)
 	if rep.Fail != "" || rep.Err.Code != wire.CodeTooManyConns || !containsAll(rep.Err.Text, want) || rep.Opened != 32 {
@@ -117,15 +89,7 @@ func TestOneUserTakesItsShareOfConnections(t *testing.T) {
 	held := b.FDs(t)
 	b.serves() // the test's uid, while the attacker holds all it may
 	t.Logf("with the attacker's connections held busd has %d descriptors (baseline %d)", held, b.fds)
-	stdin.Close()
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("the attacker: %v", waitErr)
-		}
-	case <-time.After(watchdog):
-		t.Fatal("the attacker did not exit")
-	}
+	attacker.end(t, cmd)
 	b.after()
 }
 

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/busd/busd/bus/bustest"
 	"github.com/busd/busd/bus/wire"
@@ -108,8 +107,7 @@ func TestPolicyAcrossUsers(t *testing.T) {
 	}
 	t.Run("default", func(t *testing.T) {
 		b := start(t, bustest.Options{Shared: true})
-		rep, stdin := runOtherUser(t, b)
-		defer stdin.Close()
+		rep, other := runOtherUser(t, b)
 		want := []string{
 			`subscription to ">" denied by the default rule (deny any`,
 			`subscription to "private.>" denied by the default rule`,
@@ -117,7 +115,7 @@ func TestPolicyAcrossUsers(t *testing.T) {
 			fmt.Sprintf(`publish to "user.%d.hi" denied by the default rule`, otherUID),
 		}
 		checkDenials(t, rep, want)
-		io.WriteString(stdin, "stop\n")
+		io.WriteString(other.stdin, "stop\n")
 	})
 	t.Run("policy", func(t *testing.T) {
 		policyForOtherUser(t, fmt.Sprintf("allow any all user.%%uid.>\nallow uid %d subscribe public.>\n", otherUID), nil)
@@ -138,8 +136,7 @@ func policyForOtherUser(t *testing.T, text string, groups []uint32) {
 	}
 	b := start(t, bustest.Options{Shared: true, Args: []string{"-policy", file}})
 	root := b.Subscribe(t, "root", "user.>", "", 0)
-	rep, stdin := runOtherUser(t, b, groups...)
-	defer stdin.Close()
+	rep, other := runOtherUser(t, b, groups...)
 	checkDenials(t, rep, []string{
 		`subscription to "private.>" denied by the default rule`,
 		`publish to "private.x" denied by the default rule`,
@@ -156,8 +153,9 @@ func policyForOtherUser(t *testing.T, text string, groups []uint32) {
 	unix.Close(fd)
 	pub.Pub("public.note", []byte("for all"))
 	pub.Sync()
-	io.WriteString(stdin, "go\n")
-	last := readReport(t, stdin.out)
+	io.WriteString(other.stdin, "go\n")
+	last := &policyReport{}
+	other.report(t, last)
 	if last.Fail != "" || last.Topic != "public.note" || last.NFDs != 0 {
 		t.Fatalf("the other user's \">\" got %+v; want public.note without descriptors (root's private.x filtered out)", last)
 	}
@@ -175,59 +173,15 @@ func checkDenials(t *testing.T, rep *policyReport, want []string) {
 	}
 }
 
-// childIO is the other user's stdin, and its stdout to read reports from.
-type childIO struct {
-	io.WriteCloser
-	out *bufio.Reader
-}
-
 // runOtherUser starts runPolicyChild as otherUID, with the supplementary
-// groups, against b and returns its first report; closing the returned
-// stdin ends it.
-func runOtherUser(t *testing.T, b *target, groups ...uint32) (*policyReport, *childIO) {
+// groups, against b and returns its first report.
+func runOtherUser(t *testing.T, b *target, groups ...uint32) (*policyReport, *child) {
 	t.Helper()
 	cmd := attackerAs(t, b.Socket(), otherUID)
 	cmd.Env = []string{policyChildEnv + "=" + b.Socket()}
 	cmd.SysProcAttr.Credential.Groups = groups
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		stdin.Close()
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("the other user's client: %v", err)
-			}
-		case <-time.After(watchdog):
-			cmd.Process.Kill()
-			t.Error("the other user's client did not exit")
-		}
-	})
-	c := &childIO{stdin, bufio.NewReader(stdout)}
-	return readReport(t, c.out), c
-}
-
-func readReport(t *testing.T, out *bufio.Reader) *policyReport {
-	t.Helper()
-	line := make(chan []byte, 1)
-	go func() {
-		l, _ := out.ReadBytes('\n')
-		line <- l
-	}()
-	select {
-	case l := <-line:
-		rep := &policyReport{}
-		if err := json.Unmarshal(l, rep); err != nil {
-			t.Fatalf("the other user's client said %q: %v", l, err)
-		}
-		return rep
-	case <-time.After(watchdog):
-		t.Fatal("the other user's client reported nothing")
-	}
-	return nil
+	c := startChild(t, cmd)
+	rep := &policyReport{}
+	c.report(t, rep)
+	return rep, c
 }
