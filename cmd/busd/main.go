@@ -2,7 +2,9 @@
 // machine, listening on a Unix socket.
 //
 //	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-group G]
-//	     [-allow-uid UID,...] [-allow-gid GID,...] [-log-level info] [limits]
+//	     [-allow-uid UID,...] [-allow-gid GID,...] [-policy FILE]
+//	     [-log-level info] [limits]
+//	busd -check-config FILE
 //
 // It listens on DIR/N.sock, where DIR is $BUSD_DIR, else
 // $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID, and N is "default"; -socket or
@@ -24,6 +26,15 @@
 // none of whose groups, primary or supplementary, is; with neither, everyone
 // the kernel lets connect is served. docs/SECURITY.md, "Who may connect",
 // has the whole order.
+//
+// Who may do what: -policy FILE loads an access-control policy (rules of
+// allow or deny, for uids, gids or anyone, on publish, subscribe, reply,
+// listen, dial and monitor, by topic pattern; first match wins), read again
+// on SIGHUP; a file that no longer parses is logged and the policy in
+// force stays. Without one, busd's own uid may do everything but monitor
+// other connections' replies, and other uids nothing. -check-config FILE
+// checks a policy file, names its first error with its line, and exits.
+// docs/SECURITY.md, "Access control", describes the format.
 //
 // Its limits default to what bus.DefaultConfig derives from the machine,
 // after raising the soft RLIMIT_NOFILE to the hard limit; -max-pending,
