@@ -23,6 +23,10 @@ import (
 // runPolicyChild instead of running tests.
 const policyChildEnv = "BUSD_TEST_POLICY_CHILD"
 
+// victimInboxEnv names the inbox of one of the test's connections, for
+// the other user to try to read and write.
+const victimInboxEnv = "BUSD_TEST_VICTIM_INBOX"
+
 // policyReport is what the other user's client tells the test.
 type policyReport struct {
 	Errs  []wire.Error // the ERRs its first frames got, in order
@@ -33,8 +37,10 @@ type policyReport struct {
 }
 
 // runPolicyChild subscribes to everything and to root's private topics,
-// publishes there and in its own subtree, reports the ERRs, and then, told
-// "go" on stdin, reports the next message it receives.
+// publishes there and in its own subtree, listens on and dials a stream,
+// subscribes to and forges a reply into a connection's inbox, reports the
+// ERRs, and then, told "go" on stdin, reports the next message it
+// receives.
 func runPolicyChild() int {
 	rep := policyChild()
 	json.NewEncoder(os.Stdout).Encode(rep)
@@ -58,6 +64,11 @@ func policyChild() *policyReport {
 	b = wire.AppendPub(b, "private.x", "", nil, []byte("forged"), 0)
 	b = wire.AppendPub(b, fmt.Sprintf("user.%d.hi", me), "", nil, []byte("hello"), 0)
 	b = wire.AppendSub(b, 3, c.Info.Inbox+".>", "", 0)
+	b = wire.AppendSub(b, 4, wire.GroupOnlyPrefix+"admin", wire.StreamGroup, 0)
+	b = wire.AppendPub(b, wire.GroupOnlyPrefix+"admin", c.Info.Inbox+".1", nil, nil, 0)
+	victim := os.Getenv(victimInboxEnv)
+	b = wire.AppendSub(b, 5, victim+".>", "", 0)
+	b = wire.AppendPub(b, victim+".1", "", nil, []byte("forged reply"), 0)
 	b = wire.AppendControl(b, wire.OpPing, 1, nil)
 	if err := c.Write(b); err != nil {
 		rep.Fail = err.Error()
@@ -113,6 +124,10 @@ func TestPolicyAcrossUsers(t *testing.T) {
 			`subscription to "private.>" denied by the default rule`,
 			`publish to "private.x" denied by the default rule`,
 			fmt.Sprintf(`publish to "user.%d.hi" denied by the default rule`, otherUID),
+			`listening on stream "admin" denied by the default rule`,
+			`dial of stream "admin" denied by the default rule`,
+			`subscription to another connection's inbox`,
+			`no request with this reply topic was delivered to this connection`,
 		}
 		checkDenials(t, rep, want)
 		io.WriteString(other.stdin, "stop\n")
@@ -140,6 +155,10 @@ func policyForOtherUser(t *testing.T, text string, groups []uint32) {
 	checkDenials(t, rep, []string{
 		`subscription to "private.>" denied by the default rule`,
 		`publish to "private.x" denied by the default rule`,
+		`listening on stream "admin" denied by the default rule`,
+		`dial of stream "admin" denied by the default rule`,
+		`subscription to another connection's inbox`,
+		`no request with this reply topic was delivered to this connection`,
 	})
 	if len(rep.Msgs) != 1 || rep.Msgs[0] != fmt.Sprintf("user.%d.hi", otherUID) {
 		t.Errorf("the other user's \">\" got %q; want its own hello", rep.Msgs)
@@ -177,8 +196,9 @@ func checkDenials(t *testing.T, rep *policyReport, want []string) {
 // groups, against b and returns its first report.
 func runOtherUser(t *testing.T, b *target, groups ...uint32) (*policyReport, *child) {
 	t.Helper()
+	victim := b.Connect(t, "victim")
 	cmd := attackerAs(t, b.Socket(), otherUID)
-	cmd.Env = []string{policyChildEnv + "=" + b.Socket()}
+	cmd.Env = []string{policyChildEnv + "=" + b.Socket(), victimInboxEnv + "=" + victim.Info.Inbox}
 	cmd.SysProcAttr.Credential.Groups = groups
 	c := startChild(t, cmd)
 	rep := &policyReport{}
