@@ -162,3 +162,56 @@ func TestInvalidInputIsDenied(t *testing.T) {
 		t.Error("an invalid pattern was allowed")
 	}
 }
+
+// A "#" inside a word is refused rather than read as a comment: cut
+// there, "deny any subscribe chan#ops" would deny "chan" and leave
+// "chan#ops" (a valid topic) to the rules after it. A word starting with
+// "#" starts a comment, as at the start of a line.
+func TestHashInsideAWordIsRefused(t *testing.T) {
+	for _, text := range []string{
+		"deny any subscribe chan#ops\nallow any all >",
+		"deny any publish secret.>#no one\nallow any all >",
+		"deny any#everyone publish x",
+		"deny uid 1#2 publish x",
+	} {
+		_, err := Parse("test.policy", strings.NewReader(text))
+		if err == nil || !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "test.policy:1:") ||
+			!strings.Contains(err.Error(), "# starts a comment only at the start of a word") {
+			t.Errorf("Parse(%q) = %v; want line 1 refused for its #", text, err)
+		}
+	}
+	p := mustParse(t, "deny any subscribe chan.> #ops\n  # deny any all >\nallow any all >")
+	if len(p.Rules) != 2 || len(p.Rules[0].Patterns) != 1 || p.Rules[0].Patterns[0] != "chan.>" || p.Rules[1].Line != 3 {
+		t.Errorf("comments after a word and on a line of their own: rules %+v", p.Rules)
+	}
+	if _, err := Parse("test.policy", strings.NewReader("deny any subscribe #ops")); err == nil || !strings.Contains(err.Error(), "at least one pattern") {
+		t.Errorf("a rule whose only pattern is a comment: %v; want refused", err)
+	}
+}
+
+// A line that a terminal or editor would show as something else is
+// refused: a carriage return inside it draws what follows over its start,
+// so an active rule can pass for a comment ("allow any all >\r# off"
+// shows as "# off"), or a comment for a rule; the error quotes the line so
+// the log does not do the same.
+func TestLinesThatLookLikeSomethingElseAreRefused(t *testing.T) {
+	for _, text := range []string{
+		"allow any all >   \r# disabled",
+		"# old rule\rdeny any publish secret.>",
+		"allow any all > # \x1b[2K\x1b[1Gall off",
+		"# note\u2028deny any publish x",
+		"allow any\vall >",
+		"allow any all >\u0085",
+	} {
+		_, err := Parse("test.policy", strings.NewReader(text))
+		if err == nil || !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "control character") ||
+			strings.ContainsAny(err.Error(), "\r\x1b\v\u2028\u0085") {
+			t.Errorf("Parse(%q) = %v; want refused for its control character, quoted", text, err)
+		}
+	}
+	// CRLF line ends and tabs are only line ends and spacing.
+	p := mustParse(t, "allow\tany\tpublish a.>\r\ndeny any all > # end\r\n")
+	if len(p.Rules) != 2 || p.Rules[0].Patterns[0] != "a.>" || p.Rules[1].Patterns[0] != ">" {
+		t.Errorf("CRLF and tabs: rules %+v", p.Rules)
+	}
+}
