@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/busd/busd/bus/policy"
@@ -246,4 +247,58 @@ func TestSetPolicyWhileBusy(t *testing.T) {
 		c.pub("busy.x", "")
 		c.expectErr(wire.CodePermissionDenied, `publish to "busy.x" denied by rule at line 1`)
 	}
+}
+
+// A SUB decided under one policy while SetPolicy installs another must
+// not keep the first one's verdict: SetPolicy reviews only the
+// subscriptions listed when it reaches the connection, so one decided
+// before and listed after would receive, for ever, what the new policy
+// denies. The hook runs SetPolicy at that point of the SUB.
+func TestSubscribeRacingSetPolicy(t *testing.T) {
+	var srv atomic.Pointer[Server] // the hook runs on the connection's reader
+	var fired atomic.Bool
+	deny := mustPolicy(t, "deny uid %me subscribe secret.>\nallow uid %me all >")
+	s, path := testBroker(t, func(c *Config) {
+		c.hooks = &hooks{subDecided: func() {
+			if fired.CompareAndSwap(false, true) {
+				srv.Load().SetPolicy(deny)
+			}
+		}}
+	})
+	srv.Store(s)
+	c, pub := connectRaw(t, path), connectRaw(t, path)
+	c.sub(1, "secret.>", "")
+	c.send(wire.AppendControl(nil, wire.OpPing, 99, nil)) // a PONG first would say the SUB was accepted
+	c.expectErr(wire.CodePermissionDenied, `subscription to "secret.>" denied by rule at line 1`)
+	if f := c.next(); f.Op != wire.OpPong {
+		t.Fatalf("got %v; want PONG", f.Op)
+	}
+	pub.pub("secret.x", "hidden")
+	pub.sync()
+	c.quiet()
+}
+
+// Two SetPolicy calls at once end with every connection under the policy
+// the server stored last, whichever reached a connection first. The hook
+// runs the second call, whole, while the first is about to apply its
+// policy to the connection.
+func TestSetPolicyRacingSetPolicy(t *testing.T) {
+	var srv *Server
+	var fired atomic.Bool
+	first := mustPolicy(t, "allow uid %me all >")
+	last := mustPolicy(t, "deny uid %me publish busy.>\nallow uid %me all >")
+	srv, path := testBroker(t, func(c *Config) {
+		c.hooks = &hooks{applyPolicy: func() {
+			if fired.CompareAndSwap(false, true) {
+				srv.SetPolicy(last) // re-entered: it must not wait for the call it is inside
+			}
+		}}
+	})
+	c := connectRaw(t, path)
+	c.sub(1, "busy.>", "")
+	c.sync()
+	srv.SetPolicy(first)
+	c.pub("busy.x", "")
+	c.expectErr(wire.CodePermissionDenied, `publish to "busy.x" denied by rule at line 1`)
+	c.quiet()
 }
