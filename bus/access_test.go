@@ -302,3 +302,28 @@ func TestSetPolicyRacingSetPolicy(t *testing.T) {
 	c.expectErr(wire.CodePermissionDenied, `publish to "busy.x" denied by rule at line 1`)
 	c.quiet()
 }
+
+// Whether a request may be answered is decided when it is delivered: a
+// permit keeps the verdict, not the request's topic, so a reload that
+// withdraws the reply verb applies to the requests delivered after it
+// (docs/SECURITY.md, "The policy").
+func TestReplyIsDecidedWhenTheRequestIsDelivered(t *testing.T) {
+	srv, path := testBroker(t, withPolicy(t, "allow uid %me all >"))
+	requester, service := connectRaw(t, path), connectRaw(t, path)
+	service.sub(1, "admin.reset", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	requester.send(wire.AppendPub(nil, "admin.reset", requester.inbox("before"), nil, nil, 0))
+	service.next()
+	srv.SetPolicy(mustPolicy(t, "deny uid %me reply admin.>\nallow uid %me all >"))
+	requester.send(wire.AppendPub(nil, "admin.reset", requester.inbox("after"), nil, nil, 0))
+	service.next()
+	service.send(wire.AppendPub(nil, requester.inbox("after"), "", nil, []byte("after"), 0))
+	service.expectErr(wire.CodePermissionDenied, `reply to "`+requester.inbox("after")+`" denied by rule at line 1`)
+	service.send(wire.AppendPub(nil, requester.inbox("before"), "", nil, []byte("before"), 0))
+	service.sync()
+	if f := requester.next(); string(f.Payload) != "before" {
+		t.Fatalf("requester got %q; want the answer to the request delivered before the reload", f.Payload)
+	}
+	requester.quiet()
+}
