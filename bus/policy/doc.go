@@ -29,7 +29,8 @@
 //
 // # Goroutines and locks
 //
-// None. A Policy and the Subjects made from it are never changed once
-// made, so any number of goroutines may use them at once; a new policy is a
-// new value.
+// A Policy's rules and the Subjects made from it are never changed once
+// made, so any number of goroutines may use them at once; a new policy is
+// a new value. For keeps the Subjects it makes, by identity, under a
+// mutex of the Policy's, held only around the map.
 package policy

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/busd/busd/topics"
@@ -105,6 +106,10 @@ type Policy struct {
 	// Source names where the rules came from, for logs.
 	Source string
 	Rules  []Rule
+
+	// shared are the Subjects For made, by identity (decide.go).
+	mu     sync.Mutex
+	shared map[string]*Subject
 }
 
 // Load reads and parses the policy file at path.
