@@ -9,6 +9,7 @@ import (
 
 	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
 )
 
 // withPolicy returns a config edit that installs a policy; %me in text
@@ -326,4 +327,152 @@ func TestReplyIsDecidedWhenTheRequestIsDelivered(t *testing.T) {
 		t.Fatalf("requester got %q; want the answer to the request delivered before the reload", f.Payload)
 	}
 	requester.quiet()
+}
+
+// drainFrames sends a PING and returns the frames that came before its
+// PONG, closing the descriptors they carried.
+func (c *rawClient) drainFrames() []wire.Frame {
+	c.t.Helper()
+	c.send(wire.AppendControl(nil, wire.OpPing, 98, nil))
+	var got []wire.Frame
+	for {
+		f := c.next()
+		if f.Op == wire.OpPong && f.ID == 98 {
+			return got
+		}
+		if f.NFDs > 0 {
+			fds, err := c.sock.TakeFDs(int(f.NFDs))
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}
+		got = append(got, f)
+	}
+}
+
+// What is published in an inbox reaches its owner alone, however it is
+// spelled and carried: a reply to the bare inbox topic and to deeper
+// ones, a reply carrying a descriptor, one large enough to be read in
+// pieces, the broker's answers; and whatever the spies subscribe to,
+// plainly or in queue groups, the owner's own group among them, whether
+// they subscribed before the owner connected or after.
+func TestInboxPrivacyAgainstEverySpy(t *testing.T) {
+	_, path := testBroker(t, nil)
+	spy := func() *rawClient {
+		s := connectRaw(t, path)
+		for i, p := range []string{">", "*", "*.*", "*.>", "*.*.>", "*.*.*", "_INBOX.>", "_INBOX.*", "_INBOX.*.>", "_INBOX.*.*"} {
+			s.sub(uint32(3*i+1), p, "")
+			s.sub(uint32(3*i+2), p, "spies")
+			s.sub(uint32(3*i+3), p, "mine") // the owner's group
+		}
+		s.sync()
+		return s
+	}
+	before := spy()
+	requester, service := connectRaw(t, path), connectRaw(t, path)
+	after := spy()
+	service.sub(1, "svc", "")
+	service.sync()
+	requester.sub(1, requester.info.Inbox, "")
+	requester.sub(2, requester.info.Inbox, "mine")
+	requester.sub(3, requester.inbox(">"), "")
+	requester.sub(4, requester.inbox(">"), "mine")
+	requester.sync()
+	big := strings.Repeat("x", 3*wire.ChunkSize)
+	for i, reply := range []string{requester.info.Inbox, requester.inbox("a"), requester.inbox("a.b.c")} {
+		requester.send(wire.AppendPub(nil, "svc", reply, nil, nil, 0))
+		if req := service.next(); string(req.Reply) != reply {
+			t.Fatalf("service got reply topic %q; want %q", req.Reply, reply)
+		}
+		payload := []byte("small")
+		if i == 1 {
+			payload = []byte(big)
+		}
+		sp := socketpairFDs(t)
+		service.send(wire.AppendPub(nil, reply, "", nil, payload, 1), sp[1])
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		service.sync()
+		if got := requester.drainFrames(); len(got) != 2 || len(got[0].Payload) != len(payload) {
+			t.Fatalf("reply on %q: the requester got %d messages; want one on each matching subscription of its own, plain and in its group", reply, len(got))
+		}
+		for _, s := range []*rawClient{before, after} {
+			for _, f := range s.drainFrames() {
+				if string(f.Topic) != "svc" {
+					t.Fatalf("a spy got %q on subscription %d", f.Topic, f.ID)
+				}
+			}
+		}
+	}
+	// The broker's answers: to a broker request, and no responders (to a
+	// stream nobody listens on, as every topic else reaches the spies).
+	requester.connRequest(service.info.ConnID, requester.inbox("who"))
+	requester.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"nobody", requester.inbox("nr"), nil, nil, 0))
+	got := requester.drainFrames()
+	for _, f := range got {
+		if f.Origin.Conn != 0 {
+			t.Fatalf("the requester got %q from %d; want only the broker's answers", f.Topic, f.Origin.Conn)
+		}
+	}
+	if len(got) != 4 {
+		t.Fatalf("the requester got %d answers; want each of two on its plain subscription and its group's", len(got))
+	}
+	for _, s := range []*rawClient{before, after} {
+		for _, f := range s.drainFrames() {
+			t.Fatalf("a spy got %q on subscription %d", f.Topic, f.ID)
+		}
+	}
+}
+
+// Only the queue group member a request reached may answer it; and no
+// spelling of another connection's inbox (the bare inbox, a deeper topic,
+// a leading zero, conn 0) gets a connection into it: not as a reply topic
+// of a request, a broker request or a dial, not as a topic, not as a SUB.
+func TestNoWayIntoAnotherInbox(t *testing.T) {
+	_, path := testBroker(t, nil)
+	requester, s1, s2 := connectRaw(t, path), connectRaw(t, path), connectRaw(t, path)
+	for _, s := range []*rawClient{s1, s2} {
+		s.sub(1, "svc", "workers")
+		s.sync()
+	}
+	requester.sub(1, requester.inbox(">"), "")
+	const n = 10
+	for i := range n {
+		requester.send(wire.AppendPub(nil, "svc", requester.inbox(fmt.Sprint(i)), nil, nil, 0))
+	}
+	requester.sync()
+	got1, got2 := s1.drainFrames(), s2.drainFrames()
+	if len(got1)+len(got2) != n {
+		t.Fatalf("the group got %d+%d requests; want %d in all", len(got1), len(got2), n)
+	}
+	for _, c := range []struct {
+		other *rawClient
+		got   []wire.Frame
+	}{{s2, got1}, {s1, got2}} {
+		for _, f := range c.got {
+			c.other.send(wire.AppendPub(nil, string(f.Reply), "", nil, []byte("not mine"), 0))
+			c.other.expectErr(wire.CodePermissionDenied, "no request with this reply topic was delivered to this connection")
+		}
+	}
+	victim := s1.info.ConnID
+	for _, in := range []string{s1.info.Inbox, s1.inbox("x"), fmt.Sprintf("_INBOX.0%d", victim), "_INBOX.0.x"} {
+		requester.send(wire.AppendPub(nil, "svc", in, nil, nil, 0))
+		requester.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+		requester.connRequest(victim, in)
+		requester.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+		sp := socketpairFDs(t)
+		requester.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"chat", in, nil, nil, 1), sp[1])
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		requester.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+		requester.send(wire.AppendPub(nil, in, "", nil, nil, 0))
+		requester.expectErr(wire.CodePermissionDenied, "no request with this reply topic")
+		requester.sub(2, in, "")
+		requester.expectErr(wire.CodePermissionDenied, "subscription to another connection's inbox")
+	}
+	requester.quiet()
+	s1.quiet()
 }

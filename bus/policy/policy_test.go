@@ -2,8 +2,12 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/busd/busd/topics"
 )
 
 const sample = `
@@ -250,5 +254,69 @@ func TestSubjectsAreSharedByIdentity(t *testing.T) {
 	}
 	if !p.For(Identity{UID: 2000, GID: 5}, 2000).Decide(Publish, "anything").Allow || s.Decide(Publish, "anything").Allow {
 		t.Error("the default rules do not follow the broker's uid")
+	}
+}
+
+// DecidePattern's verdict on a whole pattern, when it says the rules do
+// not split it, is Decide's on every topic the pattern matches: a
+// subscription accepted without a filter receives nothing the rules deny,
+// and one refused nothing they allow. Random rules and patterns over
+// tokens that are wildcards, literals, and literals that look like
+// wildcards ("a>", ">a", "*a", "a*"), against every topic of up to 5
+// tokens.
+func TestDecidePatternAgreesWithDecide(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	literals := []string{"a", "b", "a>", ">a", "*a", "a*"}
+	pattern := func() string {
+		n := 1 + r.IntN(4)
+		toks := make([]string, n)
+		for i := range toks {
+			switch k := r.IntN(10); {
+			case k < 2:
+				toks[i] = "*"
+			case k < 3 && i == n-1:
+				toks[i] = ">"
+			default:
+				toks[i] = literals[r.IntN(len(literals))]
+			}
+		}
+		return strings.Join(toks, ".")
+	}
+	var all []string
+	var grow func(prefix string, depth int)
+	grow = func(prefix string, depth int) {
+		for _, l := range literals[:4] {
+			topic := l
+			if prefix != "" {
+				topic = prefix + "." + l
+			}
+			all = append(all, topic)
+			if depth < 5 {
+				grow(topic, depth+1)
+			}
+		}
+	}
+	grow("", 1)
+	for range 1000 {
+		var text strings.Builder
+		for range 1 + r.IntN(4) {
+			fmt.Fprintf(&text, "%s uid 7 subscribe", []string{"allow", "deny"}[r.IntN(2)])
+			for range 1 + r.IntN(2) {
+				text.WriteString(" " + pattern())
+			}
+			text.WriteString("\n")
+		}
+		s := mustParse(t, text.String()).For(Identity{UID: 7}, uint32(7*r.IntN(2)))
+		pat := pattern()
+		d, filtered := s.DecidePattern(Subscribe, pat)
+		if filtered {
+			continue // each topic is decided by Decide
+		}
+		for _, topic := range all {
+			if got := s.Decide(Subscribe, topic); topics.Match(pat, topic) && got.Allow != d.Allow {
+				t.Fatalf("rules:\n%spattern %q is %v as a whole (%v), but its topic %q is %v (%v)",
+					text.String(), pat, d.Allow, d.Rule, topic, got.Allow, got.Rule)
+			}
+		}
 	}
 }
