@@ -14,18 +14,45 @@ import (
 // alone) for every connection, open ones included: their next actions are
 // decided by it, and their subscriptions are decided again at once, so one
 // the new policy denies receives nothing more and one it narrows receives
-// only what it still allows.
+// only what it still allows. Calls may overlap: each connection ends up
+// under the policy stored last.
 func (s *Server) SetPolicy(p *policy.Policy) {
 	s.mu.Lock()
 	s.policy.Store(p)
+	s.policyGen++
+	gen := s.policyGen
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.subject.Store(p.For(c.identity, s.origin.UID))
-		c.reviewSubs()
+		if h := s.cfg.hooks; h != nil && h.applyPolicy != nil {
+			h.applyPolicy()
+		}
+		c.applyPolicy(p.For(c.identity, s.origin.UID), gen)
+	}
+}
+
+// applyPolicy gives c the policy subject of SetPolicy's call number gen,
+// and decides its subscriptions again under it, unless a later call has
+// been here first: an earlier call that reaches c last must not put its
+// policy back. Under c.mu, where a SUB is listed (subscribe), so a SUB is
+// either listed before and reviewed here, or decided under sub.
+func (c *conn) applyPolicy(sub *policy.Subject, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen < c.policyGen {
+		return
+	}
+	c.policyGen = gen
+	c.subject.Store(sub)
+	for _, s := range c.subs {
+		a, err := c.decideSub(sub, s.pattern, s.group)
+		if err != nil {
+			a = &subAccess{denied: true}
+		}
+		s.access.Store(a)
 	}
 }
 
@@ -121,19 +148,18 @@ func (c *conn) checkPublish(topic string, reply []byte) (private string, err err
 	return "", nil
 }
 
-// checkSubscribe decides a SUB and returns what the subscription's
-// deliveries must be checked against (nil: nothing).
-func (c *conn) checkSubscribe(pattern, group string) (*subAccess, error) {
-	a, d := c.decideSub(c.subject.Load(), pattern, group)
+// checkSubscribe decides a SUB under a policy subject and returns what
+// the subscription's deliveries must be checked against (nil: nothing).
+func (c *conn) checkSubscribe(sub *policy.Subject, pattern, group string) (*subAccess, error) {
+	a, d := c.decideSub(sub, pattern, group)
 	if d != nil {
 		return nil, d
 	}
 	return a, nil
 }
 
-// decideSub is checkSubscribe's decision for a policy subject, also used
-// when a new policy reviews the subscriptions there are. A refusal is an
-// ERR for the client.
+// decideSub is checkSubscribe's decision, also used when a new policy
+// reviews the subscriptions there are. A refusal is an ERR for the client.
 func (c *conn) decideSub(sub *policy.Subject, pattern, group string) (*subAccess, *wire.Error) {
 	if in := inboxOf(pattern); in != "" && topics.IsLiteral(in) {
 		if in == c.inbox {
@@ -183,19 +209,4 @@ func (c *conn) decideListen(sub *policy.Subject, pattern, group string) *wire.Er
 		return c.deny("listening on stream", name, d)
 	}
 	return nil
-}
-
-// reviewSubs decides every subscription of the connection again under its
-// current policy subject.
-func (c *conn) reviewSubs() {
-	sub := c.subject.Load()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.subs {
-		a, err := c.decideSub(sub, s.pattern, s.group)
-		if err != nil {
-			a = &subAccess{denied: true}
-		}
-		s.access.Store(a)
-	}
 }

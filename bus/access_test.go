@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
 )
 
 // withPolicy returns a config edit that installs a policy; %me in text
@@ -246,4 +248,231 @@ func TestSetPolicyWhileBusy(t *testing.T) {
 		c.pub("busy.x", "")
 		c.expectErr(wire.CodePermissionDenied, `publish to "busy.x" denied by rule at line 1`)
 	}
+}
+
+// A SUB decided under one policy while SetPolicy installs another must
+// not keep the first one's verdict: SetPolicy reviews only the
+// subscriptions listed when it reaches the connection, so one decided
+// before and listed after would receive, for ever, what the new policy
+// denies. The hook runs SetPolicy at that point of the SUB.
+func TestSubscribeRacingSetPolicy(t *testing.T) {
+	var srv atomic.Pointer[Server] // the hook runs on the connection's reader
+	var fired atomic.Bool
+	deny := mustPolicy(t, "deny uid %me subscribe secret.>\nallow uid %me all >")
+	s, path := testBroker(t, func(c *Config) {
+		c.hooks = &hooks{subDecided: func() {
+			if fired.CompareAndSwap(false, true) {
+				srv.Load().SetPolicy(deny)
+			}
+		}}
+	})
+	srv.Store(s)
+	c, pub := connectRaw(t, path), connectRaw(t, path)
+	c.sub(1, "secret.>", "")
+	c.send(wire.AppendControl(nil, wire.OpPing, 99, nil)) // a PONG first would say the SUB was accepted
+	c.expectErr(wire.CodePermissionDenied, `subscription to "secret.>" denied by rule at line 1`)
+	if f := c.next(); f.Op != wire.OpPong {
+		t.Fatalf("got %v; want PONG", f.Op)
+	}
+	pub.pub("secret.x", "hidden")
+	pub.sync()
+	c.quiet()
+}
+
+// Two SetPolicy calls at once end with every connection under the policy
+// the server stored last, whichever reached a connection first. The hook
+// runs the second call, whole, while the first is about to apply its
+// policy to the connection.
+func TestSetPolicyRacingSetPolicy(t *testing.T) {
+	var srv *Server
+	var fired atomic.Bool
+	first := mustPolicy(t, "allow uid %me all >")
+	last := mustPolicy(t, "deny uid %me publish busy.>\nallow uid %me all >")
+	srv, path := testBroker(t, func(c *Config) {
+		c.hooks = &hooks{applyPolicy: func() {
+			if fired.CompareAndSwap(false, true) {
+				srv.SetPolicy(last) // re-entered: it must not wait for the call it is inside
+			}
+		}}
+	})
+	c := connectRaw(t, path)
+	c.sub(1, "busy.>", "")
+	c.sync()
+	srv.SetPolicy(first)
+	c.pub("busy.x", "")
+	c.expectErr(wire.CodePermissionDenied, `publish to "busy.x" denied by rule at line 1`)
+	c.quiet()
+}
+
+// Whether a request may be answered is decided when it is delivered: a
+// permit keeps the verdict, not the request's topic, so a reload that
+// withdraws the reply verb applies to the requests delivered after it
+// (docs/SECURITY.md, "The policy").
+func TestReplyIsDecidedWhenTheRequestIsDelivered(t *testing.T) {
+	srv, path := testBroker(t, withPolicy(t, "allow uid %me all >"))
+	requester, service := connectRaw(t, path), connectRaw(t, path)
+	service.sub(1, "admin.reset", "")
+	service.sync()
+	requester.sub(1, requester.inbox(">"), "")
+	requester.send(wire.AppendPub(nil, "admin.reset", requester.inbox("before"), nil, nil, 0))
+	service.next()
+	srv.SetPolicy(mustPolicy(t, "deny uid %me reply admin.>\nallow uid %me all >"))
+	requester.send(wire.AppendPub(nil, "admin.reset", requester.inbox("after"), nil, nil, 0))
+	service.next()
+	service.send(wire.AppendPub(nil, requester.inbox("after"), "", nil, []byte("after"), 0))
+	service.expectErr(wire.CodePermissionDenied, `reply to "`+requester.inbox("after")+`" denied by rule at line 1`)
+	service.send(wire.AppendPub(nil, requester.inbox("before"), "", nil, []byte("before"), 0))
+	service.sync()
+	if f := requester.next(); string(f.Payload) != "before" {
+		t.Fatalf("requester got %q; want the answer to the request delivered before the reload", f.Payload)
+	}
+	requester.quiet()
+}
+
+// drainFrames sends a PING and returns the frames that came before its
+// PONG, closing the descriptors they carried.
+func (c *rawClient) drainFrames() []wire.Frame {
+	c.t.Helper()
+	c.send(wire.AppendControl(nil, wire.OpPing, 98, nil))
+	var got []wire.Frame
+	for {
+		f := c.next()
+		if f.Op == wire.OpPong && f.ID == 98 {
+			return got
+		}
+		if f.NFDs > 0 {
+			fds, err := c.sock.TakeFDs(int(f.NFDs))
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}
+		got = append(got, f)
+	}
+}
+
+// What is published in an inbox reaches its owner alone, however it is
+// spelled and carried: a reply to the bare inbox topic and to deeper
+// ones, a reply carrying a descriptor, one large enough to be read in
+// pieces, the broker's answers; and whatever the spies subscribe to,
+// plainly or in queue groups, the owner's own group among them, whether
+// they subscribed before the owner connected or after.
+func TestInboxPrivacyAgainstEverySpy(t *testing.T) {
+	_, path := testBroker(t, nil)
+	spy := func() *rawClient {
+		s := connectRaw(t, path)
+		for i, p := range []string{">", "*", "*.*", "*.>", "*.*.>", "*.*.*", "_INBOX.>", "_INBOX.*", "_INBOX.*.>", "_INBOX.*.*"} {
+			s.sub(uint32(3*i+1), p, "")
+			s.sub(uint32(3*i+2), p, "spies")
+			s.sub(uint32(3*i+3), p, "mine") // the owner's group
+		}
+		s.sync()
+		return s
+	}
+	before := spy()
+	requester, service := connectRaw(t, path), connectRaw(t, path)
+	after := spy()
+	service.sub(1, "svc", "")
+	service.sync()
+	requester.sub(1, requester.info.Inbox, "")
+	requester.sub(2, requester.info.Inbox, "mine")
+	requester.sub(3, requester.inbox(">"), "")
+	requester.sub(4, requester.inbox(">"), "mine")
+	requester.sync()
+	big := strings.Repeat("x", 3*wire.ChunkSize)
+	for i, reply := range []string{requester.info.Inbox, requester.inbox("a"), requester.inbox("a.b.c")} {
+		requester.send(wire.AppendPub(nil, "svc", reply, nil, nil, 0))
+		if req := service.next(); string(req.Reply) != reply {
+			t.Fatalf("service got reply topic %q; want %q", req.Reply, reply)
+		}
+		payload := []byte("small")
+		if i == 1 {
+			payload = []byte(big)
+		}
+		sp := socketpairFDs(t)
+		service.send(wire.AppendPub(nil, reply, "", nil, payload, 1), sp[1])
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		service.sync()
+		if got := requester.drainFrames(); len(got) != 2 || len(got[0].Payload) != len(payload) {
+			t.Fatalf("reply on %q: the requester got %d messages; want one on each matching subscription of its own, plain and in its group", reply, len(got))
+		}
+		for _, s := range []*rawClient{before, after} {
+			for _, f := range s.drainFrames() {
+				if string(f.Topic) != "svc" {
+					t.Fatalf("a spy got %q on subscription %d", f.Topic, f.ID)
+				}
+			}
+		}
+	}
+	// The broker's answers: to a broker request, and no responders (to a
+	// stream nobody listens on, as every topic else reaches the spies).
+	requester.connRequest(service.info.ConnID, requester.inbox("who"))
+	requester.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"nobody", requester.inbox("nr"), nil, nil, 0))
+	got := requester.drainFrames()
+	for _, f := range got {
+		if f.Origin.Conn != 0 {
+			t.Fatalf("the requester got %q from %d; want only the broker's answers", f.Topic, f.Origin.Conn)
+		}
+	}
+	if len(got) != 4 {
+		t.Fatalf("the requester got %d answers; want each of two on its plain subscription and its group's", len(got))
+	}
+	for _, s := range []*rawClient{before, after} {
+		for _, f := range s.drainFrames() {
+			t.Fatalf("a spy got %q on subscription %d", f.Topic, f.ID)
+		}
+	}
+}
+
+// Only the queue group member a request reached may answer it; and no
+// spelling of another connection's inbox (the bare inbox, a deeper topic,
+// a leading zero, conn 0) gets a connection into it: not as a reply topic
+// of a request, a broker request or a dial, not as a topic, not as a SUB.
+func TestNoWayIntoAnotherInbox(t *testing.T) {
+	_, path := testBroker(t, nil)
+	requester, s1, s2 := connectRaw(t, path), connectRaw(t, path), connectRaw(t, path)
+	for _, s := range []*rawClient{s1, s2} {
+		s.sub(1, "svc", "workers")
+		s.sync()
+	}
+	requester.sub(1, requester.inbox(">"), "")
+	const n = 10
+	for i := range n {
+		requester.send(wire.AppendPub(nil, "svc", requester.inbox(fmt.Sprint(i)), nil, nil, 0))
+	}
+	requester.sync()
+	got1, got2 := s1.drainFrames(), s2.drainFrames()
+	if len(got1)+len(got2) != n {
+		t.Fatalf("the group got %d+%d requests; want %d in all", len(got1), len(got2), n)
+	}
+	for _, c := range []struct {
+		other *rawClient
+		got   []wire.Frame
+	}{{s2, got1}, {s1, got2}} {
+		for _, f := range c.got {
+			c.other.send(wire.AppendPub(nil, string(f.Reply), "", nil, []byte("not mine"), 0))
+			c.other.expectErr(wire.CodePermissionDenied, "no request with this reply topic was delivered to this connection")
+		}
+	}
+	victim := s1.info.ConnID
+	for _, in := range []string{s1.info.Inbox, s1.inbox("x"), fmt.Sprintf("_INBOX.0%d", victim), "_INBOX.0.x"} {
+		requester.send(wire.AppendPub(nil, "svc", in, nil, nil, 0))
+		requester.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+		requester.connRequest(victim, in)
+		requester.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+		sp := socketpairFDs(t)
+		requester.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"chat", in, nil, nil, 1), sp[1])
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		requester.expectErr(wire.CodePermissionDenied, "is in another connection's inbox")
+		requester.send(wire.AppendPub(nil, in, "", nil, nil, 0))
+		requester.expectErr(wire.CodePermissionDenied, "no request with this reply topic")
+		requester.sub(2, in, "")
+		requester.expectErr(wire.CodePermissionDenied, "subscription to another connection's inbox")
+	}
+	requester.quiet()
+	s1.quiet()
 }

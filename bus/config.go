@@ -87,6 +87,16 @@ type Config struct {
 
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
+
+	hooks *hooks // for tests; nil otherwise
+}
+
+// hooks let a test run something at a point where another goroutine may
+// come in between two steps of the broker, to show that nothing goes
+// wrong there. Each is called only if set.
+type hooks struct {
+	subDecided  func() // a SUB was decided under the policy it loaded, and is not listed yet
+	applyPolicy func() // SetPolicy is about to apply its policy to a connection
 }
 
 // UserBudget bounds what the connections of one uid together may make the

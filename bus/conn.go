@@ -34,8 +34,8 @@ type conn struct {
 	// inbox is the connection's private inbox, "_INBOX.<id>" (access.go).
 	inbox    string
 	identity policy.Identity
-	// subject is the policy as it applies to this connection; replaced
-	// when the policy is.
+	// subject is the policy as it applies to this connection; replaced,
+	// under mu, when the policy is.
 	subject atomic.Pointer[policy.Subject]
 	since   time.Time // when it was accepted, for $SYS.req.conn
 
@@ -77,6 +77,7 @@ type conn struct {
 	strikes    int             // waits in a row it failed; see pace.go
 	gaps       []*subscription // subscriptions with losses not yet reported
 	permits    replyPermits    // requests it may answer (permits.go)
+	policyGen  uint64          // the SetPolicy call that subject came from (applyPolicy)
 	// subs and subKeys (above) are written by the reader under mu, so
 	// that SetPolicy may read them under mu.
 	state connState

@@ -36,10 +36,12 @@
 //
 //  1. Server.mu: the set of connections and listeners.
 //  2. conn.mu: a connection's queue, its accounting (pending bytes and
-//     descriptors, grants, gaps), its reply permits and its state; and
-//     its subscription maps, which only its reader writes, under mu, so
-//     that Server.SetPolicy can read them. A router takes the receiver's;
-//     no goroutine holds two connections' locks at once.
+//     descriptors, grants, gaps), its reply permits and its state; its
+//     subscription maps, which only its reader writes, under mu, so
+//     that Server.SetPolicy can read them; and the storing of its policy
+//     subject, so that a SUB is listed either before SetPolicy reviews
+//     the subscriptions or under the policy it installs. A router takes
+//     the receiver's; no goroutine holds two connections' locks at once.
 //  3. ledger.mu: the budgets. Taken under conn.mu to grow or shrink a
 //     connection's grant or its permits' charge; it never calls out.
 //  4. closer.mu: the queue of descriptors to close. Releasing descriptors
@@ -65,7 +67,7 @@
 // # Who may do what
 //
 // Each connection has a policy.Subject, the broker's policy applied to its
-// uid and groups, swapped atomically by SetPolicy, and a private inbox,
+// uid and groups, swapped by SetPolicy (read atomically), and a private inbox,
 // "_INBOX.<conn id>". The reader checks each PUB and SUB against them
 // (access.go) after the grammar; a subscription the rules split carries a
 // filter its deliveries are checked against, and a reply into another

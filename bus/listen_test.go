@@ -95,3 +95,32 @@ allow uid %me all    >
 		t.Fatalf("got %q from %d status %q; want no responders", f.Topic, f.Origin.Conn, v)
 	}
 }
+
+// Accepting a dial is a reply to a request on _STREAM.<name>: the policy
+// decides it by the reply verb on that topic, not by listen, so a listener
+// the policy lets listen but not reply gets the dial and cannot answer it
+// (docs/SECURITY.md, the verbs).
+func TestAnsweringADialIsAReply(t *testing.T) {
+	_, path := testBroker(t, withPolicy(t, "deny uid %me reply _STREAM.chat\nallow uid %me all >"))
+	listener, dialer := connectRaw(t, path), connectRaw(t, path)
+	listener.sub(1, wire.GroupOnlyPrefix+"chat", "listeners")
+	listener.sync()
+	dialer.sub(1, dialer.inbox(">"), "")
+	sp := socketpairFDs(t)
+	dialer.send(wire.AppendPub(nil, wire.GroupOnlyPrefix+"chat", dialer.inbox("1"), nil, nil, 1), sp[1])
+	unix.Close(sp[1])
+	unix.Close(sp[0])
+	dialer.sync()
+	f := listener.next()
+	if f.NFDs != 1 || string(f.Reply) != dialer.inbox("1") {
+		t.Fatalf("listener got %q with %d fds, reply %q", f.Topic, f.NFDs, f.Reply)
+	}
+	fds, err := listener.sock.TakeFDs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fds[0])
+	listener.send(wire.AppendPub(nil, dialer.inbox("1"), "", nil, nil, 0))
+	listener.expectErr(wire.CodePermissionDenied, `reply to "`+dialer.inbox("1")+`" denied by rule at line 1`)
+	dialer.quiet()
+}

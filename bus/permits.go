@@ -105,8 +105,8 @@ func (c *conn) usePermit(topic string) error {
 	switch {
 	case !ok:
 		return wire.Errorf(wire.CodePermissionDenied,
-			"publish to %q refused: it is in another connection's inbox, and no request with this reply topic was delivered to this connection, or it was answered already (one reply each)",
-			topic)
+			"publish to %q refused: it is in another connection's inbox, and no request with this reply topic was delivered to this connection, or it was answered already (one reply each), or forgotten (past %d outstanding requests, the oldest are)",
+			topic, c.srv.cfg.MaxReplyPermits)
 	case deniedBy != nil:
 		return c.deny("reply to", topic, policy.Decision{Rule: deniedBy})
 	}

@@ -145,13 +145,15 @@ func (c *conn) replyErr(we *wire.Error) error {
 		}
 	}
 	c.errAt = c.errAt.Add(interval)
-	body, _ := wire.AppendBody(nil, we)
-	c.enqueueControl(wire.AppendControl(nil, wire.OpErr, 0, body))
+	// Counted before it is queued: a client that has read the ERR (or a
+	// PONG after it) finds it in Stats.
 	c.srv.stats.errors.Add(1)
 	if we.Code == wire.CodePermissionDenied {
 		c.srv.stats.denied.Add(1)
 		c.noteOnce(logDenied, "permission denied (logged once per connection)", "err", we.Text)
 	}
+	body, _ := wire.AppendBody(nil, we)
+	c.enqueueControl(wire.AppendControl(nil, wire.OpErr, 0, body))
 	c.log.Debug("refused frame", "err", we)
 	return nil
 }

@@ -41,6 +41,7 @@ type Server struct {
 	conns     map[*conn]struct{}
 	byID      map[uint64]*conn // the same connections, by id, for $SYS.req.conn
 	listeners map[*unixsock.Listener]struct{}
+	policyGen uint64                               // SetPolicy calls so far (access.go)
 	serving   atomic.Pointer[[]*unixsock.Listener] // the listeners, for reading without mu
 	closing   bool
 	quit      chan struct{}  // closed when shutdown begins
@@ -155,6 +156,7 @@ func (s *Server) start(sock *unixsock.Conn) {
 		// Under mu, as SetPolicy stores a policy: either it finds c among
 		// the connections, or c gets the policy it stored.
 		c.subject.Store(s.policy.Load().For(c.identity, s.origin.UID))
+		c.policyGen = s.policyGen
 	}
 	s.mu.Unlock()
 	if refuse {

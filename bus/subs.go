@@ -44,16 +44,40 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	if err := validSub(key.pattern, key.group); err != nil {
 		return err
 	}
-	access, err := c.checkSubscribe(key.pattern, key.group)
+	sub := c.subject.Load()
+	access, err := c.checkSubscribe(sub, key.pattern, key.group)
 	if err != nil {
 		return err
 	}
 	s := &subscription{c: c, sid: f.ID, pattern: key.pattern, group: key.group, flags: f.Flags}
-	s.access.Store(access)
 	if err := c.chargeSub(s); err != nil {
 		return err
 	}
+	if h := c.srv.cfg.hooks; h != nil && h.subDecided != nil {
+		h.subDecided()
+	}
+	// Listed under mu, where SetPolicy installs a connection's policy and
+	// decides its subscriptions again (applyPolicy): if it installed one
+	// since sub was loaded, which did not see s, s is decided again here;
+	// if it installs one later, it finds s listed. And listed before it
+	// enters the index, so that no message reaches s on the old decision.
+	c.mu.Lock()
+	if now := c.subject.Load(); now != sub {
+		if access, err = c.checkSubscribe(now, key.pattern, key.group); err != nil {
+			c.mu.Unlock()
+			c.unchargeSub(s)
+			return err
+		}
+	}
+	s.access.Store(access)
+	c.subs[f.ID] = s
+	c.subKeys[key] = f.ID
+	c.mu.Unlock()
 	if err := c.srv.index.Add(s.pattern, s.group, s); err != nil {
+		c.mu.Lock()
+		delete(c.subs, f.ID)
+		delete(c.subKeys, key)
+		c.mu.Unlock()
 		c.unchargeSub(s)
 		code := wire.CodeInvalidPattern
 		var te *topics.Error
@@ -62,10 +86,6 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		}
 		return &wire.Error{Code: code, Text: err.Error()}
 	}
-	c.mu.Lock()
-	c.subs[f.ID] = s
-	c.subKeys[key] = f.ID
-	c.mu.Unlock()
 	return nil
 }
 

@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"encoding/binary"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/busd/busd/topics"
 )
@@ -40,20 +42,79 @@ type Decision struct {
 
 // For applies p to id on a broker running as brokerUID. A nil p is the
 // empty policy: only the default rules.
+//
+// The Subjects of equal identities are one: a Subject holds every rule
+// that concerns its identity, so a broker that gave each connection its
+// own would hold the policy again for each, uncharged, however many
+// connections one user opens. At most maxShared identities are kept (the
+// users and groups of one machine, between reloads), and none with more
+// than maxSharedGroups groups; past either, For makes a Subject each time.
 func (p *Policy) For(id Identity, brokerUID uint32) *Subject {
-	var rules []Rule
-	if p != nil {
-		rules = p.Rules
+	if p == nil || len(id.Groups) > maxSharedGroups {
+		return subjectFor(p.rules(), id, brokerUID)
 	}
+	var buf [sharedKeyMax]byte
+	key := sharedKey(buf[:0], id, brokerUID)
+	p.mu.Lock()
+	s := p.shared[string(key)]
+	p.mu.Unlock()
+	if s != nil {
+		return s
+	}
+	s = subjectFor(p.Rules, id, brokerUID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shared == nil {
+		p.shared = map[string]*Subject{}
+	}
+	if old := p.shared[string(key)]; old != nil {
+		return old // made meanwhile by another goroutine: one is kept
+	}
+	if len(p.shared) < maxShared {
+		p.shared[string(key)] = s
+	}
+	return s
+}
+
+func (p *Policy) rules() []Rule {
+	if p == nil {
+		return nil
+	}
+	return p.Rules
+}
+
+const (
+	maxShared       = 4096
+	maxSharedGroups = 64
+	sharedKeyMax    = 12 + 4*maxSharedGroups
+)
+
+// sharedKey appends id, and the broker's uid, to b as the key of For's
+// Subjects.
+func sharedKey(b []byte, id Identity, brokerUID uint32) []byte {
+	b = binary.BigEndian.AppendUint32(b, brokerUID)
+	b = binary.BigEndian.AppendUint32(b, id.UID)
+	b = binary.BigEndian.AppendUint32(b, id.GID)
+	for _, g := range id.Groups {
+		b = binary.BigEndian.AppendUint32(b, g)
+	}
+	return b
+}
+
+// subjectFor makes the Subject of rules (and the default rules) for id.
+func subjectFor(rules []Rule, id Identity, brokerUID uint32) *Subject {
 	s := &Subject{}
 	for i := range rules {
 		r := &rules[i]
 		if !r.Any && !slices.Contains(r.UIDs, id.UID) && !slices.ContainsFunc(r.GIDs, id.inGroup) {
 			continue
 		}
-		a := applied{rule: r, patterns: make([]string, len(r.Patterns))}
-		for j, pat := range r.Patterns {
-			a.patterns[j] = substitute(pat, id.UID, id.GID)
+		a := applied{rule: r, patterns: r.Patterns}
+		if slices.ContainsFunc(r.Patterns, func(p string) bool { return strings.Contains(p, "%") }) {
+			a.patterns = make([]string, len(r.Patterns))
+			for j, pat := range r.Patterns {
+				a.patterns[j] = substitute(pat, id.UID, id.GID)
+			}
 		}
 		s.rules = append(s.rules, a)
 	}

@@ -16,7 +16,9 @@
 // subscribe, reply, listen, dial and monitor, or "all" for the first five
 // (monitor must be named). PATTERNS are topic patterns (stream names for
 // listen and dial, request topics for reply) in which %uid and %gid stand
-// for the connection's uid and primary gid.
+// for the connection's uid and primary gid. A word starting with "#"
+// starts a comment; a "#" inside a word, and a control character other
+// than tab, are refused (see Parse).
 //
 // After the file's rules come two that every policy ends with: the broker's
 // own uid may do everything but monitor, and nobody else may do anything.
@@ -27,7 +29,8 @@
 //
 // # Goroutines and locks
 //
-// None. A Policy and the Subjects made from it are never changed once
-// made, so any number of goroutines may use them at once; a new policy is a
-// new value.
+// A Policy's rules and the Subjects made from it are never changed once
+// made, so any number of goroutines may use them at once; a new policy is
+// a new value. For keeps the Subjects it makes, by identity, under a
+// mutex of the Policy's, held only around the map.
 package policy

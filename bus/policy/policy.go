@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"unicode"
 
 	"github.com/busd/busd/topics"
 )
@@ -104,6 +106,10 @@ type Policy struct {
 	// Source names where the rules came from, for logs.
 	Source string
 	Rules  []Rule
+
+	// shared are the Subjects For made, by identity (decide.go).
+	mu     sync.Mutex
+	shared map[string]*Subject
 }
 
 // Load reads and parses the policy file at path.
@@ -117,23 +123,31 @@ func Load(path string) (*Policy, error) {
 }
 
 // Parse reads a policy; name says where it comes from in errors, which
-// give the line of the first problem and wrap ErrSyntax.
+// give the line of the first problem and wrap ErrSyntax. A word starting
+// with "#" starts a comment; a line is refused if a "#" is inside a word
+// (uncomment) or it has a control character (checkLineChars), so that a
+// line means what it shows.
 func Parse(name string, r io.Reader) (*Policy, error) {
 	p := &Policy{Source: name}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, 64<<10)
 	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
+		text := strings.TrimSuffix(sc.Text(), "\r") // a file with CRLF line ends
+		if err := checkLineChars(text); err != nil {
+			// Quoted: the raw line would do to the log what it does to
+			// a terminal.
+			return nil, &SyntaxError{File: name, Line: line, Text: strconv.Quote(text), Err: err}
 		}
-		fields := strings.Fields(text)
-		if len(fields) == 0 {
+		fields, err := uncomment(strings.Fields(text))
+		if err == nil && len(fields) == 0 {
 			continue
 		}
-		rule, err := parseRule(fields)
+		var rule Rule
+		if err == nil {
+			rule, err = parseRule(fields)
+		}
 		if err != nil {
-			return nil, &SyntaxError{File: name, Line: line, Text: strings.TrimSpace(sc.Text()), Err: err}
+			return nil, &SyntaxError{File: name, Line: line, Text: strings.TrimSpace(text), Err: err}
 		}
 		rule.Line = line
 		p.Rules = append(p.Rules, rule)
@@ -142,6 +156,38 @@ func Parse(name string, r io.Reader) (*Policy, error) {
 		return nil, &SyntaxError{File: name, Err: err}
 	}
 	return p, nil
+}
+
+// uncomment returns a line's fields before its comment: a field starting
+// with "#" starts one, which runs to the end of the line. A "#" inside a
+// field is refused, not taken to start a comment there: "#" is a
+// character topics may have, and either reading of "chan#ops" (a pattern,
+// or "chan" and a comment) would make some rule mean what its author did
+// not write; a deny rule cut short denies less than it says.
+func uncomment(fields []string) ([]string, error) {
+	for i, f := range fields {
+		switch j := strings.IndexByte(f, '#'); {
+		case j == 0:
+			return fields[:i], nil
+		case j > 0:
+			return nil, fmt.Errorf("%q: # starts a comment only at the start of a word; inside one it is refused, as it could be meant either way (name topics with # by a wildcard)", f)
+		}
+	}
+	return fields, nil
+}
+
+// checkLineChars refuses a line with a control character other than tab,
+// or a line or paragraph separator: shown in a terminal or an editor, such
+// a line can look like something else (a carriage return draws what
+// follows over the start of the line, so a rule can pass for a comment or
+// a comment for a rule; U+2028 looks like a line break that is none).
+func checkLineChars(line string) error {
+	for i, r := range line {
+		if r != '\t' && unicode.Is(unicode.Cc, r) || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("byte %d is the control character %U: it can make the line look like something it is not, so it is refused", i, r)
+		}
+	}
+	return nil
 }
 
 const ruleForm = "a rule is: allow|deny uid N[,N…]|gid N[,N…]|any VERBS PATTERN…"

@@ -2,8 +2,12 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/busd/busd/topics"
 )
 
 const sample = `
@@ -160,5 +164,159 @@ func TestInvalidInputIsDenied(t *testing.T) {
 	}
 	if d, _ := s.DecidePattern(Subscribe, "a.>.b"); d.Allow {
 		t.Error("an invalid pattern was allowed")
+	}
+}
+
+// A "#" inside a word is refused rather than read as a comment: cut
+// there, "deny any subscribe chan#ops" would deny "chan" and leave
+// "chan#ops" (a valid topic) to the rules after it. A word starting with
+// "#" starts a comment, as at the start of a line.
+func TestHashInsideAWordIsRefused(t *testing.T) {
+	for _, text := range []string{
+		"deny any subscribe chan#ops\nallow any all >",
+		"deny any publish secret.>#no one\nallow any all >",
+		"deny any#everyone publish x",
+		"deny uid 1#2 publish x",
+	} {
+		_, err := Parse("test.policy", strings.NewReader(text))
+		if err == nil || !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "test.policy:1:") ||
+			!strings.Contains(err.Error(), "# starts a comment only at the start of a word") {
+			t.Errorf("Parse(%q) = %v; want line 1 refused for its #", text, err)
+		}
+	}
+	p := mustParse(t, "deny any subscribe chan.> #ops\n  # deny any all >\nallow any all >")
+	if len(p.Rules) != 2 || len(p.Rules[0].Patterns) != 1 || p.Rules[0].Patterns[0] != "chan.>" || p.Rules[1].Line != 3 {
+		t.Errorf("comments after a word and on a line of their own: rules %+v", p.Rules)
+	}
+	if _, err := Parse("test.policy", strings.NewReader("deny any subscribe #ops")); err == nil || !strings.Contains(err.Error(), "at least one pattern") {
+		t.Errorf("a rule whose only pattern is a comment: %v; want refused", err)
+	}
+}
+
+// A line that a terminal or editor would show as something else is
+// refused: a carriage return inside it draws what follows over its start,
+// so an active rule can pass for a comment ("allow any all >\r# off"
+// shows as "# off"), or a comment for a rule; the error quotes the line so
+// the log does not do the same.
+func TestLinesThatLookLikeSomethingElseAreRefused(t *testing.T) {
+	for _, text := range []string{
+		"allow any all >   \r# disabled",
+		"# old rule\rdeny any publish secret.>",
+		"allow any all > # \x1b[2K\x1b[1Gall off",
+		"# note\u2028deny any publish x",
+		"allow any\vall >",
+		"allow any all >\u0085",
+	} {
+		_, err := Parse("test.policy", strings.NewReader(text))
+		if err == nil || !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "control character") ||
+			strings.ContainsAny(err.Error(), "\r\x1b\v\u2028\u0085") {
+			t.Errorf("Parse(%q) = %v; want refused for its control character, quoted", text, err)
+		}
+	}
+	// CRLF line ends and tabs are only line ends and spacing.
+	p := mustParse(t, "allow\tany\tpublish a.>\r\ndeny any all > # end\r\n")
+	if len(p.Rules) != 2 || p.Rules[0].Patterns[0] != "a.>" || p.Rules[1].Patterns[0] != ">" {
+		t.Errorf("CRLF and tabs: rules %+v", p.Rules)
+	}
+}
+
+// The connections of one identity share one Subject. A Subject holds
+// every rule that concerns its identity, uncharged: one per connection
+// would let a user make the broker hold the policy again for each
+// connection it opens (100 KiB each for a policy of 1000 rules).
+func TestSubjectsAreSharedByIdentity(t *testing.T) {
+	p := mustParse(t, sample)
+	id := Identity{UID: 2000, GID: 5, Groups: []uint32{100}}
+	s := p.For(id, 0)
+	if again := p.For(Identity{UID: 2000, GID: 5, Groups: []uint32{100}}, 0); again != s {
+		t.Error("two connections of one identity got Subjects of their own")
+	}
+	if n := testing.AllocsPerRun(100, func() { p.For(id, 0) }); n != 0 {
+		t.Errorf("For allocates %v times for an identity it has seen", n)
+	}
+	// Another uid, gid, group list or broker uid is another Subject, with
+	// its own %uid.
+	for _, other := range []struct {
+		id     Identity
+		broker uint32
+	}{
+		{Identity{UID: 2001, GID: 5, Groups: []uint32{100}}, 0},
+		{Identity{UID: 2000, GID: 6, Groups: []uint32{100}}, 0},
+		{Identity{UID: 2000, GID: 5}, 0},
+		{Identity{UID: 2000, GID: 5, Groups: []uint32{100}}, 2000},
+	} {
+		if p.For(other.id, other.broker) == s {
+			t.Errorf("%+v on a broker of uid %d shares the Subject of %+v", other.id, other.broker, id)
+		}
+	}
+	if !s.Decide(Reply, "plugin.2000.x").Allow || p.For(Identity{UID: 2001, GID: 2001}, 0).Decide(Reply, "plugin.2000.x").Allow {
+		t.Error("%uid is not the Subject's own")
+	}
+	if !p.For(Identity{UID: 2000, GID: 5}, 2000).Decide(Publish, "anything").Allow || s.Decide(Publish, "anything").Allow {
+		t.Error("the default rules do not follow the broker's uid")
+	}
+}
+
+// DecidePattern's verdict on a whole pattern, when it says the rules do
+// not split it, is Decide's on every topic the pattern matches: a
+// subscription accepted without a filter receives nothing the rules deny,
+// and one refused nothing they allow. Random rules and patterns over
+// tokens that are wildcards, literals, and literals that look like
+// wildcards ("a>", ">a", "*a", "a*"), against every topic of up to 5
+// tokens.
+func TestDecidePatternAgreesWithDecide(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	literals := []string{"a", "b", "a>", ">a", "*a", "a*"}
+	pattern := func() string {
+		n := 1 + r.IntN(4)
+		toks := make([]string, n)
+		for i := range toks {
+			switch k := r.IntN(10); {
+			case k < 2:
+				toks[i] = "*"
+			case k < 3 && i == n-1:
+				toks[i] = ">"
+			default:
+				toks[i] = literals[r.IntN(len(literals))]
+			}
+		}
+		return strings.Join(toks, ".")
+	}
+	var all []string
+	var grow func(prefix string, depth int)
+	grow = func(prefix string, depth int) {
+		for _, l := range literals[:4] {
+			topic := l
+			if prefix != "" {
+				topic = prefix + "." + l
+			}
+			all = append(all, topic)
+			if depth < 5 {
+				grow(topic, depth+1)
+			}
+		}
+	}
+	grow("", 1)
+	for range 1000 {
+		var text strings.Builder
+		for range 1 + r.IntN(4) {
+			fmt.Fprintf(&text, "%s uid 7 subscribe", []string{"allow", "deny"}[r.IntN(2)])
+			for range 1 + r.IntN(2) {
+				text.WriteString(" " + pattern())
+			}
+			text.WriteString("\n")
+		}
+		s := mustParse(t, text.String()).For(Identity{UID: 7}, uint32(7*r.IntN(2)))
+		pat := pattern()
+		d, filtered := s.DecidePattern(Subscribe, pat)
+		if filtered {
+			continue // each topic is decided by Decide
+		}
+		for _, topic := range all {
+			if got := s.Decide(Subscribe, topic); topics.Match(pat, topic) && got.Allow != d.Allow {
+				t.Fatalf("rules:\n%spattern %q is %v as a whole (%v), but its topic %q is %v (%v)",
+					text.String(), pat, d.Allow, d.Rule, topic, got.Allow, got.Rule)
+			}
+		}
 	}
 }
