@@ -96,12 +96,11 @@ allow uid %me all    >
 	}
 }
 
-// Accepting a dial is a reply to a request on _STREAM.<name>: the policy
-// decides it by the reply verb on that topic, not by listen, so a listener
-// the policy lets listen but not reply gets the dial and cannot answer it
-// (docs/SECURITY.md, the verbs).
-func TestAnsweringADialIsAReply(t *testing.T) {
-	_, path := testBroker(t, withPolicy(t, "deny uid %me reply _STREAM.chat\nallow uid %me all >"))
+// Accepting a dial is part of listening: a listener the policy lets
+// listen answers its dials whatever the reply rules say of _STREAM.
+// topics (docs/SECURITY.md, the verbs).
+func TestAnsweringADialIsPartOfListening(t *testing.T) {
+	_, path := testBroker(t, withPolicy(t, "deny uid %me reply >\nallow uid %me all >"))
 	listener, dialer := connectRaw(t, path), connectRaw(t, path)
 	listener.sub(1, wire.GroupOnlyPrefix+"chat", "listeners")
 	listener.sync()
@@ -120,7 +119,17 @@ func TestAnsweringADialIsAReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(fds[0])
-	listener.send(wire.AppendPub(nil, dialer.inbox("1"), "", nil, nil, 0))
-	listener.expectErr(wire.CodePermissionDenied, `reply to "`+dialer.inbox("1")+`" denied by rule at line 1`)
+	listener.send(wire.AppendPub(nil, dialer.inbox("1"), "", nil, []byte("accepted"), 0))
+	listener.sync()
+	if f := dialer.next(); string(f.Payload) != "accepted" || f.Origin.Conn != listener.info.ConnID {
+		t.Fatalf("dialer got %q from %d; want the listener's answer", f.Payload, f.Origin.Conn)
+	}
+	// A request on any other topic is a reply the rule denies.
+	listener.sub(2, "svc", "")
+	listener.sync()
+	dialer.send(wire.AppendPub(nil, "svc", dialer.inbox("2"), nil, nil, 0))
+	listener.next()
+	listener.send(wire.AppendPub(nil, dialer.inbox("2"), "", nil, nil, 0))
+	listener.expectErr(wire.CodePermissionDenied, `reply to "`+dialer.inbox("2")+`" denied by rule at line 1`)
 	dialer.quiet()
 }

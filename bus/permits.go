@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"hash/maphash"
 	"strings"
 	"unsafe"
@@ -28,6 +29,8 @@ const (
 	permitBlock  = 256
 )
 
+var dialPrefix = []byte(wire.GroupOnlyPrefix)
+
 type replyPermits struct {
 	byHash  map[uint64]*policy.Rule // nil value: the reply is allowed
 	order   []uint64                // oldest first; may hold hashes used since
@@ -50,8 +53,11 @@ func (c *conn) grantPermitLocked(topic, reply []byte) {
 			return
 		}
 	}
+	// A dial reached c as a listener the policy let listen on its name:
+	// accepting it or refusing it is part of listening, not a reply to
+	// decide again.
 	var deniedBy *policy.Rule
-	if sub := c.subject.Load(); !sub.Everything(policy.Reply) {
+	if sub := c.subject.Load(); !sub.Everything(policy.Reply) && !bytes.HasPrefix(topic, dialPrefix) {
 		if d := sub.Decide(policy.Reply, string(topic)); !d.Allow {
 			deniedBy = d.Rule
 		}
