@@ -98,30 +98,77 @@ func TestForgedRepliesAreRefused(t *testing.T) {
 // A connection holds at most MaxReplyPermits; past that the oldest
 // requests can no longer be answered, and that is counted.
 func TestReplyPermitsAreBounded(t *testing.T) {
-	srv, path := testBroker(t, func(c *Config) { c.MaxReplyPermits = 4 })
-	requester, service := connectRaw(t, path), connectRaw(t, path)
+	srv, path := testBroker(t, func(c *Config) { c.MaxReplyPermits = 8 }) // 2 per requester
+	service := connectRaw(t, path)
 	service.sub(1, "svc", "")
 	service.sync()
-	requester.sub(1, requester.inbox(">"), "")
-	for i := range 6 {
-		requester.send(wire.AppendPub(nil, "svc", requester.inbox(fmt.Sprint(i)), nil, nil, 0))
+	var requesters []*rawClient
+	for range 5 { // 10 requests for 8 permits: the first requester's two go
+		r := connectRaw(t, path)
+		r.sub(1, r.inbox(">"), "")
+		for i := range 2 {
+			r.send(wire.AppendPub(nil, "svc", r.inbox(fmt.Sprint(i)), nil, nil, 0))
+		}
+		r.sync()
+		requesters = append(requesters, r)
 	}
-	for range 6 {
+	for range 10 {
 		service.next()
 	}
-	for i := range 6 {
-		service.send(wire.AppendPub(nil, requester.inbox(fmt.Sprint(i)), "", nil, []byte(fmt.Sprint(i)), 0))
-		if i < 2 {
-			service.expectErr(wire.CodePermissionDenied, "no request with this reply topic")
+	for n, r := range requesters {
+		for i := range 2 {
+			service.send(wire.AppendPub(nil, r.inbox(fmt.Sprint(i)), "", nil, []byte(fmt.Sprint(i)), 0))
+			if n == 0 {
+				service.expectErr(wire.CodePermissionDenied, "no request with this reply topic")
+			}
 		}
 	}
-	for i := 2; i < 6; i++ {
-		if f := requester.next(); string(f.Payload) != fmt.Sprint(i) {
-			t.Fatalf("got reply %q; want %d", f.Payload, i)
+	service.sync()
+	for _, r := range requesters[1:] {
+		for i := range 2 {
+			if f := r.next(); string(f.Payload) != fmt.Sprint(i) {
+				t.Fatalf("got reply %q; want %d", f.Payload, i)
+			}
 		}
 	}
+	requesters[0].quiet()
 	if n := srv.Stats().PermitsForgotten; n != 2 {
 		t.Errorf("PermitsForgotten = %d; want 2", n)
+	}
+}
+
+// One connection flooding a service with requests gets a quarter of its
+// permits at most: past that its own requests cannot be answered, and the
+// requests of others stay answerable.
+func TestOneRequesterCannotEvictOthers(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { c.MaxReplyPermits = 8 }) // 2 per requester
+	service, victim, flooder := connectRaw(t, path), connectRaw(t, path), connectRaw(t, path)
+	service.sub(1, "svc", "")
+	service.sync()
+	victim.sub(1, victim.inbox(">"), "")
+	victim.send(wire.AppendPub(nil, "svc", victim.inbox("1"), nil, nil, 0))
+	victim.sync()
+	flooder.sub(1, flooder.inbox(">"), "")
+	for i := range 10 {
+		flooder.send(wire.AppendPub(nil, "svc", flooder.inbox(fmt.Sprint(i)), nil, nil, 0))
+	}
+	flooder.sync()
+	for range 11 {
+		service.next()
+	}
+	service.send(wire.AppendPub(nil, victim.inbox("1"), "", nil, []byte("yours"), 0))
+	service.sync()
+	if f := victim.next(); string(f.Payload) != "yours" {
+		t.Fatalf("victim got %q", f.Payload)
+	}
+	for i := range 10 {
+		service.send(wire.AppendPub(nil, flooder.inbox(fmt.Sprint(i)), "", nil, nil, 0))
+		if i >= 2 {
+			service.expectErr(wire.CodePermissionDenied, "past 2 from one connection, its newest get none")
+		}
+	}
+	if n := srv.Stats().PermitsForgotten; n != 8 {
+		t.Errorf("PermitsForgotten = %d; want 8", n)
 	}
 }
 

@@ -79,7 +79,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 	}
 	c.pending += m.size
 	if m.grants && needsPermit(m.pub.Reply, c) {
-		c.grantPermitLocked(m.pub.Topic, m.pub.Reply)
+		c.grantPermitLocked(m.origin.Conn, m.pub.Topic, m.pub.Reply)
 	}
 	return queued, wake, c.behindLocked()
 }

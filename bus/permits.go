@@ -22,31 +22,49 @@ import (
 // to the request's topic, so a refused reply can name the rule. A
 // connection holds at most MaxReplyPermits; past that, the oldest is
 // forgotten (that request can no longer be answered), and so is any the
-// connection's user has no memory budget left for. They are charged to
-// that user in blocks of permitBlock.
+// connection's user has no memory budget left for. One requesting
+// connection holds at most a quarter of them: past that its own new
+// requests get none, so a burst of requests from one connection cannot
+// make the receiver forget everyone else's. They are charged to the
+// receiver's user in blocks of permitBlock.
 const (
-	permitMemory = 48 // a map entry and its place in the order
+	permitMemory = 80 // a map entry, its place in the order, its requester's count
 	permitBlock  = 256
 )
 
 var dialPrefix = []byte(wire.GroupOnlyPrefix)
 
 type replyPermits struct {
-	byHash  map[uint64]*policy.Rule // nil value: the reply is allowed
-	order   []uint64                // oldest first; may hold hashes used since
-	charged int                     // blocks charged to the connection's user
+	byHash  map[uint64]permit // by the reply topic's hash
+	order   []uint64          // oldest first; may hold hashes used since
+	perFrom map[uint64]int    // permits held per requesting connection id
+	charged int               // blocks charged to the connection's user
 }
 
-// grantPermitLocked records that a request with reply topic reply, on
-// topic, was queued for c. Called under c.mu by the request's router.
-func (c *conn) grantPermitLocked(topic, reply []byte) {
+type permit struct {
+	deniedBy *policy.Rule // nil: the reply is allowed
+	from     uint64       // the requesting connection
+}
+
+// perRequesterPermits is the most permits one requesting connection may
+// have at one receiver.
+func (c *conn) perRequesterPermits() int { return max(c.srv.cfg.MaxReplyPermits/4, 1) }
+
+// grantPermitLocked records that a request from connection from, on
+// topic with reply topic reply, was queued for c. Called under c.mu by the
+// request's router.
+func (c *conn) grantPermitLocked(from uint64, topic, reply []byte) {
 	p := &c.permits
 	if p.byHash == nil {
-		p.byHash = map[uint64]*policy.Rule{}
+		p.byHash, p.perFrom = map[uint64]permit{}, map[uint64]int{}
 	}
 	h := maphash.Bytes(c.srv.permitSeed, reply)
 	if _, ok := p.byHash[h]; ok {
 		return // a second copy of one request (two matching subscriptions): still one answer
+	}
+	if p.perFrom[from] >= c.perRequesterPermits() {
+		c.srv.stats.permitsForgotten.Add(1) // the requester's own flood: its request goes unanswerable
+		return
 	}
 	for len(p.byHash) >= c.srv.cfg.MaxReplyPermits || !c.chargePermitLocked(len(p.byHash)+1) {
 		if !c.forgetOldestPermitLocked() {
@@ -62,8 +80,17 @@ func (c *conn) grantPermitLocked(topic, reply []byte) {
 			deniedBy = d.Rule
 		}
 	}
-	p.byHash[h] = deniedBy
+	p.byHash[h] = permit{deniedBy, from}
+	p.perFrom[from]++
 	p.order = append(p.order, h)
+}
+
+// remove drops the permit pm, stored under h.
+func (p *replyPermits) remove(h uint64, pm permit) {
+	delete(p.byHash, h)
+	if p.perFrom[pm.from]--; p.perFrom[pm.from] <= 0 {
+		delete(p.perFrom, pm.from)
+	}
 }
 
 // chargePermitLocked makes sure n permits are paid for.
@@ -87,8 +114,8 @@ func (c *conn) forgetOldestPermitLocked() bool {
 	for len(p.order) > 0 {
 		h := p.order[0]
 		p.order = p.order[1:]
-		if _, ok := p.byHash[h]; ok {
-			delete(p.byHash, h)
+		if pm, ok := p.byHash[h]; ok {
+			p.remove(h, pm)
 			c.srv.stats.permitsForgotten.Add(1)
 			return true
 		}
@@ -102,19 +129,19 @@ func (c *conn) usePermit(topic string) error {
 	h := maphash.String(c.srv.permitSeed, topic)
 	c.mu.Lock()
 	p := &c.permits
-	deniedBy, ok := p.byHash[h]
+	pm, ok := p.byHash[h]
 	if ok {
-		delete(p.byHash, h)
+		p.remove(h, pm)
 		c.releasePermitsLocked()
 	}
 	c.mu.Unlock()
 	switch {
 	case !ok:
 		return wire.Errorf(wire.CodePermissionDenied,
-			"publish to %q refused: it is in another connection's inbox, and no request with this reply topic was delivered to this connection, or it was answered already (one reply each), or forgotten (past %d outstanding requests, the oldest are)",
-			topic, c.srv.cfg.MaxReplyPermits)
-	case deniedBy != nil:
-		return c.deny("reply to", topic, policy.Decision{Rule: deniedBy})
+			"publish to %q refused: it is in another connection's inbox, and no request with this reply topic was delivered to this connection, or it was answered already (one reply each), or forgotten (past %d outstanding requests, the oldest are; past %d from one connection, its newest get none)",
+			topic, c.srv.cfg.MaxReplyPermits, c.perRequesterPermits())
+	case pm.deniedBy != nil:
+		return c.deny("reply to", topic, policy.Decision{Rule: pm.deniedBy})
 	}
 	return nil
 }
