@@ -12,8 +12,11 @@
 // server is alive is decided by an exclusive flock(2) on a lock file beside the
 // socket (DIR/N.lock for DIR/N.sock), never by the socket file itself, so a
 // socket left behind by a crash is replaced and a second server is refused at
-// once with [ErrServerRunning]. [ActivationListeners] takes listeners from
-// systemd socket activation instead.
+// once with [ErrServerRunning]. The holder writes its pid, the time it took
+// the lock and the socket path into the lock file, as one line of JSON;
+// [ProbeBus] reads it back and tells a live server from a stale file by
+// trying for a shared lock, without connecting. [ActivationListeners] takes
+// listeners from systemd socket activation instead.
 //
 // # File descriptors on a stream
 //

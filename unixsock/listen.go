@@ -84,7 +84,7 @@ func listen(path string, cfg *listenConfig) (*Listener, error) {
 	if err := ensureDir(dir, cfg.gid); err != nil {
 		return nil, err
 	}
-	lock, err := acquireLock(lockPath(path))
+	lock, err := acquireLock(lockPath(path), path)
 	if err != nil {
 		return nil, err
 	}
