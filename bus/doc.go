@@ -51,7 +51,8 @@
 // token is taken without any of these held, and the take and sent
 // callbacks it calls take conn.mu. A broker request about another
 // connection (sysreq.go) finds it under Server.mu and releases that before
-// it takes the connection's conn.mu, alone, to read its name and state;
+// it takes the connection's conn.mu, alone, to read its name and state (a
+// "$SYS.req.info" request takes Server.mu alone, to count connections);
 // it charges the ledger and calls unixsock.Conn.DupPeerPidFD (whose lock
 // is held only around the dup) with none of these held.
 //

@@ -30,6 +30,8 @@ type Server struct {
 	// origin stamps the broker's own messages (statuses, gap notices):
 	// connection 0, the broker's process.
 	origin wire.Origin
+	// started is when NewServer made the server, for $SYS.req.info.
+	started time.Time
 
 	policy     atomic.Pointer[policy.Policy] // nil: the default rules alone
 	permitSeed maphash.Seed                  // hashes reply topics for permits
@@ -62,6 +64,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		origin:     wire.Origin{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())},
+		started:    time.Now(),
 		cfg:        cfg,
 		log:        log,
 		index:      topics.NewIndex[*subscription](),

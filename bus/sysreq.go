@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/busd/busd/bus/wire"
@@ -28,6 +30,7 @@ type sysHandler func(c *conn, payload []byte) sysAnswer
 // sysHandlers are the broker requests served, by NAME.
 var sysHandlers = map[string]sysHandler{
 	"conn": (*conn).answerConn,
+	"info": (*conn).answerInfo,
 }
 
 // sysAnswer is a broker request's answer.
@@ -205,4 +208,36 @@ func (s *Server) connByID(id uint64) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.byID[id]
+}
+
+// answerInfo answers "$SYS.req.info": the broker's identity, when it
+// started, how many connections it holds and where it listens.
+func (c *conn) answerInfo(payload []byte) sysAnswer {
+	if err := wire.DecodeInfoRequest(payload); err != nil {
+		return badRequest(err.Error())
+	}
+	s := c.srv
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	info := wire.BrokerInfo{
+		Server: s.cfg.Name, Build: buildVersion(), Protocol: wire.Version,
+		PID: s.origin.PID, UID: s.origin.UID, Started: uint64(s.started.UnixNano()),
+		Conns: uint64(n), Sockets: []string{},
+	}
+	for _, l := range *s.serving.Load() {
+		info.Sockets = append(info.Sockets, l.Path())
+	}
+	slices.Sort(info.Sockets)
+	body, _ := wire.AppendBody(nil, &info) // numbers and strings: it cannot fail
+	return sysAnswer{payload: body}
+}
+
+// buildVersion returns the main module's version from the build
+// information, "" if the binary has none.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
 }

@@ -20,6 +20,10 @@ const (
 	// with a ConnInfo and, when the broker has one, a pidfd of the
 	// connection's process as the answer's one descriptor.
 	SysReqConn = SysReqPrefix + "conn"
+	// SysReqInfo asks about the broker itself: a request with an empty
+	// payload (or any map, whose keys are ignored), answered with a
+	// BrokerInfo.
+	SysReqInfo = SysReqPrefix + "info"
 )
 
 // Statuses of broker requests' answers (StatusHeader), beside
@@ -59,6 +63,19 @@ type ConnInfo struct {
 	Since  uint64 `codec:"since"`   // when the broker accepted it, in Unix nanoseconds
 }
 
+// BrokerInfo is the payload of the answer to a SysReqInfo request: what
+// the broker says of itself.
+type BrokerInfo struct {
+	Server   string   `codec:"server"`   // the broker's software, as INFO's "server"
+	Build    string   `codec:"build"`    // its build's module version; "" if unknown
+	Protocol int      `codec:"protocol"` // the protocol version it speaks
+	PID      uint32   `codec:"pid"`      // its process id, in its own pid namespace
+	UID      uint32   `codec:"uid"`      // the uid it runs as
+	Started  uint64   `codec:"started"`  // when it started, in Unix nanoseconds
+	Conns    uint64   `codec:"conns"`    // connections it holds, handshaking ones included
+	Sockets  []string `codec:"sockets"`  // the paths it listens on, sorted
+}
+
 // ErrBadRequest matches the errors DecodeConnRequest returns.
 var ErrBadRequest = errors.New("wire: malformed broker request")
 
@@ -77,6 +94,17 @@ func DecodeConnRequest(b []byte) (ConnRequest, error) {
 		return ConnRequest{}, fmt.Errorf("%w: the map has no \"conn_id\"", ErrBadRequest)
 	}
 	return ConnRequest{ConnID: *req.ConnID}, nil
+}
+
+// DecodeInfoRequest checks a SysReqInfo request's payload: empty, or one
+// msgpack map whose keys it ignores. The error, matching ErrBadRequest,
+// says what is wrong.
+func DecodeInfoRequest(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	var m map[string]any
+	return decodeRequestMap(b, &m)
 }
 
 // decodeRequestMap decodes b, which must be exactly one msgpack map, into
