@@ -218,11 +218,21 @@ func (c *conn) setFullLocked() {
 // drainLocked queues err as an ERR frame after what is queued and puts the
 // connection in the draining state: the writer sends everything, then
 // closes the socket. Shutdown uses it so that clients get what was
-// published before.
+// published before, and, before the ERR, the gap notices of losses not
+// yet reported (whatever the room: one per subscription at most), so that
+// every loss is reported even when no message follows it.
 func (c *conn) drainLocked(err *wire.Error) {
 	if c.state != stateOpen {
 		return
 	}
+	for _, s := range c.gaps {
+		if !s.removed && s.lost.Load() > 0 {
+			c.growGrantLocked(c.noticeLen(s), 0) // counted; the notices are bounded by the subscriptions
+			c.appendNoticeLocked(s)
+		}
+		s.inGaps = false
+	}
+	c.gaps = c.gaps[:0]
 	body, _ := wire.AppendBody(nil, err)
 	frame := wire.AppendControl(nil, wire.OpErr, 0, body)
 	c.growGrantLocked(len(frame), 0)
