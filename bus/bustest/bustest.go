@@ -65,6 +65,17 @@ type Options struct {
 	// soft one would not last). busd is started through /bin/sh's ulimit,
 	// which then execs it: its pid is the shell's.
 	NoFile uint64
+	// Dir, if not "", is the socket directory to use instead of a fresh
+	// one: a second broker for a bus that another served, or serves.
+	// The caller owns it.
+	Dir string
+	// Env is added to busd's environment (NOTIFY_SOCKET=..., say).
+	Env []string
+	// Activate passes these listening sockets to busd as systemd socket
+	// activation does: as descriptors 3 and on, with LISTEN_FDS and
+	// LISTEN_PID (busd is started through /bin/sh, which sets LISTEN_PID to
+	// its own pid and execs it). Not with NoFile.
+	Activate []*os.File
 }
 
 // Start runs binDir/busd on a fresh directory, waits until it listens, and
@@ -78,12 +89,17 @@ func Start(t *testing.T, binDir string) *Busd {
 // and shown in the test's log if the test fails.
 func StartWith(t *testing.T, binDir string, opts Options) *Busd {
 	t.Helper()
-	tmp, err := os.MkdirTemp("", "e2e") // short: sun_path is 108 bytes
-	if err != nil {
-		t.Fatal(err)
+	b := &Busd{Dir: opts.Dir, exited: make(chan struct{}), logMore: make(chan struct{})}
+	tmp := filepath.Dir(opts.Dir)
+	if opts.Dir == "" {
+		var err error
+		tmp, err = os.MkdirTemp("", "e2e") // short: sun_path is 108 bytes
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(tmp) })
+		b.Dir = filepath.Join(tmp, "bus")
 	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	b := &Busd{Dir: filepath.Join(tmp, "bus"), exited: make(chan struct{}), logMore: make(chan struct{})}
 	args := []string{"-dir", b.Dir}
 	if opts.Shared || opts.OpenParent {
 		if err := os.Chmod(tmp, 0o755); err != nil {
@@ -99,11 +115,19 @@ func StartWith(t *testing.T, binDir string, opts Options) *Busd {
 	}
 	args = append(args, opts.Args...)
 	bin := filepath.Join(binDir, "busd")
-	if opts.NoFile != 0 {
+	switch {
+	case opts.NoFile != 0:
 		script := fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, opts.NoFile)
 		b.Cmd = exec.Command("/bin/sh", append([]string{"-c", script, bin}, args...)...)
-	} else {
+	case len(opts.Activate) > 0:
+		script := fmt.Sprintf(`LISTEN_PID=$$ LISTEN_FDS=%d exec "$0" "$@"`, len(opts.Activate))
+		b.Cmd = exec.Command("/bin/sh", append([]string{"-c", script, bin}, args...)...)
+		b.Cmd.ExtraFiles = opts.Activate
+	default:
 		b.Cmd = exec.Command(bin, args...)
+	}
+	if len(opts.Env) > 0 {
+		b.Cmd.Env = append(os.Environ(), opts.Env...)
 	}
 	// A pipe of our own rather than StderrPipe: Cmd.Wait closes that one,
 	// and the waiter below runs while the log is still being read.

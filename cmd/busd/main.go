@@ -91,6 +91,7 @@ func run(args []string) error {
 	writeTimeout := fs.Duration("write-timeout", def.WriteTimeout, "how long a connection may accept nothing while output waits before it is closed")
 	frameTimeout := fs.Duration("frame-timeout", def.FrameTimeout, "how long a frame may take to arrive whole")
 	stallBudget := fs.Duration("stall-budget", def.StallBudget, "the longest a publisher waits for slow receivers per read batch")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 5*time.Second, "how long busd, told to stop, lets connections flush what it accepted before it closes them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,6 +122,10 @@ func run(args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	notify, err := newNotifier()
+	if err != nil {
+		log.Warn("not notifying systemd", "err", err)
+	}
 
 	cfg := def
 	cfg.Logger = log
@@ -163,23 +168,62 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go reloadOnHangup(ctx, srv, *policyFile, log)
+	// Serve runs until Shutdown: the order of the steps of stopping is
+	// this function's (see shutdown), not left to each Serve's context.
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.Path(), "pid", os.Getpid())
-		go func() { errs <- srv.Serve(ctx, l) }()
+		go func() { errs <- srv.Serve(context.Background(), l) }()
+	}
+	if _, err := notify.notify(notifyReady); err != nil {
+		log.Warn("could not tell systemd busd is ready", "err", err)
 	}
 	var first error
-	for range listeners {
+	running := len(listeners)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "signal", context.Cause(ctx))
+	case first = <-errs: // a listener failed: stop the others
+		running--
+		log.Error("a listener failed; shutting down", "err", first)
+	}
+	shutdown(srv, notify, *shutdownTimeout, log)
+	for range running {
 		if err := <-errs; err != nil && !errors.Is(err, bus.ErrServerClosed) && first == nil {
 			first = err
-			stop() // one listener failing stops the others
 		}
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutdownCtx)
+	if errors.Is(first, bus.ErrServerClosed) {
+		first = nil
+	}
 	log.Info("stopped")
 	return first
+}
+
+// shutdown stops busd in this order (docs/PROTOCOL.md, section 5):
+//
+//  1. tell systemd busd is stopping (STOPPING=1);
+//  2. refuse connections still being accepted (ERR shutting down);
+//  3. for each listener: remove the socket file (if busd made it and it is
+//     still busd's), close the listening socket, release the lock; a
+//     successor may start from here on, and no client can reach busd;
+//  4. queue ERR shutting down to every connection after everything queued
+//     for it, and stop reading from it;
+//  5. wait up to timeout for every connection to have written all that
+//     and closed; close those left when it ends;
+//  6. let the descriptors busd still holds be closed, within what is left
+//     of timeout.
+//
+// Steps 2 to 6 are bus.Server.Shutdown.
+func shutdown(srv *bus.Server, notify *notifier, timeout time.Duration, log *slog.Logger) {
+	if _, err := notify.notify(notifyStopping); err != nil {
+		log.Warn("could not tell systemd busd is stopping", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("connections closed before they had flushed", "err", err, "timeout", timeout)
+	}
 }
 
 // runtimeHeadroom is what the process may use beyond the memory its
