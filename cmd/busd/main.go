@@ -10,8 +10,17 @@
 // $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID, and N is "default"; -socket or
 // $BUSD_SOCKET names the socket directly. Started by systemd socket
 // activation it serves the sockets it is given instead, whose mode and group
-// systemd sets (SocketMode=, SocketGroup=). It stops cleanly on SIGINT or
-// SIGTERM.
+// systemd sets (SocketMode=, SocketGroup=), and never removes them. With
+// NOTIFY_SOCKET set it tells systemd READY=1 once it serves, and STOPPING=1
+// when it begins to stop (docs/SYSTEMD.md).
+//
+// On SIGINT or SIGTERM it stops accepting, removes its socket and releases
+// its lock (a successor may start from then on), sends every client
+// everything queued for it and then ERR shutting down, waits up to
+// -shutdown-timeout for them to take it, and exits 0 (docs/PROTOCOL.md,
+// section 5, "When the broker stops"). A second busd for a bus that is
+// served exits at once with status 1, naming the socket and the live
+// broker's pid.
 //
 // Who may connect: the kernel lets a process connect(2) if the socket's
 // mode allows it (-mode, 0600 by default: only busd's user) and it may
