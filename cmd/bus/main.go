@@ -7,6 +7,7 @@
 //	bus stream [-timeout D] listen|dial NAME
 //	bus stream write|read TOPIC
 //	bus whois [-timeout D] CONNID
+//	bus ls [-json] [-timeout D]
 //
 // pub sends DATA, or each line of stdin; sub prints what arrives (and
 // reports on stderr what it lost by falling behind); req sends one
@@ -20,7 +21,11 @@
 // a connection (the conn= of a message sub prints) and prints its
 // credentials, name, start and executable, read through a pidfd so that a
 // recycled pid cannot fool it; it fails for a connection that has closed
-// or whose process has exited.
+// or whose process has exited. ls lists the buses of the directory:
+// each one's name, socket, whether a broker holds its lock (alive) or
+// nobody does (stale: left by a broker that died), and for a live one its
+// pid, uptime and connections, as it answers $SYS.req.info ("?" where its
+// policy or -trust does not let bus ask).
 //
 // With -json, pub, req and reply take JSON and send it as msgpack, and sub,
 // req and reply show msgpack payloads as one line of JSON each (other
@@ -55,6 +60,7 @@ const (
 	replyArgs  = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
 	streamArgs = "[-timeout D] listen|dial NAME | write|read TOPIC"
 	whoisArgs  = "[-timeout D] CONNID"
+	lsArgs     = "[-json] [-timeout D]"
 )
 
 const usage = `usage: bus COMMAND [flags] ARGS
@@ -82,6 +88,11 @@ commands:
         print who holds connection CONNID (the conn= sub prints): its pid, uid,
         gid, name and start, and its executable, verified through a pidfd;
         fail if it has closed or its process has exited
+  ls ` + lsArgs + `
+        list the buses of the directory (-dir), or the bus of -socket: name,
+        socket, alive or stale (by its lock), and for a live one the broker's
+        pid, uptime and connections ("?" if its policy does not let you ask);
+        -json prints one object a line
 
 -H adds a header to every message sent. -json: DATA (or each input) is JSON,
 sent as msgpack; payloads received are printed as one line of JSON each.
@@ -106,6 +117,7 @@ var commands = map[string]command{
 	"reply":  {replyFlags},
 	"stream": {streamFlags},
 	"whois":  {whoisFlags},
+	"ls":     {lsFlags},
 }
 
 // env is what every subcommand shares: the resolved bus and the streams.
