@@ -71,6 +71,11 @@ type Conn struct {
 // checks that the socket's directory and the broker's process belong to a
 // trusted user (see WithTrustedUIDs); if not, it returns an error matching
 // ErrUntrustedBus.
+//
+// If the bus is not up (no socket, its directory not made yet, or a
+// socket that refuses connections: a stale file), Connect waits for it
+// until ctx ends, watching the directory, and then returns an error
+// matching both ErrNoBus and ctx.Err(). WithNoWait makes it fail at once.
 func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -82,17 +87,8 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		}
 	}
 	path := ResolveSocket(o.socket, o.dir, o.bus)
-	trusted := o.trustedUIDs()
-	if err := checkBusDir(path, trusted); err != nil {
-		return nil, err
-	}
-	sock, err := unixsock.Dial(ctx, path,
-		unixsock.WithMaxRecvFDs(unixsock.MaxFDsPerMessage), unixsock.WithSendBuffer(wire.SendBuffer))
+	sock, err := dialBus(ctx, path, o.trustedUIDs(), o.noWait)
 	if err != nil {
-		return nil, fmt.Errorf("bus: connecting to %s: %w", path, err)
-	}
-	if err := checkBroker(sock, trusted); err != nil {
-		sock.Close()
 		return nil, err
 	}
 	c := &Conn{

@@ -24,9 +24,10 @@ var (
 	// ErrNoReply is returned by Msg.Respond for a message without a reply
 	// topic.
 	ErrNoReply = errors.New("bus: message has no reply topic")
-	// ErrNoBus is returned by Connect when no socket path is configured and
-	// none can be derived from the environment.
-	ErrNoBus = errors.New("bus: no bus socket")
+	// ErrNoBus is returned by Connect when the bus is not up: nothing
+	// listens at its socket (no file, or a stale one) until the context
+	// ends, or at once with WithNoWait.
+	ErrNoBus = errors.New("bus: the bus is not up")
 	// ErrWriteTimeout ends a connection whose broker accepted no byte of
 	// its output for the write timeout (WithWriteTimeout): the broker has
 	// stopped reading it. Every call waiting on the connection then

@@ -20,6 +20,7 @@ type options struct {
 	subBytes         int
 	writeTimeout     time.Duration
 	trusted          []int // uids trusted with the bus besides ours and root (trust.go)
+	noWait           bool  // Connect fails at once when the bus is not up (discover.go)
 }
 
 func defaultOptions() options {
@@ -48,6 +49,13 @@ func WithDir(dir string) Option {
 // DefaultBus.
 func WithBus(name string) Option {
 	return func(o *options) error { o.bus = name; return nil }
+}
+
+// WithNoWait makes Connect fail at once, with an error matching ErrNoBus,
+// when the bus is not up (no socket, or one that refuses connections),
+// instead of waiting for it until its context ends.
+func WithNoWait() Option {
+	return func(o *options) error { o.noWait = true; return nil }
 }
 
 // WithName names the client in the broker's logs. The name is at most

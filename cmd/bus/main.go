@@ -204,6 +204,7 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	c, err := clientlib.Connect(cctx,
 		clientlib.WithSocket(e.socketPath()),
 		clientlib.WithName("bus-cli"),
+		clientlib.WithNoWait(), // a command fails at once if the bus is not up
 		clientlib.WithTrustedUIDs(e.trust...),
 		// Errors no call returns, lost messages among them (a
 		// *clientlib.LostError says how many, where and why).
