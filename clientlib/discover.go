@@ -56,6 +56,7 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		dw      *dirWatch
 		timer   *time.Timer // the retries of a refusing socket
 		backoff time.Duration
+		last    error // the last attempt's failure while the bus was not up
 	)
 	defer func() {
 		if dw != nil {
@@ -72,8 +73,12 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		refused := errors.Is(err, syscall.ECONNREFUSED)
 		if !refused && !errors.Is(err, syscall.ENOENT) {
+			if last != nil && ctx.Err() != nil {
+				return nil, noBus(path, last, ctx.Err()) // ctx ended as it dialed
+			}
 			return nil, err
 		}
+		last = err
 		if noWait {
 			return nil, fmt.Errorf("%w: %w", ErrNoBus, err)
 		}
