@@ -223,6 +223,29 @@ func (dw *dirWatch) inDir() bool { return dw.watching == dw.dir }
 // directory appearing and its watch being set, entries may have been made
 // in it that gave no event.
 func (dw *dirWatch) follow() error {
+	for {
+		if err := dw.watchDeepest(); err != nil {
+			return err
+		}
+		if dw.inDir() {
+			return nil
+		}
+		// A directory on the way made after its Add failed, and before
+		// its parent's watch was set, gave no event: go down again.
+		rel, err := filepath.Rel(dw.watching, dw.dir)
+		if err != nil {
+			return err
+		}
+		next := filepath.Join(dw.watching, strings.SplitN(rel, string(filepath.Separator), 2)[0])
+		if fi, err := os.Stat(next); err != nil || !fi.IsDir() {
+			return nil // its making will be seen
+		}
+	}
+}
+
+// watchDeepest moves the watch to the deepest of dir and its ancestors
+// that exists.
+func (dw *dirWatch) watchDeepest() error {
 	for d := dw.dir; ; d = filepath.Dir(d) {
 		// Adding the watch already there is harmless, and needed if its
 		// directory was removed and made again.
