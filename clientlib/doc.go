@@ -13,6 +13,29 @@
 // the same open files (a memfd, a pipe, a connected socket) as *os.File in
 // Msg.Files, and owns them.
 //
+// # Finding a bus
+//
+// A bus named N listens on DIR/N.sock, where DIR is Dir() ($BUSD_DIR, else
+// $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID), and its broker holds a lock
+// on DIR/N.lock for as long as it runs: the lock, not the socket file,
+// says whether the bus is up. Connect started before its bus waits for it
+// until its context ends (WithNoWait: not at all), and then fails with
+// ErrNoBus; it watches the socket's directory, or while that does not
+// exist the nearest one above it, so the bus is found as soon as it
+// publishes its socket. A stale socket, whose broker is gone, is dialed
+// again when it changes, and otherwise after a backoff of at most 250 ms.
+// Watch reports the buses of a directory coming up and going down:
+//
+//	events, err := clientlib.Watch(ctx, "") // Dir()
+//	for ev := range events {
+//		fmt.Println(ev.Name, ev.Socket, ev.Up)
+//	}
+//
+// Both watch with fsnotify: one inotify instance and fsnotify's reader
+// goroutine for as long as Connect waits, or until Watch's context ends;
+// Watch adds one goroutine of its own, which alone holds its state, and
+// closes its channel after the watch. Neither takes a lock.
+//
 // # Request and reply
 //
 // Request publishes a message with a reply topic and waits for the first
