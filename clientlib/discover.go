@@ -3,11 +3,16 @@ package clientlib
 // Finding a bus that is not up yet: Connect waits for its socket here, and
 // reconnecting can too.
 //
-// For reconnect: waitForSocket(ctx, path) returns nil as soon as a socket
-// file exists at path (at once if one does), watching with fsnotify rather
-// than polling; the caller then dials, and dials again through dialBus if
-// the socket refuses (a broker still starting, or a stale file). dialBus is
-// Connect's whole loop: trust checks, dial, wait, retry, until ctx ends.
+// For reconnecting, two entry points, neither touching a Conn:
+//   - dialBus(ctx, path, o.trustedUIDs(), false) is Connect's whole loop:
+//     it returns a dialed socket whose directory and broker passed the trust
+//     checks, waiting for the bus (fsnotify, plus a bounded backoff while a
+//     socket refuses) until ctx ends; the caller then does the handshake.
+//   - waitForSocket(ctx, path) only waits: it returns nil as soon as a
+//     socket file exists at path (at once if one does); the caller dials,
+//     and must expect ECONNREFUSED from a stale file.
+// Each sets its own fsnotify watch for the duration of the call and closes
+// it before returning.
 
 import (
 	"context"
@@ -122,12 +127,12 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 // (ctxErr), last having failed with err: it matches ErrNoBus, ctxErr, and
 // what err matches (syscall.ENOENT or ECONNREFUSED).
 func noBus(path string, err, ctxErr error) error {
-	return fmt.Errorf("%w: none came up at %s (last: %w): %w", ErrNoBus, path, unwrapOp(err), ctxErr)
+	return fmt.Errorf("%w: none came up at %s (last: %w): %w", ErrNoBus, path, lastCause(err), ctxErr)
 }
 
-// unwrapOp strips the layers of err that repeat the path: "connect: no
+// lastCause strips the layers of err that repeat the path: "connect: no
 // such file or directory" is what is left to say.
-func unwrapOp(err error) error {
+func lastCause(err error) error {
 	if se, ok := errors.AsType[*os.SyscallError](err); ok {
 		return se
 	}
