@@ -149,6 +149,7 @@ func (e *env) brokerInfo(ctx context.Context, socket string, timeout time.Durati
 	c, err := clientlib.Connect(ctx,
 		clientlib.WithSocket(socket),
 		clientlib.WithName("bus-ls"),
+		clientlib.WithNoWait(), // a bus that went since its lock was probed is down, not waited for
 		clientlib.WithTrustedUIDs(e.trust...),
 		clientlib.WithErrorHandler(func(*clientlib.Conn, *clientlib.Subscription, error) {}))
 	if err != nil {
