@@ -24,7 +24,9 @@ type refusal struct {
 func runPlugin(socket, hostInbox string) error {
 	// The broker's refusals come to the error handler in order.
 	refusals := make(chan refusal, 16) // more than the tries can provoke
-	c, err := clientlib.Connect(context.Background(), clientlib.WithSocket(socket), clientlib.WithName("plugin"),
+	// The host started the broker before the plugin: it is up, so Connect
+	// need not wait for it (and must not hang if something went wrong).
+	c, err := clientlib.Connect(context.Background(), clientlib.WithSocket(socket), clientlib.WithName("plugin"), clientlib.WithNoWait(),
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, sub *clientlib.Subscription, err error) {
 			refusals <- refusal{sub, err}
 		}))
