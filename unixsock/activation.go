@@ -93,7 +93,18 @@ func activated(fd int, name string, cfg connConfig) (*Listener, error) {
 	if addr == nil {
 		addr = &net.UnixAddr{Net: "unix"}
 	}
-	return &Listener{ln: ln, path: addr.Name, name: name, addr: addr, bound: bound, connCfg: cfg}, nil
+	l := &Listener{ln: ln, path: addr.Name, name: name, addr: addr, bound: bound, connCfg: cfg}
+	// Best effort, the lock beside a socket in the file system, so that
+	// ProbeBus (bus ls, Watch) sees the bus as alive: systemd made the
+	// socket and keeps it, but nothing else says a server is behind it.
+	// Not having it (a directory we may not write, another holder) costs
+	// only that.
+	if addr.Name != "" && addr.Name[0] != '@' {
+		if lock, err := acquireLock(lockPath(addr.Name), addr.Name); err == nil {
+			l.lock = lock
+		}
+	}
+	return l, nil
 }
 
 // fdName returns the i-th name in LISTEN_FDNAMES, or "unknown" as libsystemd

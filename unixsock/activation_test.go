@@ -104,8 +104,14 @@ func activationChild() error {
 			return err
 		}
 		c.Close()
+		if info, err := ProbeBus(l.Path()); err != nil || !info.Alive || info.PID != os.Getpid() {
+			return fmt.Errorf("%s while served: ProbeBus = %+v, %v; want alive, pid %d (the lock taken for it)", want.file, info, err, os.Getpid())
+		}
 		if err := l.Close(); err != nil {
 			return err
+		}
+		if info, err := ProbeBus(l.Path()); err != nil || info.Alive {
+			return fmt.Errorf("%s after Close: ProbeBus = %+v, %v; want not alive", want.file, info, err)
 		}
 	}
 	return nil

@@ -26,7 +26,7 @@ type Listener struct {
 	name    string
 	addr    *net.UnixAddr
 	bound   string   // getsockname(2) of the socket; see Owns
-	lock    *os.File // nil for activated listeners
+	lock    *os.File // nil for activated listeners that could not take theirs
 	created fileID   // the socket inode Listen made; zero if none
 	connCfg connConfig
 
