@@ -34,7 +34,10 @@
 // Both watch with fsnotify: one inotify instance and fsnotify's reader
 // goroutine for as long as Connect waits, or until Watch's context ends;
 // Watch adds one goroutine of its own, which alone holds its state, and
-// closes its channel after the watch. Neither takes a lock.
+// closes its channel after the watch; and, for each bus up, a pidfd of its
+// broker and a goroutine parked in Go's poller until the broker exits
+// (which inotify would not report: a killed broker leaves its socket), all
+// closed and ended before the channel closes. Neither takes a lock.
 //
 // # Request and reply
 //

@@ -30,6 +30,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if path := os.Getenv(lockHolderEnv); path != "" {
+		if err := runLockHolder(path); err != nil {
+			fmt.Fprintln(os.Stderr, "lock holder:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if path := os.Getenv(peerChildEnv); path != "" {
 		if err := runPeerChild(path); err != nil {
 			fmt.Fprintln(os.Stderr, "peer child:", err)

@@ -44,13 +44,11 @@ type BusEvent struct {
 // ignored. If events were lost (the kernel's queue overflowed), Watch
 // reads the directory again and reports what changed.
 //
-// Watch reports a broker's death only through its socket: one killed
-// (SIGKILL) leaves its socket behind and is still reported up until a new
-// broker replaces the socket, or it is removed. Connecting tells: it fails
-// with ECONNREFUSED, and Connect waits for the next broker. A socket made
-// by something other than unixsock.Listen (systemd socket activation) has
-// no lock and is never reported up; a lock this process may not read
-// (another user's bus) counts as held while the socket exists.
+// A broker killed (SIGKILL) leaves its socket behind; Watch learns of its
+// death through a pidfd of the pid its lock records, and reports the bus
+// down then, and up again once a new broker holds the lock and has put its
+// socket in place. A lock this process may not read (another user's bus)
+// counts as held while the socket exists, and then only the socket tells.
 //
 // dir need not exist: Watch then watches the nearest directory above it
 // that does, and reports the buses in it once it appears; if it is removed,
@@ -66,17 +64,25 @@ func Watch(ctx context.Context, dir string) (<-chan BusEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: watching %s: %w", dir, err)
 	}
-	bw := &busWatch{dw: dw, up: map[string]bool{}, out: make(chan BusEvent)}
+	bw := &busWatch{dw: dw, up: map[string]bool{}, out: make(chan BusEvent), deaths: newDeathWatch()}
 	first := bw.rescan() // after the watch is set: nothing slips between
+	bw.followBrokers()
 	go bw.run(ctx, first)
 	return bw.out, nil
 }
 
 // busWatch is the state of one Watch, owned by its goroutine (run).
 type busWatch struct {
-	dw  *dirWatch
-	up  map[string]bool // the buses reported up, by name
-	out chan BusEvent
+	dw     *dirWatch
+	up     map[string]bool // the buses reported up, by name
+	out    chan BusEvent
+	deaths *deathWatch // the brokers of the buses up (watchpid.go)
+}
+
+// followBrokers watches for the death of the brokers of the buses up,
+// and only of those.
+func (bw *busWatch) followBrokers() {
+	bw.deaths.sync(bw.up, func(name string) string { return SocketPath(bw.dw.dir, name) })
 }
 
 // run sends pending, then the changes the watch sees, until ctx ends or
@@ -84,6 +90,7 @@ type busWatch struct {
 func (bw *busWatch) run(ctx context.Context, pending []BusEvent) {
 	defer close(bw.out)
 	defer bw.dw.close()
+	defer bw.deaths.stop()
 	for {
 		// While the consumer is behind, the kernel queues the events,
 		// and an overflow makes a rescan: what is pending stays bounded.
@@ -108,10 +115,14 @@ func (bw *busWatch) run(ctx context.Context, pending []BusEvent) {
 				return
 			}
 			pending, ok = bw.refollow() // events were lost
+		case name := <-bw.deaths.died:
+			bw.deaths.unfollow(name)
+			pending, ok = bw.set(name, busUp(SocketPath(bw.dw.dir, name))), true
 		}
 		if !ok {
 			return
 		}
+		bw.followBrokers()
 	}
 }
 
