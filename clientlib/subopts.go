@@ -15,8 +15,9 @@ type subConfig struct {
 	flags uint8 // the SUB's flags: the broker's slow-consumer policy
 
 	// Set by the package itself, never by a SubOption.
-	inbox  *inbox // the connection's reply inbox: replies skip the queue
-	onLoss func() // told, on the reader goroutine, when the broker reports lost messages
+	inbox    *inbox // the connection's reply inbox: replies skip the queue
+	listener bool   // a StreamListener's: counted apart in Restored
+	onLoss   func() // told, on the reader goroutine, when the broker reports lost messages
 }
 
 // errReuseNeedsHandler refuses ReuseMessages where no handler returns the
