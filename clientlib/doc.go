@@ -187,6 +187,6 @@
 //
 // Locks are taken in this order: the Conn's mutex (output, status, the
 // current connection), then its subscriptions' lock, then the request
-// inbox's lock; a subscription's queue locks and the handlers' queue lock
-// are taken alone.
+// inbox's lock, then the handlers' queue lock; a subscription's queue
+// locks are taken alone.
 package clientlib

@@ -1,9 +1,11 @@
 package clientlib
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -149,7 +151,9 @@ func (c *Conn) reconnect(old *session, done chan struct{}) {
 		if err := waitToRedial(c.life, c.path, attempt); err != nil {
 			return // closed
 		}
-		s, info, err := dialSession(c.life, c.path, &c.opts)
+		ctx, cancel := context.WithTimeout(c.life, redialTimeout)
+		s, info, err := dialSession(ctx, c.path, &c.opts)
+		cancel()
 		if err != nil {
 			if c.life.Err() != nil {
 				return
@@ -161,30 +165,30 @@ func (c *Conn) reconnect(old *session, done chan struct{}) {
 			}
 			continue
 		}
-		r, ok := c.install(s, &info)
-		if !ok {
+		if !c.install(s, &info, attempt+1) {
 			s.sock.Close() // closed meanwhile
-			return
-		}
-		r.Attempts = attempt + 1
-		if f := c.opts.onReconnect; f != nil {
-			c.cb.pushFunc(func() { f(c, r) })
 		}
 		return
 	}
 }
 
-// install makes s the Conn's session, unless the Conn has closed: it
-// queues, ahead of what was published while reconnecting, a SUB for every
-// broker subscription that has members not leaving (the request inbox's
-// under the new inbox), numbers the frames as the new broker will, and
-// starts the reader and writer.
-func (c *Conn) install(s *session, info *wire.Info) (Restored, bool) {
-	r := Restored{ConnID: info.ConnID}
+// redialTimeout bounds one redial, handshake included: a broker that
+// accepts and does not answer is given up on, and dialled again.
+const redialTimeout = 5 * time.Second
+
+// install makes s the Conn's session, unless the Conn has closed (then it
+// returns false): it queues, ahead of what was published while
+// reconnecting, a SUB for every broker subscription that has members not
+// leaving (the request inbox's under the new inbox), numbers the frames as
+// the new broker will, starts the reader and writer, and queues the
+// reconnect handler, before any later drop can queue the disconnect
+// handler. attempts is how many dials it took.
+func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
+	r := Restored{ConnID: info.ConnID, Attempts: attempts}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return r, false
+		return false
 	}
 	c.subsMu.Lock()
 	sids := make([]uint32, 0, len(c.subs))
@@ -224,9 +228,12 @@ func (c *Conn) install(s *session, info *wire.Info) (Restored, bool) {
 	c.status = Connected
 	c.info.Store(info)
 	close(c.up)
+	if f := c.opts.onReconnect; f != nil {
+		c.cb.pushFunc(func() { f(c, r) })
+	}
 	c.start(s)
 	c.wake()
-	return r, true
+	return true
 }
 
 // rekeyInbox moves the request inbox's broker subscription bs to the new

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -385,5 +387,103 @@ func TestAbruptLossReconnects(t *testing.T) {
 	}
 	if m := next(t, sub); string(m.Data) != "after" {
 		t.Fatalf("got %q", m.Data)
+	}
+}
+
+// A subscriber the broker drops for falling behind (DisconnectWhenSlow)
+// reconnects, and its disconnect handler is told why.
+func TestSlowConsumerDisconnectReconnects(t *testing.T) {
+	path, _ := startBusWith(t, tinyQueues)
+	opts, events := eventOptions()
+	sc := connect(t, path, append(opts, WithErrorHandler(func(*Conn, *Subscription, error) {}))...)
+	sub, err := sc.SubscribeSync("strict", DisconnectWhenSlow())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, sc)
+	thaw := freezeReader(t, sc)
+	pc := connect(t, path)
+	flood(t, pc, "strict", 256)
+	thaw()
+	if e := nextEvent(t, events, "disconnected"); !errors.Is(e.err, ErrSlowConsumer) {
+		t.Fatalf("disconnected with %v; want ErrSlowConsumer", e.err)
+	}
+	if e := nextEvent(t, events, "reconnected"); e.restored.Subscriptions != 1 {
+		t.Fatalf("restored %+v; want the subscription", e.restored)
+	}
+	flush(t, sc) // the restored SUB is in place at the broker
+	if err := pc.Publish("strict", []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	for { // what was read before the drop comes first
+		if m := next(t, sub); string(m.Data) == "again" {
+			break
+		}
+	}
+}
+
+// Which errors a connection is made again after.
+func TestReconnectable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{io.EOF, true},
+		{syscall.ECONNRESET, true},
+		{fmt.Errorf("%w: stalled", ErrWriteTimeout), true},
+		{wire.Errorf(wire.CodeShuttingDown, "bye"), true},
+		{wire.Errorf(wire.CodeSlowConsumer, "behind"), true},
+		{wire.Errorf(wire.CodeTooManyConns, "full"), true},
+		{wire.Errorf(wire.CodeBadFrame, "garbage"), false},
+		{wire.Errorf(wire.CodeTooLarge, "big"), false},
+		{wire.Errorf(wire.CodeBudget, "over"), false},
+		{wire.Errorf(wire.CodePermissionDenied, "not you"), false},
+	} {
+		if got := reconnectable(tc.err); got != tc.want {
+			t.Errorf("reconnectable(%v) = %v; want %v", tc.err, got, tc.want)
+		}
+	}
+	if redialable(fmt.Errorf("%w: impostor", ErrUntrustedBus)) {
+		t.Error("an untrusted bus is dialled again")
+	}
+	if !redialable(syscall.ENOENT) || !redialable(syscall.ECONNREFUSED) {
+		t.Error("a bus not there yet is not dialled again")
+	}
+}
+
+// A message published with a file while reconnecting keeps its file, and
+// the subscriber gets it after the reconnect.
+func TestBufferedPublishKeepsItsFiles(t *testing.T) {
+	path, srv := startBus(t)
+	opts, events := eventOptions()
+	c := connect(t, path, opts...)
+	sub, err := c.SubscribeSync("file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	stopBus(t, srv)
+	nextEvent(t, events, "disconnected")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := c.Publish("file", nil, r); err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // the buffer holds its own duplicate
+	serveOn(t, path)
+	m := next(t, sub)
+	defer m.CloseFiles()
+	if len(m.Files) != 1 {
+		t.Fatalf("%d files; want 1", len(m.Files))
+	}
+	if _, err := w.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(m.Files[0], buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read %q, %v from the file received; want the pipe's", buf, err)
 	}
 }

@@ -28,9 +28,12 @@ var errReuseNeedsHandler = errors.New("bus: ReuseMessages needs a handler: a len
 // "disconnect": when the broker has no room left in the connection's queue
 // for a message to this subscription, it closes the connection rather than
 // drop the message. Nothing is ever lost silently: the connection ends
-// with an error matching ErrSlowConsumer (Conn.Err, the error handler, and
-// every call waiting on the connection return it), and the caller decides
-// what to do, such as reconnect and resynchronise.
+// with an error matching ErrSlowConsumer. With WithNoReconnect, Conn.Err,
+// the error handler, and every call waiting on the connection return it,
+// and the caller decides what to do, such as reconnect and resynchronise.
+// By default the Conn reconnects by itself: the disconnect handler
+// (WithDisconnectHandler) is told the error, which says that messages were
+// lost, and it is the place to resynchronise.
 //
 // Without it the policy is "drop", the default: delivery is at most once
 // and in order, and every loss is reported. A message the broker has no
