@@ -90,12 +90,14 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		return err
 	}
 	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
-	if err := c.mayQueueLocked(topic, size, len(files), pin); err != nil {
-		c.mu.Unlock()
-		if dups != nil {
-			dups.Release()
+	if pin != nil || c.status != Connected { // the common case, checked inline
+		if err := c.mayQueueLocked(topic, size, len(files), pin); err != nil {
+			c.mu.Unlock()
+			if dups != nil {
+				dups.Release()
+			}
+			return err
 		}
-		return err
 	}
 	if dups != nil {
 		c.out.AddFDs(dups.fds, dups)
@@ -114,10 +116,13 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	if reply != "" && pin != nil {
 		c.inbox.bindSeq(c.seq, reply)
 	}
-	s := c.sess
-	live := c.status == Connected
+	if !now {
+		c.mu.Unlock()
+		return nil
+	}
+	s, live := c.sess, c.status == Connected
 	c.mu.Unlock()
-	if now && live && !s.send.TryFlush() {
+	if live && !s.send.TryFlush() {
 		c.wake()
 	}
 	return nil
