@@ -487,3 +487,110 @@ func TestBufferedPublishKeepsItsFiles(t *testing.T) {
 		t.Fatalf("read %q, %v from the file received; want the pipe's", buf, err)
 	}
 }
+
+// Only the connection a request reached may answer it: a reply to a
+// request that came on a connection since lost fails with
+// ErrConnectionLost rather than go to a broker that would refuse it.
+func TestRespondAfterReconnectFails(t *testing.T) {
+	path, _ := startBus(t)
+	opts, events := eventOptions()
+	r := connect(t, path, opts...)
+	sub, err := r.SubscribeSync("ask")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, r)
+	q := connect(t, path)
+	go q.Request(testCtx(t), "ask", nil)
+	m := next(t, sub)
+	cutSocket(t, r)
+	nextEvent(t, events, "disconnected")
+	nextEvent(t, events, "reconnected")
+	if err := m.Respond(nil); !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("Respond after the reconnect: %v; want ErrConnectionLost", err)
+	}
+}
+
+// cutSocket breaks c's socket as a crash of the other end would.
+func cutSocket(t *testing.T, c *Conn) {
+	t.Helper()
+	c.mu.Lock()
+	f, err := c.sess.sock.File()
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Shutdown(int(f.Fd()), unix.SHUT_RDWR); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Publishers, requesters and a subscriber keep going while the broker is
+// restarted again and again, and Close then leaves nothing behind.
+func TestRepeatedRestartsUnderLoad(t *testing.T) {
+	path, srv := startBus(t)
+	opts, events := eventOptions()
+	c, err := Connect(testCtx(t), append(opts, WithSocket(path), WithErrorHandler(func(*Conn, *Subscription, error) {}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Subscribe("load", func(*Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe("echo", func(m *Msg) { m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 2)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := c.Publish("load", []byte("x")); err != nil && !errors.Is(err, ErrReconnectBufferFull) {
+				done <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			_, err := c.Request(ctx, "echo", []byte("e"))
+			cancel()
+			if err != nil && !errors.Is(err, ErrConnectionLost) && !errors.Is(err, context.DeadlineExceeded) &&
+				!errors.Is(err, ErrNoResponders) {
+				done <- err
+				return
+			}
+		}
+	}()
+	for range 5 {
+		stopBus(t, srv)
+		nextEvent(t, events, "disconnected")
+		srv = serveOn(t, path)
+		if e := nextEvent(t, events, "reconnected"); e.restored.Subscriptions != 2 {
+			t.Fatalf("restored %+v; want 2 subscriptions", e.restored)
+		}
+	}
+	close(stop)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("while restarting: %v", err)
+		}
+	}
+	c.Close()
+	nextEvent(t, events, "closed")
+	waitGone(t, "clientlib.(*Conn)", "clientlib.(*callbacks)", "clientlib.(*Subscription).pump")
+}
