@@ -168,7 +168,10 @@ func WithDisconnectHandler(f func(c *Conn, err error)) Option {
 
 // WithReconnectHandler sets the function told when the Conn has
 // reconnected and restored its subscriptions; restored says what was
-// restored and the new connection id.
+// restored and the new connection id. The subscriptions' SUBs go out
+// before anything else on the new connection; like those of any new
+// subscription, they are in place at the broker once a Flush made after
+// returns (the handler may call Flush).
 func WithReconnectHandler(f func(c *Conn, restored Restored)) Option {
 	return func(o *options) error { o.onReconnect = f; return nil }
 }

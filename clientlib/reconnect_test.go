@@ -128,6 +128,7 @@ func TestReconnectRestoresSubscriptions(t *testing.T) {
 		t.Fatalf("inbox %q after the reconnect; want %q", c.Inbox(), want)
 	}
 
+	flush(t, c) // the restored SUBs went first: they are in place
 	other := connect(t, path)
 	if err := other.Publish("news.today", []byte("n")); err != nil {
 		t.Fatal(err)
@@ -382,6 +383,7 @@ func TestAbruptLossReconnects(t *testing.T) {
 	if e := nextEvent(t, events, "reconnected"); e.restored.Subscriptions != 1 {
 		t.Fatalf("restored %+v; want 1 subscription", e.restored)
 	}
+	flush(t, c)
 	if err := connect(t, path).Publish("abrupt", []byte("after")); err != nil {
 		t.Fatal(err)
 	}

@@ -209,8 +209,12 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 		clientlib.WithDisconnectHandler(func(_ *clientlib.Conn, err error) {
 			fmt.Fprintf(e.stderr, "bus: connection lost (%s); reconnecting\n", strings.TrimPrefix(err.Error(), "bus: "))
 		}),
-		clientlib.WithReconnectHandler(func(_ *clientlib.Conn, r clientlib.Restored) {
-			fmt.Fprintf(e.stderr, "bus: reconnected to %s, %d subscriptions restored\n", e.socketPath(), r.Subscriptions+r.Listeners)
+		clientlib.WithReconnectHandler(func(c *clientlib.Conn, r clientlib.Restored) {
+			// Said once the subscriptions are in place at the broker; if
+			// the connection drops again first, its own line says so.
+			if e.flush(ctx, c) == nil {
+				fmt.Fprintf(e.stderr, "bus: reconnected to %s, %d subscriptions restored\n", e.socketPath(), r.Subscriptions+r.Listeners)
+			}
 		}),
 		clientlib.WithClosedHandler(func(*clientlib.Conn) { close(closed) }),
 		clientlib.WithSocket(e.socketPath()),
