@@ -120,3 +120,26 @@ func TestCLINoReconnectFails(t *testing.T) {
 		}
 	}
 }
+
+// bus reply and bus stream listen carry on across a restart too.
+func TestCLIReplyAndListenCarryOnAcrossABusdRestart(t *testing.T) {
+	b := startBusd(t)
+	_, _, replyErr := b.startPiped(t, "reply", "restart.svc", "pong")
+	expectLine(t, replyErr, "bus: replying")
+	listen, listenOut, listenErr := b.startPiped(t, "stream", "listen", "restart")
+	expectLine(t, listenErr, "bus: listening")
+	killBusd(t, b)
+	restartBusd(t, b)
+	expectLine(t, replyErr, "bus: reconnected to ")
+	expectLine(t, listenErr, "bus: reconnected to ")
+	if out, errOut, err := b.run("", "req", "restart.svc", "ping"); err != nil || out != "pong\n" {
+		t.Fatalf("bus req after the restart: %q, %v\n%s", out, err, errOut)
+	}
+	if _, errOut, err := b.run("hello\n", "stream", "dial", "restart"); err != nil {
+		t.Fatalf("bus stream dial after the restart: %v\n%s", err, errOut)
+	}
+	expectLine(t, listenOut, "hello")
+	if err := listen.Wait(); err != nil {
+		t.Fatalf("bus stream listen: %v", err)
+	}
+}
