@@ -2,7 +2,8 @@ package clientlib
 
 import "sync"
 
-// callbacks runs the error handler on a goroutine of its own, in order, so
+// callbacks runs the error handler, and the disconnect, reconnect and
+// closed handlers, on a goroutine of its own, in order, so
 // that a handler may call anything on the connection, Close included,
 // without deadlocking the reader it would otherwise run on.
 type callbacks struct {
@@ -15,6 +16,7 @@ type callbacks struct {
 type callback struct {
 	sub *Subscription
 	err error
+	fn  func() // if not nil, run instead of the error handler
 }
 
 func newCallbacks() *callbacks { return &callbacks{wake: make(chan struct{}, 1)} }
@@ -23,7 +25,18 @@ func newCallbacks() *callbacks { return &callbacks{wake: make(chan struct{}, 1)}
 func (cb *callbacks) push(sub *Subscription, err error) {
 	cb.mu.Lock()
 	if !cb.closed {
-		cb.queue = append(cb.queue, callback{sub, err})
+		cb.queue = append(cb.queue, callback{sub: sub, err: err})
+	}
+	cb.mu.Unlock()
+	cb.signal()
+}
+
+// pushFunc queues f, to run in order with the errors; after close it is
+// dropped.
+func (cb *callbacks) pushFunc(f func()) {
+	cb.mu.Lock()
+	if !cb.closed {
+		cb.queue = append(cb.queue, callback{fn: f})
 	}
 	cb.mu.Unlock()
 	cb.signal()
@@ -53,7 +66,11 @@ func (cb *callbacks) run(f func(*Subscription, error)) {
 			cb.queue = nil
 			cb.mu.Unlock()
 			for _, c := range q {
-				f(c.sub, c.err)
+				if c.fn != nil {
+					c.fn()
+				} else {
+					f(c.sub, c.err)
+				}
 			}
 			if len(q) == 0 {
 				if closed {

@@ -13,20 +13,31 @@ import (
 )
 
 // Conn is a connection to a bus. It is safe for concurrent use.
+//
+// A Conn outlives the socket it talks over: when the connection to the
+// broker drops for a reason other than Close, it reconnects to the same
+// socket path and restores its subscriptions (see Reconnect in the package
+// doc), unless made with WithNoReconnect.
 type Conn struct {
-	sock *unixsock.Conn
 	opts options
-	info wire.Info
-	lim  wire.Limits
-	in   *wire.Reader
-	send *wire.Sender // owns the socket's write side
+	path string                    // the socket path, dialled again on reconnect
+	info atomic.Pointer[wire.Info] // the current session's INFO
 
-	mu    sync.Mutex
-	out   wire.Outbox
-	fds   int        // duplicated descriptors waiting for the writer (in out)
-	space *sync.Cond // signalled when out shrinks
-	seq   uint64     // frames queued so far; HELLO was 1
-	err   error      // why the connection ended; nil while open
+	mu     sync.Mutex
+	sess   *session // the current session, live or lost
+	status Status
+	up     chan struct{} // closed when a reconnect succeeds; replaced when the connection is lost
+	// reconnDone is closed when the reconnecting goroutine has returned;
+	// nil if none was started.
+	reconnDone chan struct{}
+	pre        wire.Outbox // the SUBs restoring subscriptions: written before out
+	out        wire.Outbox
+	fds        int        // duplicated descriptors waiting for the writer (in out)
+	space      *sync.Cond // signalled when out shrinks
+	// seq counts the frames queued on the current session; HELLO was 1.
+	// While reconnecting it counts the frames buffered (see install).
+	seq uint64
+	err error // why the connection ended; nil while open
 	// lastRefusal is the last non-fatal ERR, set by the reader before it
 	// reads on, so that after a Flush it covers the frames before it.
 	lastRefusal error
@@ -34,12 +45,8 @@ type Conn struct {
 	nextPing    uint32
 	closeBy     time.Time // set by Close: the writer's last flush ends by then
 
-	// Writer-owned: when the write deadline was last set, and how many of
-	// the bytes written the broker had not read then (see flushOut).
-	armedAt     time.Time
-	armedUnread int
-
 	// Reader-owned.
+	rs          *session        // the session the running reader reads
 	ready       []*Subscription // subscriptions to hand messages to after this read batch
 	lastSID     uint32          // the subscription of the previous MSG, see lookupSub
 	lastGen     uint64
@@ -57,12 +64,31 @@ type Conn struct {
 	validTopic atomic.Pointer[string] // the last topic Publish validated
 	inbox      inbox                  // replies to requests; see request.go
 
-	cb         *callbacks    // runs the error handler
-	kick       chan struct{} // capacity 1: output is pending
-	quit       chan struct{} // closed when the connection ends
+	cb        *callbacks    // runs the handlers
+	kick      chan struct{} // capacity 1: output is pending
+	quit      chan struct{} // closed when the connection ends for good
+	life      context.Context
+	endLife   context.CancelFunc // cancels life, with quit: bounds redialling
+	closeOnce sync.Once
+}
+
+// session is one connection to the broker over one socket. A Conn has one
+// at a time: the first from Connect, another after each reconnect.
+type session struct {
+	sock *unixsock.Conn
+	lim  wire.Limits
+	in   *wire.Reader
+	send *wire.Sender  // owns the socket's write side
+	down chan struct{} // closed when the session is lost (not when the Conn closes)
+	lost bool          // under Conn.mu: set when the session is lost
+
 	readerDone chan struct{}
 	writerDone chan struct{}
-	closeOnce  sync.Once
+
+	// Writer-owned: when the write deadline was last set, and how many of
+	// the bytes written the broker had not read then (see flushOut).
+	armedAt     time.Time
+	armedUnread int
 }
 
 // Connect connects to a bus and completes the protocol handshake. Without
@@ -76,6 +102,8 @@ type Conn struct {
 // socket that refuses connections: a stale file), Connect waits for it
 // until ctx ends, watching the directory, and then returns an error
 // matching both ErrNoBus and ctx.Err(). WithNoWait makes it fail at once.
+// Once connected, a Conn that loses its connection reconnects by itself
+// (see Reconnecting), unless WithNoReconnect.
 func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -87,90 +115,120 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		}
 	}
 	path := ResolveSocket(o.socket, o.dir, o.bus)
-	sock, err := dialBus(ctx, path, o.trustedUIDs(), o.noWait)
+	s, info, err := dialSession(ctx, path, &o, o.noWait)
 	if err != nil {
 		return nil, err
 	}
 	c := &Conn{
-		sock:       sock,
-		opts:       o,
-		lim:        wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 30, MaxFDs: wire.MaxFDsPerFrame},
-		pings:      map[uint32]pingWait{},
-		subs:       map[uint32]*brokerSub{},
-		byKey:      map[subKey]*brokerSub{},
-		kick:       make(chan struct{}, 1),
-		cb:         newCallbacks(),
-		quit:       make(chan struct{}),
-		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
+		opts:   o,
+		path:   path,
+		sess:   s,
+		status: Connected,
+		pings:  map[uint32]pingWait{},
+		subs:   map[uint32]*brokerSub{},
+		byKey:  map[subKey]*brokerSub{},
+		kick:   make(chan struct{}, 1),
+		cb:     newCallbacks(),
+		quit:   make(chan struct{}),
 	}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.space = sync.NewCond(&c.mu)
-	c.in = wire.NewReader(sock, &c.lim)
-	c.send = wire.NewSender(sock, c.takeBatch, func(int, int) {})
-	if err := c.handshake(ctx); err != nil {
-		sock.Close()
-		return nil, fmt.Errorf("bus: handshake with %s: %w", path, err)
-	}
-	go c.readLoop()
-	go c.writeLoop()
+	c.info.Store(&info)
+	c.seq = 1
+	c.start(s)
 	go c.cb.run(func(s *Subscription, err error) { c.opts.onError(c, s, err) })
 	return c, nil
 }
 
-// handshake sends HELLO and waits for INFO, within ctx.
-func (c *Conn) handshake(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { c.sock.SetDeadline(time.Now()) })
-	defer stop()
-	body, err := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: c.opts.name})
+// dialSession dials the bus at path, checks that it is trusted, and
+// completes the handshake, within ctx.
+func dialSession(ctx context.Context, path string, o *options, noWait bool) (*session, wire.Info, error) {
+	sock, err := dialBus(ctx, path, o.trustedUIDs(), noWait)
 	if err != nil {
-		return err
+		return nil, wire.Info{}, err
 	}
-	if _, err := c.sock.Write(wire.AppendControl(nil, wire.OpHello, 0, body)); err != nil {
+	s := &session{
+		sock:       sock,
+		lim:        wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 30, MaxFDs: wire.MaxFDsPerFrame},
+		down:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	s.in = wire.NewReader(sock, &s.lim)
+	info, err := s.handshake(ctx, o.name)
+	if err != nil {
+		sock.Close()
+		return nil, wire.Info{}, fmt.Errorf("bus: handshake with %s: %w", path, err)
+	}
+	return s, info, nil
+}
+
+// start starts the reader and writer of s, which must be c's current
+// session.
+func (c *Conn) start(s *session) {
+	s.send = wire.NewSender(s.sock, func(b *wire.Outbox, descOK bool) (bool, bool) { return c.takeBatch(s, b, descOK) },
+		func(int, int) {})
+	go c.readLoop(s)
+	go c.writeLoop(s)
+}
+
+// handshake sends HELLO and waits for INFO, within ctx.
+func (s *session) handshake(ctx context.Context, name string) (wire.Info, error) {
+	var info wire.Info
+	stop := context.AfterFunc(ctx, func() { s.sock.SetDeadline(time.Now()) })
+	defer stop()
+	body, err := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: name})
+	if err != nil {
+		return info, err
+	}
+	if _, err := s.sock.Write(wire.AppendControl(nil, wire.OpHello, 0, body)); err != nil {
 		// A broker that refuses the connection (not allowed, full,
 		// stopping) may send its ERR and close before the HELLO goes
 		// out, and the write then fails; the ERR says why.
-		if f, rerr := c.in.Next(nil); rerr == nil && f.Op == wire.OpErr {
-			return decodeErr(f.Payload)
+		if f, rerr := s.in.Next(nil); rerr == nil && f.Op == wire.OpErr {
+			return info, decodeErr(f.Payload)
 		}
-		return err
+		return info, err
 	}
-	c.seq = 1
-	f, err := c.in.Next(nil)
+	f, err := s.in.Next(nil)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return info, ctx.Err()
 		}
-		return err
+		return info, err
 	}
 	switch f.Op {
 	case wire.OpInfo:
 	case wire.OpErr:
-		return decodeErr(f.Payload)
+		return info, decodeErr(f.Payload)
 	default:
-		return fmt.Errorf("broker answered HELLO with %v", f.Op)
+		return info, fmt.Errorf("broker answered HELLO with %v", f.Op)
 	}
-	if err := wire.DecodeBody(f.Payload, &c.info); err != nil {
-		return err
+	if err := wire.DecodeBody(f.Payload, &info); err != nil {
+		return info, err
 	}
-	c.lim.MaxFDs = wire.MaxFDsPerFrame // the broker may batch several frames' fds
+	s.lim.MaxFDs = wire.MaxFDsPerFrame // the broker may batch several frames' fds
 	if !stop() {
-		return ctx.Err() // ctx ended and has set, or is setting, a deadline
+		return info, ctx.Err() // ctx ended and has set, or is setting, a deadline
 	}
-	c.sock.SetDeadline(time.Time{})
-	return nil
+	s.sock.SetDeadline(time.Time{})
+	return info, nil
 }
 
 // ConnID returns the connection's id on the bus, as it appears in the
-// Origin of the messages it publishes.
-func (c *Conn) ConnID() uint64 { return c.info.ConnID }
+// Origin of the messages it publishes. A reconnect changes it: the broker
+// gives every connection a new id.
+func (c *Conn) ConnID() uint64 { return c.info.Load().ConnID }
 
 // Inbox returns the connection's private inbox, "_INBOX.<conn id>", as the
 // broker announced it ("" from a broker that predates private inboxes):
-// only this connection receives what is published under it.
-func (c *Conn) Inbox() string { return c.info.Inbox }
+// only this connection receives what is published under it. A reconnect
+// changes it, with the connection's id.
+func (c *Conn) Inbox() string { return c.info.Load().Inbox }
 
-// Limits returns the limits the broker announced.
-func (c *Conn) Limits() wire.Limits { return c.info.Limits() }
+// Limits returns the limits the broker announced; the broker a reconnect
+// reaches announces its own.
+func (c *Conn) Limits() wire.Limits { return c.info.Load().Limits() }
 
 // Flush waits until the broker has handled everything published before it:
 // a round trip through the broker.
@@ -184,22 +242,38 @@ type pingWait struct {
 
 // ping sends a PING and waits for its PONG until ctx ends. The reader runs
 // atPong, if not nil, when the PONG arrives, after handing over every
-// message read before it; if ctx ends first, it may run it or not.
+// message read before it; if ctx ends first, it may run it or not. While
+// the connection is reconnecting it waits for the reconnect first; if the
+// connection is lost before the PONG, it returns an error matching
+// ErrConnectionLost.
 func (c *Conn) ping(ctx context.Context, atPong func()) error {
 	done := make(chan struct{})
-	c.mu.Lock()
-	if c.err != nil {
+	var s *session
+	var id uint32
+	for s == nil {
+		live, err := c.live(ctx)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return c.err
+		}
+		if c.sess == live && !live.lost {
+			s = live
+			c.nextPing++
+			id = c.nextPing
+			c.pings[id] = pingWait{done, atPong}
+			c.queueLocked(wire.AppendControl(nil, wire.OpPing, id, nil))
+		}
 		c.mu.Unlock()
-		return c.err
 	}
-	c.nextPing++
-	id := c.nextPing
-	c.pings[id] = pingWait{done, atPong}
-	c.queueLocked(wire.AppendControl(nil, wire.OpPing, id, nil))
-	c.mu.Unlock()
 	select {
 	case <-done:
 		return nil
+	case <-s.down:
+		return fmt.Errorf("bus: waiting for the broker's answer to a PING: %w", ErrConnectionLost)
 	case <-c.quit:
 		return c.closedErr()
 	case <-ctx.Done():
@@ -210,50 +284,96 @@ func (c *Conn) ping(ctx context.Context, atPong func()) error {
 	}
 }
 
+// live returns the current session once it is live: at once while
+// connected, after the reconnect while reconnecting, until ctx ends or the
+// connection closes.
+func (c *Conn) live(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return nil, err
+		}
+		if c.status == Connected {
+			s := c.sess
+			c.mu.Unlock()
+			return s, nil
+		}
+		up := c.up
+		c.mu.Unlock()
+		select {
+		case <-up:
+		case <-c.quit:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: waiting for the reconnect: %w", ctx.Err())
+		}
+	}
+}
+
 // closeFlush bounds how long Close spends sending what is pending.
 const closeFlush = time.Second
 
 // Close flushes what was published (for up to a second), closes the
 // connection and ends every subscription. It returns within about a
-// second even if the broker has stopped reading. It is safe to call more
-// than once.
+// second even if the broker has stopped reading. While the connection is
+// reconnecting it ends the reconnect at once, and what was buffered for
+// it is discarded. It is safe to call more than once.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	if c.err == nil && c.closeBy.IsZero() {
+	if c.err == nil && c.closeBy.IsZero() && c.status == Connected {
 		// Under c.mu, which the writer arms its own deadline under, so
 		// that it cannot put this one off.
 		c.closeBy = time.Now().Add(closeFlush)
-		c.sock.SetWriteDeadline(c.closeBy)
+		c.sess.sock.SetWriteDeadline(c.closeBy)
 	}
 	c.mu.Unlock()
 	c.shutdown(ErrClosed, true)
 	return nil
 }
 
-// shutdown ends the connection with err. With flush, the writer first sends
-// what is pending.
+// shutdown ends the connection with err, for good. With flush, the writer
+// first sends what is pending. It waits for every goroutine of the
+// connection but the callbacks' to return, so it must not be called from
+// the reader, the writer or the reconnecting goroutine (the reader calls it
+// after closing readerDone, which is all it waits for of the reader).
 func (c *Conn) shutdown(err error, flush bool) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.err = err
+		c.status = Closed
 		c.space.Broadcast()
 		c.mu.Unlock()
 		close(c.quit)
-		if flush {
-			<-c.writerDone
+		c.endLife()
+		c.mu.Lock()
+		reconn := c.reconnDone
+		c.mu.Unlock()
+		if reconn != nil {
+			<-reconn // the reconnect, if one is under way, gives up at once
 		}
-		c.sock.Close()
-		<-c.writerDone
-		<-c.readerDone
+		c.mu.Lock() // the session is the reconnect's if it succeeded
+		s := c.sess
+		c.mu.Unlock()
+		if flush {
+			<-s.writerDone
+		}
+		s.sock.Close()
+		<-s.writerDone
+		<-s.readerDone
 		c.mu.Lock()
 		c.out.Reset()
+		c.pre.Reset()
 		c.mu.Unlock()
-		c.send.Close()
+		s.send.Close()
 		for _, s := range c.takeAllSubs() {
 			s.end(err)
 		}
 		if err != ErrClosed {
 			c.cb.push(nil, err) // nothing else may be listening: a handler subscription just stops
+		}
+		if f := c.opts.onClosed; f != nil {
+			c.cb.pushFunc(func() { f(c) })
 		}
 		c.cb.close()
 	})

@@ -227,7 +227,7 @@ func TestInvalidGroupNamesAreRefused(t *testing.T) {
 func TestEndOfConnectionReachesErrorHandler(t *testing.T) {
 	path, srv := startBus(t)
 	errs := make(chan error, 4)
-	c := connect(t, path, WithErrorHandler(func(_ *Conn, sub *Subscription, err error) {
+	c := connect(t, path, WithNoReconnect(), WithErrorHandler(func(_ *Conn, sub *Subscription, err error) {
 		if sub == nil {
 			errs <- err
 		}

@@ -160,8 +160,59 @@
 //
 //	c.Subscribe("metrics.>", func(m *clientlib.Msg) { sum += len(m.Data) }, clientlib.ReuseMessages())
 //
-// A Conn is safe for use by many goroutines. It runs two goroutines of its
-// own: a reader, which parses incoming frames and queues each message on its
-// subscription, and a writer, which owns the socket's write side and sends
-// everything published since its last write in one system call.
+// # Reconnect
+//
+// A Conn survives its broker: when the connection drops for a reason other
+// than Close (the broker stopped, was killed, or restarted; the socket
+// broke; the broker stopped reading; it dropped this connection for falling
+// behind), the Conn is Reconnecting (Conn.Status). It dials the same socket
+// again, with the same options and trust checks, waiting between attempts
+// (10 ms doubling to 250 ms) for as long as it takes, until Close. Once
+// connected it restores every subscription (plain, queue group members,
+// stream listeners, the request inbox) before anything published meanwhile
+// goes out, and is Connected again, with a new connection id and inbox
+// (ConnID, Inbox). WithNoReconnect turns this off: the Conn then ends with
+// the connection, as after Close but with the reason in Err.
+//
+// It does not reconnect after an error that would only happen again: a
+// protocol violation by either side, a broker budget this client went over
+// (CodeBudget), a broker that is not trusted or refuses this client.
+//
+// Across a reconnect delivery stays at most once. Messages published to
+// the Conn's subscriptions while it was away are not delivered to it, and
+// nothing marks the gap on each subscription: the disconnect and reconnect
+// handlers (WithDisconnectHandler, WithReconnectHandler) say when it
+// began and ended. Output queued and not yet written when the connection
+// dropped is lost (the disconnect handler's error says how many bytes).
+// Messages published while reconnecting are kept, up to WithReconnectBuffer
+// bytes (their files kept open), and sent after the subscriptions are
+// restored; past the bound Publish fails at once with
+// ErrReconnectBufferFull. A Request in flight when the connection drops
+// fails at once with ErrConnectionLost (the responder may have handled it;
+// sending it again is the caller's choice), as do Flush, Drain and a
+// Respond to a request that came on the lost connection; a Request or
+// Flush made while reconnecting waits for the reconnect, within its
+// context. Close while reconnecting ends the reconnect at once and
+// discards what was buffered.
+//
+// # Goroutines and locks
+//
+// A Conn is safe for use by many goroutines. While connected it runs two
+// goroutines per connection to the broker: a reader, which parses
+// incoming frames and queues each message on its subscription, and a
+// writer, which owns the socket's write side and sends everything
+// published since its last write in one system call. When the connection
+// drops, these two return, and while reconnecting one more goroutine
+// dials and, once connected, starts a new reader and writer and returns.
+// One goroutine runs the handlers (error, disconnect, reconnect, closed),
+// one at a time and in order, holding no lock of the Conn, so a handler may
+// call anything on it, Close included. A subscription with a handler or a
+// channel has a goroutine of its own. Close waits for all of these but the
+// handlers' and the subscriptions', which end once what they hold is
+// handled.
+//
+// Locks are taken in this order: the Conn's mutex (output, status, the
+// current connection), then its subscriptions' lock, then the request
+// inbox's lock, then the handlers' queue lock; a subscription's queue
+// locks are taken alone.
 package clientlib

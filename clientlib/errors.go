@@ -33,6 +33,18 @@ var (
 	// stopped reading it. Every call waiting on the connection then
 	// returns.
 	ErrWriteTimeout = errors.New("bus: write timeout, the broker stopped reading")
+	// ErrConnectionLost is returned by the calls that belong to one
+	// connection to the broker when that connection drops: a Request in
+	// flight (the responder may have handled it; sending it again is the
+	// caller's choice), a Flush or Drain waiting for the broker's answer,
+	// and Msg.Respond to a request that arrived on a connection since
+	// lost. The Conn itself reconnects (unless WithNoReconnect).
+	ErrConnectionLost = errors.New("bus: connection to the broker lost")
+	// ErrReconnectBufferFull is returned by Publish while the connection
+	// is reconnecting and the message does not fit in what is left of the
+	// reconnect buffer (WithReconnectBuffer): nothing is sent, and nothing
+	// waits.
+	ErrReconnectBufferFull = errors.New("bus: reconnect buffer full")
 
 	// ErrNoResponders is returned by Request when no subscription matched
 	// the request's topic: the broker says so at once, so the requester

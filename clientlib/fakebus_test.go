@@ -50,7 +50,8 @@ func (fb *fakeBus) connect(opts ...Option) *Conn {
 		}
 		accepted <- err
 	}()
-	c := connect(fb.t, fb.path, opts...)
+	// One connection per fake broker: reconnecting would wait for another.
+	c := connect(fb.t, fb.path, append([]Option{WithNoReconnect()}, opts...)...)
 	if err := <-accepted; err != nil {
 		fb.t.Fatalf("fake broker handshake: %v", err)
 	}

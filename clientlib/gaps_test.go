@@ -228,7 +228,7 @@ func indexSpace(b []byte) int {
 func TestDisconnectWhenSlowEndsTheConnectionInsteadOfLosing(t *testing.T) {
 	path, _ := startBusWith(t, tinyQueues)
 	opt, reported := reports()
-	sc := connect(t, path, opt)
+	sc := connect(t, path, opt, WithNoReconnect())
 	if _, err := sc.SubscribeSync("strict", DisconnectWhenSlow()); err != nil {
 		t.Fatal(err)
 	}

@@ -33,8 +33,9 @@ type Msg struct {
 	Origin Origin
 
 	sub     *Subscription
-	refusal error  // set instead of a reply: the broker refused the request's PUB
-	own     []byte // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
+	sess    *session // the session it arrived on: a reply goes on it or not at all
+	refusal error    // set instead of a reply: the broker refused the request's PUB
+	own     []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
 }
 
 // Subscription returns the subscription a received message arrived on.
@@ -42,12 +43,15 @@ func (m *Msg) Subscription() *Subscription { return m.sub }
 
 // Respond publishes data (and files) to the message's reply topic. Someone is
 // waiting for it, so it is written at once when the socket takes it, not
-// left for the connection's writer goroutine.
+// left for the connection's writer goroutine. Only the connection a request
+// reached may answer it: if that connection was lost since (even if the
+// Conn has reconnected), Respond returns an error matching
+// ErrConnectionLost.
 func (m *Msg) Respond(data []byte, files ...*os.File) error {
 	if err := m.canRespond(); err != nil {
 		return err
 	}
-	return m.sub.conn.publishMsg(context.Background(), &Msg{Topic: m.Reply, Data: data, Files: files}, true)
+	return m.sub.conn.publishMsg(context.Background(), &Msg{Topic: m.Reply, Data: data, Files: files}, true, m.sess)
 }
 
 // RespondMsg answers the message with r: its header, data and files, sent
@@ -58,7 +62,7 @@ func (m *Msg) RespondMsg(r *Msg) error {
 	}
 	reply := *r
 	reply.Topic, reply.Reply = m.Reply, ""
-	return m.sub.conn.publishMsg(context.Background(), &reply, true)
+	return m.sub.conn.publishMsg(context.Background(), &reply, true, m.sess)
 }
 
 func (m *Msg) canRespond() error {

@@ -41,7 +41,9 @@ type brokerSub struct {
 
 // attach makes s a member of the broker subscription for key, sending SUB
 // if there is none yet. Under c.mu the SUB is only queued, not sent, so no
-// MSG for it can arrive before it is in subs.
+// MSG for it can arrive before it is in subs. While the connection is
+// reconnecting nothing is queued: the reconnect sends a SUB for every
+// broker subscription (see install).
 func (c *Conn) attach(s *Subscription, key subKey) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -54,8 +56,10 @@ func (c *Conn) attach(s *Subscription, key subKey) error {
 	if bs == nil {
 		c.nextSID++
 		bs = &brokerSub{key: key, sid: c.nextSID}
-		c.queueLocked(wire.AppendSub(nil, bs.sid, key.pattern, key.group, key.flags))
-		bs.seq = c.seq
+		if c.status == Connected {
+			c.queueLocked(wire.AppendSub(nil, bs.sid, key.pattern, key.group, key.flags))
+			bs.seq = c.seq
+		}
 		c.byKey[key] = bs
 		c.subs[bs.sid] = bs
 	}
@@ -84,7 +88,7 @@ func (c *Conn) leaveBroker(s *Subscription) error {
 		delete(c.byKey, bs.key)
 	}
 	c.subsMu.Unlock()
-	if last && c.err == nil {
+	if last && c.err == nil && c.status == Connected { // a reconnect leaves it out instead
 		c.queueLocked(wire.AppendControl(nil, wire.OpUnsub, bs.sid, nil))
 	}
 	return c.err

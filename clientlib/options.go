@@ -21,6 +21,11 @@ type options struct {
 	writeTimeout     time.Duration
 	trusted          []int // uids trusted with the bus besides ours and root (trust.go)
 	noWait           bool  // Connect fails at once when the bus is not up (discover.go)
+	noReconnect      bool
+	reconnectBuf     int
+	onDisconnect     func(*Conn, error)
+	onReconnect      func(*Conn, Restored)
+	onClosed         func(*Conn)
 }
 
 func defaultOptions() options {
@@ -30,6 +35,7 @@ func defaultOptions() options {
 		subMsgs:      1 << 16,
 		subBytes:     64 << 20,
 		writeTimeout: 10 * time.Second,
+		reconnectBuf: 8 << 20,
 		onError:      func(*Conn, *Subscription, error) {},
 	}
 }
@@ -73,9 +79,11 @@ func WithName(name string) Option {
 // WithErrorHandler sets the function told about errors that no call
 // returns: errors the broker reports about frames sent earlier, messages a
 // subscription lost (a *LostError, matching ErrSlowConsumer), and the
-// error that ended the connection, unless Close did. sub is nil when the error concerns no
-// subscription. It runs on a goroutine of its own, one error at a time in
-// order, so it may call anything on the connection, Close included.
+// error that ended the connection for good, unless Close did. sub is nil
+// when the error concerns no subscription. It runs on a goroutine of its
+// own, one call at a time, in order with the disconnect, reconnect and
+// closed handlers, so it may call anything on the connection, Close
+// included.
 func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 	return func(o *options) error {
 		if f == nil {
@@ -130,4 +138,55 @@ func WithWriteTimeout(d time.Duration) Option {
 		o.writeTimeout = d
 		return nil
 	}
+}
+
+// WithNoReconnect turns reconnecting off: when the connection to the broker
+// drops, the Conn ends, as after Close but with the reason in Err, and every
+// subscription ends with it.
+func WithNoReconnect() Option {
+	return func(o *options) error { o.noReconnect = true; return nil }
+}
+
+// WithReconnectBuffer bounds the bytes of messages published while the
+// connection is reconnecting, kept to be sent once it is back (default 8
+// MiB; 0 buffers nothing). Past the bound Publish fails at once with an
+// error matching ErrReconnectBufferFull. The files of buffered messages are
+// kept open (duplicates, as always) until they are sent, at most as many
+// as WithPendingLimit's descriptor bound allows (1024).
+func WithReconnectBuffer(bytes int) Option {
+	return func(o *options) error {
+		if bytes < 0 {
+			return fmt.Errorf("bus: reconnect buffer %d is negative", bytes)
+		}
+		o.reconnectBuf = bytes
+		return nil
+	}
+}
+
+// WithDisconnectHandler sets the function told when the connection to the
+// broker drops and the Conn starts reconnecting; err says why (io.EOF for a
+// broker that went away, an error matching ErrSlowConsumer for one that
+// dropped this connection for falling behind, in which case messages were
+// lost). Messages published to the Conn's subscriptions from then until
+// the reconnect are not delivered. It is not told of Close, nor of a drop
+// the Conn does not reconnect after (see WithClosedHandler).
+func WithDisconnectHandler(f func(c *Conn, err error)) Option {
+	return func(o *options) error { o.onDisconnect = f; return nil }
+}
+
+// WithReconnectHandler sets the function told when the Conn has
+// reconnected and restored its subscriptions; restored says what was
+// restored and the new connection id. The subscriptions' SUBs go out
+// before anything else on the new connection; like those of any new
+// subscription, they are in place at the broker once a Flush made after
+// returns (the handler may call Flush).
+func WithReconnectHandler(f func(c *Conn, restored Restored)) Option {
+	return func(o *options) error { o.onReconnect = f; return nil }
+}
+
+// WithClosedHandler sets the function told, once, when the Conn has ended
+// for good: by Close, or by an error it does not reconnect after (Err says
+// which).
+func WithClosedHandler(f func(c *Conn)) Option {
+	return func(o *options) error { o.onClosed = f; return nil }
 }

@@ -63,8 +63,8 @@ func (c *Conn) Peer(ctx context.Context, connID uint64) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: peer %d: %w", connID, err)
 	}
-	r, err := c.exchange(ctx, wire.SysReqConn, func(replyTo string) error {
-		return c.publishMsg(ctx, &Msg{Topic: wire.SysReqConn, Reply: replyTo, Data: body}, true)
+	r, err := c.exchange(ctx, wire.SysReqConn, func(replyTo string, pin *session) error {
+		return c.publishMsg(ctx, &Msg{Topic: wire.SysReqConn, Reply: replyTo, Data: body}, true, pin)
 	})
 	if err != nil {
 		return nil, err

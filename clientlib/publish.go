@@ -20,7 +20,7 @@ import (
 // nothing for the write timeout (WithWriteTimeout); PublishContext bounds
 // that wait with a context.
 func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
-	return c.publish(context.Background(), topic, "", nil, data, files, false)
+	return c.publish(context.Background(), topic, "", nil, data, files, false, nil)
 }
 
 // PublishContext is Publish, waiting for room in the pending limit only
@@ -28,23 +28,24 @@ func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
 // sent. ctx is looked at only if there is a wait: a message that fits is
 // queued whatever the state of ctx.
 func (c *Conn) PublishContext(ctx context.Context, topic string, data []byte, files ...*os.File) error {
-	return c.publish(ctx, topic, "", nil, data, files, false)
+	return c.publish(ctx, topic, "", nil, data, files, false, nil)
 }
 
 // PublishMsg sends m: its topic, reply topic, header, data and files. It
 // waits like Publish.
-func (c *Conn) PublishMsg(m *Msg) error { return c.publishMsg(context.Background(), m, false) }
+func (c *Conn) PublishMsg(m *Msg) error { return c.publishMsg(context.Background(), m, false, nil) }
 
 // PublishMsgContext is PublishMsg, waiting for room in the pending limit
 // only until ctx ends, like PublishContext.
 func (c *Conn) PublishMsgContext(ctx context.Context, m *Msg) error {
-	return c.publishMsg(ctx, m, false)
+	return c.publishMsg(ctx, m, false, nil)
 }
 
 // publishMsg is PublishMsg; with now it also writes the message from the
 // calling goroutine if the socket takes it at once, for answers someone is
-// waiting on.
-func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool) error {
+// waiting on. With pin not nil the message goes on that session only (see
+// publish).
+func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool, pin *session) error {
 	var hdrs wire.Headers
 	if len(m.Header) > 0 {
 		keys := make([]string, 0, len(m.Header))
@@ -59,11 +60,14 @@ func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool) error {
 			return err
 		}
 	}
-	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, now)
+	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, now, pin)
 }
 
-// publish queues a PUB, waiting for room until ctx ends.
-func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool) error {
+// publish queues a PUB, waiting for room until ctx ends. While the
+// connection is reconnecting it buffers the PUB, within the reconnect
+// buffer's bound, unless pin is set: a request or a reply belongs to the
+// session pin and fails with ErrConnectionLost once that is lost.
+func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool, pin *session) error {
 	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
 		return err
 	}
@@ -85,6 +89,16 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		}
 		return err
 	}
+	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
+	if pin != nil || c.status != Connected { // the common case, checked inline
+		if err := c.mayQueueLocked(topic, size, len(files), pin); err != nil {
+			c.mu.Unlock()
+			if dups != nil {
+				dups.Release()
+			}
+			return err
+		}
+	}
 	if dups != nil {
 		c.out.AddFDs(dups.fds, dups)
 		c.fds += len(dups.fds)
@@ -93,18 +107,43 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	if wake {
 		c.wake()
 	}
-	if size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data); size <= wire.ChunkSize {
+	if size <= wire.ChunkSize {
 		c.out.Commit(wire.AppendPub(c.out.Reserve(size), topic, reply, hdrs, data, len(files)))
 	} else {
 		appendLargePub(&c.out, topic, reply, hdrs, data, len(files))
 	}
 	c.seq++
-	if reply != "" {
+	if reply != "" && pin != nil {
 		c.inbox.bindSeq(c.seq, reply)
 	}
+	if !now {
+		c.mu.Unlock()
+		return nil
+	}
+	s, live := c.sess, c.status == Connected
 	c.mu.Unlock()
-	if now && !c.send.TryFlush() {
+	if live && !s.send.TryFlush() {
 		c.wake()
+	}
+	return nil
+}
+
+// mayQueueLocked says whether a PUB of size bytes and nfds descriptors
+// may be queued now: on a live session, yes; on a pinned session that was
+// lost, no (ErrConnectionLost); while reconnecting, if it fits in what is
+// left of the reconnect buffer (else ErrReconnectBufferFull).
+func (c *Conn) mayQueueLocked(topic string, size, nfds int, pin *session) error {
+	switch {
+	case pin != nil && (pin != c.sess || pin.lost):
+		return fmt.Errorf("bus: publish to %q: %w", topic, ErrConnectionLost)
+	case c.status == Connected:
+		return nil
+	case c.out.Len()+size > c.opts.reconnectBuf:
+		return fmt.Errorf("%w: publish to %q: %d bytes buffered, the bound is %d (WithReconnectBuffer)",
+			ErrReconnectBufferFull, topic, c.out.Len(), c.opts.reconnectBuf)
+	case nfds > 0 && c.fds+nfds > c.opts.maxFDs:
+		return fmt.Errorf("%w: publish to %q: %d descriptors buffered, the bound is %d",
+			ErrReconnectBufferFull, topic, c.fds, c.opts.maxFDs)
 	}
 	return nil
 }
@@ -124,7 +163,7 @@ func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, data []byte, fil
 			return fmt.Errorf("%w: reply %w", ErrInvalidTopic, err)
 		}
 	}
-	lim := &c.info
+	lim := c.info.Load()
 	switch {
 	case len(data) > int(lim.MaxPayload):
 		return fmt.Errorf("%w: payload of %d bytes; the bus takes %d", ErrTooLarge, len(data), lim.MaxPayload)

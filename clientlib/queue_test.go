@@ -249,7 +249,7 @@ func TestUnsubscribeStopsTheHandlerMidBatch(t *testing.T) {
 // the connection ends; only Unsubscribe discards them.
 func TestHandlerGetsQueuedMessagesAfterTheConnectionEnds(t *testing.T) {
 	path, srv := startBus(t)
-	c := connect(t, path, WithErrorHandler(func(*Conn, *Subscription, error) {}))
+	c := connect(t, path, WithNoReconnect(), WithErrorHandler(func(*Conn, *Subscription, error) {}))
 	gate := make(chan struct{})
 	var calls atomic.Int32
 	s, err := c.Subscribe("end.q", func(m *Msg) {

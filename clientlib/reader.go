@@ -7,18 +7,19 @@ import (
 	"github.com/busd/busd/bus/wire"
 )
 
-// readLoop parses the broker's frames until the connection ends.
-func (c *Conn) readLoop() {
+// readLoop parses the broker's frames until session s ends.
+func (c *Conn) readLoop(s *session) {
+	c.rs = s // the previous session's reader has returned: see reconnect
 	var err error
 	for err == nil {
 		var f *wire.Frame
-		if f, err = c.in.NextRef(c.flushReady); err == nil {
+		if f, err = s.in.NextRef(c.flushReady); err == nil {
 			err = c.handle(f)
 		}
 	}
 	c.flushReady()
-	close(c.readerDone)
-	c.shutdown(err, false)
+	close(s.readerDone)
+	c.sessionEnded(s, err)
 }
 
 func (c *Conn) handle(f *wire.Frame) error {
@@ -41,7 +42,9 @@ func (c *Conn) handle(f *wire.Frame) error {
 		}
 	case wire.OpPing:
 		c.mu.Lock()
-		c.queueLocked(wire.AppendControl(nil, wire.OpPong, f.ID, nil))
+		if !c.rs.lost { // else the buffer is for the next session's frames only
+			c.queueLocked(wire.AppendControl(nil, wire.OpPong, f.ID, nil))
+		}
 		c.mu.Unlock()
 	case wire.OpErr:
 		err := decodeErr(f.Payload)
@@ -61,7 +64,7 @@ func (c *Conn) handle(f *wire.Frame) error {
 func (c *Conn) deliver(f *wire.Frame) error {
 	var files []*os.File
 	if f.NFDs > 0 {
-		fds, err := c.sock.TakeFDs(int(f.NFDs))
+		fds, err := c.rs.sock.TakeFDs(int(f.NFDs))
 		if err != nil {
 			return wire.Errorf(wire.CodeMissingFDs, "MSG announces %d descriptors: %v", f.NFDs, err)
 		}
@@ -100,7 +103,7 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 	switch {
 	case s.reuse:
 		m = s.lend(f.Payload)
-	case mayKeep && len(f.Payload) > maxCarved && c.in.Keep():
+	case mayKeep && len(f.Payload) > maxCarved && c.rs.in.Keep():
 		m = c.newMsg(nil) // the payload's bytes are the frame's own buffer: no copy
 		m.Data = f.Payload[:len(f.Payload):len(f.Payload)]
 	default:
@@ -110,6 +113,7 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 	m.Files = files
 	m.Origin = Origin{Conn: f.Origin.Conn, PID: int(f.Origin.PID), UID: int(f.Origin.UID), GID: int(f.Origin.GID)}
 	m.sub = s
+	m.sess = c.rs
 	if len(f.Reply) > 0 {
 		m.Reply = string(f.Reply)
 	}

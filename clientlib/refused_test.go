@@ -27,9 +27,9 @@ func TestRefusalBeforeHelloIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Conn{sock: a, opts: defaultOptions(), lim: wire.Limits{MaxPayload: 1 << 20, MaxHeaders: 1 << 20}}
-	c.in = wire.NewReader(a, &c.lim)
-	err = c.handshake(testCtx(t))
+	s := &session{sock: a, lim: wire.Limits{MaxPayload: 1 << 20, MaxHeaders: 1 << 20}}
+	s.in = wire.NewReader(a, &s.lim)
+	_, err = s.handshake(testCtx(t), "")
 	if !errors.Is(err, wire.CodePermissionDenied) || !strings.Contains(err.Error(), "not on the allow-list") {
 		t.Fatalf("handshake = %v; want the broker's ERR permission denied", err)
 	}

@@ -42,23 +42,30 @@ type inbox struct {
 // subscribes to it, and ErrRequestDropped when every subscriber was too far
 // behind to take it. A reply that arrives after ctx ended is dropped. Many
 // goroutines may have requests in flight at once.
+//
+// A request is never buffered for a reconnect. Made while the connection
+// is reconnecting, it waits for the reconnect, within ctx, and then goes
+// out. In flight when the connection is lost, it fails at once with an
+// error matching ErrConnectionLost: the responder may have handled it, and
+// whether to send it again is the caller's choice.
 func (c *Conn) Request(ctx context.Context, topic string, data []byte, files ...*os.File) (*Msg, error) {
 	return c.RequestMsg(ctx, &Msg{Topic: topic, Data: data, Files: files})
 }
 
 // RequestMsg is Request with a whole message (its Reply is replaced).
 func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
-	return c.request(ctx, m.Topic, func(replyTo string) error {
+	return c.request(ctx, m.Topic, func(replyTo string, pin *session) error {
 		req := *m
 		req.Reply = replyTo
-		return c.publishMsg(ctx, &req, true)
+		return c.publishMsg(ctx, &req, true, pin)
 	})
 }
 
 // request sends a request to topic with send, which publishes it with the
-// reply topic it is given (waiting for room until ctx ends), and waits for
-// the reply. The broker's statuses for a request nobody took are errors.
-func (c *Conn) request(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
+// reply topic it is given, on the session it is given (waiting for room
+// until ctx ends), and waits for the reply. The broker's statuses for a
+// request nobody took are errors.
+func (c *Conn) request(ctx context.Context, topic string, send func(replyTo string, pin *session) error) (*Msg, error) {
 	r, err := c.exchange(ctx, topic, send)
 	if err != nil {
 		return nil, err
@@ -76,12 +83,16 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 
 // exchange is request without looking at the reply: for requests the
 // broker answers itself, whose statuses mean something else (peer.go).
-func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo string) error) (*Msg, error) {
+func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo string, pin *session) error) (*Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bus: request to %q: %w", topic, err)
 	}
 	if err := c.openInbox(); err != nil {
 		return nil, err
+	}
+	s, err := c.live(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bus: request to %q: %w", topic, err)
 	}
 	in := &c.inbox
 	select {
@@ -94,6 +105,7 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 	in.next++
 	token := strconv.FormatUint(in.next, 36)
 	in.waiting[token] = ch
+	prefix := in.prefix // a reconnect changes it, and fails this request
 	in.mu.Unlock()
 	defer func() {
 		in.mu.Lock()
@@ -111,7 +123,7 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 		}
 	}()
 
-	if err := send(in.prefix + token); err != nil {
+	if err := send(prefix+token, s); err != nil {
 		return nil, err
 	}
 	select {
@@ -124,6 +136,8 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 		return nil, fmt.Errorf("bus: request to %q: %w", topic, ctx.Err())
 	case <-in.refused:
 		return nil, in.refusal(topic)
+	case <-s.down:
+		return nil, fmt.Errorf("bus: request to %q: %w", topic, ErrConnectionLost)
 	case <-c.quit:
 		return nil, c.closedErr()
 	}
@@ -136,8 +150,9 @@ func (c *Conn) openInbox() error {
 		// The broker's inbox for this connection: replies under any other
 		// would be refused. A broker that names none predates private
 		// inboxes, and any unguessable prefix serves.
-		prefix := c.info.Inbox + "."
-		if c.info.Inbox == "" {
+		info := c.info.Load()
+		prefix := info.Inbox + "."
+		if info.Inbox == "" {
 			prefix = InboxPrefix + nuid.Next() + "."
 		}
 		in.mu.Lock()
@@ -172,15 +187,18 @@ func (in *inbox) refusal(topic string) error {
 // deliverReply hands a message on the inbox subscription to the request
 // waiting for it, or drops it if none is (any more).
 func (in *inbox) deliverReply(m *Msg) {
-	token := m.Topic[len(in.prefix):]
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	ch := in.waiting[token]
+	if !strings.HasPrefix(m.Topic, in.prefix) { // of an earlier session's inbox
+		m.CloseFiles()
+		return
+	}
+	ch := in.waiting[m.Topic[len(in.prefix):]]
 	if ch == nil {
 		m.CloseFiles()
 		return
 	}
-	delete(in.waiting, token)
+	delete(in.waiting, m.Topic[len(in.prefix):])
 	m.sub = nil // the inbox serves the whole connection: not for the caller to unsubscribe
 	// Sent under the lock (capacity 1, one send per token: it never
 	// blocks), so a request giving up, which drains ch after taking the

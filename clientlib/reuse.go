@@ -71,5 +71,5 @@ func (s *Subscription) lend(payload []byte) *Msg {
 // one of the two should close them.
 func (m *Msg) Clone() *Msg {
 	return &Msg{Topic: m.Topic, Reply: m.Reply, Header: maps.Clone(m.Header), Data: bytes.Clone(m.Data),
-		Files: m.Files, Origin: m.Origin, sub: m.sub}
+		Files: m.Files, Origin: m.Origin, sub: m.sub, sess: m.sess}
 }

@@ -194,9 +194,10 @@ func (c *Conn) Listen(name string) (*StreamListener, error) {
 		return nil, err
 	}
 	l := &StreamListener{name: name, conn: c, conns: make(chan *StreamConn, listenBacklog), done: make(chan struct{})}
-	if l.sub, err = c.QueueSubscribe(topic, streamGroup, l.arrive); err != nil {
+	if l.sub, err = c.subscribeWith(topic, streamGroup, subConfig{listener: true}); err != nil {
 		return nil, err
 	}
+	l.sub.startPump(l.arrive)
 	return l, nil
 }
 

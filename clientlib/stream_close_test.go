@@ -44,7 +44,7 @@ func TestListenerCloseAfterBrokerGone(t *testing.T) {
 	failed := 0
 	for range 20 {
 		path, bs := startBus(t)
-		srv := connect(t, path)
+		srv := connect(t, path, WithNoReconnect())
 		l := listen(t, srv, "gone")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		bs.Shutdown(ctx)

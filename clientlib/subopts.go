@@ -15,8 +15,9 @@ type subConfig struct {
 	flags uint8 // the SUB's flags: the broker's slow-consumer policy
 
 	// Set by the package itself, never by a SubOption.
-	inbox  *inbox // the connection's reply inbox: replies skip the queue
-	onLoss func() // told, on the reader goroutine, when the broker reports lost messages
+	inbox    *inbox // the connection's reply inbox: replies skip the queue
+	listener bool   // a StreamListener's: counted apart in Restored
+	onLoss   func() // told, on the reader goroutine, when the broker reports lost messages
 }
 
 // errReuseNeedsHandler refuses ReuseMessages where no handler returns the
@@ -27,9 +28,12 @@ var errReuseNeedsHandler = errors.New("bus: ReuseMessages needs a handler: a len
 // "disconnect": when the broker has no room left in the connection's queue
 // for a message to this subscription, it closes the connection rather than
 // drop the message. Nothing is ever lost silently: the connection ends
-// with an error matching ErrSlowConsumer (Conn.Err, the error handler, and
-// every call waiting on the connection return it), and the caller decides
-// what to do, such as reconnect and resynchronise.
+// with an error matching ErrSlowConsumer. With WithNoReconnect, Conn.Err,
+// the error handler, and every call waiting on the connection return it,
+// and the caller decides what to do, such as reconnect and resynchronise.
+// By default the Conn reconnects by itself: the disconnect handler
+// (WithDisconnectHandler) is told the error, which says that messages were
+// lost, and it is the place to resynchronise.
 //
 // Without it the policy is "drop", the default: delivery is at most once
 // and in order, and every loss is reported. A message the broker has no

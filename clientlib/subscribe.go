@@ -37,6 +37,7 @@ type Subscription struct {
 	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
 	reuse    bool          // ReuseMessages: the handler's Msgs come back for reuse
 	onLoss   func()        // see subConfig
+	listener bool          // see subConfig
 
 	// Reader-owned.
 	free          []*Msg // lent Msgs ready for reuse
@@ -120,7 +121,7 @@ func (c *Conn) subscribeWith(pattern, group string, cfg subConfig) (*Subscriptio
 		}
 	}
 	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(),
-		inbox: cfg.inbox, reuse: cfg.reuse, onLoss: cfg.onLoss,
+		inbox: cfg.inbox, reuse: cfg.reuse, onLoss: cfg.onLoss, listener: cfg.listener,
 		dropped: make(chan struct{}), stopped: make(chan struct{})}
 	if err := c.attach(s, subKey{pattern, group, cfg.flags}); err != nil {
 		return nil, err

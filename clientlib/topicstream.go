@@ -56,7 +56,7 @@ func (c *Conn) NewTopicWriter(topic string) (*TopicWriter, error) {
 	if err := topics.ValidTopic(topic); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
 	}
-	size := min(TopicChunk, int(c.info.MaxPayload))
+	size := min(TopicChunk, int(c.info.Load().MaxPayload))
 	return &TopicWriter{c: c, topic: topic, buf: make([]byte, 0, size)}, nil
 }
 
@@ -101,7 +101,7 @@ func (w *TopicWriter) CloseWithError(why error) error {
 	}
 	// The reason travels in a header: cut to fit, so the end marker
 	// always goes out.
-	if limit := min(maxAbortReason, int(w.c.info.MaxHeaders)-64); len(text) > limit {
+	if limit := min(maxAbortReason, int(w.c.info.Load().MaxHeaders)-64); len(text) > limit {
 		text = strings.ToValidUTF8(text[:max(limit, 1)], "")
 	}
 	return w.end(text)
@@ -137,7 +137,7 @@ func (w *TopicWriter) send(end bool, why string) {
 	}
 	// The payload is copied into the connection's output: the buffer is
 	// free again once publish returns.
-	if err := w.c.publish(context.Background(), w.topic, "", w.hdrs, w.buf, nil, false); err != nil {
+	if err := w.c.publish(context.Background(), w.topic, "", w.hdrs, w.buf, nil, false, nil); err != nil {
 		w.err = fmt.Errorf("bus: topic stream %q: %w", w.topic, err)
 		return
 	}

@@ -125,20 +125,20 @@ var valueHeader = map[string]string{ContentTypeHeader: ContentTypeMsgpack}
 // publishValue sends v as a typed payload. The encoded bytes are copied into
 // the connection's output before publishMsg returns, so the encoder's buffer
 // is reused at once.
-func (c *Conn) publishValue(ctx context.Context, topic, reply string, v any, files []*os.File, now bool) error {
+func (c *Conn) publishValue(ctx context.Context, topic, reply string, v any, files []*os.File, now bool, pin *session) error {
 	e := encoders.Get().(*valueEncoder)
 	defer e.release()
 	data, err := e.encode(v)
 	if err != nil {
 		return err
 	}
-	return c.publishMsg(ctx, &Msg{Topic: topic, Reply: reply, Header: valueHeader, Data: data, Files: files}, now)
+	return c.publishMsg(ctx, &Msg{Topic: topic, Reply: reply, Header: valueHeader, Data: data, Files: files}, now, pin)
 }
 
 // PublishValue publishes v, encoded as msgpack, to topic. Files travel as
 // with Publish.
 func (c *Conn) PublishValue(topic string, v any, files ...*os.File) error {
-	return c.publishValue(context.Background(), topic, "", v, files, false)
+	return c.publishValue(context.Background(), topic, "", v, files, false, nil)
 }
 
 // RequestValue sends v, encoded as msgpack, as a request to topic and
@@ -146,8 +146,8 @@ func (c *Conn) PublishValue(topic string, v any, files ...*os.File) error {
 // It returns the reply message too, for its header and files; its files are
 // the caller's to close even when decoding fails.
 func (c *Conn) RequestValue(ctx context.Context, topic string, v, reply any, files ...*os.File) (*Msg, error) {
-	r, err := c.request(ctx, topic, func(replyTo string) error {
-		return c.publishValue(ctx, topic, replyTo, v, files, true)
+	r, err := c.request(ctx, topic, func(replyTo string, pin *session) error {
+		return c.publishValue(ctx, topic, replyTo, v, files, true, pin)
 	})
 	if err != nil {
 		return nil, err
@@ -165,7 +165,7 @@ func (m *Msg) RespondValue(v any, files ...*os.File) error {
 	if err := m.canRespond(); err != nil {
 		return err
 	}
-	return m.sub.conn.publishValue(context.Background(), m.Reply, "", v, files, true)
+	return m.sub.conn.publishValue(context.Background(), m.Reply, "", v, files, true, m.sess)
 }
 
 // SetValue makes v, encoded as msgpack, the message's payload, and sets its

@@ -32,8 +32,11 @@ func (c *Conn) wake() {
 // of growing memory (or, with files, descriptors) without bound. It returns
 // the connection's error if it ends, and ctx's if ctx ends first; ctx is
 // looked at only if there is a wait.
+//
+// While the connection is reconnecting there is no writer to wait for: it
+// returns nil at once, and the caller checks the reconnect buffer's bound.
 func (c *Conn) waitSpaceLocked(ctx context.Context, nfds int) error {
-	if c.err != nil || !c.fullLocked(nfds) {
+	if c.err != nil || c.status != Connected || !c.fullLocked(nfds) {
 		return c.err
 	}
 	if ctx.Done() != nil {
@@ -47,7 +50,7 @@ func (c *Conn) waitSpaceLocked(ctx context.Context, nfds int) error {
 		})
 		defer stop()
 	}
-	for c.err == nil && c.fullLocked(nfds) {
+	for c.err == nil && c.status == Connected && c.fullLocked(nfds) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -62,20 +65,22 @@ func (c *Conn) fullLocked(nfds int) bool {
 	return c.out.Len() >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0
 }
 
-// writeLoop writes what publishers leave to it, until the connection ends.
+// writeLoop writes what publishers leave to it, until session s ends.
 // Latency-sensitive sends (Respond) write a small batch themselves instead
 // of waking it; see wire.Sender for why.
-func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
+func (c *Conn) writeLoop(s *session) {
+	defer close(s.writerDone)
 	for {
 		quitting := false
 		select {
 		case <-c.kick:
+		case <-s.down:
+			quitting = true
 		case <-c.quit:
 			quitting = true
 		}
-		if err := c.flushOut(); err != nil {
-			go c.shutdown(err, false)
+		if err := c.flushOut(s); err != nil {
+			go c.sessionEnded(s, err)
 			return
 		}
 		if quitting {
@@ -89,10 +94,10 @@ func (c *Conn) writeLoop() {
 // it ends with ErrWriteTimeout rather than leave every publisher, and
 // Flush, waiting for ever. A write that times out after the broker took
 // some bytes is not a stall, and the write goes on under a new deadline.
-func (c *Conn) flushOut() error {
+func (c *Conn) flushOut(s *session) error {
 	for {
-		c.armWriteDeadline()
-		err := c.send.Flush()
+		c.armWriteDeadline(s)
+		err := s.send.Flush()
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
@@ -102,10 +107,10 @@ func (c *Conn) flushOut() error {
 		if closing {
 			return err // Close's time to flush is up
 		}
-		if !c.movedSinceArmed() {
+		if !s.movedSinceArmed() {
 			return fmt.Errorf("%w: it accepted no byte for %v with output waiting", ErrWriteTimeout, c.opts.writeTimeout)
 		}
-		c.armedAt = time.Time{} // a new deadline, and on
+		s.armedAt = time.Time{} // a new deadline, and on
 	}
 }
 
@@ -115,12 +120,12 @@ func (c *Conn) flushOut() error {
 // socket only once the reader has emptied most of its buffer, so a broker
 // reading slowly can let a write wait longer than the timeout without a
 // byte moving; reading is progress all the same.
-func (c *Conn) movedSinceArmed() bool {
-	if c.sock.LastWrite() > c.armedAt.UnixNano() {
+func (s *session) movedSinceArmed() bool {
+	if s.sock.LastWrite() > s.armedAt.UnixNano() {
 		return true
 	}
-	unread, err := c.sock.Unread()
-	return err == nil && unread < c.armedUnread
+	unread, err := s.sock.Unread()
+	return err == nil && unread < s.armedUnread
 }
 
 // armWriteDeadline sets the write deadline a write timeout ahead, unless
@@ -130,9 +135,9 @@ func (c *Conn) movedSinceArmed() bool {
 // harmless while the writer is idle; a TryFlush that meets it leaves its
 // batch to the writer, which moves the deadline first. Close sets its own
 // deadline, which this leaves alone.
-func (c *Conn) armWriteDeadline() {
+func (c *Conn) armWriteDeadline(s *session) {
 	now := time.Now()
-	if now.Sub(c.armedAt) <= c.opts.writeTimeout/4 {
+	if now.Sub(s.armedAt) <= c.opts.writeTimeout/4 {
 		return
 	}
 	c.mu.Lock()
@@ -140,20 +145,29 @@ func (c *Conn) armWriteDeadline() {
 	if !c.closeBy.IsZero() {
 		return
 	}
-	c.sock.SetWriteDeadline(now.Add(c.opts.writeTimeout))
-	c.armedAt = now
-	c.armedUnread = -1 // unknown: only a write shows progress
-	if n, err := c.sock.Unread(); err == nil {
-		c.armedUnread = n
+	s.sock.SetWriteDeadline(now.Add(c.opts.writeTimeout))
+	s.armedAt = now
+	s.armedUnread = -1 // unknown: only a write shows progress
+	if n, err := s.sock.Unread(); err == nil {
+		s.armedUnread = n
 	}
 }
 
 // takeBatch hands the oldest pending output, up to wire.BatchMax, to the
-// Sender. Publishers may fill the box again while the batch is written: the
-// limits count what waits, not what is being written.
-func (c *Conn) takeBatch(batch *wire.Outbox, descOK bool) (took, empty bool) {
+// Sender of session s: the SUBs restoring subscriptions first, then the
+// rest. Publishers may fill the box again while the batch is written: the
+// limits count what waits, not what is being written. A lost session takes
+// nothing: what is queued from then on is for the next one.
+func (c *Conn) takeBatch(s *session, batch *wire.Outbox, descOK bool) (took, empty bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s.lost || c.sess != s {
+		batch.Reset()
+		return false, true
+	}
+	if c.pre.Len() > 0 {
+		return c.pre.TakeInto(batch, descOK, wire.BatchMax)
+	}
 	if took, empty = c.out.TakeInto(batch, descOK, wire.BatchMax); took {
 		c.fds = c.out.FDs() // what the batch took no longer waits; the rest still does
 		c.space.Broadcast()

@@ -26,7 +26,10 @@ func watchdog(t *testing.T, c *Conn) {
 // to run, does not stop it. It returns early if the connection ends.
 func fillOutput(t *testing.T, c *Conn) {
 	t.Helper()
-	f, err := c.sock.File()
+	c.mu.Lock()
+	sock := c.sess.sock
+	c.mu.Unlock()
+	f, err := sock.File()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/unixsock"
 )
 
 // The synopsis of each command, shared by the usage text and the errors
@@ -101,6 +102,10 @@ sent as msgpack; payloads received are printed as one line of JSON each.
 sub, and either on ctrl-C, drop it (programs that must not lose any leave
 with Subscription.Drain, as examples/workers does).
 
+If the connection to the bus drops (busd restarted, say), a command
+reconnects and carries on, saying so on stderr; messages published while
+it was away are not delivered to it. -no-reconnect makes it fail instead.
+
 Run 'bus COMMAND -h' for a command's flags.
 `
 
@@ -130,6 +135,12 @@ type env struct {
 	// what it sent itself, after a flush (refusedAfterFlush), so the
 	// error handler leaves them out rather than print them twice.
 	checksRefusals bool
+	noReconnect    bool // -no-reconnect
+	// waitsForBus says the command waits for a bus that is not up yet
+	// (sub, reply, stream listen: they are started before the bus as often
+	// as after it); the others fail at once.
+	waitsForBus bool
+	closed      chan struct{} // closed when the connection has ended for good
 }
 
 func main() {
@@ -169,6 +180,7 @@ func run(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&e.name, "name", clientlib.DefaultBus, "bus name: the socket is DIR/NAME.sock")
 	fs.StringVar(&e.socket, "socket", "", "socket path, overriding -dir and -name (default $BUSD_SOCKET)")
 	fs.Var(&e.trust, "trust", "comma-separated uids whose buses to trust besides yours and root's")
+	fs.BoolVar(&e.noReconnect, "no-reconnect", false, "end, failing, when the connection to the bus ends, instead of reconnecting and carrying on")
 	runCmd := cmd.flags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -198,13 +210,40 @@ func (e *env) refusedAfterFlush(ctx context.Context, c *clientlib.Conn) error {
 }
 
 // connect connects to the bus the flags name, waiting at most 5 seconds.
+// If the connection drops it reconnects, saying so on stderr, unless
+// -no-reconnect; e.closed is closed once it has ended for good.
 func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	wait := clientlib.WithNoWait() // a command fails at once if the bus is not up
+	if e.waitsForBus {
+		cctx, wait = ctx, nil // until interrupted
+		if info, err := unixsock.ProbeBus(e.socketPath()); err == nil && !info.Alive {
+			fmt.Fprintf(e.stderr, "bus: waiting for a bus at %s\n", e.socketPath())
+		}
+	}
+	e.closed = make(chan struct{})
+	closed := e.closed
+	var reconnect clientlib.Option
+	if e.noReconnect {
+		reconnect = clientlib.WithNoReconnect()
+	}
 	c, err := clientlib.Connect(cctx,
+		reconnect,
+		clientlib.WithDisconnectHandler(func(_ *clientlib.Conn, err error) {
+			fmt.Fprintf(e.stderr, "bus: connection lost (%s); reconnecting\n", strings.TrimPrefix(err.Error(), "bus: "))
+		}),
+		clientlib.WithReconnectHandler(func(c *clientlib.Conn, r clientlib.Restored) {
+			// Said once the subscriptions are in place at the broker; if
+			// the connection drops again first, its own line says so.
+			if e.flush(ctx, c) == nil {
+				fmt.Fprintf(e.stderr, "bus: reconnected to %s, %d subscriptions restored\n", e.socketPath(), r.Subscriptions+r.Listeners)
+			}
+		}),
+		clientlib.WithClosedHandler(func(*clientlib.Conn) { close(closed) }),
 		clientlib.WithSocket(e.socketPath()),
 		clientlib.WithName("bus-cli"),
-		clientlib.WithNoWait(), // a command fails at once if the bus is not up
+		wait,
 		clientlib.WithTrustedUIDs(e.trust...),
 		// Errors no call returns, lost messages among them (a
 		// *clientlib.LostError says how many, where and why).

@@ -35,6 +35,7 @@ func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				return err
 			}
 		}
+		e.waitsForBus = true
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err

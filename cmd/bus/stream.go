@@ -38,6 +38,7 @@ func streamFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if !ok {
 			return fmt.Errorf("bus stream %s: unknown mode; usage: bus stream %s", mode, streamArgs)
 		}
+		e.waitsForBus = mode == "listen"
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err

@@ -31,7 +31,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if *asJSON && (*raw || *catFDs) {
 			return errors.New("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
 		}
-		e.checksRefusals = true
+		e.checksRefusals, e.waitsForBus = true, true
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err
@@ -69,6 +69,8 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			case m = <-msgs:
 			case <-ctx.Done():
 				return nil // interrupted: a normal way to stop
+			case <-e.closed: // -no-reconnect, or an error not worth reconnecting after
+				return fmt.Errorf("the connection to the bus ended: %w", c.Err())
 			}
 			var err error
 			if jp != nil {
