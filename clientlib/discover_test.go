@@ -29,29 +29,7 @@ func tempBusDir(t *testing.T) string {
 
 // serveAt runs a broker on path (making its directory, whose parent must
 // exist) until it is shut down or the test ends.
-func serveAt(t *testing.T, path string) *bus.Server {
-	t.Helper()
-	srv, err := bus.NewServer(bus.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := bus.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { shutdown(t, srv) })
-	return srv
-}
-
-func shutdown(t *testing.T, srv *bus.Server) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-}
+func serveAt(t *testing.T, path string) *bus.Server { return serveWith(t, path, nil) }
 
 // staleSocket leaves a socket file at path that nothing listens on, as a
 // killed broker does.

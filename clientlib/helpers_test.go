@@ -24,6 +24,14 @@ func startBusWith(t *testing.T, edit func(*bus.Config)) (string, *bus.Server) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := dir + "/d/t.sock"
+	return path, serveWith(t, path, edit)
+}
+
+// serveWith runs a broker configured by edit (if not nil) on path, which
+// another broker may have served before it (Listen makes its directory,
+// whose parent must exist), until it is shut down or the test ends.
+func serveWith(t *testing.T, path string, edit func(*bus.Config)) *bus.Server {
+	t.Helper()
 	cfg := bus.DefaultConfig()
 	// These tests check what arrives, not pacing (bus's flow tests do): a
 	// subscriber that the race detector and a loaded machine deschedule for
@@ -42,12 +50,16 @@ func startBusWith(t *testing.T, edit func(*bus.Config)) (string, *bus.Server) {
 		t.Fatal(err)
 	}
 	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return path, srv
+	t.Cleanup(func() { stopBus(t, srv) })
+	return srv
+}
+
+// stopBus shuts srv down, as busd does on SIGTERM: its clients get ERR
+// "shutting down".
+func stopBus(t *testing.T, srv *bus.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
 }
 
 func connect(t *testing.T, path string, opts ...Option) *Conn {

@@ -19,30 +19,7 @@ import (
 
 // serveOn runs a broker for the test on path, which another broker may
 // have served before it, and returns it.
-func serveOn(t *testing.T, path string) *bus.Server {
-	t.Helper()
-	cfg := bus.DefaultConfig()
-	cfg.StallBudget = time.Second // see startBusWith
-	srv, err := bus.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := bus.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { stopBus(t, srv) })
-	return srv
-}
-
-// stopBus shuts srv down, as busd does on SIGTERM: its clients get ERR
-// "shutting down".
-func stopBus(t *testing.T, srv *bus.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
-}
+func serveOn(t *testing.T, path string) *bus.Server { return serveWith(t, path, nil) }
 
 // connEvent is what a Conn's handlers were told, in order.
 type connEvent struct {

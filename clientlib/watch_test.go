@@ -75,12 +75,12 @@ func TestWatch(t *testing.T) {
 	staleSocket(t, sock("stale2"))
 	c := serveAt(t, sock("c"))
 	expectEvent(t, ch, BusEvent{"c", sock("c"), true})
-	shutdown(t, c)
+	stopBus(t, c)
 	expectEvent(t, ch, BusEvent{"c", sock("c"), false})
 	// A bus replacing a stale socket is up.
 	serveAt(t, sock("stale"))
 	expectEvent(t, ch, BusEvent{"stale", sock("stale"), true})
-	shutdown(t, a)
+	stopBus(t, a)
 	expectEvent(t, ch, BusEvent{"a", sock("a"), false})
 
 	cancel()
