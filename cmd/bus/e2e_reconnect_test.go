@@ -182,3 +182,25 @@ func TestCLISubStartedBeforeTheBusFollowsARestart(t *testing.T) {
 		t.Fatalf("bus sub: %v", err)
 	}
 }
+
+// A queue-group worker (bus sub -queue) follows a busd killed with SIGKILL
+// and restarted: its subscription is restored and it takes the next job.
+// (That it is restored in its group, not plain, clientlib's reconnect
+// tests check: TestReconnectRestoresSubscriptions.)
+func TestCLIQueueWorkerFollowsARestart(t *testing.T) {
+	b := startBusd(t)
+	cmd, stdout, stderr := b.startPiped(t, "sub", "-queue", "workers", "-count", "2", "-raw", "jobs.t")
+	expectLine(t, stderr, "bus: subscribed")
+	b.pub(t, "", "jobs.t", "job-1")
+	expectLine(t, stdout, "job-1")
+	killBusd(t, b)
+	restartBusd(t, b)
+	if l := expectLine(t, stderr, "bus: reconnected to "); !strings.HasSuffix(l, ", 1 subscriptions restored") {
+		t.Fatalf("reconnect line %q; want 1 subscription restored", l)
+	}
+	b.pub(t, "", "jobs.t", "job-2")
+	expectLine(t, stdout, "job-2")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("bus sub -queue: %v", err)
+	}
+}
