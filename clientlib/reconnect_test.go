@@ -119,6 +119,24 @@ func TestReconnectRestoresSubscriptions(t *testing.T) {
 	if m := next(t, worker); string(m.Data) != "j" {
 		t.Fatalf("queue worker got %q", m.Data)
 	}
+	// Restored in its group, not as a plain subscription: with a second
+	// member, each job reaches exactly one of the two.
+	mate, err := other.QueueSubscribeSync("jobs", "workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, other)
+	const jobs = 40
+	for i := range jobs {
+		if err := other.Publish("jobs", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, other) // routed, and what came to other's own member read
+	flush(t, c)     // and what came to the restored one
+	if got := queued(t, worker) + queued(t, mate); got != jobs {
+		t.Fatalf("the two members of group workers got %d of %d jobs; want each once", got, jobs)
+	}
 	r, err := other.Request(testCtx(t), "math.double", []byte("21"))
 	if err != nil || string(r.Data) != "2121" {
 		t.Fatalf("request to the replier: %v, %v", err, r)
@@ -572,4 +590,19 @@ func TestRepeatedRestartsUnderLoad(t *testing.T) {
 	c.Close()
 	nextConnEvent(t, events, "closed")
 	waitGone(t, "clientlib.(*Conn)", "clientlib.(*callbacks)", "clientlib.(*Subscription).pump")
+}
+
+// queued counts the messages waiting in a synchronous subscription's queue,
+// taking them: Next with an ended context returns what is queued first.
+func queued(t *testing.T, s *Subscription) int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n := 0
+	for {
+		if _, err := s.Next(ctx); err != nil {
+			return n
+		}
+		n++
+	}
 }
