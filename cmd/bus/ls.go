@@ -49,8 +49,8 @@ func lsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if len(args) != 0 {
 			return errors.New("usage: bus ls " + lsArgs)
 		}
-		if *timeout <= 0 {
-			return fmt.Errorf("-timeout %v: must be positive", *timeout)
+		if err := checkTimeout(*timeout); err != nil {
+			return err
 		}
 		sockets, err := e.lsSockets()
 		if err != nil {

@@ -188,6 +188,14 @@ func run(ctx context.Context, args []string, e *env) error {
 	return runCmd(ctx, e, fs.Args())
 }
 
+// checkTimeout refuses a -timeout that would end the wait before it began.
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("-timeout %v: must be positive, such as 5s or 500ms", d)
+	}
+	return nil
+}
+
 // socketPath is the socket the flags and environment name.
 func (e *env) socketPath() string { return clientlib.ResolveSocket(e.socket, e.dir, e.name) }
 

@@ -22,8 +22,8 @@ func reqFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return errors.New("usage: bus req " + reqArgs)
 		}
-		if *timeout <= 0 {
-			return fmt.Errorf("-timeout %v: must be positive", *timeout)
+		if err := checkTimeout(*timeout); err != nil {
+			return err
 		}
 		if err := out.prepare(); err != nil {
 			return err

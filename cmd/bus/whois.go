@@ -22,8 +22,8 @@ func whoisFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if err != nil {
 			return fmt.Errorf("CONNID %q: not a connection id (the conn= of a message 'bus sub' prints)", args[0])
 		}
-		if *timeout <= 0 {
-			return fmt.Errorf("-timeout %v: must be positive", *timeout)
+		if err := checkTimeout(*timeout); err != nil {
+			return err
 		}
 		c, err := e.connect(ctx)
 		if err != nil {
