@@ -227,7 +227,7 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	if e.waitsForBus {
 		cctx, wait = ctx, nil // until interrupted
 		if info, err := unixsock.ProbeBus(e.socketPath()); err == nil && !info.Alive {
-			fmt.Fprintf(e.stderr, "bus: waiting for a bus at %s\n", e.socketPath())
+			fmt.Fprintf(e.stderr, "bus: waiting for a bus at %s (start busd for it, or ctrl-C to give up)\n", e.socketPath())
 		}
 	}
 	e.closed = make(chan struct{})
