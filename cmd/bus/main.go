@@ -33,7 +33,10 @@
 //
 // Every subcommand takes -dir, -name and -socket, and finds the bus the way
 // busd does: -socket or $BUSD_SOCKET, else DIR/NAME.sock with DIR from
-// $BUSD_DIR, $XDG_RUNTIME_DIR/busd or /tmp/busd-$UID.
+// $BUSD_DIR, $XDG_RUNTIME_DIR/busd or /tmp/busd-$UID. -trust UID,... also
+// accepts a bus run by those uids (besides yours and root's), and
+// -no-reconnect makes a command fail when its connection drops rather than
+// reconnect.
 package main
 
 import (
@@ -105,6 +108,9 @@ with Subscription.Drain, as examples/workers does).
 If the connection to the bus drops (busd restarted, say), a command
 reconnects and carries on, saying so on stderr; messages published while
 it was away are not delivered to it. -no-reconnect makes it fail instead.
+
+Every command takes -dir, -name or -socket to choose the bus, and -trust
+UID,... to accept a bus run by another user (yours and root's are trusted).
 
 Run 'bus COMMAND -h' for a command's flags.
 `
