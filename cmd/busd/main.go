@@ -184,7 +184,7 @@ func run(args []string) error {
 		log.Info("listening", "socket", l.Path(), "pid", os.Getpid())
 		go func() { errs <- srv.Serve(context.Background(), l) }()
 	}
-	if _, err := notify.notify(notifyReady); err != nil {
+	if err := notify.notify(notifyReady); err != nil {
 		log.Warn("could not tell systemd busd is ready", "err", err)
 	}
 	var first error
@@ -225,7 +225,7 @@ func run(args []string) error {
 //
 // Steps 2 to 6 are bus.Server.Shutdown.
 func shutdown(srv *bus.Server, notify *notifier, timeout time.Duration, log *slog.Logger) {
-	if _, err := notify.notify(notifyStopping); err != nil {
+	if err := notify.notify(notifyStopping); err != nil {
 		log.Warn("could not tell systemd busd is stopping", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -37,18 +37,18 @@ func newNotifier() (*notifier, error) {
 	return &notifier{addr: &net.UnixAddr{Name: path, Net: "unixgram"}}, nil
 }
 
-// notify sends state, reporting false, nil when there is nobody to tell.
-func (n *notifier) notify(state string) (bool, error) {
+// notify sends state; with nobody to tell it does nothing.
+func (n *notifier) notify(state string) error {
 	if n.addr == nil {
-		return false, nil
+		return nil
 	}
 	c, err := net.DialUnix("unixgram", nil, n.addr)
 	if err != nil {
-		return false, fmt.Errorf("notifying %s: %w", n.addr.Name, err)
+		return fmt.Errorf("notifying %s: %w", n.addr.Name, err)
 	}
 	defer c.Close()
 	if _, err := c.Write([]byte(state)); err != nil {
-		return false, fmt.Errorf("notifying %s of %s: %w", n.addr.Name, state, err)
+		return fmt.Errorf("notifying %s of %s: %w", n.addr.Name, state, err)
 	}
-	return true, nil
+	return nil
 }
