@@ -17,13 +17,13 @@ func parseGroup(s string) (int, error) {
 	}
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		if n == math.MaxUint32 { // (gid_t)-1 means "no change" to chown(2)
-			return -1, fmt.Errorf("-group %s is not a group id", s)
+			return -1, fmt.Errorf("-group %s is not a group id: it is the kernel's \"no group\"; give a real group's name or gid", s)
 		}
 		return int(n), nil
 	}
 	g, err := user.LookupGroup(s)
 	if err != nil {
-		return -1, fmt.Errorf("-group %q: %w", s, err)
+		return -1, fmt.Errorf("-group %q: %w; give a group name 'getent group' lists, or a numeric gid", s, err)
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {

@@ -116,7 +116,7 @@ func run(args []string) error {
 	}
 	perm, err := strconv.ParseUint(*mode, 8, 32)
 	if err != nil || perm > 0o777 {
-		return fmt.Errorf("-mode %q is not an octal permission", *mode)
+		return fmt.Errorf("-mode %q is not an octal permission: give one such as 0600 (busd's user only) or 0660 (with -group)", *mode)
 	}
 	gid, err := parseGroup(*group)
 	if err != nil {
