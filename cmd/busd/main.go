@@ -146,7 +146,7 @@ func run(args []string) error {
 	cfg.AllowUIDs, cfg.AllowGIDs = uids, gids
 	if *policyFile != "" {
 		if cfg.Policy, err = policy.Load(*policyFile); err != nil {
-			return err
+			return fmt.Errorf("-policy: %w (fix the file; busd -check-config %s checks it without starting)", err, *policyFile)
 		}
 	}
 	// The collector works harder before the process outgrows what its
