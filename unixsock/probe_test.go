@@ -70,14 +70,7 @@ func TestProbeBusOldAndBadRecords(t *testing.T) {
 func TestListenOutlastsAProbe(t *testing.T) {
 	checkFDLeaks(t)
 	path := tempSockPath(t, "r.sock")
-	f, err := os.OpenFile(lockPath(path), os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	f := holdProbeLock(t, path)
 	waits := 0
 	defer func(w func(time.Duration)) { lockWait = w }(lockWait)
 	lockWait = func(time.Duration) {
@@ -97,14 +90,7 @@ func TestListenOutlastsAProbe(t *testing.T) {
 func TestListenGivesUpOnAHeldLock(t *testing.T) {
 	checkFDLeaks(t)
 	path := tempSockPath(t, "g.sock")
-	f, err := os.OpenFile(lockPath(path), os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	holdProbeLock(t, path)
 	defer func(w func(time.Duration)) { lockWait = w }(lockWait)
 	waits := 0
 	lockWait = func(time.Duration) { waits++ }
@@ -114,4 +100,20 @@ func TestListenGivesUpOnAHeldLock(t *testing.T) {
 	if waits != len(lockRetries) {
 		t.Errorf("Listen waited %d times; want %d", waits, len(lockRetries))
 	}
+}
+
+// holdProbeLock takes the shared lock a prober takes on path's lock file,
+// creating the file, and returns it; it is closed, and the lock released,
+// on cleanup.
+func holdProbeLock(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(lockPath(path), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
