@@ -1,7 +1,6 @@
 package unixsock
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -250,14 +248,11 @@ func TestPeerGroupsOfAnotherUser(t *testing.T) {
 
 // peerGroupsChild connects to path and waits for the other end to close.
 func peerGroupsChild(path string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := Dial(ctx, path)
+	c, err := dialFromChild(path)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		return errors.New("read data; want the end of the stream")
 	} else if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -2,6 +2,7 @@ package unixsock
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -114,6 +115,20 @@ func watchdog(t testing.TB, d time.Duration, cs ...io.Closer) {
 		}
 	})
 	t.Cleanup(func() { tm.Stop() })
+}
+
+// dialFromChild is how a child process reaches its parent's listener at
+// path: within 10 seconds, and with a 10-second deadline on the Conn, so
+// that a parent that fails cannot leave the child waiting for good.
+func dialFromChild(path string) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, nil
 }
 
 // socketPair returns a closed-on-cleanup Conn pair with a watchdog.
