@@ -63,7 +63,17 @@ func lsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if *asJSON {
 			return printEntriesJSON(e.stdout, entries)
 		}
-		return printEntries(e.stdout, entries, time.Now())
+		if err := printEntries(e.stdout, entries, time.Now()); err != nil {
+			return err
+		}
+		// The table shows "?" where a bus could not be read or asked;
+		// stderr says why (-json carries it in each object's error).
+		for _, ent := range entries {
+			if ent.Error != "" {
+				fmt.Fprintf(e.stderr, "bus: ls %s: %s\n", ent.Name, strings.TrimPrefix(ent.Error, "bus: "))
+			}
+		}
+		return nil
 	}
 }
 

@@ -95,8 +95,8 @@ commands:
   ls ` + lsArgs + `
         list the buses of the directory (-dir), or the bus of -socket: name,
         socket, alive or stale (by its lock), and for a live one the broker's
-        pid, uptime and connections ("?" if its policy does not let you ask);
-        -json prints one object a line
+        pid, uptime and connections ("?" if its policy does not let you ask,
+        and why on stderr); -json prints one object a line, with its error
 
 -H adds a header to every message sent. -json: DATA (or each input) is JSON,
 sent as msgpack; payloads received are printed as one line of JSON each.
