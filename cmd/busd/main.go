@@ -181,7 +181,11 @@ func run(args []string) error {
 	// this function's (see shutdown), not left to each Serve's context.
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
-		log.Info("listening", "socket", l.Path(), "pid", os.Getpid())
+		attrs := []any{"socket", l.Path(), "pid", os.Getpid()}
+		if activated {
+			attrs = append(attrs, "name", l.Name()) // FileDescriptorName=
+		}
+		log.Info("listening", attrs...)
 		go func() { errs <- srv.Serve(context.Background(), l) }()
 	}
 	if err := notify.notify(notifyReady); err != nil {
