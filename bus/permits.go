@@ -3,8 +3,6 @@ package bus
 import (
 	"bytes"
 	"hash/maphash"
-	"strings"
-	"unsafe"
 
 	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
@@ -173,12 +171,4 @@ func (c *conn) dropPermitsLocked() {
 	p := &c.permits
 	c.srv.led.uncharge(c.acct, kInput, int64(p.charged)*permitBlock*permitMemory)
 	*p = replyPermits{}
-}
-
-// needsPermit reports whether delivering a PUB with this reply topic to
-// receiver r gives r a permit: a reply in another connection's inbox than
-// r's own.
-func needsPermit(reply []byte, r *conn) bool {
-	s := unsafe.String(unsafe.SliceData(reply), len(reply))
-	return strings.HasPrefix(s, wire.InboxPrefix) && inboxOf(s) != r.inbox
 }

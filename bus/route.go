@@ -77,7 +77,7 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	var m outMsg
 	c.initOutMsg(&m, f, takers(res))
 	m.private = private
-	m.grants = len(f.Reply) > 0 && strings.HasPrefix(string(f.Reply), wire.InboxPrefix)
+	m.replyInbox = inboxOf(unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply)))
 	if f.Body != nil {
 		m.body = newLargeBody(f.Body)
 	}
@@ -156,9 +156,9 @@ type outMsg struct {
 	// private is the inbox the topic is in, if it is one: only that
 	// connection (and monitors) may receive it.
 	private string
-	// grants says the reply topic is an inbox: each receiver but its
-	// owner gets a permit to answer (permits.go).
-	grants bool
+	// replyInbox is the inbox the reply topic is in, if it is one: each
+	// receiver but its owner gets a permit to answer (permits.go).
+	replyInbox string
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;
