@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"hash/maphash"
+	"unsafe"
 
 	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/bus/wire"
@@ -74,7 +75,7 @@ func (c *conn) grantPermitLocked(from uint64, topic, reply []byte) {
 	// decide again.
 	var deniedBy *policy.Rule
 	if sub := c.subject.Load(); !sub.Everything(policy.Reply) && !bytes.HasPrefix(topic, dialPrefix) {
-		if d := sub.Decide(policy.Reply, string(topic)); !d.Allow {
+		if d := sub.Decide(policy.Reply, unsafe.String(unsafe.SliceData(topic), len(topic))); !d.Allow {
 			deniedBy = d.Rule
 		}
 	}

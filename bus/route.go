@@ -127,10 +127,13 @@ func (c *conn) routeGroupOnly(m *outMsg, topic string, groups []topics.Group[*su
 // not starting with SysPrefix, and its headers.
 func checkReplyAndHeaders(f *wire.Frame) error {
 	if len(f.Reply) > 0 {
-		if err := topics.ValidTopic(string(f.Reply)); err != nil {
+		// Straight from the read buffer, as the topic: the error's text is
+		// a copy.
+		reply := unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply))
+		if err := topics.ValidTopic(reply); err != nil {
 			return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
 		}
-		if strings.HasPrefix(string(f.Reply), SysPrefix) {
+		if strings.HasPrefix(reply, SysPrefix) {
 			return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
 		}
 	}
