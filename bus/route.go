@@ -201,39 +201,55 @@ var (
 )
 
 // noResponders tells the requester that nobody got its request: an empty
-// MSG with a status header, from the broker itself, to each of the
-// requester's own subscriptions that match the reply topic, plain or in a
-// queue group (a requester whose inbox is a group member would otherwise
-// wait out its timeout). Only its own: otherwise a client could make the
-// broker send messages in its name to anyone. The status says whether
-// nobody subscribes (503) or everyone who does was too far behind to take
-// it (429).
+// MSG with a status header, from the broker itself, to the requester's own
+// subscriptions that match the reply topic (toOwn), so that a requester
+// whose inbox is a queue group member does not wait out its timeout
+// either. Only its own: otherwise a client could make the broker send
+// messages in its name to anyone. The status says whether nobody
+// subscribes (503) or everyone who does was too far behind to take it
+// (429).
 func (c *conn) noResponders(reply []byte, dropped bool) {
-	res, ok := c.srv.index.Lookup(string(reply))
-	if !ok {
-		return
-	}
 	hdrs := noRespondersHeaders
 	if dropped {
 		hdrs = droppedHeaders
 	}
+	c.toOwn(reply, hdrs, nil, nil)
+}
+
+// toOwn delivers a MSG from the broker, on topic reply, to c's own
+// subscriptions that match it: each plain one, and one of c's own members
+// of each queue group (as any message to a group goes to one member).
+// set is its descriptors, nil for none.
+func (c *conn) toOwn(reply []byte, hdrs wire.Headers, payload []byte, set *fdSet) {
+	res, ok := c.srv.index.Lookup(unsafe.String(unsafe.SliceData(reply), len(reply)))
+	if !ok {
+		return
+	}
 	f := wire.Frame{
-		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs))},
-		Topic:  reply, Headers: hdrs,
+		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(payload))},
+		Topic:  reply, Headers: hdrs, Payload: payload,
+	}
+	if set != nil {
+		f.NFDs = uint8(len(set.fds))
 	}
 	var m outMsg
 	c.initOutMsg(&m, &f, 1)
 	m.origin = &c.srv.origin
 	for _, s := range res.Plain {
 		if s.c == c {
-			c.deliver(s, &m, nil)
+			c.deliver(s, &m, set)
 		}
 	}
+	var own []*subscription
 	for _, g := range res.Groups {
+		own = own[:0]
 		for _, s := range g.Members {
 			if s.c == c {
-				c.deliver(s, &m, nil)
+				own = append(own, s)
 			}
+		}
+		if len(own) > 0 {
+			c.deliverToOne(own, &m, set)
 		}
 	}
 }
