@@ -45,7 +45,7 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		return err
 	}
 	sub := c.subject.Load()
-	access, err := c.checkSubscribe(sub, key.pattern, key.group)
+	access, err := c.decideSub(sub, key.pattern, key.group)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	// enters the index, so that no message reaches s on the old decision.
 	c.mu.Lock()
 	if now := c.subject.Load(); now != sub {
-		if access, err = c.checkSubscribe(now, key.pattern, key.group); err != nil {
+		if access, err = c.decideSub(now, key.pattern, key.group); err != nil {
 			c.mu.Unlock()
 			c.unchargeSub(s)
 			return err
