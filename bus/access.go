@@ -148,19 +148,11 @@ func (c *conn) checkPublish(topic string, reply []byte) (private string, err err
 	return "", nil
 }
 
-// checkSubscribe decides a SUB under a policy subject and returns what
-// the subscription's deliveries must be checked against (nil: nothing).
-func (c *conn) checkSubscribe(sub *policy.Subject, pattern, group string) (*subAccess, error) {
-	a, d := c.decideSub(sub, pattern, group)
-	if d != nil {
-		return nil, d
-	}
-	return a, nil
-}
-
-// decideSub is checkSubscribe's decision, also used when a new policy
-// reviews the subscriptions there are. A refusal is an ERR for the client.
-func (c *conn) decideSub(sub *policy.Subject, pattern, group string) (*subAccess, *wire.Error) {
+// decideSub decides a SUB under a policy subject, when it comes and when a
+// new policy reviews the subscriptions there are, and returns what the
+// subscription's deliveries must be checked against (nil: nothing). A
+// refusal is a *wire.Error for the client.
+func (c *conn) decideSub(sub *policy.Subject, pattern, group string) (*subAccess, error) {
 	if in := inboxOf(pattern); in != "" && topics.IsLiteral(in) {
 		if in == c.inbox {
 			return nil, nil // its own: no policy stands between a connection and its replies
@@ -194,7 +186,7 @@ func (c *conn) decideSub(sub *policy.Subject, pattern, group string) (*subAccess
 
 // decideListen decides a SUB to a stream's topic: a listener, which names
 // exactly one stream and joins its one group of listeners.
-func (c *conn) decideListen(sub *policy.Subject, pattern, group string) *wire.Error {
+func (c *conn) decideListen(sub *policy.Subject, pattern, group string) error {
 	name := pattern[len(wire.GroupOnlyPrefix):]
 	switch {
 	case !topics.IsLiteral(pattern):

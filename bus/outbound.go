@@ -78,7 +78,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 		c.out.Commit(wire.AppendMsg(c.out.Reserve(m.size), s.sid, m.origin, m.pub))
 	}
 	c.pending += m.size
-	if m.grants && needsPermit(m.pub.Reply, c) {
+	if m.replyInbox != "" && m.replyInbox != c.inbox {
 		c.grantPermitLocked(m.origin.Conn, m.pub.Topic, m.pub.Reply)
 	}
 	return queued, wake, c.behindLocked()

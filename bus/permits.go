@@ -3,7 +3,6 @@ package bus
 import (
 	"bytes"
 	"hash/maphash"
-	"strings"
 	"unsafe"
 
 	"github.com/busd/busd/bus/policy"
@@ -76,7 +75,7 @@ func (c *conn) grantPermitLocked(from uint64, topic, reply []byte) {
 	// decide again.
 	var deniedBy *policy.Rule
 	if sub := c.subject.Load(); !sub.Everything(policy.Reply) && !bytes.HasPrefix(topic, dialPrefix) {
-		if d := sub.Decide(policy.Reply, string(topic)); !d.Allow {
+		if d := sub.Decide(policy.Reply, unsafe.String(unsafe.SliceData(topic), len(topic))); !d.Allow {
 			deniedBy = d.Rule
 		}
 	}
@@ -173,12 +172,4 @@ func (c *conn) dropPermitsLocked() {
 	p := &c.permits
 	c.srv.led.uncharge(c.acct, kInput, int64(p.charged)*permitBlock*permitMemory)
 	*p = replyPermits{}
-}
-
-// needsPermit reports whether delivering a PUB with this reply topic to
-// receiver r gives r a permit: a reply in another connection's inbox than
-// r's own.
-func needsPermit(reply []byte, r *conn) bool {
-	s := unsafe.String(unsafe.SliceData(reply), len(reply))
-	return strings.HasPrefix(s, wire.InboxPrefix) && inboxOf(s) != r.inbox
 }

@@ -77,7 +77,7 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	var m outMsg
 	c.initOutMsg(&m, f, takers(res))
 	m.private = private
-	m.grants = len(f.Reply) > 0 && strings.HasPrefix(string(f.Reply), wire.InboxPrefix)
+	m.replyInbox = inboxOf(unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply)))
 	if f.Body != nil {
 		m.body = newLargeBody(f.Body)
 	}
@@ -127,10 +127,13 @@ func (c *conn) routeGroupOnly(m *outMsg, topic string, groups []topics.Group[*su
 // not starting with SysPrefix, and its headers.
 func checkReplyAndHeaders(f *wire.Frame) error {
 	if len(f.Reply) > 0 {
-		if err := topics.ValidTopic(string(f.Reply)); err != nil {
+		// Straight from the read buffer, as the topic: the error's text is
+		// a copy.
+		reply := unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply))
+		if err := topics.ValidTopic(reply); err != nil {
 			return &wire.Error{Code: wire.CodeInvalidTopic, Text: "reply " + err.Error()}
 		}
-		if strings.HasPrefix(string(f.Reply), SysPrefix) {
+		if strings.HasPrefix(reply, SysPrefix) {
 			return wire.Errorf(wire.CodeReservedTopic, "reply topic %q: topics starting with %q belong to the broker", f.Reply, SysPrefix)
 		}
 	}
@@ -156,9 +159,9 @@ type outMsg struct {
 	// private is the inbox the topic is in, if it is one: only that
 	// connection (and monitors) may receive it.
 	private string
-	// grants says the reply topic is an inbox: each receiver but its
-	// owner gets a permit to answer (permits.go).
-	grants bool
+	// replyInbox is the inbox the reply topic is in, if it is one: each
+	// receiver but its owner gets a permit to answer (permits.go).
+	replyInbox string
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;
@@ -198,39 +201,55 @@ var (
 )
 
 // noResponders tells the requester that nobody got its request: an empty
-// MSG with a status header, from the broker itself, to each of the
-// requester's own subscriptions that match the reply topic, plain or in a
-// queue group (a requester whose inbox is a group member would otherwise
-// wait out its timeout). Only its own: otherwise a client could make the
-// broker send messages in its name to anyone. The status says whether
-// nobody subscribes (503) or everyone who does was too far behind to take
-// it (429).
+// MSG with a status header, from the broker itself, to the requester's own
+// subscriptions that match the reply topic (toOwn), so that a requester
+// whose inbox is a queue group member does not wait out its timeout
+// either. Only its own: otherwise a client could make the broker send
+// messages in its name to anyone. The status says whether nobody
+// subscribes (503) or everyone who does was too far behind to take it
+// (429).
 func (c *conn) noResponders(reply []byte, dropped bool) {
-	res, ok := c.srv.index.Lookup(string(reply))
-	if !ok {
-		return
-	}
 	hdrs := noRespondersHeaders
 	if dropped {
 		hdrs = droppedHeaders
 	}
+	c.toOwn(reply, hdrs, nil, nil)
+}
+
+// toOwn delivers a MSG from the broker, on topic reply, to c's own
+// subscriptions that match it: each plain one, and one of c's own members
+// of each queue group (as any message to a group goes to one member).
+// set is its descriptors, nil for none.
+func (c *conn) toOwn(reply []byte, hdrs wire.Headers, payload []byte, set *fdSet) {
+	res, ok := c.srv.index.Lookup(unsafe.String(unsafe.SliceData(reply), len(reply)))
+	if !ok {
+		return
+	}
 	f := wire.Frame{
-		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs))},
-		Topic:  reply, Headers: hdrs,
+		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(payload))},
+		Topic:  reply, Headers: hdrs, Payload: payload,
+	}
+	if set != nil {
+		f.NFDs = uint8(len(set.fds))
 	}
 	var m outMsg
 	c.initOutMsg(&m, &f, 1)
 	m.origin = &c.srv.origin
 	for _, s := range res.Plain {
 		if s.c == c {
-			c.deliver(s, &m, nil)
+			c.deliver(s, &m, set)
 		}
 	}
+	var own []*subscription
 	for _, g := range res.Groups {
+		own = own[:0]
 		for _, s := range g.Members {
 			if s.c == c {
-				c.deliver(s, &m, nil)
+				own = append(own, s)
 			}
+		}
+		if len(own) > 0 {
+			c.deliverToOne(own, &m, set)
 		}
 	}
 }

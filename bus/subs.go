@@ -41,11 +41,13 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	if len(c.subs) >= c.srv.cfg.MaxSubs {
 		return wire.Errorf(wire.CodeTooManySubs, "this connection has %d subscriptions, the limit", len(c.subs))
 	}
-	if err := validSub(key.pattern, key.group); err != nil {
-		return err
+	// Checked before the policy looks at them: it must not decide on (nor
+	// a denial quote) what is not a pattern.
+	if err := topics.ValidSub(key.pattern, key.group); err != nil {
+		return subError(err)
 	}
 	sub := c.subject.Load()
-	access, err := c.checkSubscribe(sub, key.pattern, key.group)
+	access, err := c.decideSub(sub, key.pattern, key.group)
 	if err != nil {
 		return err
 	}
@@ -63,7 +65,7 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	// enters the index, so that no message reaches s on the old decision.
 	c.mu.Lock()
 	if now := c.subject.Load(); now != sub {
-		if access, err = c.checkSubscribe(now, key.pattern, key.group); err != nil {
+		if access, err = c.decideSub(now, key.pattern, key.group); err != nil {
 			c.mu.Unlock()
 			c.unchargeSub(s)
 			return err
@@ -79,29 +81,19 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		delete(c.subKeys, key)
 		c.mu.Unlock()
 		c.unchargeSub(s)
-		code := wire.CodeInvalidPattern
-		var te *topics.Error
-		if errors.As(err, &te) && te.Kind == "group" {
-			code = wire.CodeInvalidGroup
-		}
-		return &wire.Error{Code: code, Text: err.Error()}
+		return subError(err)
 	}
 	return nil
 }
 
-// validSub checks a SUB's pattern and group before the policy looks at
-// them: the index checks them again, but the policy must not decide on
-// (nor a denial quote) what is not a pattern.
-func validSub(pattern, group string) error {
-	if err := topics.ValidPattern(pattern); err != nil {
-		return &wire.Error{Code: wire.CodeInvalidPattern, Text: err.Error()}
+// subError is the ERR for a SUB whose pattern or group the index refuses.
+func subError(err error) *wire.Error {
+	code := wire.CodeInvalidPattern
+	var te *topics.Error
+	if errors.As(err, &te) && te.Kind == "group" {
+		code = wire.CodeInvalidGroup
 	}
-	if group != "" {
-		if err := topics.ValidGroup(group); err != nil {
-			return &wire.Error{Code: wire.CodeInvalidGroup, Text: err.Error()}
-		}
-	}
-	return nil
+	return &wire.Error{Code: code, Text: err.Error()}
 }
 
 func groupText(group string) string {

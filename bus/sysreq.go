@@ -82,17 +82,12 @@ func badRequest(reason string) sysAnswer {
 	return sysAnswer{status: wire.StatusBadRequest, reason: reason}
 }
 
-// answer delivers a to c's own subscriptions that match reply, plain ones
-// and one of its own members of each queue group, as a MSG from the
-// broker. It releases the answer's descriptors: each queued copy holds its
+// answer delivers a to c's own subscriptions that match reply (toOwn), as
+// a MSG from the broker. It releases the answer's descriptors: each queued copy holds its
 // own reference, and they are closed once none is left.
 func (c *conn) answer(reply []byte, a *sysAnswer) {
 	if a.fds != nil {
 		defer a.fds.Release()
-	}
-	res, ok := c.srv.index.Lookup(string(reply))
-	if !ok {
-		return
 	}
 	var hdrs wire.Headers
 	if a.status != "" {
@@ -101,33 +96,7 @@ func (c *conn) answer(reply []byte, a *sysAnswer) {
 	if a.reason != "" {
 		hdrs = wire.AppendField(hdrs, wire.ReasonHeader, a.reason)
 	}
-	f := wire.Frame{
-		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(reply)), HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(a.payload))},
-		Topic:  reply, Headers: hdrs, Payload: a.payload,
-	}
-	if a.fds != nil {
-		f.NFDs = uint8(len(a.fds.fds))
-	}
-	var m outMsg
-	c.initOutMsg(&m, &f, 1)
-	m.origin = &c.srv.origin
-	for _, s := range res.Plain {
-		if s.c == c {
-			c.deliver(s, &m, a.fds)
-		}
-	}
-	var own []*subscription
-	for _, g := range res.Groups {
-		own = own[:0]
-		for _, s := range g.Members {
-			if s.c == c {
-				own = append(own, s)
-			}
-		}
-		if len(own) > 0 {
-			c.deliverToOne(own, &m, a.fds)
-		}
-	}
+	c.toOwn(reply, hdrs, a.payload, a.fds)
 }
 
 // answerConn answers "$SYS.req.conn": who holds the connection the

@@ -63,7 +63,7 @@ func (x *Index[T]) Len() int {
 // error wrapping ErrInvalid for a bad pattern or group, and ErrExists if the
 // same value is already subscribed to the same pattern and group.
 func (x *Index[T]) Add(pattern, group string, v T) error {
-	if err := validSub(pattern, group); err != nil {
+	if err := ValidSub(pattern, group); err != nil {
 		return err
 	}
 	x.mu.Lock()
@@ -86,7 +86,7 @@ func (x *Index[T]) Add(pattern, group string, v T) error {
 // Remove undoes Add. It returns ErrNotFound if v is not subscribed to
 // pattern in group.
 func (x *Index[T]) Remove(pattern, group string, v T) error {
-	if err := validSub(pattern, group); err != nil {
+	if err := ValidSub(pattern, group); err != nil {
 		return err
 	}
 	var tbuf [MaxDepth]string
@@ -175,7 +175,10 @@ func (x *Index[T]) changedLocked(pattern string, delta int) {
 	}
 }
 
-func validSub(pattern, group string) error {
+// ValidSub reports why pattern, with group if not "", is not a
+// subscription Add would take, or nil if it is one. The error is an
+// *Error whose Kind says which of the two is wrong.
+func ValidSub(pattern, group string) error {
 	if err := ValidPattern(pattern); err != nil {
 		return err
 	}
