@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,17 +32,12 @@ import (
 	"github.com/busd/busd/unixsock"
 )
 
-// Retrying a socket that exists but refuses connections. A broker made by
-// unixsock.Listen publishes its socket only once it listens, so refusal
-// means a stale file (its broker is gone) or a broker that publishes
-// differently; the file changing (a new broker renaming its socket into
-// place) wakes the wait at once, and these bound it otherwise: 10 ms,
-// doubling up to 250 ms, each jittered by up to half. This is the only
-// timed retry in discovery.
-const (
-	refusedRetryMin = 10 * time.Millisecond
-	refusedRetryMax = 250 * time.Millisecond
-)
+// A socket that exists but refuses connections is retried with backoff
+// (redial.go). A broker made by unixsock.Listen publishes its socket only
+// once it listens, so refusal means a stale file (its broker is gone) or a
+// broker that publishes differently; the file changing (a new broker
+// renaming its socket into place) wakes the wait at once, and the backoff
+// bounds it otherwise. This is the only timed retry in discovery.
 
 // testHookWaiting, if set, is called by dialBus once its watch is set and
 // it is about to wait for the bus at path: from then on a socket appearing
@@ -60,8 +54,8 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 	var (
 		dw      *dirWatch
 		timer   *time.Timer // the retries of a refusing socket
-		backoff time.Duration
-		last    error // the last attempt's failure while the bus was not up
+		retries int         // of a refusing socket, since it last changed
+		last    error       // the last attempt's failure while the bus was not up
 	)
 	defer func() {
 		if dw != nil {
@@ -103,8 +97,8 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		var retry <-chan time.Time
 		if refused && isSocket(path) {
-			backoff = min(max(2*backoff, refusedRetryMin), refusedRetryMax)
-			d := backoff/2 + rand.N(backoff/2+1)
+			retries++
+			d := backoff(retries)
 			if timer == nil {
 				timer = time.NewTimer(d)
 			} else {
@@ -112,7 +106,7 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 			}
 			retry = timer.C
 		} else {
-			backoff = 0 // a socket appearing or changing wakes the wait
+			retries = 0 // a socket appearing or changing wakes the wait
 		}
 		if werr := dw.waitPath(ctx, path, retry); werr != nil {
 			if ctx.Err() != nil {
