@@ -1,18 +1,12 @@
 package clientlib
 
 // Finding a bus that is not up yet: Connect waits for its socket here, and
-// reconnecting can too.
-//
-// For reconnecting, two entry points, neither touching a Conn:
-//   - dialBus(ctx, path, o.trustedUIDs(), false) is Connect's whole loop:
-//     it returns a dialed socket whose directory and broker passed the trust
-//     checks, waiting for the bus (fsnotify, plus a bounded backoff while a
-//     socket refuses) until ctx ends; the caller then does the handshake.
-//   - waitForSocket(ctx, path) only waits: it returns nil as soon as a
-//     socket file exists at path (at once if one does); the caller dials,
-//     and must expect ECONNREFUSED from a stale file.
-// Each sets its own fsnotify watch for the duration of the call and closes
-// it before returning.
+// so does each redial of a reconnect. dialBus(ctx, path, o.trustedUIDs(),
+// noWait) is the whole loop: it returns a dialed socket whose directory and
+// broker passed the trust checks, waiting for the bus (fsnotify, plus a
+// bounded backoff while a socket refuses) until ctx ends; the caller then
+// does the handshake. It sets its own fsnotify watch for the duration of
+// the call and closes it before returning.
 
 import (
 	"context"
@@ -149,35 +143,6 @@ func dialTrusted(ctx context.Context, path string, trusted []int) (*unixsock.Con
 		return nil, err
 	}
 	return sock, nil
-}
-
-// waitForSocket returns nil once a socket file exists at path: at once if
-// one does, else when one appears (bound there, or renamed into place),
-// watching path's directory with fsnotify, or while the directory does not
-// exist yet its nearest ancestor that does, and following it down as the
-// directories appear; it creates none. It returns ctx.Err() if ctx ends
-// first, and an error if the watch cannot be set (out of inotify instances
-// or watches).
-//
-// A socket file is not a listening broker: the caller dials, and on
-// ECONNREFUSED (a stale file) waits again, or uses dialBus, which does
-// both with a bounded backoff. It makes no trust checks; the dial's are the
-// ones that count.
-func waitForSocket(ctx context.Context, path string) error {
-	if isSocket(path) {
-		return nil
-	}
-	dw, err := newDirWatch(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dw.close()
-	for !isSocket(path) {
-		if err := dw.waitPath(ctx, path, nil); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // isSocket reports whether path names a socket, following symbolic links.
