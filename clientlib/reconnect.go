@@ -93,11 +93,7 @@ func reconnectable(err error) bool {
 // bus is not there yet, or not ready; not a bus that is not trusted or
 // that refuses this client.
 func redialable(err error) bool {
-	var we *wire.Error
-	if errors.Is(err, ErrUntrustedBus) || errors.As(err, &we) && !reconnectable(err) {
-		return false
-	}
-	return true
+	return !errors.Is(err, ErrUntrustedBus) && reconnectable(err)
 }
 
 // sessionEnded handles the end of session s with err, seen by its reader or
