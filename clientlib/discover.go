@@ -73,7 +73,7 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		last = err
 		if noWait {
-			return nil, fmt.Errorf("%w: %w", ErrNoBus, err)
+			return nil, fmt.Errorf("%w: nothing listens at %s (%w)%s", ErrNoBus, path, lastCause(err), noBusHint)
 		}
 		if ctx.Err() != nil {
 			return nil, noBus(path, err, ctx.Err())
@@ -115,8 +115,11 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 // (ctxErr), last having failed with err: it matches ErrNoBus, ctxErr, and
 // what err matches (syscall.ENOENT or ECONNREFUSED).
 func noBus(path string, err, ctxErr error) error {
-	return fmt.Errorf("%w: none came up at %s (last: %w): %w", ErrNoBus, path, lastCause(err), ctxErr)
+	return fmt.Errorf("%w: none came up at %s (last: %w) before the wait ended (%w)%s", ErrNoBus, path, lastCause(err), ctxErr, noBusHint)
 }
+
+// noBusHint ends the errors matching ErrNoBus with what to do.
+const noBusHint = "; start its broker (busd), or name the bus that runs (WithBus, WithSocket)"
 
 // lastCause strips the layers of err that repeat the path: "connect: no
 // such file or directory" is what is left to say.
