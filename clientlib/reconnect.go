@@ -14,7 +14,7 @@ import (
 // than Close, the session is lost: the reader and writer of its socket
 // return, what was queued and not yet written is dropped, requests and
 // PINGs waiting on it fail with ErrConnectionLost. Unless the Conn was made
-// with WithNoReconnect and the reason allows it (see reconnectable), the
+// with WithNoReconnect, and if the reason allows it (see reconnectable), the
 // Conn then reconnects on a goroutine of its own: it waits for the bus
 // (redial.go), dials the same path with the same options and trust checks,
 // and installs the new session, whose first frames are a SUB for every
