@@ -1,25 +1,18 @@
 package clientlib
 
 // Finding a bus that is not up yet: Connect waits for its socket here, and
-// reconnecting can too.
-//
-// For reconnecting, two entry points, neither touching a Conn:
-//   - dialBus(ctx, path, o.trustedUIDs(), false) is Connect's whole loop:
-//     it returns a dialed socket whose directory and broker passed the trust
-//     checks, waiting for the bus (fsnotify, plus a bounded backoff while a
-//     socket refuses) until ctx ends; the caller then does the handshake.
-//   - waitForSocket(ctx, path) only waits: it returns nil as soon as a
-//     socket file exists at path (at once if one does); the caller dials,
-//     and must expect ECONNREFUSED from a stale file.
-// Each sets its own fsnotify watch for the duration of the call and closes
-// it before returning.
+// so does each redial of a reconnect. dialBus(ctx, path, o.trustedUIDs(),
+// noWait) is the whole loop: it returns a dialed socket whose directory and
+// broker passed the trust checks, waiting for the bus (fsnotify, plus a
+// bounded backoff while a socket refuses) until ctx ends; the caller then
+// does the handshake. It sets its own fsnotify watch for the duration of
+// the call and closes it before returning.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,17 +26,12 @@ import (
 	"github.com/busd/busd/unixsock"
 )
 
-// Retrying a socket that exists but refuses connections. A broker made by
-// unixsock.Listen publishes its socket only once it listens, so refusal
-// means a stale file (its broker is gone) or a broker that publishes
-// differently; the file changing (a new broker renaming its socket into
-// place) wakes the wait at once, and these bound it otherwise: 10 ms,
-// doubling up to 250 ms, each jittered by up to half. This is the only
-// timed retry in discovery.
-const (
-	refusedRetryMin = 10 * time.Millisecond
-	refusedRetryMax = 250 * time.Millisecond
-)
+// A socket that exists but refuses connections is retried with backoff
+// (redial.go). A broker made by unixsock.Listen publishes its socket only
+// once it listens, so refusal means a stale file (its broker is gone) or a
+// broker that publishes differently; the file changing (a new broker
+// renaming its socket into place) wakes the wait at once, and the backoff
+// bounds it otherwise. This is the only timed retry in discovery.
 
 // testHookWaiting, if set, is called by dialBus once its watch is set and
 // it is about to wait for the bus at path: from then on a socket appearing
@@ -60,8 +48,8 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 	var (
 		dw      *dirWatch
 		timer   *time.Timer // the retries of a refusing socket
-		backoff time.Duration
-		last    error // the last attempt's failure while the bus was not up
+		retries int         // of a refusing socket, since it last changed
+		last    error       // the last attempt's failure while the bus was not up
 	)
 	defer func() {
 		if dw != nil {
@@ -85,7 +73,7 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		last = err
 		if noWait {
-			return nil, fmt.Errorf("%w: %w", ErrNoBus, err)
+			return nil, fmt.Errorf("%w: nothing listens at %s (%w)%s", ErrNoBus, path, lastCause(err), noBusHint)
 		}
 		if ctx.Err() != nil {
 			return nil, noBus(path, err, ctx.Err())
@@ -103,8 +91,8 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		var retry <-chan time.Time
 		if refused && isSocket(path) {
-			backoff = min(max(2*backoff, refusedRetryMin), refusedRetryMax)
-			d := backoff/2 + rand.N(backoff/2+1)
+			retries++
+			d := backoff(retries)
 			if timer == nil {
 				timer = time.NewTimer(d)
 			} else {
@@ -112,7 +100,7 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 			}
 			retry = timer.C
 		} else {
-			backoff = 0 // a socket appearing or changing wakes the wait
+			retries = 0 // a socket appearing or changing wakes the wait
 		}
 		if werr := dw.waitPath(ctx, path, retry); werr != nil {
 			if ctx.Err() != nil {
@@ -127,8 +115,11 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 // (ctxErr), last having failed with err: it matches ErrNoBus, ctxErr, and
 // what err matches (syscall.ENOENT or ECONNREFUSED).
 func noBus(path string, err, ctxErr error) error {
-	return fmt.Errorf("%w: none came up at %s (last: %w): %w", ErrNoBus, path, lastCause(err), ctxErr)
+	return fmt.Errorf("%w: none came up at %s (last: %w) before the wait ended (%w)%s", ErrNoBus, path, lastCause(err), ctxErr, noBusHint)
 }
+
+// noBusHint ends the errors matching ErrNoBus with what to do.
+const noBusHint = "; start its broker (busd), or name the bus that runs (WithBus, WithSocket)"
 
 // lastCause strips the layers of err that repeat the path: "connect: no
 // such file or directory" is what is left to say.
@@ -155,35 +146,6 @@ func dialTrusted(ctx context.Context, path string, trusted []int) (*unixsock.Con
 		return nil, err
 	}
 	return sock, nil
-}
-
-// waitForSocket returns nil once a socket file exists at path: at once if
-// one does, else when one appears (bound there, or renamed into place),
-// watching path's directory with fsnotify, or while the directory does not
-// exist yet its nearest ancestor that does, and following it down as the
-// directories appear; it creates none. It returns ctx.Err() if ctx ends
-// first, and an error if the watch cannot be set (out of inotify instances
-// or watches).
-//
-// A socket file is not a listening broker: the caller dials, and on
-// ECONNREFUSED (a stale file) waits again, or uses dialBus, which does
-// both with a bounded backoff. It makes no trust checks; the dial's are the
-// ones that count.
-func waitForSocket(ctx context.Context, path string) error {
-	if isSocket(path) {
-		return nil
-	}
-	dw, err := newDirWatch(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dw.close()
-	for !isSocket(path) {
-		if err := dw.waitPath(ctx, path, nil); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // isSocket reports whether path names a socket, following symbolic links.

@@ -279,3 +279,24 @@ func settles(t *testing.T, before resources) {
 		runtime.Gosched()
 	}
 }
+
+// waitForSocket returns nil once a socket file exists at path, watching
+// with a dirWatch alone (no dial, no trust checks): a test of dirWatch
+// following the directory down as it is made. It returns ctx.Err() if ctx
+// ends first.
+func waitForSocket(ctx context.Context, path string) error {
+	if isSocket(path) {
+		return nil
+	}
+	dw, err := newDirWatch(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dw.close()
+	for !isSocket(path) {
+		if err := dw.waitPath(ctx, path, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

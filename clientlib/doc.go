@@ -166,8 +166,10 @@
 // than Close (the broker stopped, was killed, or restarted; the socket
 // broke; the broker stopped reading; it dropped this connection for falling
 // behind), the Conn is Reconnecting (Conn.Status). It dials the same socket
-// again, with the same options and trust checks, waiting between attempts
-// (10 ms doubling to 250 ms) for as long as it takes, until Close. Once
+// again, with the same options and trust checks, for as long as it takes,
+// until Close: each redial waits for the bus as Connect does (watching its
+// directory) for up to 5 seconds, and failed redials are spaced by a
+// backoff of 10 ms doubling to 250 ms. Once
 // connected it restores every subscription (plain, queue group members,
 // stream listeners, the request inbox) before anything published meanwhile
 // goes out, and is Connected again, with a new connection id and inbox
@@ -200,10 +202,12 @@
 // A Conn is safe for use by many goroutines. While connected it runs two
 // goroutines per connection to the broker: a reader, which parses
 // incoming frames and queues each message on its subscription, and a
-// writer, which owns the socket's write side and sends everything
-// published since its last write in one system call. When the connection
-// drops, these two return, and while reconnecting one more goroutine
-// dials and, once connected, starts a new reader and writer and returns.
+// writer, which owns the socket's write side and sends what was published
+// since its last write in batches of up to wire.BatchMax bytes, one system
+// call each. When the connection drops, these two return, and while
+// reconnecting one more goroutine dials (with, while it waits for the bus,
+// fsnotify's goroutine and inotify instance) and, once connected, starts a
+// new reader and writer and returns.
 // One goroutine runs the handlers (error, disconnect, reconnect, closed),
 // one at a time and in order, holding no lock of the Conn, so a handler may
 // call anything on it, Close included. A subscription with a handler or a

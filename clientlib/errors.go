@@ -27,7 +27,7 @@ var (
 	// ErrNoBus is returned by Connect when the bus is not up: nothing
 	// listens at its socket (no file, or a stale one) until the context
 	// ends, or at once with WithNoWait.
-	ErrNoBus = errors.New("bus: the bus is not up")
+	ErrNoBus = errors.New("bus: no bus is up")
 	// ErrWriteTimeout ends a connection whose broker accepted no byte of
 	// its output for the write timeout (WithWriteTimeout): the broker has
 	// stopped reading it. Every call waiting on the connection then
@@ -39,12 +39,12 @@ var (
 	// caller's choice), a Flush or Drain waiting for the broker's answer,
 	// and Msg.Respond to a request that arrived on a connection since
 	// lost. The Conn itself reconnects (unless WithNoReconnect).
-	ErrConnectionLost = errors.New("bus: connection to the broker lost")
+	ErrConnectionLost = errors.New("bus: connection to the broker lost (the Conn reconnects; sending again is the caller's choice)")
 	// ErrReconnectBufferFull is returned by Publish while the connection
 	// is reconnecting and the message does not fit in what is left of the
 	// reconnect buffer (WithReconnectBuffer): nothing is sent, and nothing
 	// waits.
-	ErrReconnectBufferFull = errors.New("bus: reconnect buffer full")
+	ErrReconnectBufferFull = errors.New("bus: reconnect buffer full, nothing sent (retry once reconnected)")
 
 	// ErrNoResponders is returned by Request when no subscription matched
 	// the request's topic: the broker says so at once, so the requester

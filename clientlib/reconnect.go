@@ -14,7 +14,7 @@ import (
 // than Close, the session is lost: the reader and writer of its socket
 // return, what was queued and not yet written is dropped, requests and
 // PINGs waiting on it fail with ErrConnectionLost. Unless the Conn was made
-// with WithNoReconnect and the reason allows it (see reconnectable), the
+// with WithNoReconnect, and if the reason allows it (see reconnectable), the
 // Conn then reconnects on a goroutine of its own: it waits for the bus
 // (redial.go), dials the same path with the same options and trust checks,
 // and installs the new session, whose first frames are a SUB for every
@@ -93,11 +93,7 @@ func reconnectable(err error) bool {
 // bus is not there yet, or not ready; not a bus that is not trusted or
 // that refuses this client.
 func redialable(err error) bool {
-	var we *wire.Error
-	if errors.Is(err, ErrUntrustedBus) || errors.As(err, &we) && !reconnectable(err) {
-		return false
-	}
-	return true
+	return !errors.Is(err, ErrUntrustedBus) && reconnectable(err)
 }
 
 // sessionEnded handles the end of session s with err, seen by its reader or

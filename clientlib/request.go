@@ -29,11 +29,18 @@ type inbox struct {
 	mu      sync.Mutex
 	prefix  string // "_INBOX.<conn id>.", set under mu
 	next    uint64
-	waiting map[string]chan *Msg
+	waiting map[string]waiter // by token
 	// bySeq maps the frame number of a waiting request's PUB to its
 	// token, so that the broker refusing the PUB fails the request at
-	// once instead of leaving it to its timeout.
+	// once instead of leaving it to its timeout. It holds one entry at
+	// most per waiting request, removed with it.
 	bySeq map[uint64]string
+}
+
+// waiter is a request waiting for its reply.
+type waiter struct {
+	ch  chan *Msg // capacity 1: the reply, or the broker's refusal
+	seq uint64    // the frame number of its PUB, once queued (bindSeq); else 0
 }
 
 // Request publishes data (with files) to topic and waits for one reply,
@@ -104,17 +111,12 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 	in.mu.Lock()
 	in.next++
 	token := strconv.FormatUint(in.next, 36)
-	in.waiting[token] = ch
+	in.waiting[token] = waiter{ch: ch}
 	prefix := in.prefix // a reconnect changes it, and fails this request
 	in.mu.Unlock()
 	defer func() {
 		in.mu.Lock()
-		delete(in.waiting, token)
-		for seq, t := range in.bySeq { // at most a few: requests in flight
-			if t == token {
-				delete(in.bySeq, seq)
-			}
-		}
+		in.takeLocked(token)
 		in.mu.Unlock()
 		select { // a reply that raced with giving up: close its files
 		case r := <-ch:
@@ -157,7 +159,7 @@ func (c *Conn) openInbox() error {
 		}
 		in.mu.Lock()
 		in.prefix = prefix
-		in.waiting = map[string]chan *Msg{}
+		in.waiting = map[string]waiter{}
 		in.bySeq = map[uint64]string{}
 		in.mu.Unlock()
 		in.refused = make(chan struct{})
@@ -193,12 +195,11 @@ func (in *inbox) deliverReply(m *Msg) {
 		m.CloseFiles()
 		return
 	}
-	ch := in.waiting[m.Topic[len(in.prefix):]]
+	ch := in.takeLocked(m.Topic[len(in.prefix):])
 	if ch == nil {
 		m.CloseFiles()
 		return
 	}
-	delete(in.waiting, m.Topic[len(in.prefix):])
 	m.sub = nil // the inbox serves the whole connection: not for the caller to unsubscribe
 	// Sent under the lock (capacity 1, one send per token: it never
 	// blocks), so a request giving up, which drains ch after taking the
@@ -215,9 +216,26 @@ func (in *inbox) bindSeq(seq uint64, reply string) {
 	if in.prefix == "" || !strings.HasPrefix(reply, in.prefix) {
 		return
 	}
-	if token := reply[len(in.prefix):]; in.waiting[token] != nil {
+	token := reply[len(in.prefix):]
+	if w, ok := in.waiting[token]; ok {
+		w.seq = seq
+		in.waiting[token] = w
 		in.bySeq[seq] = token
 	}
+}
+
+// takeLocked removes the request waiting on token and returns its
+// channel; nil if none is. Under in.mu.
+func (in *inbox) takeLocked(token string) chan *Msg {
+	w, ok := in.waiting[token]
+	if !ok {
+		return nil
+	}
+	delete(in.waiting, token)
+	if w.seq != 0 {
+		delete(in.bySeq, w.seq)
+	}
+	return w.ch
 }
 
 // refuseSeq fails the request whose PUB was frame seq with the broker's
@@ -229,12 +247,11 @@ func (in *inbox) refuseSeq(seq uint64, err error) bool {
 	if !ok {
 		return false
 	}
-	delete(in.bySeq, seq)
-	ch := in.waiting[token]
+	ch := in.takeLocked(token)
 	if ch == nil {
+		delete(in.bySeq, seq)
 		return false
 	}
-	delete(in.waiting, token)
 	ch <- &Msg{refusal: err} // capacity 1, one send per token, as in deliverReply
 	return true
 }

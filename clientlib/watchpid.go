@@ -18,7 +18,7 @@ import (
 type deathWatch struct {
 	died  chan string         // names of the buses whose broker exited
 	quit  chan struct{}       // closed by stop
-	files map[string]*os.File // the pidfds, by bus name; owned by Watch's goroutine
+	files map[string]*os.File // the pidfds, by bus name (nil: not watchable); owned by Watch's goroutine
 	wg    sync.WaitGroup
 }
 
@@ -28,21 +28,35 @@ func newDeathWatch() *deathWatch {
 
 // follow starts watching the broker of the bus name at socket, if it can:
 // it reads the broker's pid from the lock (unixsock.ProbeBus). A broker
-// whose pid it cannot learn, or that is already gone, is reported dead at
-// once if gone, else not watched (Watch then sees it only through its
-// socket, as before).
+// already gone is reported dead at once. One whose pid it cannot learn is
+// not watched (Watch then sees it only through its socket): if its lock
+// cannot be read, or its pid is not one this process sees (a broker in
+// another pid namespace), follow records that and does not try again while
+// the bus stays up; if its lock has no pid yet, it tries again at the
+// watch's next event.
 func (d *deathWatch) follow(name, socket string) {
-	if d.files[name] != nil {
+	if _, ok := d.files[name]; ok {
 		return
 	}
 	info, err := unixsock.ProbeBus(socket)
-	if err != nil || !info.Alive || info.PID <= 0 {
+	if err != nil {
+		d.files[name] = nil // unreadable: it will stay so
+		return
+	}
+	if !info.Alive || info.PID <= 0 {
 		return
 	}
 	fd, err := unix.PidfdOpen(info.PID, unix.PIDFD_NONBLOCK)
 	if err != nil {
-		if err == unix.ESRCH {
+		if err != unix.ESRCH {
+			return
+		}
+		// Reporting a broker whose lock is still held would only bring
+		// Watch back here at once, and again, without end.
+		if info, err := unixsock.ProbeBus(socket); err == nil && !info.Alive {
 			d.report(name)
+		} else {
+			d.files[name] = nil
 		}
 		return
 	}
@@ -85,8 +99,10 @@ func (d *deathWatch) report(name string) {
 
 // unfollow stops watching name's broker.
 func (d *deathWatch) unfollow(name string) {
-	if f := d.files[name]; f != nil {
-		f.Close()
+	if f, ok := d.files[name]; ok {
+		if f != nil {
+			f.Close()
+		}
 		delete(d.files, name)
 	}
 }
