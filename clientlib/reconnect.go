@@ -118,6 +118,7 @@ func (c *Conn) sessionEnded(s *session, err error) {
 	c.pre.Reset()
 	c.fds = 0
 	c.seq = 0 // from here it counts the frames buffered
+	c.inbox.forgetSeqs()
 	clear(c.pings)
 	c.up = make(chan struct{})
 	done := make(chan struct{})

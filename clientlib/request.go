@@ -267,3 +267,17 @@ func (e *requestRefused) Error() string {
 }
 
 func (e *requestRefused) Unwrap() error { return e.err }
+
+// forgetSeqs drops the frame numbers of the requests' PUBs when their
+// connection is lost: the next connection numbers its frames from 1 again,
+// and a refusal of one of its frames must not fail an old request (which
+// fails with ErrConnectionLost anyway). Under c.mu.
+func (in *inbox) forgetSeqs() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	clear(in.bySeq)
+	for token, w := range in.waiting {
+		w.seq = 0
+		in.waiting[token] = w
+	}
+}
