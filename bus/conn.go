@@ -59,6 +59,7 @@ type conn struct {
 	sentFDs    bool              // the batch routed descriptors: endBatch paces the next read (fdpace.go)
 	dropSub    *subscription     // the subscription dropFast last counted losses for
 	dropN      uint64            // how many, not yet added to it (flushDrops)
+	routed     wire.Receipt      // what route did with the last PUB, for its RECEIPT
 
 	// Shared with routers and the writer, under mu.
 	mu         sync.Mutex
@@ -206,11 +207,17 @@ func (c *conn) serve() {
 			break
 		}
 		c.seq++
+		receipt := f.ID != 0 && f.Op == wire.OpPub // the frame's buffer is not ours after handle
+		id := f.ID
+		c.routed = wire.Receipt{}
 		if err = c.handle(f); err != nil && errors.As(err, &we) {
 			we.Seq, we.Op = c.seq, f.Op
 			if !we.Code.Fatal() {
 				err = c.replyErr(we)
 			}
+		}
+		if receipt && err == nil {
+			c.enqueueControl(wire.AppendReceipt(c.encoded[:0], id, c.routed))
 		}
 		if err == nil && c.ctrlOver {
 			err = c.waitControlDrained()

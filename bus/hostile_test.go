@@ -53,17 +53,32 @@ func watchControl(sc *conn, stop <-chan struct{}) <-chan int {
 // memory stays flat, and when the client reads it gets every PONG, in
 // order.
 func TestPingFloodIsBoundedAndAnswered(t *testing.T) {
+	const n = 200_000 // 4 MB of PINGs, 4 MB of PONGs
+	floodUnread(t, n, func(dst []byte, i int) []byte {
+		return wire.AppendControl(dst, wire.OpPing, uint32(i), nil)
+	}, func(c *rawClient, i int) {
+		if f := c.next(); f.Op != wire.OpPong || f.ID != uint32(i) {
+			t.Fatalf("frame %d: %v %d", i, f.Op, f.ID)
+		}
+	})
+}
+
+// floodUnread sends n frames made by appendFrame without reading, until
+// the broker stops reading the client because the control frames they
+// caused wait; then it reads them, checking each with expect, and checks
+// the control output never went past its bound.
+func floodUnread(t *testing.T, n int, appendFrame func(dst []byte, i int) []byte, expect func(c *rawClient, i int)) {
+	t.Helper()
 	srv, path := testBroker(t, nil)
 	c := connectRaw(t, path)
 	sc := srv.connOf(c)
 	stop := make(chan struct{})
 	breach := watchControl(sc, stop)
-	const n = 200_000 // 4 MB of PINGs, 4 MB of PONGs
 	sent := make(chan error, 1)
 	go func() {
 		var batch []byte
 		for i := range n {
-			batch = wire.AppendControl(batch, wire.OpPing, uint32(i), nil)
+			batch = appendFrame(batch, i)
 			if len(batch) >= 64<<10 || i == n-1 {
 				if _, err := c.sock.Write(batch); err != nil {
 					sent <- err
@@ -82,10 +97,7 @@ func TestPingFloodIsBoundedAndAnswered(t *testing.T) {
 		return sc.ctrlBytes > controlLimit
 	})
 	for i := range n {
-		f := c.next()
-		if f.Op != wire.OpPong || f.ID != uint32(i) {
-			t.Fatalf("frame %d: %v %d", i, f.Op, f.ID)
-		}
+		expect(c, i)
 	}
 	close(stop)
 	if n, ok := <-breach; ok {

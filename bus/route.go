@@ -86,10 +86,10 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 		o = c.routeGroupOnly(&m, topic, res.Groups, set)
 	} else {
 		for _, s := range res.Plain {
-			o = max(o, c.deliver(s, &m, set))
+			o = max(o, c.tally(c.deliver(s, &m, set)))
 		}
 		for i := range res.Groups {
-			o = max(o, c.deliverToOne(res.Groups[i].Members, &m, set))
+			o = max(o, c.tally(c.deliverToOne(res.Groups[i].Members, &m, set)))
 		}
 	}
 	if m.body != nil {
@@ -99,6 +99,17 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 		c.noResponders(f.Reply, o != gone)
 	}
 	return nil
+}
+
+// tally counts o in what the PUB's RECEIPT will say, and returns it.
+func (c *conn) tally(o outcome) outcome {
+	switch o {
+	case queued:
+		c.routed.Delivered++
+	case dropped:
+		c.routed.Dropped++
+	}
+	return o
 }
 
 // routeGroupOnly routes a message on a group-only topic
@@ -117,7 +128,7 @@ func (c *conn) routeGroupOnly(m *outMsg, topic string, groups []topics.Group[*su
 			}
 		}
 		if len(exact) > 0 {
-			o = max(o, c.deliverToOne(exact, m, set))
+			o = max(o, c.tally(c.deliverToOne(exact, m, set)))
 		}
 	}
 	return o

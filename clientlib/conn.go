@@ -43,6 +43,8 @@ type Conn struct {
 	lastRefusal error
 	pings       map[uint32]pingWait
 	nextPing    uint32
+	replays     map[uint32]*replayed // messages buffered while reconnecting, until their receipts (replay.go)
+	nextReplay  uint32
 	closeBy     time.Time // set by Close: the writer's last flush ends by then
 
 	// Reader-owned.
@@ -364,6 +366,7 @@ func (c *Conn) shutdown(err error, flush bool) {
 		c.mu.Lock()
 		c.out.Reset()
 		c.pre.Reset()
+		c.forgetReplaysLocked(err)
 		c.mu.Unlock()
 		s.send.Close()
 		for _, s := range c.takeAllSubs() {

@@ -45,6 +45,11 @@ var (
 	// reconnect buffer (WithReconnectBuffer): nothing is sent, and nothing
 	// waits.
 	ErrReconnectBufferFull = errors.New("bus: reconnect buffer full, nothing sent (retry once reconnected)")
+	// ErrNotDelivered is the cause in an *UndeliveredError for a message
+	// published while reconnecting that the broker, once it had it,
+	// delivered to no subscription: none was there yet (or any more), or
+	// every one that was had no room for it (those were told, by a gap).
+	ErrNotDelivered = errors.New("bus: message published while reconnecting reached no subscriber")
 
 	// ErrNoResponders is returned by Request when no subscription matched
 	// the request's topic: the broker says so at once, so the requester

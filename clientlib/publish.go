@@ -90,6 +90,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		return err
 	}
 	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
+	var receipt uint32                       // 0: no RECEIPT asked for
 	if pin != nil || c.status != Connected { // the common case, checked inline
 		if err := c.mayQueueLocked(topic, size, len(files), pin); err != nil {
 			c.mu.Unlock()
@@ -97,6 +98,9 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 				dups.Release()
 			}
 			return err
+		}
+		if c.status != Connected {
+			receipt = c.recordReplayLocked(topic, reply, hdrs, data)
 		}
 	}
 	if dups != nil {
@@ -108,9 +112,15 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		c.wake()
 	}
 	if size <= wire.ChunkSize {
-		c.out.Commit(wire.AppendPub(c.out.Reserve(size), topic, reply, hdrs, data, len(files)))
+		buf := c.out.Reserve(size) // the chunk being filled: the frame goes after what it has
+		at := len(buf)
+		buf = wire.AppendPub(buf, topic, reply, hdrs, data, len(files))
+		if receipt != 0 {
+			wire.SetID(buf[at:], receipt)
+		}
+		c.out.Commit(buf)
 	} else {
-		appendLargePub(&c.out, topic, reply, hdrs, data, len(files))
+		appendLargePub(&c.out, topic, reply, hdrs, data, len(files), receipt)
 	}
 	c.seq++
 	if reply != "" && pin != nil {
@@ -219,9 +229,10 @@ func dupFile(f *os.File) (int, error) {
 // appendLargePub queues a PUB larger than a chunk, copied into as many
 // chunks as it takes rather than into a buffer of its own size: no
 // allocation per message, and memory the connection has used before.
-func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int) {
+// receipt is the PUB's id: 0, or the number that asks for a RECEIPT.
+func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int, receipt uint32) {
 	h := wire.Header{
-		Op: wire.OpPub, NFDs: uint8(nfds),
+		Op: wire.OpPub, NFDs: uint8(nfds), ID: receipt,
 		TopicLen: uint16(len(topic)), ReplyLen: uint16(len(reply)),
 		HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(data)),
 	}

@@ -46,6 +46,8 @@ func (c *Conn) handle(f *wire.Frame) error {
 			c.queueLocked(wire.AppendControl(nil, wire.OpPong, f.ID, nil))
 		}
 		c.mu.Unlock()
+	case wire.OpReceipt:
+		return c.receipt(f.ID, f.Payload)
 	case wire.OpErr:
 		err := decodeErr(f.Payload)
 		if isFatal(err) {

@@ -63,8 +63,11 @@ type Restored struct {
 	// connection's inbox (Conn.Inbox).
 	Inbox bool
 	// Buffered is how many bytes published while reconnecting go out
-	// after the subscriptions.
+	// after the subscriptions, in Messages messages. Each asks the broker
+	// for a receipt: one that reaches no subscriber goes to the error
+	// handler as an *UndeliveredError (see UndeliveredError).
 	Buffered int
+	Messages int
 	// Attempts is how many dials it took.
 	Attempts int
 }
@@ -119,6 +122,7 @@ func (c *Conn) sessionEnded(s *session, err error) {
 	c.fds = 0
 	c.seq = 0 // from here it counts the frames buffered
 	c.inbox.forgetSeqs()
+	c.forgetReplaysLocked(ErrConnectionLost)
 	clear(c.pings)
 	c.up = make(chan struct{})
 	done := make(chan struct{})
@@ -219,7 +223,7 @@ func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
 	}
 	c.subsGen.Add(1)
 	c.subsMu.Unlock()
-	r.Buffered = c.out.Len()
+	r.Buffered, r.Messages = c.out.Len(), len(c.replays)
 	c.seq += seq // the frames buffered follow the SUBs
 	c.sess = s
 	c.status = Connected

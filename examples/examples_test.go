@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 	bustest.Main(m, &binDir, "github.com/busd/busd/cmd/busd",
 		"github.com/busd/busd/examples/pubsub", "github.com/busd/busd/examples/passfd",
 		"github.com/busd/busd/examples/request-reply", "github.com/busd/busd/examples/workers",
-		"github.com/busd/busd/examples/streams", "github.com/busd/busd/examples/plugins-policy")
+		"github.com/busd/busd/examples/streams", "github.com/busd/busd/examples/plugins-policy",
+		"github.com/busd/busd/examples/reconnect")
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {

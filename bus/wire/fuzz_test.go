@@ -38,6 +38,7 @@ func FuzzDecode(f *testing.F) {
 		switch h.Op {
 		case OpPub:
 			again = AppendPub(nil, string(fr.Topic), string(fr.Reply), fr.Headers, fr.Payload, int(fr.NFDs))
+			SetID(again, fr.ID)
 		case OpMsg:
 			again = AppendMsg(nil, fr.ID, &fr.Origin, &fr)
 		default:

@@ -132,15 +132,16 @@ type shape struct {
 }
 
 var opShapes = [...]shape{
-	OpHello: {payload: true},
-	OpInfo:  {payload: true},
-	OpPub:   {topic: true, reply: true, hdrs: true, payload: true, fds: true},
-	OpSub:   {topic: true, reply: true, id: 1, flags: SubDisconnect},
-	OpUnsub: {id: 1},
-	OpMsg:   {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1},
-	OpPing:  {id: 2},
-	OpPong:  {id: 2},
-	OpErr:   {payload: true},
+	OpHello:   {payload: true},
+	OpInfo:    {payload: true},
+	OpPub:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 2},
+	OpSub:     {topic: true, reply: true, id: 1, flags: SubDisconnect},
+	OpUnsub:   {id: 1},
+	OpMsg:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1},
+	OpPing:    {id: 2},
+	OpPong:    {id: 2},
+	OpErr:     {payload: true},
+	OpReceipt: {payload: true, id: 1},
 }
 
 func (s shape) fits(h *Header) bool {

@@ -20,6 +20,9 @@ const (
 	OpPing  Op = 7 // either way: asks for a PONG with the same id
 	OpPong  Op = 8 // either way: answers a PING
 	OpErr   Op = 9 // B→C: an error about a frame the client sent (msgpack payload)
+	// OpReceipt (B→C) answers a PUB that carried an id: how many
+	// subscriptions got it (see Receipt).
+	OpReceipt Op = 10
 )
 
 // Flags of SUB.
@@ -32,7 +35,7 @@ const (
 
 var opNames = [...]string{
 	OpHello: "HELLO", OpInfo: "INFO", OpPub: "PUB", OpSub: "SUB", OpUnsub: "UNSUB",
-	OpMsg: "MSG", OpPing: "PING", OpPong: "PONG", OpErr: "ERR",
+	OpMsg: "MSG", OpPing: "PING", OpPong: "PONG", OpErr: "ERR", OpReceipt: "RECEIPT",
 }
 
 // String returns the op's protocol name, such as "PUB".
@@ -44,4 +47,4 @@ func (o Op) String() string {
 }
 
 // Known reports whether o is an op of this protocol version.
-func (o Op) Known() bool { return o >= OpHello && o <= OpErr }
+func (o Op) Known() bool { return o >= OpHello && o <= OpReceipt }

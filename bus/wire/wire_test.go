@@ -185,12 +185,13 @@ func TestEncodeDoesNotAllocate(t *testing.T) {
 
 func TestDecodeHeaderRefusesUnusedSections(t *testing.T) {
 	cases := map[string][]byte{
-		"PUB with id":      {1, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9},
-		"SUB with id 0":    {1, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-		"SUB with payload": {1, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1},
-		"SUB with fds":     {1, 4, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-		"PING with topic":  {1, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-		"HELLO with fds":   {1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"UNSUB with topic":  {1, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9},
+		"RECEIPT with id 0": {1, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0},
+		"SUB with id 0":     {1, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"SUB with payload":  {1, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1},
+		"SUB with fds":      {1, 4, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+		"PING with topic":   {1, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+		"HELLO with fds":    {1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 	}
 	for name, b := range cases {
 		if _, err := DecodeHeader(b, &DefaultLimits); !errors.Is(err, CodeBadFrame) {
@@ -262,5 +263,28 @@ func TestReaderKeepHandsOverLargeFrames(t *testing.T) {
 	}
 	if !bytes.Equal(kept, big) {
 		t.Fatal("the Reader wrote into the bytes it handed over")
+	}
+}
+
+func TestReceiptRoundTrip(t *testing.T) {
+	b := AppendReceipt(nil, 7, Receipt{Delivered: 3, Dropped: 1})
+	h, err := DecodeHeader(b, &DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Op != OpReceipt || h.ID != 7 || h.Size() != len(b) {
+		t.Fatalf("header %+v of a %d-byte frame", h, len(b))
+	}
+	r, err := DecodeReceipt(b[HeaderLen:])
+	if err != nil || r != (Receipt{Delivered: 3, Dropped: 1}) {
+		t.Fatalf("DecodeReceipt: %+v, %v", r, err)
+	}
+	if _, err := DecodeReceipt(b[HeaderLen : len(b)-1]); !errors.Is(err, CodeBadFrame) {
+		t.Fatalf("a 7-byte receipt: %v, want bad frame", err)
+	}
+	pub := AppendPub(nil, "a", "", nil, nil, 0)
+	SetID(pub, 9)
+	if h, err := DecodeHeader(pub, &DefaultLimits); err != nil || h.ID != 9 {
+		t.Fatalf("a PUB with an id: %+v, %v", h, err)
 	}
 }
