@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -74,7 +73,7 @@ func charError(kind, s string, token, i int) *Error {
 }
 
 // Error returns a message such as `topic "a..b": token 2 is empty` or
-// `topic "a\u200bb": token 1 has a forbidden character U+200B`.
+// `topic "a\u200bb": token 1 has a forbidden character U+200B '\u200b'`.
 func (e *Error) Error() string {
 	where := ""
 	if e.Token > 0 {
@@ -96,13 +95,12 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s %q: %s%s", e.Kind, e.Input, where, detail)
 }
 
-// charName names a character as U+200B, adding the character itself when
-// it is visible, as in U+002E '.'.
+// charName names a character by its code point and as Go (and a shell's
+// $'...') escapes it, as in U+002E '.', U+0009 '\t' or U+200B '\u200b':
+// most of the characters refused are invisible, and the escape is what to
+// look for in the input.
 func charName(r rune) string {
-	if unicode.IsGraphic(r) && !unicode.IsSpace(r) {
-		return fmt.Sprintf("%U '%c'", r, r)
-	}
-	return fmt.Sprintf("%U", r)
+	return fmt.Sprintf("%U %s", r, strconv.QuoteRune(r))
 }
 
 // Unwrap returns the sentinel naming the reason.
