@@ -5,6 +5,7 @@
 //	     [-allow-uid UID,...] [-allow-gid GID,...] [-policy FILE]
 //	     [-log-level info] [limits]
 //	busd -check-config FILE
+//	busd -version
 //
 // It listens on DIR/N.sock, where DIR is $BUSD_DIR, else
 // $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID, and N is "default"; -socket or
@@ -49,6 +50,15 @@
 // after raising the soft RLIMIT_NOFILE to the hard limit; -max-pending,
 // -max-memory, -max-conns, -write-timeout, -frame-timeout and -stall-budget
 // change the common ones. docs/SECURITY.md says what each bounds.
+//
+// busd -h (or --help) prints the flags and the environment on stdout;
+// busd -version prints the module version and the VCS revision of the
+// build. Flags are read as bus reads them (internal/cli): a duration
+// takes a unit (-write-timeout 10s). busd exits 0 once a signal has
+// stopped it (and after -h, -version or a valid -check-config), 1 when it
+// fails (another busd serves the bus, a listener failed, a policy does
+// not parse), and 2 for a command line it cannot run as written: an
+// unknown flag, a bad value, an argument.
 package main
 
 import (
@@ -67,14 +77,19 @@ import (
 	"github.com/busd/busd/bus"
 	"github.com/busd/busd/bus/policy"
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/internal/cli"
 	"github.com/busd/busd/unixsock"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "busd:", err)
-		os.Exit(1)
+		if cli.ExitCode(err) == cli.ExitUsage {
+			fmt.Fprintln(os.Stderr, "run 'busd -h' for its flags")
+		}
 	}
+	os.Exit(cli.ExitCode(err))
 }
 
 func run(args []string) error {
@@ -101,34 +116,41 @@ func run(args []string) error {
 	frameTimeout := fs.Duration("frame-timeout", def.FrameTimeout, "how long a frame may take to arrive whole")
 	stallBudget := fs.Duration("stall-budget", def.StallBudget, "the longest a publisher waits for slow receivers per read batch")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 5*time.Second, "how long busd, told to stop, lets connections flush what it accepted before it closes them")
-	if err := fs.Parse(args); err != nil {
+	version := fs.Bool("version", false, "print busd's version and the VCS revision it was built from, and exit")
+	switch pos, err := cli.Parse(fs, args); {
+	case errors.Is(err, flag.ErrHelp):
+		writeUsage(os.Stdout, fs)
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	case err != nil:
+		return err
+	case len(pos) > 0:
+		return cli.Usagef("unexpected arguments %q: busd takes only flags", pos)
+	case *version:
+		_, err := fmt.Println(cli.Version("busd"))
+		return err
 	}
 	if *checkConfig != "" {
 		return checkPolicy(*checkConfig)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return cli.Usagef("-log-level: %w", err)
 	}
 	perm, err := strconv.ParseUint(*mode, 8, 32)
 	if err != nil || perm > 0o777 {
-		return fmt.Errorf("-mode %q is not an octal permission: give one such as 0600 (busd's user only) or 0660 (with -group)", *mode)
+		return cli.Usagef("-mode %q is not an octal permission: give one such as 0600 (busd's user only) or 0660 (with -group)", *mode)
 	}
 	gid, err := parseGroup(*group)
 	if err != nil {
-		return err
+		return &cli.UsageError{Err: err}
 	}
 	uids, err := parseIDs("allow-uid", *allowUIDs)
 	if err != nil {
-		return err
+		return &cli.UsageError{Err: err}
 	}
 	gids, err := parseIDs("allow-gid", *allowGIDs)
 	if err != nil {
-		return err
+		return &cli.UsageError{Err: err}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	notify, err := newNotifier()
