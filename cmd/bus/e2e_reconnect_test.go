@@ -69,6 +69,14 @@ func restartBusd(t *testing.T, b *busd) {
 func (b *busd) startPiped(t *testing.T, args ...string) (cmd *exec.Cmd, stdout, stderr <-chan string) {
 	t.Helper()
 	cmd = b.bus(args...)
+	stdout, stderr = startLines(t, cmd)
+	return cmd, stdout, stderr
+}
+
+// startLines starts cmd with its stdout and stderr as lines, and kills it,
+// if still running, when the test ends.
+func startLines(t *testing.T, cmd *exec.Cmd) (stdout, stderr <-chan string) {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +89,7 @@ func (b *busd) startPiped(t *testing.T, args ...string) (cmd *exec.Cmd, stdout, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd, lines(out), lines(errOut)
+	return lines(out), lines(errOut)
 }
 
 // bus sub carries on across a broker killed with SIGKILL and restarted:

@@ -224,7 +224,7 @@ func TestCLIErrors(t *testing.T) {
 	}
 	cmd := b.bus("pub", "a", "x")
 	cmd.Env = append(cmd.Env, "BUSD_DIR="+t.TempDir()) // a directory with no bus
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no such file") || !strings.Contains(string(out), "is busd running?") {
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no bus is up at") || !strings.Contains(string(out), "start busd") {
 		t.Errorf("pub to a missing bus: err %v, output %q", err, out)
 	}
 }

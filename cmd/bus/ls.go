@@ -47,7 +47,7 @@ func lsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	timeout := fs.Duration("timeout", 2*time.Second, "wait at most `D` for each live broker's answer")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) != 0 {
-			return errors.New("usage: bus ls " + lsArgs)
+			return usageError(lookup("ls"))
 		}
 		if err := checkTimeout(*timeout); err != nil {
 			return err

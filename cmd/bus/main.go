@@ -1,5 +1,7 @@
 // Command bus talks to a busd message bus from the shell.
 //
+//	bus [connection flags] COMMAND [flags] ARGS
+//
 //	bus pub [-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]
 //	bus sub [-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN...
 //	bus req [-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]
@@ -8,6 +10,8 @@
 //	bus stream write|read TOPIC
 //	bus whois [-timeout D] CONNID
 //	bus ls [-json] [-timeout D]
+//	bus help [COMMAND]
+//	bus version
 //
 // pub sends DATA, or each line of stdin; sub prints what arrives (and
 // reports on stderr what it lost by falling behind); req sends one
@@ -25,18 +29,31 @@
 // each one's name, socket, whether a broker holds its lock (alive) or
 // nobody does (stale: left by a broker that died), and for a live one its
 // pid, uptime and connections, as it answers $SYS.req.info ("?" where its
-// policy or -trust does not let bus ask).
+// policy or -trust does not let bus ask). help prints the usage, or a
+// command's, on stdout (as do -h and --help); version prints the module
+// version and the VCS revision of the build (also -version).
 //
 // With -json, pub, req and reply take JSON and send it as msgpack, and sub,
 // req and reply show msgpack payloads as one line of JSON each (other
 // payloads as a JSON string, base64 if they are not UTF-8).
 //
-// Every subcommand takes -dir, -name and -socket, and finds the bus the way
+// Flags go before or after the arguments (bus sub x -count 1 is bus sub
+// -count 1 x); "--" ends them, for an argument that starts with '-'. A
+// duration takes a unit: -timeout 1s, not -timeout 1.
+//
+// Every subcommand takes the connection flags -dir, -name and -socket,
+// before the command or among its own flags, and finds the bus the way
 // busd does: -socket or $BUSD_SOCKET, else DIR/NAME.sock with DIR from
-// $BUSD_DIR, $XDG_RUNTIME_DIR/busd or /tmp/busd-$UID. -trust UID,... also
-// accepts a bus run by those uids (besides yours and root's), and
+// -dir, $BUSD_DIR, $XDG_RUNTIME_DIR/busd or /tmp/busd-$UID. -trust UID,...
+// also accepts a bus run by those uids (besides yours and root's), and
 // -no-reconnect makes a command fail when its connection drops rather than
 // reconnect.
+//
+// bus exits with status 0 when done (sub, reply and stream also on ctrl-C),
+// 1 when the command failed (the bus refused, no reply came in time, the
+// connection ended under -no-reconnect, ...), and 2 when the command line
+// cannot be run as written. Each failure is one line on stderr, starting
+// "bus: ", saying what went wrong and, where there is one, what to do.
 package main
 
 import (
@@ -52,6 +69,7 @@ import (
 	"time"
 
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/internal/cli"
 	"github.com/busd/busd/unixsock"
 )
 
@@ -66,70 +84,6 @@ const (
 	whoisArgs  = "[-timeout D] CONNID"
 	lsArgs     = "[-json] [-timeout D]"
 )
-
-const usage = `usage: bus COMMAND [flags] ARGS
-
-commands:
-  pub ` + pubArgs + `
-        publish DATA to TOPIC, or each line of stdin without DATA
-  sub ` + subArgs + `
-        print the messages published to topics matching the patterns;
-        messages lost because it fell behind are reported on stderr
-  req ` + reqArgs + `
-        send DATA, or all of stdin, as a request to TOPIC and print the
-        reply's payload; fail at once if nobody serves TOPIC, or after D
-        (default 5s) without a reply; -v prints the reply's headers to stderr
-  reply ` + replyArgs + `
-        answer each request to PATTERN with DATA, or with the stdout of CMD
-        (run by sh -c, the request's payload on its stdin; if CMD fails the
-        error goes to stderr and its stdout is still sent)
-  stream ` + streamArgs + `
-        listen: take one direct stream dialled to NAME; dial: open one
-        (fail at once if nobody listens, or after D); either way stdin goes
-        to the stream and the stream to stdout, peer to peer. write: send
-        stdin as a stream on TOPIC; read: print the stream on TOPIC to its end
-  whois ` + whoisArgs + `
-        print who holds connection CONNID (the conn= sub prints): its pid, uid,
-        gid, name and start, and its executable, verified through a pidfd;
-        fail if it has closed or its process has exited
-  ls ` + lsArgs + `
-        list the buses of the directory (-dir), or the bus of -socket: name,
-        socket, alive or stale (by its lock), and for a live one the broker's
-        pid, uptime and connections ("?" if its policy does not let you ask,
-        and why on stderr); -json prints one object a line, with its error
-
--H adds a header to every message sent. -json: DATA (or each input) is JSON,
-sent as msgpack; payloads received are printed as one line of JSON each.
--queue GROUP: each message goes to one member of the group. bus reply
--count N answers what was already on its way to it before it leaves; bus
-sub, and either on ctrl-C, drop it (programs that must not lose any leave
-with Subscription.Drain, as examples/workers does).
-
-If the connection to the bus drops (busd restarted, say), a command
-reconnects and carries on, saying so on stderr; messages published while
-it was away are not delivered to it. -no-reconnect makes it fail instead.
-
-Every command takes -dir, -name or -socket to choose the bus, and -trust
-UID,... to accept a bus run by another user (yours and root's are trusted).
-
-Run 'bus COMMAND -h' for a command's flags.
-`
-
-// command is one subcommand: its flags are registered on fs, then run gets
-// the remaining arguments.
-type command struct {
-	flags func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
-}
-
-var commands = map[string]command{
-	"pub":    {pubFlags},
-	"sub":    {subFlags},
-	"req":    {reqFlags},
-	"reply":  {replyFlags},
-	"stream": {streamFlags},
-	"whois":  {whoisFlags},
-	"ls":     {lsFlags},
-}
 
 // env is what every subcommand shares: the resolved bus and the streams.
 type env struct {
@@ -147,57 +101,88 @@ type env struct {
 	// as after it); the others fail at once.
 	waitsForBus bool
 	closed      chan struct{} // closed when the connection has ended for good
+	command     string        // the command being run, for the hint after a usage error
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	err := run(ctx, os.Args[1:], e)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, errLine(err))
-		}
-		os.Exit(1)
+	e.report(err)
+	os.Exit(cli.ExitCode(err))
+}
+
+// report prints why the command failed, if it did, once, and for a usage
+// error where to read how to write it.
+func (e *env) report(err error) {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	fmt.Fprintln(e.stderr, errLine(err))
+	switch {
+	case cli.ExitCode(err) != cli.ExitUsage:
+	case e.command == "", e.command == "help":
+		fmt.Fprintln(e.stderr, "run 'bus help' for the commands")
+	default:
+		fmt.Fprintf(e.stderr, "run 'bus help %s' for its flags and arguments\n", e.command)
 	}
 }
 
 // errLine is how an error shows on stderr: its text, prefixed "bus: " once.
+// clientlib's errors start with "bus: " too, and the wrapping of one by
+// another, or by bus itself, would repeat it inside the line.
 func errLine(err error) string {
-	msg := err.Error()
+	msg := strings.NewReplacer(": bus: ", ": ", "(bus: ", "(").Replace(err.Error())
 	if !strings.HasPrefix(msg, "bus: ") {
 		msg = "bus: " + msg
 	}
 	return msg
 }
 
+// run runs the command args name. The connection flags may come before
+// the command as well as among its own flags: both are parsed by the
+// command's flag set, those before first.
 func run(ctx context.Context, args []string, e *env) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(e.stderr, usage)
-		return flag.ErrHelp
+	top := flag.NewFlagSet("bus", flag.ContinueOnError)
+	e.connFlags(top)
+	version := top.Bool("version", false, "") // by habit, for bus version
+	connArgs, rest, err := cli.Leading(top, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		writeUsage(e.stdout)
+		return err
+	case err == nil && *version:
+		e.command = "version"
+		return versionFlags(top)(ctx, e, nil)
+	case err != nil:
+		return fmt.Errorf("%w: before the command go only the connection flags (-dir, -name, -socket, -trust, -no-reconnect); its own go after it", err)
+	case len(rest) == 0:
+		writeUsage(e.stderr)
+		return cli.Usagef("no command given")
 	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprint(e.stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+	c := lookup(rest[0])
+	if c == nil {
+		return cli.Usagef("unknown command %q", rest[0])
 	}
-	fs := flag.NewFlagSet("bus "+args[0], flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.StringVar(&e.dir, "dir", "", "bus directory (default $BUSD_DIR, else $XDG_RUNTIME_DIR/busd, else /tmp/busd-$UID)")
-	fs.StringVar(&e.name, "name", clientlib.DefaultBus, "bus name: the socket is DIR/NAME.sock")
-	fs.StringVar(&e.socket, "socket", "", "socket path, overriding -dir and -name (default $BUSD_SOCKET)")
-	fs.Var(&e.trust, "trust", "comma-separated uids whose buses to trust besides yours and root's")
-	fs.BoolVar(&e.noReconnect, "no-reconnect", false, "end, failing, when the connection to the bus ends, instead of reconnecting and carrying on")
-	runCmd := cmd.flags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	e.command = c.name
+	fs := flag.NewFlagSet("bus "+c.name, flag.ContinueOnError)
+	e.connFlags(fs)
+	runCmd := c.flags(fs)
+	pos, err := cli.Parse(fs, append(connArgs, rest[1:]...))
+	if errors.Is(err, flag.ErrHelp) {
+		writeHelp(e.stdout, c)
+	}
+	if err != nil {
 		return err
 	}
-	return runCmd(ctx, e, fs.Args())
+	return runCmd(ctx, e, pos)
 }
 
 // checkTimeout refuses a -timeout that would end the wait before it began.
 func checkTimeout(d time.Duration) error {
 	if d <= 0 {
-		return fmt.Errorf("-timeout %v: must be positive, such as 5s or 500ms", d)
+		return cli.Usagef("-timeout %v: must be positive, such as 5s or 500ms", d)
 	}
 	return nil
 }
@@ -261,15 +246,29 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 		clientlib.WithTrustedUIDs(e.trust...),
 		// Errors no call returns, lost messages among them (a
 		// *clientlib.LostError says how many, where and why).
-		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
+		clientlib.WithErrorHandler(func(c *clientlib.Conn, _ *clientlib.Subscription, err error) {
 			var se *clientlib.ServerError
 			if e.checksRefusals && errors.As(err, &se) && !se.Code.Fatal() {
 				return
 			}
+			if err == c.Err() {
+				return // why the connection ended: the command fails with it
+			}
 			fmt.Fprintln(e.stderr, errLine(err))
 		}))
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-		err = fmt.Errorf("%w (is busd running? start it with 'busd' or 'make run', or point -dir, -name or -socket at a running bus)", err)
+	if errors.Is(err, clientlib.ErrNoBus) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		err = e.noBus(err)
 	}
 	return c, err
+}
+
+// noBus says that nothing serves the bus the flags name, and what to do,
+// in place of clientlib's advice, which is for programs.
+func (e *env) noBus(err error) error {
+	why := "no socket there"
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		why = "its socket refuses connections: the broker that made it is gone"
+	}
+	return fmt.Errorf("%w at %s (%s): start busd for it, or point -dir, -name or -socket at a running bus ('bus ls' lists them)",
+		clientlib.ErrNoBus, e.socketPath(), why)
 }

@@ -3,11 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/busd/busd/internal/cli"
 )
 
 // repeated collects a flag given several times.
@@ -24,10 +25,10 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	out.register(fs, "DATA, or each line of stdin, is JSON")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
-			return errors.New("usage: bus pub " + pubArgs)
+			return usageError(lookup("pub"))
 		}
 		if *count < 1 {
-			return fmt.Errorf("-count %d: must be at least 1", *count)
+			return cli.Usagef("-count %d: must be at least 1", *count)
 		}
 		if err := out.prepare(); err != nil {
 			return err

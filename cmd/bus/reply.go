@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os/exec"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/internal/cli"
 )
 
 func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
@@ -20,10 +20,10 @@ func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	asJSON := fs.Bool("json", false, "DATA, or CMD's output, is JSON sent as msgpack; with -exec, CMD reads the request as a line of JSON")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) < 1 || len(args) > 2 || (len(args) == 2) == (*command != "") {
-			return errors.New("usage: bus reply " + replyArgs + " (DATA or -exec, not both)")
+			return cli.Usagef("usage: bus reply %s (DATA or -exec, not both)", replyArgs)
 		}
 		if *count < 0 {
-			return fmt.Errorf("-count %d: must not be negative", *count)
+			return cli.Usagef("-count %d: must not be negative", *count)
 		}
 		r := &replier{e: e, command: *command}
 		if *asJSON {
@@ -72,7 +72,7 @@ func replyFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			case err != nil:
 				// One bad request or reply (too large, say) should not
 				// take the service down.
-				fmt.Fprintf(e.stderr, "bus: %s: %v\n", m.Topic, err)
+				fmt.Fprintln(e.stderr, errLine(fmt.Errorf("%s: %w", m.Topic, err)))
 			default:
 				n++
 			}
@@ -103,7 +103,7 @@ func (r *replier) drain(ctx context.Context, sub *clientlib.Subscription) error 
 		}
 		if m.Reply != "" {
 			if err := r.answer(ctx, m); err != nil {
-				fmt.Fprintf(r.e.stderr, "bus: %s: %v\n", m.Topic, err)
+				fmt.Fprintln(r.e.stderr, errLine(fmt.Errorf("%s: %w", m.Topic, err)))
 			}
 		}
 		m.CloseFiles()

@@ -20,7 +20,7 @@ func reqFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	out.register(fs, "DATA, or stdin, is JSON, and the reply is printed as a line of JSON")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
-			return errors.New("usage: bus req " + reqArgs)
+			return usageError(lookup("req"))
 		}
 		if err := checkTimeout(*timeout); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/internal/cli"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,7 @@ func streamFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "dial: wait at most `D` for the listener's answer")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) != 2 {
-			return errors.New("usage: bus stream " + streamArgs)
+			return usageError(lookup("stream"))
 		}
 		mode, name := args[0], args[1]
 		run, ok := map[string]func(context.Context, *env, *clientlib.Conn, string) error{
@@ -36,7 +37,7 @@ func streamFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			"read":  streamRead,
 		}[mode]
 		if !ok {
-			return fmt.Errorf("bus stream %s: unknown mode; usage: bus stream %s", mode, streamArgs)
+			return cli.Usagef("bus stream %s: unknown mode; usage: bus stream %s", mode, streamArgs)
 		}
 		e.waitsForBus = mode == "listen"
 		c, err := e.connect(ctx)
@@ -64,6 +65,9 @@ func streamListen(ctx context.Context, e *env, c *clientlib.Conn, name string) e
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted: a normal way to stop
+		}
+		if cerr := c.Err(); cerr != nil { // why the listener closed
+			return fmt.Errorf("the connection to the bus ended: %w", cerr)
 		}
 		return err
 	}

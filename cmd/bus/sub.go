@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/internal/cli"
 )
 
 func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
@@ -26,10 +26,10 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
 	return func(ctx context.Context, e *env, patterns []string) error {
 		if len(patterns) == 0 {
-			return errors.New("usage: bus sub " + subArgs)
+			return usageError(lookup("sub"))
 		}
 		if *asJSON && (*raw || *catFDs) {
-			return errors.New("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
+			return cli.Usagef("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
 		}
 		e.checksRefusals, e.waitsForBus = true, true
 		c, err := e.connect(ctx)

@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"github.com/busd/busd/clientlib"
+	"github.com/busd/busd/internal/cli"
 )
 
 func whoisFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "wait at most `D` for the broker's answer")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) != 1 {
-			return errors.New("usage: bus whois " + whoisArgs)
+			return usageError(lookup("whois"))
 		}
 		id, err := strconv.ParseUint(args[0], 10, 64)
 		if err != nil {
-			return fmt.Errorf("CONNID %q: not a connection id (the conn= of a message 'bus sub' prints)", args[0])
+			return cli.Usagef("CONNID %q: not a connection id (the conn= of a message 'bus sub' prints)", args[0])
 		}
 		if err := checkTimeout(*timeout); err != nil {
 			return err
