@@ -51,6 +51,9 @@ pid, uptime and connections ("?" if its policy does not let you ask,
 and why on stderr); -json prints one object a line, with its error`, lsFlags, nil},
 		{"help", "[COMMAND]", `print this, or what COMMAND does and its flags`, helpFlags, nil},
 		{"version", "", `print bus's version and the VCS revision it was built from (also -version)`, versionFlags, nil},
+		{"completion", "bash|zsh|fish", `print a completion script for the shell, to load with
+source <(bus completion bash) in ~/.bashrc, or to install in its
+completions directory`, completionFlags, shells},
 	}
 	help := lookup("help")
 	for _, c := range commands {

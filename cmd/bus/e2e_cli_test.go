@@ -74,7 +74,7 @@ func TestCLIHelp(t *testing.T) {
 	b := startBusd(t)
 	top := []string{"usage: bus [connection flags] COMMAND", "connection flags, before or after the command",
 		"-dir DIR", "-name NAME", "-socket PATH", "-trust UIDS", "-no-reconnect",
-		"BUSD_SOCKET", "BUSD_DIR", "XDG_RUNTIME_DIR", "exit status:"}
+		"BUSD_SOCKET", "BUSD_DIR", "XDG_RUNTIME_DIR", "exit status:", "completion bash|zsh|fish"}
 	sub := []string{"usage: bus sub [-count N]", "-queue GROUP", "-cat-fds", "connection flags", "-dir DIR"}
 	for _, tc := range []struct {
 		bin  string

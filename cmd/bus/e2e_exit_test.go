@@ -31,6 +31,7 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 		{"bus", []string{"sub", "-json", "-raw", "x"}, "does not go with -raw"},
 		{"bus", []string{"stream", "sideways", "x"}, "unknown mode"},
 		{"bus", []string{"help", "nope"}, `no command "nope"`},
+		{"bus", []string{"completion", "tcsh"}, "usage: bus completion bash|zsh|fish"},
 		{"bus", []string{"pub", "-trust", "root", "a", "x"}, `"root" is not a numeric uid`},
 		{"busd", []string{"-write-timeout", "1"}, "a duration needs a unit: 1s"},
 		{"busd", []string{"extra"}, "busd takes only flags"},

@@ -12,6 +12,7 @@
 //	bus ls [-json] [-timeout D]
 //	bus help [COMMAND]
 //	bus version
+//	bus completion bash|zsh|fish
 //
 // pub sends DATA, or each line of stdin; sub prints what arrives (and
 // reports on stderr what it lost by falling behind); req sends one
@@ -31,7 +32,8 @@
 // pid, uptime and connections, as it answers $SYS.req.info ("?" where its
 // policy or -trust does not let bus ask). help prints the usage, or a
 // command's, on stdout (as do -h and --help); version prints the module
-// version and the VCS revision of the build (also -version).
+// version and the VCS revision of the build (also -version); completion
+// prints a completion script for the shell.
 //
 // With -json, pub, req and reply take JSON and send it as msgpack, and sub,
 // req and reply show msgpack payloads as one line of JSON each (other
