@@ -105,10 +105,10 @@ func TestCLIHelp(t *testing.T) {
 	}
 }
 
-// bus version and busd -version print the revision the build recorded, as
-// go version -m reads it from the binary; bustest.Build may record none
-// (go build records none in a git worktree, or with -buildvcs=false),
-// and then the line says where it would come from.
+// bus version and busd -version print the version and revision the build
+// recorded, as go version -m reads them from the binary. bustest.Build may
+// record no revision (go build records none in a git worktree, or with
+// -buildvcs=false), and then the line says where it would come from.
 func TestCLIVersion(t *testing.T) {
 	for _, tc := range []struct {
 		bin  string
@@ -123,15 +123,19 @@ func TestCLIVersion(t *testing.T) {
 		if err != nil {
 			t.Fatalf("go version -m %s: %v", path, err)
 		}
-		want := cli.NoRevision
+		version, revision := "", cli.NoRevision
 		for l := range strings.Lines(string(info)) {
-			if rev, ok := strings.CutPrefix(strings.TrimSpace(l), "build\tvcs.revision="); ok {
-				want = "revision " + rev
+			f := strings.Split(strings.TrimSpace(l), "\t")
+			switch {
+			case f[0] == "mod" && len(f) > 2:
+				version = f[2] // "(devel)", or a pseudo-version where the revision is stamped
+			case f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision="):
+				revision = "revision " + strings.TrimPrefix(f[1], "vcs.revision=")
 			}
 		}
 		out, err := exec.Command(path, tc.args...).Output()
-		if err != nil || !strings.HasPrefix(string(out), tc.bin+" (devel), ") || !strings.Contains(string(out), want) {
-			t.Errorf("%s %q: %v, %q; want %q", tc.bin, tc.args, err, out, want)
+		if err != nil || version == "" || !strings.HasPrefix(string(out), tc.bin+" "+version+", ") || !strings.Contains(string(out), revision) {
+			t.Errorf("%s %q: %v, %q; want %s %s, %s", tc.bin, tc.args, err, out, tc.bin, version, revision)
 		}
 	}
 }

@@ -10,9 +10,10 @@ import (
 const NoRevision = "revision unknown (go build in a git checkout records it; go install of a tagged version records only the version)"
 
 // Version is the line `bus version` and `busd -version` print: the
-// program's name, the module's version ("(devel)" when built from a
-// checkout), the VCS revision and commit time the build recorded, and the
-// Go release, as in
+// program's name, the module's version (a tag for go install
+// module@version; from a checkout, a pseudo-version go build derives from
+// the revision, or "(devel)" when it records none), the VCS revision and
+// commit time the build recorded, and the Go release, as in
 //
 //	bus (devel), revision 0123abcd… (2026-12-05T22:10:03Z, with uncommitted changes), built with go1.26.8
 func Version(program string) string {
