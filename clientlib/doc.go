@@ -125,11 +125,18 @@
 // msgpack, and Msg.Decode decodes one; such messages carry the header
 // Content-Type: application/msgpack (EncodeValue lists how Go types map).
 // Msg.SetValue makes a typed message that has headers of its own.
-// Any message may carry headers, string keys to string values, in
-// Msg.Header. Keys starting with "Bus-" belong to the bus itself: the
-// broker sets Bus-Status: 503 on its no-responders answer, 429 on its
-// answer to a request every responder was too far behind to take, and
-// Bus-Dropped on its gap notices.
+// Any message may carry headers in Msg.Header, a Header: key/value fields
+// in order, where a key may repeat, as the protocol carries them.
+// Header.Get returns a key's first value and Values all of them; Add, Set
+// and Del work on a nil Header, so a message gets one with
+//
+//	m := &clientlib.Msg{Topic: "jobs.build", Data: data}
+//	m.Header.Add("trace", "42")
+//
+// or Header: clientlib.HeaderOf("trace", "42"). Keys starting with "Bus-"
+// belong to the bus itself: the broker sets Bus-Status: 503 on its
+// no-responders answer, 429 on its answer to a request every responder
+// was too far behind to take, and Bus-Dropped on its gap notices.
 //
 // # Streams
 //

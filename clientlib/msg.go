@@ -22,8 +22,8 @@ type Origin struct {
 // kilobytes alive.
 type Msg struct {
 	Topic  string
-	Reply  string            // where a reply should go; "" if none is wanted
-	Header map[string]string // optional string key/value pairs
+	Reply  string // where a reply should go; "" if none is wanted
+	Header Header // optional key/value fields, in order; keys may repeat
 	Data   []byte
 	// Files travel as open descriptors. On publish the caller keeps
 	// ownership: the connection duplicates them. On receipt the receiver

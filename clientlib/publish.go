@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
@@ -48,15 +47,11 @@ func (c *Conn) PublishMsgContext(ctx context.Context, m *Msg) error {
 func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool, pin *session) error {
 	var hdrs wire.Headers
 	if len(m.Header) > 0 {
-		keys := make([]string, 0, len(m.Header))
-		for k := range m.Header {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // a stable encoding: same message, same bytes
-		for _, k := range keys {
-			hdrs = wire.AppendField(hdrs, k, m.Header[k])
-		}
-		if err := hdrs.Check(); err != nil {
+		// Encoded on the stack unless large: publish copies what it
+		// queues, so a typed message's Content-Type costs no allocation.
+		var buf [256]byte
+		var err error
+		if hdrs, err = encodeHeader(buf[:0], m.Header); err != nil { // in the caller's order, as the protocol keeps it
 			return err
 		}
 	}

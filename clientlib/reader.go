@@ -119,12 +119,7 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 	if len(f.Reply) > 0 {
 		m.Reply = string(f.Reply)
 	}
-	if len(f.Headers) > 0 {
-		m.Header = map[string]string{}
-		for k, v := range f.Headers.All() {
-			m.Header[string(k)] = string(v)
-		}
-	}
+	m.Header = decodeHeader(f.Headers) // nil, without an allocation, for most messages
 	if s.inbox != nil {
 		s.inbox.deliverReply(m)
 		return

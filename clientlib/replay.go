@@ -116,12 +116,6 @@ func (c *Conn) forgetReplaysLocked(cause error) {
 
 // report turns rp into the error the handler gets.
 func (rp *replayed) report(cause error, dropped int) *UndeliveredError {
-	m := &Msg{Topic: rp.topic, Reply: rp.reply, Data: rp.data}
-	if len(rp.hdrs) > 0 {
-		m.Header = map[string]string{}
-		for k, v := range rp.hdrs.All() {
-			m.Header[string(k)] = string(v)
-		}
-	}
+	m := &Msg{Topic: rp.topic, Reply: rp.reply, Header: decodeHeader(rp.hdrs), Data: rp.data}
 	return &UndeliveredError{Msg: m, Dropped: dropped, Err: cause}
 }

@@ -44,7 +44,7 @@ func TestUndeliveredPublishesAreReported(t *testing.T) {
 	const n = 5
 	for i := range n {
 		for _, topic := range []string{"own", "theirs"} {
-			if err := c.PublishMsg(&Msg{Topic: topic, Header: map[string]string{"N": fmt.Sprint(i)}, Data: []byte(fmt.Sprint(topic, i))}); err != nil {
+			if err := c.PublishMsg(&Msg{Topic: topic, Header: HeaderOf("N", fmt.Sprint(i)), Data: []byte(fmt.Sprint(topic, i))}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -66,7 +66,7 @@ func TestUndeliveredPublishesAreReported(t *testing.T) {
 			t.Fatalf("%d of %d undelivered messages reported", i, n)
 		}
 		want := fmt.Sprint("theirs", i)
-		if !errors.Is(u, ErrNotDelivered) || u.Msg.Topic != "theirs" || string(u.Msg.Data) != want || u.Msg.Header["N"] != fmt.Sprint(i) {
+		if !errors.Is(u, ErrNotDelivered) || u.Msg.Topic != "theirs" || string(u.Msg.Data) != want || u.Msg.Header.Get("N") != fmt.Sprint(i) {
 			t.Fatalf("report %d: %v (%q, %v); want %q not delivered", i, u, u.Msg.Data, u.Msg.Header, want)
 		}
 	}

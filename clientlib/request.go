@@ -78,7 +78,7 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 		return nil, err
 	}
 	if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
-		switch r.Header[wire.StatusHeader] {
+		switch r.Header.Get(wire.StatusHeader) {
 		case wire.StatusNoResponders:
 			return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
 		case wire.StatusDropped:

@@ -23,13 +23,16 @@ func TestCLIPubSubJSON(t *testing.T) {
 	}
 }
 
+// -H headers arrive in the order given, a repeated key as often as it was
+// given, and the plain output shows them so.
 func TestCLIPubHeaders(t *testing.T) {
 	b := startBusd(t)
-	sub := b.startSub(t, "-count", "2", "h")
+	sub := b.startSub(t, "-count", "3", "h")
 	b.pub(t, "", "-H", "k=v", "-H", "trace=a=b", "h", "x")
 	b.pub(t, "", "-H", "k=v", "-json", "h", "{}")
+	b.pub(t, "", "-H", "a=1", "-H", "b=x", "-H", "a=2", "-H", "a=1", "h", "y")
 	out := sub.wait(t)
-	for _, want := range []string{" [k=v trace=a=b] x\n", " [Content-Type=application/msgpack k=v] "} {
+	for _, want := range []string{" [k=v trace=a=b] x\n", " [k=v Content-Type=application/msgpack] ", " [a=1 b=x a=2 a=1] y\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -174,8 +174,8 @@ func (e *env) brokerInfo(ctx context.Context, socket string, timeout time.Durati
 	if r.Origin.Conn != 0 {
 		return nil, fmt.Errorf("the answer came from connection %d, not from the broker", r.Origin.Conn)
 	}
-	if st := r.Header[wire.StatusHeader]; st != "" {
-		return nil, fmt.Errorf("the broker answered status %s: %s", st, r.Header[wire.ReasonHeader])
+	if st := r.Header.Get(wire.StatusHeader); st != "" {
+		return nil, fmt.Errorf("the broker answered status %s: %s", st, r.Header.Get(wire.ReasonHeader))
 	}
 	var bi wire.BrokerInfo
 	if err := wire.DecodeBody(r.Data, &bi); err != nil {

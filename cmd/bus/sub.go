@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -137,9 +135,9 @@ func describe(m *clientlib.Msg) string {
 		s += " reply=" + m.Reply
 	}
 	if len(m.Header) > 0 {
-		var kv []string
-		for _, k := range slices.Sorted(maps.Keys(m.Header)) {
-			kv = append(kv, k+"="+printable([]byte(m.Header[k])))
+		kv := make([]string, len(m.Header))
+		for i, f := range m.Header { // in order, a repeated key as often as it came
+			kv[i] = f.Key + "=" + printable([]byte(f.Value))
 		}
 		s += " [" + strings.Join(kv, " ") + "]"
 	}
