@@ -119,7 +119,9 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 	if len(f.Reply) > 0 {
 		m.Reply = string(f.Reply)
 	}
-	m.Header = decodeHeader(f.Headers) // nil, without an allocation, for most messages
+	if len(f.Headers) > 0 { // most messages have none: not even a call for them
+		m.Header = decodeHeader(f.Headers)
+	}
 	if s.inbox != nil {
 		s.inbox.deliverReply(m)
 		return
