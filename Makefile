@@ -6,7 +6,7 @@ FUZZTIME ?= 10s
 BENCH    ?= .
 ARGS     ?=
 
-.PHONY: all build bins run test vet fmt-check lint bench bench-deps bench-go fuzz clean
+.PHONY: all build bins run test vet fmt-check lint tidy-check bench bench-deps bench-go fuzz clean
 
 all: build
 
@@ -42,6 +42,12 @@ fmt-check:
 
 lint: vet fmt-check
 	cd bench && $(GO) vet ./...
+
+# Fails if go mod tidy would change go.mod or go.sum of either module, and
+# prints the change to make.
+tidy-check:
+	$(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
 
 # The side-by-side comparison of busd with the limit and with NATS, each role
 # in its own process (bench/cmd/busbench). ARGS passes flags through:
@@ -82,6 +88,8 @@ fuzz:
 		done; \
 	done
 
+# Only what this project's targets make: bin/ (binaries, busbench). Go's
+# build and test caches are the user's, shared with every other module, and
+# stay.
 clean:
 	rm -rf $(BIN)
-	$(GO) clean -testcache
