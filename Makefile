@@ -31,7 +31,7 @@ FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 # busd -h). GENERATE= installs neither.
 GENERATE    ?= completions man
 
-.PHONY: all build bins run test vet fmt-check lint tidy-check bench bench-deps bench-go fuzz install uninstall clean
+.PHONY: all build bins run test vet fmt-check lint tools tidy-check bench bench-deps bench-go fuzz install uninstall clean
 
 all: build
 
@@ -72,8 +72,24 @@ fmt-check:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-lint: vet fmt-check
+# staticcheck, pinned: v0.8.2 (2026.2.2) is built with and supports Go 1.26.
+# make lint installs it from the module proxy into bin/ on first use;
+# make tools does only that (.ci/run, so that a failing download shows as
+# such).
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(abspath $(BIN))/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+
+tools: $(STATICCHECK)
+
+$(STATICCHECK):
+	GOBIN=$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# go vet, gofmt and staticcheck on both modules (staticcheck.conf, if any,
+# says which checks are off and why).
+lint: vet fmt-check $(STATICCHECK)
 	cd bench && $(GO) vet ./...
+	$(STATICCHECK) ./...
+	cd bench && $(STATICCHECK) ./...
 
 # Fails if go mod tidy would change go.mod or go.sum of either module, and
 # prints the change to make.
@@ -165,8 +181,8 @@ uninstall:
 		"$(DESTDIR)$(BASHCOMPDIR)/bus" "$(DESTDIR)$(ZSHCOMPDIR)/_bus" "$(DESTDIR)$(FISHCOMPDIR)/bus.fish" \
 		"$(DESTDIR)$(MANDIR)/man1/bus.1" "$(DESTDIR)$(MANDIR)/man1/busd.1"
 
-# Only what this project's targets make: bin/ (binaries, busbench). Go's
-# build and test caches are the user's, shared with every other module, and
-# stay.
+# Only what this project's targets make: bin/ (binaries, busbench,
+# staticcheck). Go's build and test caches are the user's, shared with every
+# other module, and stay.
 clean:
 	rm -rf $(BIN)
