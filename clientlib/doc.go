@@ -194,19 +194,21 @@
 // began and ended. Output queued and not yet written when the connection
 // dropped is lost (the disconnect handler's error says how many bytes).
 // Messages published while reconnecting are kept, up to WithReconnectBuffer
-// bytes (their files kept open), and sent after the subscriptions are
-// restored; past the bound Publish fails at once with
-// ErrReconnectBufferFull. None is lost without a word: the other clients
-// come back at their own pace, so each of these asks the broker for a
-// receipt, and one that reached no subscription (or whose connection
-// dropped again, or closed, before its receipt came) goes to the error
-// handler as an *UndeliveredError holding the message (without its files),
-// matching ErrNotDelivered (or ErrConnectionLost, or the Conn's end):
-// publishing it again is the caller's choice. The Conn keeps a copy of
-// each until its receipt comes, which bounds that memory by the buffer's
-// size again. A message that reached one subscriber counts as delivered,
-// though another that was not back yet missed it, as it would have missed
-// it had it subscribed later. A Request in flight when the connection drops
+// bytes (each counted with its record; their files kept open), and sent
+// after the subscriptions are restored; past the bound Publish fails at
+// once with ErrReconnectBufferFull. None is lost without a word: the other
+// clients come back at their own pace, so if the Conn has an error
+// handler (WithErrorHandler) and the broker announces receipts, each of
+// these asks the broker for one, and one that reached no subscription (or
+// whose connection dropped again, or closed, before its receipt came)
+// goes to the error handler as an *UndeliveredError holding the message
+// (without its files), matching ErrNotDelivered (or ErrConnectionLost, or
+// the Conn's end): publishing it again is the caller's choice. The Conn
+// keeps each message until its receipt comes, a round trip after the
+// reconnect; Close waits for them (within its second). A message that
+// reached one subscriber counts as delivered, though another that was not
+// back yet missed it, as it would have missed it had it subscribed later.
+// A Request in flight when the connection drops
 // fails at once with ErrConnectionLost (the responder may have handled it;
 // sending it again is the caller's choice), as do Flush, Drain and a
 // Respond to a request that came on the lost connection; a Request or

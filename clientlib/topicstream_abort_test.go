@@ -25,7 +25,6 @@ import (
 type chunkReader struct {
 	data []byte
 	rnd  *rand.Rand
-	cuts []int // where pieces end, for steering "\r" and "\n" apart
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {

@@ -24,6 +24,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
 	return func(ctx context.Context, e *env, patterns []string) error {
 		if len(patterns) == 0 {
+			//lint:ignore ST1005 a usage line, ending in "PATTERN..." as bus -h prints it
 			return errors.New("usage: bus sub " + subArgs)
 		}
 		if *asJSON && (*raw || *catFDs) {
