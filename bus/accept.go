@@ -2,10 +2,12 @@ package bus
 
 import (
 	"errors"
+	"net"
 	"syscall"
 	"time"
 
 	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock"
 )
 
 // Accept backs off between minBackoff and maxBackoff, doubling, while it
@@ -30,6 +32,34 @@ func nextBackoff(err error, prev time.Duration) time.Duration {
 		return min(max(2*prev, minBackoff), maxBackoff)
 	}
 	return 0
+}
+
+// maxTurnedAway bounds the connections Shutdown takes from one listener's
+// accept queue: the queue's length at the kernel's default somaxconn, so
+// that clients connecting as fast as they are turned away cannot hold
+// shutdown up.
+const maxTurnedAway = 4096
+
+// turnAway answers the connections waiting in l's accept queue with bye in
+// place of INFO, and closes them, without waiting for any: closing the
+// listener would reset them, yet they connected before the broker stopped,
+// like one accepted meanwhile, which gets bye (start). A listener systemd
+// passed keeps its queue when the broker closes it, for the broker systemd
+// starts next, so it is left alone.
+func (s *Server) turnAway(l *unixsock.Listener, bye *wire.Error) {
+	if l.Activated() {
+		return
+	}
+	for range maxTurnedAway {
+		sock, err := l.TryAccept()
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Warn("could not take a waiting connection to turn it away", "err", err)
+		}
+		if sock == nil {
+			return
+		}
+		s.refuse(sock, bye)
+	}
 }
 
 // sleep waits d, or until the server shuts down; it reports whether the

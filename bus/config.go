@@ -97,6 +97,7 @@ type Config struct {
 type hooks struct {
 	subDecided  func() // a SUB was decided under the policy it loaded, and is not listed yet
 	applyPolicy func() // SetPolicy is about to apply its policy to a connection
+	accept      func() // Serve is about to accept; holding it keeps clients in the accept queue
 }
 
 // UserBudget bounds what the connections of one uid together may make the

@@ -348,17 +348,21 @@ func TestPublisherGoneWhileWaiting(t *testing.T) {
 // buffer, so the broker also counts the socket's unread bytes falling as
 // the peer reading.
 func TestSmallStepsAreProgress(t *testing.T) {
-	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = 500 * time.Millisecond })
+	// The write timeout is 30 read steps: a reader descheduled for a
+	// while on a loaded machine still makes progress within it, and the
+	// reads span longer than it, so a broker that did not count them would
+	// cut the reader off.
+	srv, path := testBroker(t, func(c *Config) { c.WriteTimeout = 1500 * time.Millisecond })
 	slow := subscriber(t, path, "flood")
 	pub := connectRaw(t, path)
 	if err := <-publishNumbered(pub, "flood", 4000, 1024); err != nil { // fills its socket
 		t.Fatal(err)
 	}
-	// 32 KiB every 50 ms for 2 s: the socket's 2 MiB buffer is never three
-	// quarters read, so no write moves, but the kernel frees a buffer of
-	// the peer's (36 KiB at most) every read or two.
+	// 32 KiB every 50 ms for 2.25 s: the socket's 2 MiB buffer is never
+	// three quarters read (48 reads), so no write moves, but the kernel
+	// frees a buffer of the peer's (36 KiB at most) every read or two.
 	buf := make([]byte, 32<<10)
-	for range 40 {
+	for range 45 {
 		slow.sock.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.ReadFull(slow.sock, buf); err != nil {
 			t.Fatal(err)

@@ -132,3 +132,50 @@ func waitGoroutines(t *testing.T, want int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Clients whose connect succeeded but that the broker had not accepted
+// when it stopped get ERR shutting down in place of INFO, as one accepted
+// meanwhile does, and not a reset when the listener closes. The accept hook
+// holds Serve back from accepting until the test ends, so only Shutdown can
+// have answered them.
+func TestShutdownAnswersTheAcceptQueue(t *testing.T) {
+	atAccept := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv, path := testBroker(t, func(c *Config) {
+		c.hooks = &hooks{accept: func() {
+			select {
+			case atAccept <- struct{}{}:
+			default:
+			}
+			<-release
+		}}
+	})
+	// Before testBroker's cleanup, which waits for Serve to return.
+	t.Cleanup(func() { close(release) })
+	<-atAccept // Serve has taken the listener: Shutdown will close it
+	const n = 4
+	clients := make([]*rawClient, n)
+	for i := range clients {
+		clients[i] = dialRaw(t, path)
+		if i%2 == 0 {
+			// As a real client does at once: the HELLO is still unread
+			// when the broker closes the socket, which must not cost the
+			// client the ERR.
+			body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: t.Name()})
+			clients[i].send(wire.AppendControl(nil, wire.OpHello, 0, body))
+		}
+	}
+	before := srv.Stats()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		about(t, c.expectErr(wire.CodeShuttingDown, "shutting down"), 0, 0)
+		c.expectClosed()
+	}
+	if got := srv.Stats().RefusedConns - before.RefusedConns; got != n {
+		t.Errorf("RefusedConns rose by %d; want %d", got, n)
+	}
+}

@@ -75,6 +75,7 @@ func (c *conn) info() *wire.Info {
 		LaggingMaxBytes: lagMark,
 		LaggingMaxFDs:   uint32(laggingMaxFDs(cfg)),
 		Inbox:           c.inbox,
+		Receipts:        true,
 	}
 }
 

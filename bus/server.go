@@ -105,6 +105,9 @@ func (s *Server) Serve(ctx context.Context, l *unixsock.Listener) error {
 	defer stop()
 	var backoff time.Duration
 	for {
+		if h := s.cfg.hooks; h != nil && h.accept != nil {
+			h.accept()
+		}
 		sock, err := l.Accept()
 		if err != nil {
 			if s.isClosing() {
@@ -258,18 +261,21 @@ func (e *everySecond) note() (int, bool) {
 	return 0, false
 }
 
-// Shutdown stops accepting, tells every client the broker is shutting down,
-// lets each connection flush what is pending, and waits for all of them to
-// close. When ctx ends first it closes the rest at once and returns
-// ctx.Err(). It is safe to call more than once.
+// Shutdown stops accepting, turns away the clients waiting in the accept
+// queue of each listener that is not systemd's (ERR shutting down in place
+// of INFO), tells every client the broker is shutting down, lets each
+// connection flush what is pending, and waits for all of them to close.
+// When ctx ends first it closes the rest at once and returns ctx.Err(). It
+// is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
 		s.closing = true
 		close(s.quit)
 	}
+	listeners := make([]*unixsock.Listener, 0, len(s.listeners))
 	for l := range s.listeners {
-		l.Close()
+		listeners = append(listeners, l)
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -277,6 +283,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	bye := wire.Errorf(wire.CodeShuttingDown, "the broker is shutting down")
+	for _, l := range listeners {
+		s.turnAway(l, bye)
+		l.Close()
+	}
 	for _, c := range conns {
 		c.mu.Lock()
 		c.drainLocked(bye)

@@ -43,7 +43,8 @@ type Conn struct {
 	lastRefusal error
 	pings       map[uint32]pingWait
 	nextPing    uint32
-	replays     map[uint32]*replayed // messages buffered while reconnecting, until their receipts (replay.go)
+	replays     []replayed // messages published while reconnecting, then until their receipts (replay.go)
+	replayMem   int        // what they cost the reconnect buffer
 	nextReplay  uint32
 	closeBy     time.Time // set by Close: the writer's last flush ends by then
 
@@ -319,14 +320,28 @@ const closeFlush = time.Second
 // Close flushes what was published (for up to a second), closes the
 // connection and ends every subscription. It returns within about a
 // second even if the broker has stopped reading. While the connection is
-// reconnecting it ends the reconnect at once, and what was buffered for
-// it is discarded. It is safe to call more than once.
+// reconnecting it ends the reconnect at once, and what was published
+// meanwhile is reported to the error handler as undelivered (see
+// UndeliveredError), as is a message kept since the reconnect whose
+// receipt has not come within that second. It is safe to call more than
+// once.
 func (c *Conn) Close() error {
+	deadline := time.Now().Add(closeFlush)
+	c.mu.Lock()
+	awaiting := c.err == nil && c.status == Connected && len(c.replays) > 0
+	c.mu.Unlock()
+	if awaiting {
+		// Receipts still to come for what was published while
+		// reconnecting: a PONG comes after them.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		c.Flush(ctx)
+		cancel()
+	}
 	c.mu.Lock()
 	if c.err == nil && c.closeBy.IsZero() && c.status == Connected {
 		// Under c.mu, which the writer arms its own deadline under, so
 		// that it cannot put this one off.
-		c.closeBy = time.Now().Add(closeFlush)
+		c.closeBy = deadline
 		c.sess.sock.SetWriteDeadline(c.closeBy)
 	}
 	c.mu.Unlock()

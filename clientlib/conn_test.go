@@ -26,11 +26,11 @@ func TestPublishSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, sub)
-	if err := pub.PublishMsg(&Msg{Topic: "app.editor.opened", Reply: "app.r", Header: map[string]string{"k": "v"}, Data: []byte("hi")}); err != nil {
+	if err := pub.PublishMsg(&Msg{Topic: "app.editor.opened", Reply: "app.r", Header: HeaderOf("k", "v"), Data: []byte("hi")}); err != nil {
 		t.Fatal(err)
 	}
 	m := next(t, sync)
-	if m.Topic != "app.editor.opened" || string(m.Data) != "hi" || m.Reply != "app.r" || m.Header["k"] != "v" {
+	if m.Topic != "app.editor.opened" || string(m.Data) != "hi" || m.Reply != "app.r" || m.Header.Get("k") != "v" {
 		t.Fatalf("got %+v", m)
 	}
 	if m.Origin.Conn != pub.ConnID() || m.Origin.PID != os.Getpid() || m.Origin.UID != os.Getuid() || m.Origin.GID != os.Getgid() {
@@ -90,7 +90,7 @@ func TestLocalValidation(t *testing.T) {
 	if err := c.Publish("a", big); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Publish(too big) = %v", err)
 	}
-	if err := c.PublishMsg(&Msg{Topic: "a", Header: map[string]string{"bad key": "v"}}); err == nil {
+	if err := c.PublishMsg(&Msg{Topic: "a", Header: HeaderOf("bad key", "v")}); err == nil {
 		t.Error("PublishMsg with a bad header key succeeded")
 	}
 }
@@ -284,5 +284,23 @@ func TestPublishDoesNotAllocate(t *testing.T) {
 	})
 	if allocs > 0.1 {
 		t.Fatalf("Publish allocates %v times per call", allocs)
+	}
+}
+
+// Nor does publishing a message with headers: they are encoded on the
+// stack, in the order given, and copied into the same buffer.
+func TestPublishMsgWithHeaderDoesNotAllocate(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	m := &Msg{Topic: "alloc.topic", Header: HeaderOf("a", "1", "b", "2", "a", "3"), Data: []byte("0123456789abcdef")}
+	c.PublishMsg(m)
+	flush(t, c)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := c.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0.1 {
+		t.Fatalf("PublishMsg with headers allocates %v times per call", allocs)
 	}
 }

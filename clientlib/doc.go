@@ -125,11 +125,18 @@
 // msgpack, and Msg.Decode decodes one; such messages carry the header
 // Content-Type: application/msgpack (EncodeValue lists how Go types map).
 // Msg.SetValue makes a typed message that has headers of its own.
-// Any message may carry headers, string keys to string values, in
-// Msg.Header. Keys starting with "Bus-" belong to the bus itself: the
-// broker sets Bus-Status: 503 on its no-responders answer, 429 on its
-// answer to a request every responder was too far behind to take, and
-// Bus-Dropped on its gap notices.
+// Any message may carry headers in Msg.Header, a Header: key/value fields
+// in order, where a key may repeat, as the protocol carries them.
+// Header.Get returns a key's first value and Values all of them; Add, Set
+// and Del work on a nil Header, so a message gets one with
+//
+//	m := &clientlib.Msg{Topic: "jobs.build", Data: data}
+//	m.Header.Add("trace", "42")
+//
+// or Header: clientlib.HeaderOf("trace", "42"). Keys starting with "Bus-"
+// belong to the bus itself: the broker sets Bus-Status: 503 on its
+// no-responders answer, 429 on its answer to a request every responder
+// was too far behind to take, and Bus-Dropped on its gap notices.
 //
 // # Streams
 //
@@ -187,19 +194,21 @@
 // began and ended. Output queued and not yet written when the connection
 // dropped is lost (the disconnect handler's error says how many bytes).
 // Messages published while reconnecting are kept, up to WithReconnectBuffer
-// bytes (their files kept open), and sent after the subscriptions are
-// restored; past the bound Publish fails at once with
-// ErrReconnectBufferFull. None is lost without a word: the other clients
-// come back at their own pace, so each of these asks the broker for a
-// receipt, and one that reached no subscription (or whose connection
-// dropped again, or closed, before its receipt came) goes to the error
-// handler as an *UndeliveredError holding the message (without its files),
-// matching ErrNotDelivered (or ErrConnectionLost, or the Conn's end):
-// publishing it again is the caller's choice. The Conn keeps a copy of
-// each until its receipt comes, which bounds that memory by the buffer's
-// size again. A message that reached one subscriber counts as delivered,
-// though another that was not back yet missed it, as it would have missed
-// it had it subscribed later. A Request in flight when the connection drops
+// bytes (each counted with its record; their files kept open), and sent
+// after the subscriptions are restored; past the bound Publish fails at
+// once with ErrReconnectBufferFull. None is lost without a word: the other
+// clients come back at their own pace, so if the Conn has an error
+// handler (WithErrorHandler) and the broker announces receipts, each of
+// these asks the broker for one, and one that reached no subscription (or
+// whose connection dropped again, or closed, before its receipt came)
+// goes to the error handler as an *UndeliveredError holding the message
+// (without its files), matching ErrNotDelivered (or ErrConnectionLost, or
+// the Conn's end): publishing it again is the caller's choice. The Conn
+// keeps each message until its receipt comes, a round trip after the
+// reconnect; Close waits for them (within its second). A message that
+// reached one subscriber counts as delivered, though another that was not
+// back yet missed it, as it would have missed it had it subscribed later.
+// A Request in flight when the connection drops
 // fails at once with ErrConnectionLost (the responder may have handled it;
 // sending it again is the caller's choice), as do Flush, Drain and a
 // Respond to a request that came on the lost connection; a Request or

@@ -22,8 +22,8 @@ type Origin struct {
 // kilobytes alive.
 type Msg struct {
 	Topic  string
-	Reply  string            // where a reply should go; "" if none is wanted
-	Header map[string]string // optional string key/value pairs
+	Reply  string // where a reply should go; "" if none is wanted
+	Header Header // optional key/value fields, in order; keys may repeat
 	Data   []byte
 	// Files travel as open descriptors. On publish the caller keeps
 	// ownership: the connection duplicates them. On receipt the receiver
@@ -32,10 +32,9 @@ type Msg struct {
 	// Origin is set on received messages only.
 	Origin Origin
 
-	sub     *Subscription
-	sess    *session // the session it arrived on: a reply goes on it or not at all
-	refusal error    // set instead of a reply: the broker refused the request's PUB
-	own     []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
+	sub  *Subscription
+	sess *session // the session it arrived on: a reply goes on it or not at all
+	own  []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
 }
 
 // Subscription returns the subscription a received message arrived on.

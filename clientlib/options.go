@@ -14,6 +14,7 @@ type options struct {
 	socket, dir, bus string
 	name             string
 	onError          func(*Conn, *Subscription, error)
+	onErrorSet       bool // the caller gave one: only then are buffered messages kept for receipts
 	maxPending       int
 	maxFDs           int
 	subMsgs          int
@@ -89,7 +90,7 @@ func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 		if f == nil {
 			return fmt.Errorf("bus: WithErrorHandler(nil)")
 		}
-		o.onError = f
+		o.onError, o.onErrorSet = f, true
 		return nil
 	}
 }
@@ -148,8 +149,9 @@ func WithNoReconnect() Option {
 }
 
 // WithReconnectBuffer bounds the bytes of messages published while the
-// connection is reconnecting, kept to be sent once it is back (default 8
-// MiB; 0 buffers nothing). Past the bound Publish fails at once with an
+// connection is reconnecting, kept to be sent once it is back, each
+// counted with 64 bytes for its record (default 8 MiB; 0 buffers
+// nothing). Past the bound Publish fails at once with an
 // error matching ErrReconnectBufferFull. The files of buffered messages are
 // kept open (duplicates, as always) until they are sent, at most as many
 // as WithPendingLimit's descriptor bound allows (1024).

@@ -84,8 +84,8 @@ func peerFromAnswer(id uint64, r *Msg) (*Peer, error) {
 		// Only the broker answers broker requests; trust no one else's.
 		return nil, fmt.Errorf("bus: peer %d: the answer came from connection %d, not from the broker", id, r.Origin.Conn)
 	}
-	reason := r.Header[wire.ReasonHeader]
-	switch status := r.Header[wire.StatusHeader]; status {
+	reason := r.Header.Get(wire.ReasonHeader)
+	switch status := r.Header.Get(wire.StatusHeader); status {
 	case "":
 	case wire.StatusNotFound:
 		return nil, fmt.Errorf("%w: %d", ErrNoSuchConn, id)

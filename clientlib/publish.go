@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
@@ -48,15 +47,11 @@ func (c *Conn) PublishMsgContext(ctx context.Context, m *Msg) error {
 func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool, pin *session) error {
 	var hdrs wire.Headers
 	if len(m.Header) > 0 {
-		keys := make([]string, 0, len(m.Header))
-		for k := range m.Header {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // a stable encoding: same message, same bytes
-		for _, k := range keys {
-			hdrs = wire.AppendField(hdrs, k, m.Header[k])
-		}
-		if err := hdrs.Check(); err != nil {
+		// Encoded on the stack unless large: publish copies what it
+		// queues, so a typed message's Content-Type costs no allocation.
+		var buf [256]byte
+		var err error
+		if hdrs, err = encodeHeader(buf[:0], m.Header); err != nil { // in the caller's order, as the protocol keeps it
 			return err
 		}
 	}
@@ -64,9 +59,10 @@ func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool, pin *session) e
 }
 
 // publish queues a PUB, waiting for room until ctx ends. While the
-// connection is reconnecting it buffers the PUB, within the reconnect
-// buffer's bound, unless pin is set: a request or a reply belongs to the
-// session pin and fails with ErrConnectionLost once that is lost.
+// connection is reconnecting it keeps the message for the next one,
+// within the reconnect buffer's bound, unless pin is set: a request or a
+// reply belongs to the session pin and fails with ErrConnectionLost once
+// that is lost.
 func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool, pin *session) error {
 	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
 		return err
@@ -89,18 +85,18 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		}
 		return err
 	}
-	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
-	var receipt uint32                       // 0: no RECEIPT asked for
 	if pin != nil || c.status != Connected { // the common case, checked inline
-		if err := c.mayQueueLocked(topic, size, len(files), pin); err != nil {
+		if err := c.mayQueueLocked(topic, reply, hdrs, data, len(files), pin); err != nil {
 			c.mu.Unlock()
 			if dups != nil {
 				dups.Release()
 			}
 			return err
 		}
-		if c.status != Connected {
-			receipt = c.recordReplayLocked(topic, reply, hdrs, data)
+		if c.status != Connected { // reconnecting: kept for the next connection (replay.go)
+			c.bufferLocked(topic, reply, hdrs, data, dups)
+			c.mu.Unlock()
+			return nil
 		}
 	}
 	if dups != nil {
@@ -111,17 +107,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	if wake {
 		c.wake()
 	}
-	if size <= wire.ChunkSize {
-		buf := c.out.Reserve(size) // the chunk being filled: the frame goes after what it has
-		at := len(buf)
-		buf = wire.AppendPub(buf, topic, reply, hdrs, data, len(files))
-		if receipt != 0 {
-			wire.SetID(buf[at:], receipt)
-		}
-		c.out.Commit(buf)
-	} else {
-		appendLargePub(&c.out, topic, reply, hdrs, data, len(files), receipt)
-	}
+	c.appendPubLocked(topic, reply, hdrs, data, len(files), 0)
 	c.seq++
 	if reply != "" && pin != nil {
 		c.inbox.bindSeq(c.seq, reply)
@@ -138,24 +124,41 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	return nil
 }
 
-// mayQueueLocked says whether a PUB of size bytes and nfds descriptors
-// may be queued now: on a live session, yes; on a pinned session that was
-// lost, no (ErrConnectionLost); while reconnecting, if it fits in what is
+// mayQueueLocked says whether a PUB may be queued now: on a live
+// session, yes; on a pinned session that was lost, no
+// (ErrConnectionLost); while reconnecting, if its copy fits in what is
 // left of the reconnect buffer (else ErrReconnectBufferFull).
-func (c *Conn) mayQueueLocked(topic string, size, nfds int, pin *session) error {
+func (c *Conn) mayQueueLocked(topic, reply string, hdrs wire.Headers, data []byte, nfds int, pin *session) error {
 	switch {
 	case pin != nil && (pin != c.sess || pin.lost):
 		return fmt.Errorf("bus: publish to %q: %w", topic, ErrConnectionLost)
 	case c.status == Connected:
 		return nil
-	case c.out.Len()+size > c.opts.reconnectBuf:
+	case c.replayMem+replayCost(topic, reply, hdrs, data) > c.opts.reconnectBuf:
 		return fmt.Errorf("%w: publish to %q: %d bytes buffered, the bound is %d (WithReconnectBuffer)",
-			ErrReconnectBufferFull, topic, c.out.Len(), c.opts.reconnectBuf)
+			ErrReconnectBufferFull, topic, c.replayMem, c.opts.reconnectBuf)
 	case nfds > 0 && c.fds+nfds > c.opts.maxFDs:
 		return fmt.Errorf("%w: publish to %q: %d descriptors buffered, the bound is %d",
 			ErrReconnectBufferFull, topic, c.fds, c.opts.maxFDs)
 	}
 	return nil
+}
+
+// appendPubLocked encodes a PUB into the output; id is 0, or the number
+// that asks the broker for a RECEIPT.
+func (c *Conn) appendPubLocked(topic, reply string, hdrs wire.Headers, data []byte, nfds int, id uint32) {
+	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
+	if size > wire.ChunkSize {
+		appendLargePub(&c.out, topic, reply, hdrs, data, nfds, id)
+		return
+	}
+	buf := c.out.Reserve(size) // the chunk being filled: the frame goes after what it has
+	at := len(buf)
+	buf = wire.AppendPub(buf, topic, reply, hdrs, data, nfds)
+	if id != 0 {
+		wire.SetID(buf[at:], id)
+	}
+	c.out.Commit(buf)
 }
 
 // checkPub applies the grammar and the broker's limits before anything is
@@ -229,10 +232,10 @@ func dupFile(f *os.File) (int, error) {
 // appendLargePub queues a PUB larger than a chunk, copied into as many
 // chunks as it takes rather than into a buffer of its own size: no
 // allocation per message, and memory the connection has used before.
-// receipt is the PUB's id: 0, or the number that asks for a RECEIPT.
-func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int, receipt uint32) {
+// id is the PUB's id: 0, or the number that asks for a RECEIPT.
+func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int, id uint32) {
 	h := wire.Header{
-		Op: wire.OpPub, NFDs: uint8(nfds), ID: receipt,
+		Op: wire.OpPub, NFDs: uint8(nfds), ID: id,
 		TopicLen: uint16(len(topic)), ReplyLen: uint16(len(reply)),
 		HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(data)),
 	}

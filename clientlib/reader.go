@@ -119,11 +119,8 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 	if len(f.Reply) > 0 {
 		m.Reply = string(f.Reply)
 	}
-	if len(f.Headers) > 0 {
-		m.Header = map[string]string{}
-		for k, v := range f.Headers.All() {
-			m.Header[string(k)] = string(v)
-		}
+	if len(f.Headers) > 0 { // most messages have none: not even a call for them
+		m.Header = decodeHeader(f.Headers)
 	}
 	if s.inbox != nil {
 		s.inbox.deliverReply(m)

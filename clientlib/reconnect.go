@@ -120,9 +120,9 @@ func (c *Conn) sessionEnded(s *session, err error) {
 	c.out.Reset()
 	c.pre.Reset()
 	c.fds = 0
-	c.seq = 0 // from here it counts the frames buffered
+	c.seq = 0
 	c.inbox.forgetSeqs()
-	c.forgetReplaysLocked(ErrConnectionLost)
+	c.forgetReplaysLocked(ErrConnectionLost) // sent, or lost with the output: the broker has not said which
 	clear(c.pings)
 	c.up = make(chan struct{})
 	done := make(chan struct{})
@@ -223,8 +223,9 @@ func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
 	}
 	c.subsGen.Add(1)
 	c.subsMu.Unlock()
-	r.Buffered, r.Messages = c.out.Len(), len(c.replays)
-	c.seq += seq // the frames buffered follow the SUBs
+	c.seq = seq // the kept messages' PUBs follow the SUBs
+	r.Messages = len(c.replays)
+	r.Buffered = c.replayLocked(info)
 	c.sess = s
 	c.status = Connected
 	c.info.Store(info)

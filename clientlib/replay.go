@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -10,24 +9,35 @@ import (
 // Messages published while reconnecting. The broker they were meant for
 // is gone, and the subscribers of the one they go to come back at their
 // own pace: a message sent as soon as this Conn is back may find nobody
-// yet. So each PUB buffered while reconnecting asks the broker for a
-// RECEIPT (its id is a number of ours), and the Conn keeps a copy of the
-// message until the receipt comes. One that reached no subscription, or
-// whose connection ended before its receipt came, goes to the error
-// handler as an *UndeliveredError carrying the message, so that none is
-// lost without a word: the caller may publish it again. The copies are
-// bounded as the buffer is (WithReconnectBuffer), and are gone once the
-// receipts have come, a moment after the reconnect.
+// yet. So, while reconnecting, Publish keeps a copy of each message (not
+// yet encoded: whether it may ask for a receipt depends on the next
+// broker), and the reconnect encodes them after the subscriptions. If the
+// broker announces receipts (INFO "receipts") and the caller has an error
+// handler to hear of them, each PUB carries an id that asks for a RECEIPT
+// and its copy is kept until the receipt comes, in a FIFO: the broker
+// handles a connection's frames in order, so the receipts come in the
+// order of the PUBs. One that reached no subscription, or whose
+// connection ended before its receipt came, goes to the error handler as
+// an *UndeliveredError carrying the message, so that none is lost without
+// a word: the caller may publish it again.
+
+// replayOverhead is what a kept message costs beyond its bytes (the
+// record and the allocator's rounding), counted in the reconnect buffer so
+// that its bound is the memory really held.
+const replayOverhead = 64
 
 // UndeliveredError reports a message published while the Conn was
 // reconnecting that did not reach anyone, or may not have. It goes to the
-// error handler (WithErrorHandler), with a nil Subscription.
+// error handler (WithErrorHandler), with a nil Subscription; only a Conn
+// with an error handler keeps what it takes to report it.
 type UndeliveredError struct {
 	// Msg is the message as published: Topic, Reply, Header and Data. Its
 	// Files are not kept (they went to the broker, which closed them).
 	Msg *Msg
 	// Dropped is how many subscriptions matched it but had no room for
-	// it (they get a gap notice); 0 when none matched.
+	// it: each lost it as a slow consumer, reported to its subscriber by
+	// a gap notice, or by the end of its connection if its policy is
+	// disconnect. 0 when none matched.
 	Dropped int
 	// Err is the cause: ErrNotDelivered (the broker's receipt said so; if
 	// the broker refused the message, its *ServerError reached the
@@ -55,73 +65,128 @@ func (e *UndeliveredError) Error() string {
 // errors.Is(err, ErrConnectionLost) tell the two apart.
 func (e *UndeliveredError) Unwrap() error { return e.Err }
 
-// replayed is the copy of a buffered message kept until its receipt.
+// replayed is a message published while reconnecting: its sections back
+// to back in one allocation, and its files until they are handed to the
+// output.
 type replayed struct {
-	topic, reply string
-	hdrs         wire.Headers
-	data         []byte
+	msg      []byte // topic, reply, headers, data
+	topicLen uint16
+	replyLen uint16
+	hdrLen   uint32
+	dups     *dupFDs
+	id       uint32 // the id its PUB carried; 0 before it was encoded
 }
 
-// recordReplayLocked keeps a copy of a message being buffered and returns
-// the id its PUB carries to ask for a receipt. Under c.mu.
-func (c *Conn) recordReplayLocked(topic, reply string, hdrs wire.Headers, data []byte) uint32 {
-	if c.replays == nil {
-		c.replays = map[uint32]*replayed{}
-	}
-	c.nextReplay++
-	if c.nextReplay == 0 {
-		c.nextReplay = 1 // 0 asks for no receipt
-	}
-	c.replays[c.nextReplay] = &replayed{
-		topic: topic, reply: reply,
-		hdrs: slices.Clone(hdrs), data: slices.Clone(data),
-	}
-	return c.nextReplay
+func (rp *replayed) topic() string { return string(rp.msg[:rp.topicLen]) }
+func (rp *replayed) reply() string {
+	return string(rp.msg[rp.topicLen : rp.topicLen+rp.replyLen])
+}
+func (rp *replayed) hdrs() wire.Headers {
+	at := uint32(rp.topicLen) + uint32(rp.replyLen)
+	return wire.Headers(rp.msg[at : at+rp.hdrLen])
+}
+func (rp *replayed) data() []byte {
+	return rp.msg[uint32(rp.topicLen)+uint32(rp.replyLen)+rp.hdrLen:]
 }
 
-// receipt handles the broker's RECEIPT for the PUB with id id.
+// replayCost is what keeping a message costs the reconnect buffer.
+func replayCost(topic, reply string, hdrs wire.Headers, data []byte) int {
+	return len(topic) + len(reply) + len(hdrs) + len(data) + replayOverhead
+}
+
+// bufferLocked keeps a message published while reconnecting, with its
+// duplicated files; mayQueueLocked has checked it fits. Under c.mu.
+func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte, dups *dupFDs) {
+	msg := make([]byte, 0, len(topic)+len(reply)+len(hdrs)+len(data))
+	msg = append(append(append(append(msg, topic...), reply...), hdrs...), data...)
+	c.replays = append(c.replays, replayed{
+		msg: msg, topicLen: uint16(len(topic)), replyLen: uint16(len(reply)), hdrLen: uint32(len(hdrs)), dups: dups,
+	})
+	c.replayMem += replayCost(topic, reply, hdrs, data)
+	if dups != nil {
+		c.fds += len(dups.fds)
+	}
+}
+
+// replayLocked encodes the messages kept while reconnecting into the
+// output of the session info answered, after the SUBs, and returns how
+// many bytes that is. With receipts it numbers them and keeps the copies
+// until their receipts; else it lets them go. Under c.mu; the output is
+// empty (nothing else is queued while reconnecting).
+func (c *Conn) replayLocked(info *wire.Info) int {
+	receipts := info.Receipts && c.opts.onErrorSet
+	for i := range c.replays {
+		rp := &c.replays[i]
+		nfds := 0
+		if rp.dups != nil {
+			nfds = len(rp.dups.fds)
+			c.out.AddFDs(rp.dups.fds, rp.dups) // c.fds counts them already
+			rp.dups = nil
+		}
+		if receipts {
+			c.nextReplay++
+			if c.nextReplay == 0 {
+				c.nextReplay = 1 // 0 asks for no receipt
+			}
+			rp.id = c.nextReplay
+		}
+		c.appendPubLocked(rp.topic(), rp.reply(), rp.hdrs(), rp.data(), nfds, rp.id)
+	}
+	c.seq += uint64(len(c.replays))
+	if !receipts {
+		c.replays, c.replayMem = nil, 0
+	}
+	return c.out.Len()
+}
+
+// receipt handles the broker's RECEIPT for the PUB with id id: the first
+// kept message, as receipts come in order.
 func (c *Conn) receipt(id uint32, payload []byte) error {
 	r, err := wire.DecodeReceipt(payload)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
-	rp := c.replays[id]
-	delete(c.replays, id)
-	c.mu.Unlock()
-	if rp == nil || r.Delivered > 0 {
-		return nil // delivered; or an id this Conn never gave, which it ignores
+	defer c.mu.Unlock()
+	if c.rs.lost {
+		return nil // its message was reported when the session was
 	}
-	c.cb.push(nil, rp.report(ErrNotDelivered, int(r.Dropped)))
+	if len(c.replays) == 0 || c.replays[0].id != id {
+		return wire.Errorf(wire.CodeBadFrame, "RECEIPT %d answers no PUB waiting for one", id)
+	}
+	rp := c.replays[0]
+	c.replays = c.replays[1:]
+	c.replayMem -= replayCost(rp.topic(), rp.reply(), rp.hdrs(), rp.data())
+	if len(c.replays) == 0 {
+		c.replays, c.replayMem = nil, 0 // let the backing array go
+	}
+	if r.Delivered == 0 {
+		// Under c.mu, as forgetReplaysLocked pushes: reports keep the
+		// order of the messages.
+		c.cb.push(nil, rp.report(ErrNotDelivered, int(r.Dropped)))
+	}
 	return nil
 }
 
-// forgetReplaysLocked reports every message still waiting for its receipt
-// as not confirmed, with cause: the connection they went out on is gone.
+// forgetReplaysLocked reports every message kept, in order, as not
+// confirmed, with cause, and releases their files if it still holds them.
 // Under c.mu.
 func (c *Conn) forgetReplaysLocked(cause error) {
-	if len(c.replays) == 0 {
-		return
+	for i := range c.replays {
+		rp := &c.replays[i]
+		if rp.dups != nil {
+			rp.dups.Release()
+			c.fds -= len(rp.dups.fds)
+		}
+		if c.opts.onErrorSet {
+			c.cb.push(nil, rp.report(cause, 0))
+		}
 	}
-	ids := make([]uint32, 0, len(c.replays))
-	for id := range c.replays {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids) // in the order published (ids wrap after 4 billion; the order then is only approximate)
-	for _, id := range ids {
-		c.cb.push(nil, c.replays[id].report(cause, 0))
-	}
-	clear(c.replays)
+	c.replays, c.replayMem = nil, 0
 }
 
 // report turns rp into the error the handler gets.
 func (rp *replayed) report(cause error, dropped int) *UndeliveredError {
-	m := &Msg{Topic: rp.topic, Reply: rp.reply, Data: rp.data}
-	if len(rp.hdrs) > 0 {
-		m.Header = map[string]string{}
-		for k, v := range rp.hdrs.All() {
-			m.Header[string(k)] = string(v)
-		}
-	}
+	m := &Msg{Topic: rp.topic(), Reply: rp.reply(), Header: decodeHeader(rp.hdrs()), Data: rp.data()}
 	return &UndeliveredError{Msg: m, Dropped: dropped, Err: cause}
 }

@@ -1,11 +1,27 @@
 package clientlib
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/busd/busd/bus"
+	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock"
 )
+
+// reportingConn starts a broker and connects a Conn to it whose handlers
+// send their events and undelivered reports to the channels returned.
+func reportingConn(t *testing.T) (string, *bus.Server, *Conn, chan connEvent, chan *UndeliveredError) {
+	t.Helper()
+	path, srv := startBus(t)
+	opts, events := eventOptions()
+	onErr, undelivered := undeliveredOptions()
+	return path, srv, connect(t, path, append(opts, onErr)...), events, undelivered
+}
 
 // undeliveredOptions returns an error handler that sends every
 // *UndeliveredError to the channel it returns.
@@ -24,10 +40,7 @@ func undeliveredOptions() (Option, chan *UndeliveredError) {
 // those on a topic nobody subscribes to any more (the other subscriber
 // did not reconnect) come back in the order published.
 func TestUndeliveredPublishesAreReported(t *testing.T) {
-	path, srv := startBus(t)
-	opts, events := eventOptions()
-	onErr, undelivered := undeliveredOptions()
-	c := connect(t, path, append(opts, onErr)...)
+	path, srv, c, events, undelivered := reportingConn(t)
 	own, err := c.SubscribeSync("own")
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +57,7 @@ func TestUndeliveredPublishesAreReported(t *testing.T) {
 	const n = 5
 	for i := range n {
 		for _, topic := range []string{"own", "theirs"} {
-			if err := c.PublishMsg(&Msg{Topic: topic, Header: map[string]string{"N": fmt.Sprint(i)}, Data: []byte(fmt.Sprint(topic, i))}); err != nil {
+			if err := c.PublishMsg(&Msg{Topic: topic, Header: HeaderOf("N", fmt.Sprint(i)), Data: []byte(fmt.Sprint(topic, i))}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -59,48 +72,223 @@ func TestUndeliveredPublishesAreReported(t *testing.T) {
 		}
 	}
 	for i := range n {
-		var u *UndeliveredError
-		select {
-		case u = <-undelivered:
-		case <-testCtx(t).Done():
-			t.Fatalf("%d of %d undelivered messages reported", i, n)
-		}
+		u := nextUndelivered(t, undelivered)
 		want := fmt.Sprint("theirs", i)
-		if !errors.Is(u, ErrNotDelivered) || u.Msg.Topic != "theirs" || string(u.Msg.Data) != want || u.Msg.Header["N"] != fmt.Sprint(i) {
+		if !errors.Is(u, ErrNotDelivered) || u.Msg.Topic != "theirs" || string(u.Msg.Data) != want || u.Msg.Header.Get("N") != fmt.Sprint(i) {
 			t.Fatalf("report %d: %v (%q, %v); want %q not delivered", i, u, u.Msg.Data, u.Msg.Header, want)
 		}
 	}
 	flush(t, c) // every receipt has come: nothing more to report
-	select {
-	case u := <-undelivered:
-		t.Fatalf("reported as well: %v", u)
-	default:
-	}
+	expectNoReport(t, c, undelivered)
 	c.mu.Lock()
-	left := len(c.replays)
+	left, mem := len(c.replays), c.replayMem
 	c.mu.Unlock()
-	if left != 0 {
-		t.Fatalf("%d copies kept after every receipt came", left)
+	if left != 0 || mem != 0 {
+		t.Fatalf("%d copies (%d bytes) kept after every receipt came", left, mem)
 	}
 	// Published live, a message asks for no receipt.
 	if err := c.Publish("theirs", []byte("live")); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, c)
+	expectNoReport(t, c, undelivered)
+}
+
+// expectNoReport checks that nothing was reported before what the error
+// handler has been given so far: a marker queued behind it comes first.
+// Not after Close: the handlers' queue takes nothing then.
+func expectNoReport(t *testing.T, c *Conn, undelivered chan *UndeliveredError) {
+	t.Helper()
+	marker := make(chan struct{})
+	c.cb.pushFunc(func() { close(marker) })
+	<-marker
 	select {
 	case u := <-undelivered:
-		t.Fatalf("a live publish was reported: %v", u)
+		t.Fatalf("reported: %v", u)
 	default:
+	}
+}
+
+// nextUndelivered waits for the next report of an undelivered message.
+func nextUndelivered(t *testing.T, undelivered chan *UndeliveredError) *UndeliveredError {
+	t.Helper()
+	select {
+	case u := <-undelivered:
+		return u
+	case <-testCtx(t).Done():
+		t.Fatal("no report of an undelivered message")
+	}
+	panic("unreachable")
+}
+
+// fakeSuccessor listens on path, where a broker the Conn knew has gone,
+// and plays the next broker for one connection: it answers HELLO with
+// info and returns the connection's frames reader.
+func fakeSuccessor(t *testing.T, path string, info wire.Info) (*unixsock.Conn, *wire.Reader) {
+	t.Helper()
+	l, err := unixsock.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	sock, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sock.Close() })
+	sock.SetDeadline(time.Now().Add(10 * time.Second)) // the watchdog of the test's broker
+	lim := wire.DefaultLimits
+	in := wire.NewReader(sock, &lim)
+	if f, err := in.Next(nil); err != nil || f.Op != wire.OpHello {
+		t.Fatalf("fake successor: %v %v; want HELLO", f.Op, err)
+	}
+	info.Version, info.ConnID = wire.Version, 2
+	info.MaxPayload, info.MaxHeaders, info.MaxFDs, info.MaxSubs = lim.MaxPayload, lim.MaxHeaders, lim.MaxFDs, 100
+	body, _ := wire.AppendBody(nil, &info)
+	if _, err := sock.Write(wire.AppendControl(nil, wire.OpInfo, 0, body)); err != nil {
+		t.Fatal(err)
+	}
+	return sock, in
+}
+
+// publishWhileAway stops srv under c and publishes n messages to topic,
+// "0", "1", ...
+func publishWhileAway(t *testing.T, c *Conn, srv *bus.Server, events chan connEvent, topic string, n int) {
+	t.Helper()
+	stopBus(t, srv)
+	nextConnEvent(t, events, "disconnected")
+	for i := range n {
+		if err := c.Publish(topic, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A connection lost again before the receipts came: every message sent on
+// it is reported once, in order, as not confirmed (ErrConnectionLost),
+// and not sent again.
+func TestLostBeforeTheReceiptsReports(t *testing.T) {
+	path, srv, c, events, undelivered := reportingConn(t)
+	publishWhileAway(t, c, srv, events, "x", 3)
+	sock, in := fakeSuccessor(t, path, wire.Info{Receipts: true})
+	nextConnEvent(t, events, "reconnected")
+	for i := range 3 {
+		f, err := in.Next(nil)
+		if err != nil || f.Op != wire.OpPub || f.ID == 0 || string(f.Payload) != fmt.Sprint(i) {
+			t.Fatalf("successor read %v id %d %q, %v; want PUB %d with an id", f.Op, f.ID, f.Payload, err, i)
+		}
+	}
+	sock.Close() // gone before any receipt
+	for i := range 3 {
+		if u := nextUndelivered(t, undelivered); !errors.Is(u, ErrConnectionLost) || string(u.Msg.Data) != fmt.Sprint(i) {
+			t.Fatalf("report %d: %v (%q); want %d not confirmed", i, u, u.Msg.Data, i)
+		}
+	}
+	nextConnEvent(t, events, "disconnected")
+	c.Close()
+	nextConnEvent(t, events, "closed") // after every report
+	expectEmpty(t, undelivered)
+}
+
+// expectEmpty checks that nothing more was reported, once the closed
+// handler, which runs after every report, has run.
+func expectEmpty(t *testing.T, undelivered chan *UndeliveredError) {
+	t.Helper()
+	select {
+	case u := <-undelivered:
+		t.Fatalf("reported: %v", u)
+	default:
+	}
+}
+
+// A broker that does not announce receipts gets the messages without ids
+// (it would refuse them), and the Conn keeps no copies.
+func TestNoReceiptsFromABrokerWithout(t *testing.T) {
+	path, srv, c, events, undelivered := reportingConn(t)
+	publishWhileAway(t, c, srv, events, "x", 2)
+	_, in := fakeSuccessor(t, path, wire.Info{})
+	if e := nextConnEvent(t, events, "reconnected"); e.restored.Messages != 2 {
+		t.Fatalf("restored %+v; want 2 messages", e.restored)
+	}
+	for i := range 2 {
+		f, err := in.Next(nil)
+		if err != nil || f.Op != wire.OpPub || f.ID != 0 || string(f.Payload) != fmt.Sprint(i) {
+			t.Fatalf("successor read %v id %d %q, %v; want PUB %d without an id", f.Op, f.ID, f.Payload, err, i)
+		}
+	}
+	c.mu.Lock()
+	left := len(c.replays)
+	c.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d copies kept with no receipt to come", left)
+	}
+	expectNoReport(t, c, undelivered)
+}
+
+// Close straight after a reconnect waits for the receipts: a message that
+// was delivered is not reported, one that was not is, and a message
+// larger than a chunk is reported whole.
+func TestCloseAfterReconnectWaitsForTheReceipts(t *testing.T) {
+	path, srv, c, events, undelivered := reportingConn(t)
+	own, err := c.SubscribeSync("own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	stopBus(t, srv)
+	nextConnEvent(t, events, "disconnected")
+	big := bytes.Repeat([]byte("b"), 3*wire.ChunkSize)
+	for _, m := range []struct {
+		topic string
+		data  []byte
+	}{{"own", []byte("kept")}, {"nobody", big}, {"own", big}} {
+		if err := c.Publish(m.topic, m.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serveOn(t, path)
+	nextConnEvent(t, events, "reconnected")
+	c.Close()
+	if u := nextUndelivered(t, undelivered); !errors.Is(u, ErrNotDelivered) || u.Msg.Topic != "nobody" || !bytes.Equal(u.Msg.Data, big) {
+		t.Fatalf("report %v (%d bytes); want the large message to nobody, whole", u, len(u.Msg.Data))
+	}
+	nextConnEvent(t, events, "closed")
+	expectEmpty(t, undelivered)
+	for _, want := range [][]byte{[]byte("kept"), big} {
+		if m, err := own.Next(testCtx(t)); err != nil || !bytes.Equal(m.Data, want) {
+			t.Fatalf("own subscription: %v; want %d bytes", err, len(want))
+		}
+	}
+}
+
+// The reconnect buffer bounds the copies, not only the bytes on the wire:
+// small messages cost their record too.
+func TestReconnectBufferCountsTheCopies(t *testing.T) {
+	path, srv := startBus(t)
+	opts, events := eventOptions()
+	const bound = 64 << 10
+	c := connect(t, path, append(opts, WithReconnectBuffer(bound))...)
+	stopBus(t, srv)
+	nextConnEvent(t, events, "disconnected")
+	n := 0
+	for ; ; n++ {
+		err := c.Publish("t", []byte{1})
+		if errors.Is(err, ErrReconnectBufferFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if max := bound / replayOverhead; n > max || n < max/2 {
+		t.Fatalf("%d one-byte messages fitted in %d bytes; want at most %d, each costing its record", n, bound, max)
 	}
 }
 
 // Close while reconnecting reports what was buffered, with ErrClosed, in
 // order: nothing is dropped without a word.
 func TestCloseReportsTheBufferedPublishes(t *testing.T) {
-	path, srv := startBus(t)
-	opts, events := eventOptions()
-	onErr, undelivered := undeliveredOptions()
-	c := connect(t, path, append(opts, onErr)...)
+	_, srv, c, events, undelivered := reportingConn(t)
 	stopBus(t, srv)
 	nextConnEvent(t, events, "disconnected")
 	for i := range 3 {

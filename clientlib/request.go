@@ -39,8 +39,17 @@ type inbox struct {
 
 // waiter is a request waiting for its reply.
 type waiter struct {
-	ch  chan *Msg // capacity 1: the reply, or the broker's refusal
-	seq uint64    // the frame number of its PUB, once queued (bindSeq); else 0
+	ch  chan answer // capacity 1: the reply, or the broker's refusal
+	seq uint64      // the frame number of its PUB, once queued (bindSeq); else 0
+}
+
+// answer is what ends a request's wait: a reply, or the broker's refusal
+// of its PUB. The refusal travels beside the Msg rather than in it, so
+// that every message received is not a field larger for the few requests
+// refused.
+type answer struct {
+	m       *Msg
+	refusal error
 }
 
 // Request publishes data (with files) to topic and waits for one reply,
@@ -78,7 +87,7 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 		return nil, err
 	}
 	if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
-		switch r.Header[wire.StatusHeader] {
+		switch r.Header.Get(wire.StatusHeader) {
 		case wire.StatusNoResponders:
 			return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
 		case wire.StatusDropped:
@@ -107,7 +116,7 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 		return nil, in.refusal(topic)
 	default:
 	}
-	ch := make(chan *Msg, 1)
+	ch := make(chan answer, 1)
 	in.mu.Lock()
 	in.next++
 	token := strconv.FormatUint(in.next, 36)
@@ -119,8 +128,10 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 		in.takeLocked(token)
 		in.mu.Unlock()
 		select { // a reply that raced with giving up: close its files
-		case r := <-ch:
-			r.CloseFiles()
+		case a := <-ch:
+			if a.m != nil {
+				a.m.CloseFiles()
+			}
 		default:
 		}
 	}()
@@ -129,11 +140,11 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 		return nil, err
 	}
 	select {
-	case r := <-ch:
-		if r.refusal != nil {
-			return nil, &requestRefused{topic, r.refusal}
+	case a := <-ch:
+		if a.refusal != nil {
+			return nil, &requestRefused{topic, a.refusal}
 		}
-		return r, nil
+		return a.m, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("bus: request to %q: %w", topic, ctx.Err())
 	case <-in.refused:
@@ -204,7 +215,7 @@ func (in *inbox) deliverReply(m *Msg) {
 	// Sent under the lock (capacity 1, one send per token: it never
 	// blocks), so a request giving up, which drains ch after taking the
 	// lock, cannot miss it and leak its files.
-	ch <- m
+	ch <- answer{m: m}
 }
 
 // bindSeq records that frame seq is the PUB of the request whose reply
@@ -226,7 +237,7 @@ func (in *inbox) bindSeq(seq uint64, reply string) {
 
 // takeLocked removes the request waiting on token and returns its
 // channel; nil if none is. Under in.mu.
-func (in *inbox) takeLocked(token string) chan *Msg {
+func (in *inbox) takeLocked(token string) chan answer {
 	w, ok := in.waiting[token]
 	if !ok {
 		return nil
@@ -252,7 +263,7 @@ func (in *inbox) refuseSeq(seq uint64, err error) bool {
 		delete(in.bySeq, seq)
 		return false
 	}
-	ch <- &Msg{refusal: err} // capacity 1, one send per token, as in deliverReply
+	ch <- answer{refusal: err} // capacity 1, one send per token, as in deliverReply
 	return true
 }
 

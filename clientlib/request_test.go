@@ -92,15 +92,15 @@ func TestRespondMsgCarriesHeaders(t *testing.T) {
 	path, _ := startBus(t)
 	svc := connect(t, path)
 	svc.Subscribe("hdr.echo", func(m *Msg) {
-		m.RespondMsg(&Msg{Topic: "ignored", Header: map[string]string{"Echo": m.Header["Ask"]}, Data: []byte("ok")})
+		m.RespondMsg(&Msg{Topic: "ignored", Header: HeaderOf("Echo", m.Header.Get("Ask")), Data: []byte("ok")})
 	})
 	flush(t, svc)
 	c := connect(t, path)
-	r, err := c.RequestMsg(testCtx(t), &Msg{Topic: "hdr.echo", Header: map[string]string{"Ask": "v1"}})
+	r, err := c.RequestMsg(testCtx(t), &Msg{Topic: "hdr.echo", Header: HeaderOf("Ask", "v1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Header["Echo"] != "v1" || string(r.Data) != "ok" || !strings.HasPrefix(r.Topic, InboxPrefix) {
+	if r.Header.Get("Echo") != "v1" || string(r.Data) != "ok" || !strings.HasPrefix(r.Topic, InboxPrefix) {
 		t.Fatalf("reply %q on %q with header %v", r.Data, r.Topic, r.Header)
 	}
 	if err := (&Msg{Topic: "x"}).RespondMsg(&Msg{}); !errors.Is(err, ErrNoReply) {

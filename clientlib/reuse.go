@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"bytes"
-	"maps"
 	"unsafe"
 )
 
@@ -70,6 +69,6 @@ func (s *Subscription) lend(payload []byte) *Msg {
 // its Data and Header are copies. Files are shared, not duplicated: only
 // one of the two should close them.
 func (m *Msg) Clone() *Msg {
-	return &Msg{Topic: m.Topic, Reply: m.Reply, Header: maps.Clone(m.Header), Data: bytes.Clone(m.Data),
+	return &Msg{Topic: m.Topic, Reply: m.Reply, Header: m.Header.Clone(), Data: bytes.Clone(m.Data),
 		Files: m.Files, Origin: m.Origin, sub: m.sub, sess: m.sess}
 }

@@ -104,7 +104,7 @@ func (c *Conn) DialStream(ctx context.Context, name string) (*StreamConn, error)
 		return nil, err
 	}
 	r.CloseFiles()
-	if why, refused := r.Header[StreamErrorHeader]; refused {
+	if why, refused := r.Header.Lookup(StreamErrorHeader); refused {
 		local.Close()
 		return nil, fmt.Errorf("%w: stream %q: %s", ErrStreamRefused, name, why)
 	}
@@ -210,7 +210,7 @@ func (l *StreamListener) arrive(m *Msg) {
 	}
 	refuse := func(why string) {
 		m.CloseFiles()
-		m.RespondMsg(&Msg{Header: map[string]string{StreamErrorHeader: why}})
+		m.RespondMsg(&Msg{Header: HeaderOf(StreamErrorHeader, why)})
 	}
 	if len(m.Files) != 1 {
 		refuse(fmt.Sprintf("a stream request carries one socket, this one %d descriptors", len(m.Files)))

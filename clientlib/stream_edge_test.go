@@ -124,7 +124,7 @@ func TestListenerRefusesUnconnectedSockets(t *testing.T) {
 				t.Fatal(err)
 			}
 			reply.CloseFiles()
-			if _, refused := reply.Header[StreamErrorHeader]; refused {
+			if _, refused := reply.Header.Lookup(StreamErrorHeader); refused {
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -164,7 +164,7 @@ func TestStreamListenerRefusesWhatIsNotASocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if why := reply.Header[StreamErrorHeader]; why == "" {
+		if why := reply.Header.Get(StreamErrorHeader); why == "" {
 			t.Fatalf("%d files: accepted; want a %s header", len(files), StreamErrorHeader)
 		}
 	}

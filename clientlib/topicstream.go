@@ -248,11 +248,11 @@ func (r *TopicReader) advance() error {
 		return r.err
 	}
 	m.CloseFiles()
-	seq, perr := strconv.ParseUint(m.Header[StreamSeqHeader], 10, 64)
+	seq, perr := strconv.ParseUint(m.Header.Get(StreamSeqHeader), 10, 64)
 	switch first := r.writer == 0; {
 	case perr != nil:
 		return r.stop(fmt.Errorf("%w: topic %q carries a message that is not part of a stream (%s %q): one topic, one stream",
-			ErrStreamGap, r.topic, StreamSeqHeader, m.Header[StreamSeqHeader]))
+			ErrStreamGap, r.topic, StreamSeqHeader, m.Header.Get(StreamSeqHeader)))
 	case first && seq != 0:
 		return r.stop(fmt.Errorf("%w: topic %q: the stream began before this reader (its first message was number %d): make the reader before the writer starts",
 			ErrStreamGap, r.topic, seq))
@@ -264,9 +264,9 @@ func (r *TopicReader) advance() error {
 			ErrStreamGap, r.topic, seq, r.next, fallBehindHint))
 	}
 	r.writer, r.next, r.rest = m.Origin.Conn, seq+1, m.Data
-	if _, end := m.Header[StreamEndHeader]; end {
+	if _, end := m.Header.Lookup(StreamEndHeader); end {
 		err := io.EOF
-		if why, aborted := m.Header[StreamErrorHeader]; aborted {
+		if why, aborted := m.Header.Lookup(StreamErrorHeader); aborted {
 			err = fmt.Errorf("%w: topic %q: %s", ErrStreamAborted, r.topic, why)
 		}
 		r.stop(err) // the bytes in rest are still read first

@@ -25,7 +25,6 @@ import (
 type chunkReader struct {
 	data []byte
 	rnd  *rand.Rand
-	cuts []int // where pieces end, for steering "\r" and "\n" apart
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
@@ -215,7 +214,7 @@ func TestAbortMarkerWithData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	hdr := map[string]string{StreamSeqHeader: "0", StreamEndHeader: "1", StreamErrorHeader: "boom"}
+	hdr := HeaderOf(StreamSeqHeader, "0", StreamEndHeader, "1", StreamErrorHeader, "boom")
 	if err := wc.PublishMsg(&Msg{Topic: "abort.data", Header: hdr, Data: []byte("tail")}); err != nil {
 		t.Fatal(err)
 	}

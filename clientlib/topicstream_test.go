@@ -84,7 +84,7 @@ func TestTopicReaderReportsGaps(t *testing.T) {
 	pub := connect(t, path)
 	send := func(seq string, data string) {
 		t.Helper()
-		if err := pub.PublishMsg(&Msg{Topic: "gappy", Header: map[string]string{StreamSeqHeader: seq}, Data: []byte(data)}); err != nil {
+		if err := pub.PublishMsg(&Msg{Topic: "gappy", Header: HeaderOf(StreamSeqHeader, seq), Data: []byte(data)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,7 +97,7 @@ func TestTopicReaderReportsGaps(t *testing.T) {
 		{"not a stream", func() { pub.Publish("gappy", []byte("plain")) }},
 		{"second writer", func() {
 			send("0", "a")
-			connect(t, path).PublishMsg(&Msg{Topic: "gappy", Header: map[string]string{StreamSeqHeader: "1"}})
+			connect(t, path).PublishMsg(&Msg{Topic: "gappy", Header: HeaderOf(StreamSeqHeader, "1")})
 		}},
 	}
 	for _, tc := range cases {

@@ -120,7 +120,7 @@ func DecodeValue(b []byte, v any) error {
 
 // valueHeader is shared by every typed message sent: publishMsg only reads
 // a message's header.
-var valueHeader = map[string]string{ContentTypeHeader: ContentTypeMsgpack}
+var valueHeader = HeaderOf(ContentTypeHeader, ContentTypeMsgpack)
 
 // publishValue sends v as a typed payload. The encoded bytes are copied into
 // the connection's output before publishMsg returns, so the encoder's buffer
@@ -176,10 +176,7 @@ func (m *Msg) SetValue(v any) error {
 	if err != nil {
 		return err
 	}
-	if m.Header == nil {
-		m.Header = map[string]string{}
-	}
-	m.Header[ContentTypeHeader] = ContentTypeMsgpack
+	m.Header.Set(ContentTypeHeader, ContentTypeMsgpack)
 	m.Data = data
 	return nil
 }
@@ -188,14 +185,14 @@ func (m *Msg) SetValue(v any) error {
 // message whose Content-Type header names another encoding is refused with
 // ErrDecode naming it; one without the header is tried as msgpack.
 func (m *Msg) Decode(v any) error {
-	if ct, ok := m.Header[ContentTypeHeader]; ok && !isMsgpack(ct) {
+	if ct, ok := m.Header.Lookup(ContentTypeHeader); ok && !isMsgpack(ct) {
 		return fmt.Errorf("%w: content type is %q, not %q", ErrDecode, ct, ContentTypeMsgpack)
 	}
 	return DecodeValue(m.Data, v)
 }
 
 // IsValue reports whether the message says its payload is msgpack.
-func (m *Msg) IsValue() bool { return isMsgpack(m.Header[ContentTypeHeader]) }
+func (m *Msg) IsValue() bool { return isMsgpack(m.Header.Get(ContentTypeHeader)) }
 
 // isMsgpack reports whether a Content-Type value names msgpack. Media
 // types are case-insensitive and may carry parameters.

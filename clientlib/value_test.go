@@ -31,7 +31,7 @@ func TestValueRoundTripThroughBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := next(t, sub)
-	if !m.IsValue() || m.Header[ContentTypeHeader] != ContentTypeMsgpack {
+	if !m.IsValue() || m.Header.Get(ContentTypeHeader) != ContentTypeMsgpack {
 		t.Fatalf("header %v: want the msgpack content type", m.Header)
 	}
 	var out point
@@ -117,7 +117,7 @@ func TestValueErrors(t *testing.T) {
 	if err := DecodeValue([]byte{0xc1}, &n); !errors.Is(err, ErrDecode) { // 0xc1 is never used
 		t.Fatalf("decoding garbage: %v; want ErrDecode", err)
 	}
-	m := &Msg{Header: map[string]string{ContentTypeHeader: "text/plain"}, Data: []byte("hi")}
+	m := &Msg{Header: HeaderOf(ContentTypeHeader, "text/plain"), Data: []byte("hi")}
 	var s string
 	if err := m.Decode(&s); !errors.Is(err, ErrDecode) || !strings.Contains(err.Error(), "text/plain") {
 		t.Fatalf("decoding text/plain: %v; want ErrDecode naming the type", err)
@@ -208,7 +208,7 @@ func TestSetValueKeepsHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, c)
-	m := &Msg{Topic: "typed.hdr", Header: map[string]string{"Trace": "42"}}
+	m := &Msg{Topic: "typed.hdr", Header: HeaderOf("Trace", "42")}
 	if err := m.SetValue(map[string]int{"n": 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -217,14 +217,14 @@ func TestSetValueKeepsHeaders(t *testing.T) {
 	}
 	got := next(t, sub)
 	var v map[string]int
-	if err := got.Decode(&v); err != nil || v["n"] != 7 || got.Header["Trace"] != "42" || !got.IsValue() {
+	if err := got.Decode(&v); err != nil || v["n"] != 7 || got.Header.Get("Trace") != "42" || !got.IsValue() {
 		t.Fatalf("got %v (%v) with header %v", v, err, got.Header)
 	}
 	if err := (&Msg{}).SetValue(complex64(1)); !errors.Is(err, ErrEncode) {
 		t.Fatalf("SetValue of a complex number: %v; want ErrEncode", err)
 	}
 	for _, ct := range []string{"application/msgpack", "Application/MsgPack", "application/msgpack; v=1"} {
-		if !(&Msg{Header: map[string]string{ContentTypeHeader: ct}}).IsValue() {
+		if !(&Msg{Header: HeaderOf(ContentTypeHeader, ct)}).IsValue() {
 			t.Errorf("%q not taken as msgpack", ct)
 		}
 	}

@@ -118,7 +118,7 @@ func TestContextsBoundWaitsForABrokerThatStoppedReading(t *testing.T) {
 			return c.PublishContext(ctx, "t", []byte("x"))
 		}},
 		{"PublishMsgContext", func(ctx context.Context, c *Conn) error {
-			return c.PublishMsgContext(ctx, &Msg{Topic: "t", Header: map[string]string{"k": "v"}})
+			return c.PublishMsgContext(ctx, &Msg{Topic: "t", Header: HeaderOf("k", "v")})
 		}},
 		{"Request", func(ctx context.Context, c *Conn) error {
 			_, err := c.Request(ctx, "t", []byte("x"))

@@ -184,9 +184,10 @@ func restartScenario(t *testing.T, graceful bool, stop func(*bustest.Busd)) {
 	sub := startRole(t, env, "sub", "feed")
 	worker := startRole(t, env, "worker", "jobs", "workers")
 	replier := startRole(t, env, "reply", "svc")
-	pub := startRole(t, env, "pub", "feed", "jobs")
+	late := startRole(t, env, "sub", "late") // leaves while the bus is down: its messages then reach nobody
+	pub := startRole(t, env, "pub", "feed", "jobs", "late")
 	req := startRole(t, env, "req", "svc")
-	all := []*role{sub, worker, replier, pub, req}
+	all := []*role{sub, worker, replier, late, pub, req}
 
 	// Before: the broker has handled every publish (the PONG of "flush");
 	// stopped gracefully, it delivers them though the subscribers may not
@@ -214,27 +215,36 @@ func restartScenario(t *testing.T, graceful bool, stop func(*bustest.Busd)) {
 	}
 
 	// While the bus is down: publishes are buffered, a request waits.
+	interrupt(t, late.cmd)
 	for _, n := range numbers(11, 20) {
 		pub.send(t, n)
-		pub.await(t, "published feed "+n)
-		pub.await(t, "published jobs "+n)
+		for _, topic := range []string{"feed", "jobs", "late"} {
+			pub.await(t, "published "+topic+" "+n)
+		}
 	}
 	req.send(t, "b")
 	bustest.StartWith(t, binDir, bustest.Options{Dir: b.Dir})
 	for _, r := range all {
-		r.await(t, "subscriptions in place")
+		if r != late {
+			r.await(t, "subscriptions in place")
+		}
 	}
 	if got := req.await(t, "answer re: b", "failed b:"); !strings.HasPrefix(got, "answer") && !strings.Contains(got, "no responders") {
 		t.Errorf("the request made while the bus was down: %q; want its answer, or no responders (the replier was not back yet)", got)
 	}
 	pub.send(t, "flush") // every receipt for the buffered messages has come
 	pub.await(t, "flushed")
+	for _, n := range numbers(11, 20) { // the one path no race decides
+		pub.await(t, "undelivered late "+n+": ")
+	}
+	late = startRole(t, env, "sub", "late")
 
 	// After: everyone is back.
 	pub.send(t, numbers(21, 30)...)
 	for _, n := range numbers(21, 30) {
 		sub.await(t, "got feed "+n)
 		worker.await(t, "got jobs "+n)
+		late.await(t, "got late "+n)
 	}
 	req.send(t, "c")
 	req.await(t, "answer re: c")
@@ -244,7 +254,7 @@ func restartScenario(t *testing.T, graceful bool, stop func(*bustest.Busd)) {
 	for _, r := range []*role{pub, req} {
 		waitExit(t, r.cmd)
 	}
-	for _, r := range []*role{sub, worker, replier} {
+	for _, r := range []*role{sub, worker, replier, late} {
 		interrupt(t, r.cmd)
 	}
 

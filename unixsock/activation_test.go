@@ -93,6 +93,9 @@ func activationChild() error {
 		if l.Name() != want.name || l.Path() != dir+want.file {
 			return fmt.Errorf("listener %d: name %q path %q; want %q %q", i, l.Name(), l.Path(), want.name, dir+want.file)
 		}
+		if !l.Activated() {
+			return fmt.Errorf("listener %d: Activated() = false", i)
+		}
 		c, err := l.Accept()
 		if err != nil {
 			return err

@@ -244,6 +244,41 @@ func (l *Listener) Accept() (*Conn, error) {
 	return c, wrap("accept", l.path, err)
 }
 
+// TryAccept returns a connection waiting in the accept queue, as
+// [Listener.Accept] would, but never waits for one: it returns nil and a nil
+// error when none waits. A server that stops uses it to answer the clients
+// that connected before it closes the listener, which Close would reset. It
+// may run while another goroutine is blocked in Accept; each connection goes
+// to one of them.
+func (l *Listener) TryAccept() (*Conn, error) {
+	rc, err := l.ln.SyscallConn()
+	if err != nil {
+		return nil, wrap("accept", l.path, err)
+	}
+	nfd := -1
+	var aerr error
+	// Control rather than Read: Read would queue behind an Accept blocked
+	// on the same listener.
+	cerr := rc.Control(func(fd uintptr) {
+		for {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
+				return
+			}
+		}
+	})
+	switch {
+	case cerr != nil:
+		return nil, wrap("accept", l.path, cerr)
+	case aerr == unix.EAGAIN:
+		return nil, nil
+	case aerr != nil:
+		return nil, wrap("accept", l.path, os.NewSyscallError("accept4", aerr))
+	}
+	c, err := connFromFD(nfd, l.path, true, l.connCfg)
+	return c, wrap("accept", l.path, err)
+}
+
 // Close stops listening and wakes a blocked Accept. For a socket Listen
 // created, it first removes the socket file, if the file at the path is still
 // the one it created, and then releases the lock; it never removes the lock
@@ -291,6 +326,11 @@ func (l *Listener) Path() string { return l.path }
 // LISTEN_FDNAMES ("unknown" if it gave none, as libsystemd reports), and ""
 // for a listener made by Listen.
 func (l *Listener) Name() string { return l.name }
+
+// Activated reports whether systemd passed the listener
+// ([ActivationListeners]). systemd keeps such a socket open after Close, with
+// the connections waiting in its accept queue, for the next server it starts.
+func (l *Listener) Activated() bool { return l.name != "" }
 
 // Addr returns the listener's address, the published path rather than the
 // temporary name the socket was bound to.

@@ -19,12 +19,12 @@ func Socketpair(opts ...ConnOption) (*Conn, *Conn, error) {
 	if err != nil {
 		return nil, nil, wrap("socketpair", "", os.NewSyscallError("socketpair", err))
 	}
-	a, err := connFromFD(fds[0], cfg)
+	a, err := connFromFD(fds[0], "", false, cfg)
 	if err != nil {
 		unix.Close(fds[1])
 		return nil, nil, wrap("socketpair", "", err)
 	}
-	b, err := connFromFD(fds[1], cfg)
+	b, err := connFromFD(fds[1], "", false, cfg)
 	if err != nil {
 		a.Close()
 		return nil, nil, wrap("socketpair", "", err)
@@ -32,13 +32,14 @@ func Socketpair(opts ...ConnOption) (*Conn, *Conn, error) {
 	return a, b, nil
 }
 
-// connFromFD wraps fd, which it always closes, in a Conn.
-func connFromFD(fd int, cfg connConfig) (*Conn, error) {
-	f := os.NewFile(uintptr(fd), "socketpair")
+// connFromFD wraps fd, which it always closes, in a Conn; path and local
+// are newConn's.
+func connFromFD(fd int, path string, local bool, cfg connConfig) (*Conn, error) {
+	f := os.NewFile(uintptr(fd), "unix")
 	nc, err := net.FileConn(f) // dups fd
 	f.Close()
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc.(*net.UnixConn), "", false, cfg)
+	return newConn(nc.(*net.UnixConn), path, local, cfg)
 }

@@ -3,7 +3,6 @@ package harness
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -41,24 +40,6 @@ func dialRaw(addrs ...string) (*rawClient, error) {
 		r.conns = append(r.conns, c)
 	}
 	r.in = wire.NewReader(r.conns[0], &r.lim)
-	return r, nil
-}
-
-// acceptRaw listens at addr and takes one peer: the direct system's
-// subscriber or responder.
-func acceptRaw(addr string) (*rawClient, error) {
-	l, err := unixsock.Listen(addr, unixsock.WithConnOptions(rawOpts...))
-	if err != nil {
-		return nil, err
-	}
-	fmt.Println("listening")
-	c, err := l.Accept()
-	l.Close()
-	if err != nil {
-		return nil, err
-	}
-	r := &rawClient{conns: []*unixsock.Conn{c}, lim: wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 20, MaxFDs: wire.MaxFDsPerFrame}}
-	r.in = wire.NewReader(c, &r.lim)
 	return r, nil
 }
 

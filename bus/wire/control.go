@@ -65,6 +65,9 @@ type Info struct {
 	// Inbox is the connection's private inbox, "_INBOX.<conn id>": reply
 	// topics of its requests must be under it (InboxPrefix).
 	Inbox string `codec:"inbox,omitempty"`
+	// Receipts says the broker answers a PUB that carries an id with a
+	// RECEIPT (OpReceipt); a broker without it refuses such a PUB.
+	Receipts bool `codec:"receipts,omitempty"`
 }
 
 // Limits returns the limits the Info announces.

@@ -83,14 +83,27 @@ func (h Headers) Check() error {
 		if len(k) == 0 || len(k) > MaxKeyLen {
 			return Errorf(CodeBadHeaders, "field %d has a key of %d bytes; keys are 1 to %d", i, len(k), MaxKeyLen)
 		}
-		for _, c := range k {
-			if c < 0x21 || c > 0x7e {
-				return Errorf(CodeBadHeaders, "field %d key %q has a byte outside visible ASCII", i, k)
-			}
+		if !ValidKey(k) {
+			return Errorf(CodeBadHeaders, "field %d key %q has a byte outside visible ASCII", i, k)
 		}
 		h = rest
 	}
 	return nil
+}
+
+// ValidKey reports whether key may be a header key: 1 to MaxKeyLen bytes,
+// each visible ASCII. It takes a string too, so that a client can check a
+// key before encoding it, without copying it.
+func ValidKey[K string | []byte](key K) bool {
+	if len(key) == 0 || len(key) > MaxKeyLen {
+		return false
+	}
+	for i := range len(key) {
+		if c := key[i]; c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // All yields every field in order; the slices are views into h. It stops at

@@ -95,8 +95,11 @@ const usageNotes = `
 Flags go before or after the arguments; an argument that starts with '-'
 goes after --, as in: bus pub temp -- -5.
 
--H adds a header to every message sent. -json: DATA (or each input) is JSON,
-sent as msgpack; payloads received are printed as one line of JSON each.
+-H adds a header to every message sent (repeat a key to send it twice).
+-json: DATA (or each input) is JSON, sent as msgpack; req and reply print
+payloads received as one line of JSON each, and sub prints each message as
+a JSON object a line: topic, origin, reply, headers as [key, value] pairs in
+order, fds, and the payload as value (msgpack decoded), text or base64.
 -queue GROUP: each message goes to one member of the group. bus reply
 -count N answers what was already on its way to it before it leaves; bus
 sub, and either on ctrl-C, drop it (programs that must not lose any leave

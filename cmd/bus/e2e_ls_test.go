@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/busd/busd/bus/bustest"
+	"github.com/busd/busd/unixsock"
 )
 
 // Two buses in one directory, one served and one left stale by a broker
@@ -114,5 +117,80 @@ func TestCLILsWhenThePolicyRefuses(t *testing.T) {
 	var ent busEntry
 	if err != nil || json.Unmarshal([]byte(out), &ent) != nil || ent.Conns != nil || !strings.Contains(ent.Error, "permission denied") {
 		t.Errorf("bus ls -json: %v, %q; want no connection count and the refusal", err, out)
+	}
+}
+
+// bus ls asks the buses of a directory at once, not in turn, so that
+// brokers that do not answer cost it one timeout, not one each. Four buses
+// whose sockets accept connections but never answer are connected to all
+// together (each counts the connections open on it until bus ls gives up
+// and closes them); each is still listed, alive, with "?" for its
+// connections, and stderr says it did not answer, and the live busd beside them is listed
+// as usual, all in name order.
+func TestCLILsAsksBusesAtOnce(t *testing.T) {
+	b := startBusd(t)
+	const n = 4
+	var (
+		mu         sync.Mutex
+		open, most int
+	)
+	closed := make(chan struct{}, n)
+	for i := range n {
+		l, err := unixsock.Listen(filepath.Join(b.Dir, fmt.Sprintf("mute%d.sock", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				open++
+				most = max(most, open)
+				mu.Unlock()
+				go func() {
+					io.Copy(io.Discard, c) // until bus ls hangs up
+					c.Close()
+					mu.Lock()
+					open--
+					mu.Unlock()
+					closed <- struct{}{}
+				}()
+			}
+		}()
+	}
+
+	out, errOut, err := b.run("", "ls", "-timeout", "1s", "-dir", b.Dir)
+	if err != nil {
+		t.Fatalf("bus ls: %v\n%s", err, errOut)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != n+2 {
+		t.Fatalf("bus ls printed %d lines; want a heading and %d buses:\n%s", len(lines), n+1, out)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 6 || f[0] != "default" || f[2] != "alive" || f[5] != "1" {
+		t.Errorf("the live bus: %q; want default, alive, 1 connection (ls's own)", lines[1])
+	}
+	for i := range n {
+		name := fmt.Sprintf("mute%d", i)
+		f := strings.Fields(lines[i+2])
+		want := []string{name, filepath.Join(b.Dir, name+".sock"), "alive", strconv.Itoa(os.Getpid())}
+		if len(f) != 6 || strings.Join(f[:4], " ") != strings.Join(want, " ") || f[5] != "?" {
+			t.Errorf("bus %s: %q; want %q, an uptime and connections ?", name, lines[i+2], want)
+		}
+		if !strings.Contains(errOut, "bus: ls "+name+": the broker did not answer within 1s") {
+			t.Errorf("stderr does not say that %s did not answer:\n%s", name, errOut)
+		}
+	}
+	for range n {
+		<-closed // every connection was counted and has ended
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most != n {
+		t.Errorf("the %d buses that do not answer had at most %d connections from bus ls at once; want all %d (asked in turn, they cost a timeout each)", n, most, n)
 	}
 }

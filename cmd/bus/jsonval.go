@@ -69,10 +69,10 @@ func number(s string) (any, error) {
 	return f, nil
 }
 
-// jsonPrinter shows payloads as JSON, one line each: msgpack payloads
-// decoded, others as a string. Compact, with sorted keys, and without
-// HTML escapes, which only matter to browsers and make shell output harder
-// to read and grep.
+// jsonPrinter shows payloads, or whole messages, as JSON, one line each:
+// msgpack payloads decoded, others as a string. Compact, with the keys of
+// decoded maps sorted, and without HTML escapes, which only matter to
+// browsers and make shell output harder to read and grep.
 type jsonPrinter struct {
 	buf  bytes.Buffer
 	enc  *json.Encoder
@@ -90,18 +90,85 @@ func newJSONPrinter(warn io.Writer) *jsonPrinter {
 // msgpack payload that cannot be decoded, or decodes to something JSON
 // cannot hold (a NaN), is warned about and shown as other payloads are.
 func (p *jsonPrinter) line(m *clientlib.Msg) []byte {
-	if m.IsValue() {
-		var v any
-		err := clientlib.DecodeValue(m.Data, &v)
+	if v, ok := p.decoded(m); ok {
+		err := p.encode(v)
 		if err == nil {
-			if err = p.encode(bytesAsText(v)); err == nil {
-				return p.buf.Bytes()
-			}
+			return p.buf.Bytes()
 		}
-		fmt.Fprintf(p.warn, "bus: %s: showing the payload as bytes: %v\n", m.Topic, err)
+		p.showingBytes(m, err)
 	}
 	p.encode(bytesAsText(m.Data)) // a string or []byte always encodes
 	return p.buf.Bytes()
+}
+
+// jsonMsg is what sub -json prints of a message: the shape the package
+// doc describes. Exactly one of Value, Text and Base64 is set.
+type jsonMsg struct {
+	Topic   string      `json:"topic"`
+	Origin  jsonOrigin  `json:"origin"`
+	Reply   string      `json:"reply,omitempty"`
+	Headers [][2]string `json:"headers,omitempty"` // pairs, not an object: keys repeat, and order counts
+	FDs     int         `json:"fds,omitempty"`
+	Value   *any        `json:"value,omitempty"` // a pointer, so that a msgpack nil shows as null
+	Text    *string     `json:"text,omitempty"`
+	Base64  []byte      `json:"base64,omitempty"` // encoding/json writes a []byte as base64
+}
+
+type jsonOrigin struct {
+	Conn uint64 `json:"conn"`
+	PID  int    `json:"pid"`
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+}
+
+// message returns m as a line of JSON, a jsonMsg, valid until the next
+// call. Its payload is shown as line shows it, in the field that says how.
+func (p *jsonPrinter) message(m *clientlib.Msg) []byte {
+	o := jsonMsg{
+		Topic:  m.Topic,
+		Origin: jsonOrigin{Conn: m.Origin.Conn, PID: m.Origin.PID, UID: m.Origin.UID, GID: m.Origin.GID},
+		Reply:  m.Reply,
+		FDs:    len(m.Files),
+	}
+	for _, f := range m.Header {
+		o.Headers = append(o.Headers, [2]string{f.Key, f.Value})
+	}
+	if v, ok := p.decoded(m); ok {
+		o.Value = &v
+		err := p.encode(o)
+		if err == nil {
+			return p.buf.Bytes()
+		}
+		p.showingBytes(m, err)
+		o.Value = nil
+	}
+	if utf8.Valid(m.Data) {
+		text := string(m.Data)
+		o.Text = &text
+	} else {
+		o.Base64 = m.Data
+	}
+	p.encode(o) // strings, numbers and bytes: it always encodes
+	return p.buf.Bytes()
+}
+
+// decoded returns m's payload decoded, if m says it is msgpack and it is.
+// One that says so and is not is warned about.
+func (p *jsonPrinter) decoded(m *clientlib.Msg) (any, bool) {
+	if !m.IsValue() {
+		return nil, false
+	}
+	var v any
+	if err := clientlib.DecodeValue(m.Data, &v); err != nil {
+		p.showingBytes(m, err)
+		return nil, false
+	}
+	return bytesAsText(v), true
+}
+
+// showingBytes warns that m's msgpack payload is shown as bytes, and why.
+func (p *jsonPrinter) showingBytes(m *clientlib.Msg, err error) {
+	fmt.Fprintf(p.warn, "bus: %s: showing the payload as bytes: %v\n", m.Topic, err)
 }
 
 func (p *jsonPrinter) encode(v any) error {

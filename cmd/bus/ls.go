@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -56,10 +57,10 @@ func lsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if err != nil {
 			return err
 		}
-		entries := make([]busEntry, 0, len(sockets))
-		for _, s := range sockets {
-			entries = append(entries, e.describe(ctx, s, *timeout))
-		}
+		entries := make([]busEntry, len(sockets))
+		forEach(len(sockets), maxProbes, func(i int) {
+			entries[i] = e.describe(ctx, sockets[i], *timeout)
+		})
 		if *asJSON {
 			return printEntriesJSON(e.stdout, entries)
 		}
@@ -75,6 +76,27 @@ func lsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		}
 		return nil
 	}
+}
+
+// maxProbes bounds the buses bus ls asks at once. Asked in turn, a
+// directory of buses whose brokers do not answer took a timeout each;
+// asked all at once, a large directory would cost as many connections, and
+// descriptors, as it has buses.
+const maxProbes = 8
+
+// forEach calls fn for each of 0 to n-1, at most limit calls at a time, and
+// returns when all have returned.
+func forEach(n, limit int, fn func(int)) {
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(i)
+		})
+	}
+	wg.Wait()
 }
 
 // lsSockets returns the sockets to list, sorted: the one -socket names,
@@ -153,9 +175,16 @@ func (e *env) describe(ctx context.Context, socket string, timeout time.Duration
 
 // brokerInfo connects to the broker at socket and asks $SYS.req.info,
 // within timeout.
-func (e *env) brokerInfo(ctx context.Context, socket string, timeout time.Duration) (*wire.BrokerInfo, error) {
+func (e *env) brokerInfo(ctx context.Context, socket string, timeout time.Duration) (_ *wire.BrokerInfo, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer func() {
+		// Said plainly: a bare "context deadline exceeded" reads as bus
+		// ls's own failure rather than the broker's silence.
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("the broker did not answer within %v: %w", timeout, err)
+		}
+	}()
 	c, err := clientlib.Connect(ctx,
 		clientlib.WithSocket(socket),
 		clientlib.WithName("bus-ls"),
@@ -174,8 +203,8 @@ func (e *env) brokerInfo(ctx context.Context, socket string, timeout time.Durati
 	if r.Origin.Conn != 0 {
 		return nil, fmt.Errorf("the answer came from connection %d, not from the broker", r.Origin.Conn)
 	}
-	if st := r.Header[wire.StatusHeader]; st != "" {
-		return nil, fmt.Errorf("the broker answered status %s: %s", st, r.Header[wire.ReasonHeader])
+	if st := r.Header.Get(wire.StatusHeader); st != "" {
+		return nil, fmt.Errorf("the broker answered status %s: %s", st, r.Header.Get(wire.ReasonHeader))
 	}
 	var bi wire.BrokerInfo
 	if err := wire.DecodeBody(r.Data, &bi); err != nil {

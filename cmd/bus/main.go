@@ -35,9 +35,26 @@
 // version and the VCS revision of the build (also -version); completion
 // prints a completion script for the shell.
 //
-// With -json, pub, req and reply take JSON and send it as msgpack, and sub,
-// req and reply show msgpack payloads as one line of JSON each (other
-// payloads as a JSON string, base64 if they are not UTF-8).
+// sub prints a line per message: topic, size, origin, fds, the reply topic
+// if any, the headers in the order sent as [key=value ...] (a repeated key
+// as often as it came), and the payload.
+//
+// With -json, pub, req and reply take JSON and send it as msgpack; req and
+// reply show msgpack payloads as one line of JSON each (other payloads as
+// a JSON string, base64 if they are not UTF-8); and sub prints each
+// message as a JSON object on one line:
+//
+//	{"topic":"cfg.set","origin":{"conn":7,"pid":4242,"uid":1000,"gid":1000},
+//	 "reply":"cfg.done","headers":[["trace","42"],["via","a"],["via","b"]],
+//	 "fds":1,"value":{"size":12,"theme":"dark"}}
+//
+// topic and origin (the publisher's connection id and credentials, as the
+// broker stamped them) are always there; reply, headers and fds only when
+// the message has them. headers is a list of [key, value] pairs in the
+// order sent, a repeated key as often as it came (bytes of a value that
+// are not UTF-8 show as U+FFFD). The payload is in exactly one of value
+// (the decoded msgpack of a payload whose Content-Type says msgpack),
+// text (a payload that is UTF-8) or base64 (any other payload).
 //
 // Flags go before or after the arguments (bus sub x -count 1 is bus sub
 // -count 1 x); "--" ends them, for an argument that starts with '-'. A

@@ -8,21 +8,19 @@ import (
 	"github.com/busd/busd/clientlib"
 )
 
-// headerFlag collects -H key=value flags. A key given twice keeps its last
-// value, as a later flag overrides an earlier one.
-type headerFlag map[string]string
+// headerFlag collects -H key=value flags into a header, in the order
+// given. A key given twice is sent twice, as the protocol allows: -H a=1
+// -H a=2 sends both fields, a=1 first.
+type headerFlag struct{ h clientlib.Header }
 
-func (h *headerFlag) String() string { return fmt.Sprint(map[string]string(*h)) }
+func (f *headerFlag) String() string { return fmt.Sprint(f.h) }
 
-func (h *headerFlag) Set(kv string) error {
+func (f *headerFlag) Set(kv string) error {
 	k, v, ok := strings.Cut(kv, "=")
 	if !ok || k == "" {
 		return fmt.Errorf("header %q: want key=value with a non-empty key", kv)
 	}
-	if *h == nil {
-		*h = headerFlag{}
-	}
-	(*h)[k] = v
+	f.h.Add(k, v)
 	return nil
 }
 
@@ -42,18 +40,15 @@ func (o *outgoing) register(fs *flag.FlagSet, jsonUsage string) {
 
 // prepare checks the flags together, once, before any message is built.
 // The content type joins the -H headers here rather than per message, since
-// every message shares the one header map (publishing only reads it).
+// every message shares the one header (publishing only reads it).
 func (o *outgoing) prepare() error {
 	if !o.json {
 		return nil
 	}
-	if _, ok := o.header[clientlib.ContentTypeHeader]; ok {
+	if _, ok := o.header.h.Lookup(clientlib.ContentTypeHeader); ok {
 		return fmt.Errorf("-H %s: -json sets that header", clientlib.ContentTypeHeader)
 	}
-	if o.header == nil {
-		o.header = headerFlag{}
-	}
-	o.header[clientlib.ContentTypeHeader] = clientlib.ContentTypeMsgpack
+	o.header.h.Add(clientlib.ContentTypeHeader, clientlib.ContentTypeMsgpack)
 	return nil
 }
 
@@ -68,5 +63,5 @@ func (o *outgoing) message(topic string, data []byte) (*clientlib.Msg, error) {
 			return nil, err
 		}
 	}
-	return &clientlib.Msg{Topic: topic, Header: o.header, Data: data}, nil
+	return &clientlib.Msg{Topic: topic, Header: o.header.h, Data: data}, nil
 }

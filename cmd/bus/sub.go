@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -21,7 +19,7 @@ import (
 func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	count := fs.Int("count", 0, "exit after N messages (0: run until interrupted)")
 	raw := fs.Bool("raw", false, "print only each payload and a newline")
-	asJSON := fs.Bool("json", false, "print only each payload, as one line of JSON (msgpack decoded, other payloads as a string)")
+	asJSON := fs.Bool("json", false, "print each message as one line of JSON: topic, origin, reply, headers, fds and payload (msgpack decoded)")
 	catFDs := fs.Bool("cat-fds", false, "after each payload, copy the content of every received file to stdout")
 	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
 	return func(ctx context.Context, e *env, patterns []string) error {
@@ -74,7 +72,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			}
 			var err error
 			if jp != nil {
-				_, err = out.Write(jp.line(m))
+				_, err = out.Write(jp.message(m))
 			} else {
 				err = printMsg(out, m, *raw, *catFDs)
 			}
@@ -137,9 +135,9 @@ func describe(m *clientlib.Msg) string {
 		s += " reply=" + m.Reply
 	}
 	if len(m.Header) > 0 {
-		var kv []string
-		for _, k := range slices.Sorted(maps.Keys(m.Header)) {
-			kv = append(kv, k+"="+printable([]byte(m.Header[k])))
+		kv := make([]string, len(m.Header))
+		for i, f := range m.Header { // in order, a repeated key as often as it came
+			kv[i] = f.Key + "=" + printable([]byte(f.Value))
 		}
 		s += " [" + strings.Join(kv, " ") + "]"
 	}

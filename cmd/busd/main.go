@@ -238,7 +238,8 @@ func run(args []string) error {
 // shutdown stops busd in this order (docs/PROTOCOL.md, section 5):
 //
 //  1. tell systemd busd is stopping (STOPPING=1);
-//  2. refuse connections still being accepted (ERR shutting down);
+//  2. refuse connections still being accepted, and those waiting in the
+//     accept queue of a socket busd made (ERR shutting down);
 //  3. for each listener: remove the socket file (if busd made it and it is
 //     still busd's), close the listening socket, release the lock; a
 //     successor may start from here on, and no client can reach busd;
