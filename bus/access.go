@@ -48,7 +48,7 @@ func (c *conn) applyPolicy(sub *policy.Subject, gen uint64) {
 	c.policyGen = gen
 	c.subject.Store(sub)
 	for _, s := range c.subs {
-		a, err := c.decideSub(sub, s.pattern, s.group)
+		a, err := c.decideSub(sub, s.pattern, s.group, s.flags)
 		if err != nil {
 			a = &subAccess{denied: true}
 		}
@@ -151,8 +151,10 @@ func (c *conn) checkPublish(topic string, reply []byte) (private string, err err
 // decideSub decides a SUB under a policy subject, when it comes and when a
 // new policy reviews the subscriptions there are, and returns what the
 // subscription's deliveries must be checked against (nil: nothing). A
-// refusal is a *wire.Error for the client.
-func (c *conn) decideSub(sub *policy.Subject, pattern, group string) (*subAccess, error) {
+// refusal is a *wire.Error for the client. A monitor (flags has
+// wire.SubMonitor) is decided as a plain SUB, also under _STREAM., where it
+// is not a listener: it watches dials, and takes none.
+func (c *conn) decideSub(sub *policy.Subject, pattern, group string, flags uint8) (*subAccess, error) {
 	if in := inboxOf(pattern); in != "" && topics.IsLiteral(in) {
 		if in == c.inbox {
 			return nil, nil // its own: no policy stands between a connection and its replies
@@ -161,7 +163,7 @@ func (c *conn) decideSub(sub *policy.Subject, pattern, group string) (*subAccess
 			return nil, c.deny("subscription to another connection's inbox", pattern, d)
 		}
 	}
-	if strings.HasPrefix(pattern, wire.GroupOnlyPrefix) {
+	if strings.HasPrefix(pattern, wire.GroupOnlyPrefix) && flags&wire.SubMonitor == 0 {
 		return nil, c.decideListen(sub, pattern, group)
 	}
 	var a subAccess

@@ -23,6 +23,7 @@ const (
 	tryOnly    enqueueMode = iota // nothing: the caller tries another queue group member
 	unlessWait                    // apply the policy if the connection is lagging (nobody waits for it)
 	final                         // apply the policy: the publisher has waited
+	passive                       // a monitor's copy: apply the policy at once, and grant no permit (monitor.go)
 )
 
 // enqueueMsg appends the MSG that delivers m to subscription s, with a gap
@@ -44,7 +45,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 	// for room for each.
 	lost := s.lost.Load() > 0
 	if !c.makeRoomLocked(m.size, m.nfds) || lost && !c.makeRoomLocked(m.size+c.noticeLen(s), m.nfds) {
-		if mode == final || mode == unlessWait && c.lagging {
+		if mode == final || mode == passive || mode == unlessWait && c.lagging {
 			c.refuseLocked(s)
 			return dropped, false, false
 		}
@@ -78,7 +79,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 		c.out.Commit(wire.AppendMsg(c.out.Reserve(m.size), s.sid, m.origin, m.pub))
 	}
 	c.pending += m.size
-	if m.replyInbox != "" && m.replyInbox != c.inbox {
+	if m.replyInbox != "" && m.replyInbox != c.inbox && mode != passive {
 		c.grantPermitLocked(m.origin.Conn, m.pub.Topic, m.pub.Reply)
 	}
 	return queued, wake, c.behindLocked()

@@ -92,6 +92,13 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 			o = max(o, c.tally(c.deliverToOne(res.Groups[i].Members, &m, set)))
 		}
 	}
+	// After the receivers, and outside o: a monitor changes nothing about
+	// where the message goes (monitor.go).
+	if c.srv.nMonitors.Load() > 0 {
+		if mons, _ := c.srv.monitors.Lookup(topic); len(mons.Plain) > 0 {
+			c.toMonitors(mons.Plain, &m, set)
+		}
+	}
 	if m.body != nil {
 		m.body.Release() // the router's reference
 	}

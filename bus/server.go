@@ -30,6 +30,13 @@ type Server struct {
 	// origin stamps the broker's own messages (statuses, gap notices):
 	// connection 0, the broker's process.
 	origin wire.Origin
+
+	// monitors holds the monitor subscriptions (monitor.go), apart from
+	// index: routing to receivers never sees them. nMonitors counts them,
+	// so that a bus without any costs each PUB an atomic load, not a
+	// second lookup.
+	monitors  *topics.Index[*subscription]
+	nMonitors atomic.Int64
 	// started is when NewServer made the server, for $SYS.req.info.
 	started time.Time
 
@@ -68,6 +75,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		log:        log,
 		index:      topics.NewIndex[*subscription](),
+		monitors:   topics.NewIndex[*subscription](),
 		led:        newLedger(&cfg),
 		conns:      map[*conn]struct{}{},
 		byID:       map[uint64]*conn{},

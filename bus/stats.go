@@ -59,7 +59,7 @@ func (s *Server) Stats() Stats {
 	u := s.led.usage()
 	return Stats{
 		Conns:            n,
-		Subs:             s.index.Len(),
+		Subs:             s.index.Len() + s.monitors.Len(),
 		Published:        s.stats.published.Load(),
 		Delivered:        s.stats.delivered.Load(),
 		Dropped:          s.stats.dropped.Load(),

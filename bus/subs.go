@@ -46,8 +46,11 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	if err := topics.ValidSub(key.pattern, key.group); err != nil {
 		return subError(err)
 	}
+	if err := checkMonitorSub(f); err != nil {
+		return err
+	}
 	sub := c.subject.Load()
-	access, err := c.decideSub(sub, key.pattern, key.group)
+	access, err := c.decideSub(sub, key.pattern, key.group, key.flags)
 	if err != nil {
 		return err
 	}
@@ -65,7 +68,7 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	// enters the index, so that no message reaches s on the old decision.
 	c.mu.Lock()
 	if now := c.subject.Load(); now != sub {
-		if access, err = c.decideSub(now, key.pattern, key.group); err != nil {
+		if access, err = c.decideSub(now, key.pattern, key.group, key.flags); err != nil {
 			c.mu.Unlock()
 			c.unchargeSub(s)
 			return err
@@ -75,7 +78,7 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	c.subs[f.ID] = s
 	c.subKeys[key] = f.ID
 	c.mu.Unlock()
-	if err := c.srv.index.Add(s.pattern, s.group, s); err != nil {
+	if err := c.srv.indexAdd(s); err != nil {
 		c.mu.Lock()
 		delete(c.subs, f.ID)
 		delete(c.subKeys, key)
@@ -142,7 +145,7 @@ func (c *conn) removeSub(s *subscription) {
 	c.mu.Lock()
 	s.removed = true
 	c.mu.Unlock()
-	c.srv.index.Remove(s.pattern, s.group, s)
+	c.srv.indexRemove(s)
 	c.mu.Lock()
 	delete(c.subs, s.sid)
 	delete(c.subKeys, subKey{s.pattern, s.group, s.flags})

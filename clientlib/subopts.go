@@ -48,6 +48,26 @@ func DisconnectWhenSlow() SubOption {
 	return func(c *subConfig) { c.flags |= wire.SubDisconnect }
 }
 
+// AsMonitor makes the subscription a monitor, a passive watcher like
+// dbus-monitor: it gets a copy of every message its pattern matches that
+// the broker's policy lets it see, and nobody else notices. It does not
+// count as a receiver (a request only monitors match still fails at once
+// with ErrNoResponders, and Publish's receipt does not count it), takes no
+// queue group's messages from its members nor any stream's dials, and
+// never gets a message's descriptors: Msg.Header's "Bus-FDs" field says
+// how many the message carried. The broker never waits for it: what its
+// connection has no room for is dropped, and reported as for any
+// subscription (Subscription.Dropped). Other connections' replies reach it
+// only where the policy grants the monitor verb (docs/SECURITY.md).
+//
+// A monitor cannot be in a queue group, nor DisconnectWhenSlow.
+func AsMonitor() SubOption {
+	return func(c *subConfig) { c.flags |= wire.SubMonitor }
+}
+
+// errMonitorOptions refuses a monitor the broker would refuse.
+var errMonitorOptions = errors.New("bus: a monitor subscription (AsMonitor) joins no queue group and is never DisconnectWhenSlow")
+
 // subOptions applies opts.
 func subOptions(opts []SubOption) subConfig {
 	var cfg subConfig

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
 )
 
@@ -114,6 +115,9 @@ func (c *Conn) QueueSubscribeSync(pattern, group string, opts ...SubOption) (*Su
 func (c *Conn) subscribeWith(pattern, group string, cfg subConfig) (*Subscription, error) {
 	if err := topics.ValidPattern(pattern); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPattern, err)
+	}
+	if cfg.flags&wire.SubMonitor != 0 && (group != "" || cfg.flags&wire.SubDisconnect != 0) {
+		return nil, errMonitorOptions
 	}
 	if group != "" {
 		if err := topics.ValidGroup(group); err != nil {

@@ -135,7 +135,7 @@ var opShapes = [...]shape{
 	OpHello:   {payload: true},
 	OpInfo:    {payload: true},
 	OpPub:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 2},
-	OpSub:     {topic: true, reply: true, id: 1, flags: SubDisconnect},
+	OpSub:     {topic: true, reply: true, id: 1, flags: SubDisconnect | SubMonitor},
 	OpUnsub:   {id: 1},
 	OpMsg:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1},
 	OpPing:    {id: 2},

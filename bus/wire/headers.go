@@ -41,6 +41,11 @@ const (
 	// ReasonHeader says, on a gap notice, which limit the lost messages
 	// did not fit in, for people to read.
 	ReasonHeader = "Bus-Reason"
+	// FDsHeader is added, by the broker, to the copy of a message with
+	// descriptors that a monitor subscription (SubMonitor) gets: that copy
+	// carries none, and the header says, in decimal, how many the message
+	// had.
+	FDsHeader = "Bus-FDs"
 )
 
 // GroupOnlyPrefix starts the topics whose messages the broker gives only

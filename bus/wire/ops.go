@@ -31,6 +31,12 @@ const (
 	// "disconnect": a message it has no room for closes the connection
 	// (after an ERR) instead of being dropped and reported as a gap.
 	SubDisconnect uint8 = 1 << 0
+	// SubMonitor makes the subscription a monitor: a passive watcher that
+	// gets a copy of what its pattern matches, without counting as a
+	// receiver (no-responders, queue groups, stream dials), without the
+	// messages' descriptors (FDsHeader says how many there were), and
+	// never waited for: it always drops what it has no room for.
+	SubMonitor uint8 = 1 << 1
 )
 
 var opNames = [...]string{

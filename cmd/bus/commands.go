@@ -32,6 +32,12 @@ func init() {
 		{"pub", pubArgs, `publish DATA to TOPIC, or each line of stdin without DATA`, pubFlags, nil},
 		{"sub", subArgs, `print the messages published to topics matching the patterns;
 messages lost because it fell behind are reported on stderr`, subFlags, nil},
+		{"monitor", monitorArgs, `watch the messages published to topics matching PATTERN (default >)
+without taking part: requests nobody serves still fail at once, queue
+groups and streams lose nothing to it, it gets no descriptors (fds= says
+how many there were) and the bus never waits for it; what it misses is
+shown as a line. Other connections' replies only with the policy's
+monitor verb (docs/SECURITY.md)`, monitorFlags, nil},
 		{"req", reqArgs, `send DATA, or all of stdin, as a request to TOPIC and print the
 reply's payload; fail at once if nobody serves TOPIC, or after D
 (default 5s) without a reply; -v prints the reply's headers to stderr`, reqFlags, nil},

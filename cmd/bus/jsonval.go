@@ -123,12 +123,16 @@ type jsonOrigin struct {
 
 // message returns m as a line of JSON, a jsonMsg, valid until the next
 // call. Its payload is shown as line shows it, in the field that says how.
-func (p *jsonPrinter) message(m *clientlib.Msg) []byte {
+func (p *jsonPrinter) message(m *clientlib.Msg) []byte { return p.messageFDs(m, len(m.Files)) }
+
+// messageFDs is message for a message that carried nfds files, which a
+// monitor is told of but does not get.
+func (p *jsonPrinter) messageFDs(m *clientlib.Msg, nfds int) []byte {
 	o := jsonMsg{
 		Topic:  m.Topic,
 		Origin: jsonOrigin{Conn: m.Origin.Conn, PID: m.Origin.PID, UID: m.Origin.UID, GID: m.Origin.GID},
 		Reply:  m.Reply,
-		FDs:    len(m.Files),
+		FDs:    nfds,
 	}
 	for _, f := range m.Header {
 		o.Headers = append(o.Headers, [2]string{f.Key, f.Value})

@@ -4,6 +4,7 @@
 //
 //	bus pub [-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]
 //	bus sub [-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN...
+//	bus monitor [-json] [PATTERN]
 //	bus req [-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]
 //	bus reply [-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]
 //	bus stream [-timeout D] listen|dial NAME
@@ -34,6 +35,12 @@
 // command's, on stdout (as do -h and --help); version prints the module
 // version and the VCS revision of the build (also -version); completion
 // prints a completion script for the shell.
+//
+// monitor prints what sub prints for each message its pattern (default >)
+// matches, with fds the number the message carried, without taking part:
+// it is not a responder, takes nothing from queue groups or streams, gets
+// no descriptors, and the bus never waits for it; what it misses is a
+// "-- lost N messages: REASON" line.
 //
 // sub prints a line per message: topic, size, origin, fds, the reply topic
 // if any, the headers in the order sent as [key=value ...] (a repeated key
@@ -121,6 +128,10 @@ type env struct {
 	waitsForBus bool
 	closed      chan struct{} // closed when the connection has ended for good
 	command     string        // the command being run, for the hint after a usage error
+
+	// onLost, if set, is told of lost messages instead of stderr (bus
+	// monitor shows them among the messages).
+	onLost func(*clientlib.LostError)
 }
 
 func main() {
@@ -272,6 +283,11 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 			}
 			if err == c.Err() {
 				return // why the connection ended: the command fails with it
+			}
+			var le *clientlib.LostError
+			if e.onLost != nil && errors.As(err, &le) {
+				e.onLost(le)
+				return
 			}
 			fmt.Fprintln(e.stderr, errLine(err))
 		}))

@@ -129,8 +129,12 @@ func catFile(w io.Writer, f *os.File) error {
 
 // describe sums up a message but for its payload: topic, size, origin,
 // files, reply topic and headers.
-func describe(m *clientlib.Msg) string {
-	s := fmt.Sprintf("%s %dB pid=%d uid=%d conn=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, m.Origin.Conn, len(m.Files))
+func describe(m *clientlib.Msg) string { return describeFDs(m, len(m.Files)) }
+
+// describeFDs is describe for a message that carried nfds files, which a
+// monitor is told of but does not get.
+func describeFDs(m *clientlib.Msg, nfds int) string {
+	s := fmt.Sprintf("%s %dB pid=%d uid=%d conn=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, m.Origin.Conn, nfds)
 	if m.Reply != "" {
 		s += " reply=" + m.Reply
 	}
