@@ -60,6 +60,9 @@ type conn struct {
 	dropSub    *subscription     // the subscription dropFast last counted losses for
 	dropN      uint64            // how many, not yet added to it (flushDrops)
 	routed     wire.Receipt      // what route did with the last PUB, for its RECEIPT
+	nIn        uint64            // PUBs read, published to msgsIn by countIn
+	nInBytes   uint64            // bytes of the frames read, published to bytesIn by countIn
+	inCounted  uint64            // nInBytes as of the last countIn
 
 	// Shared with routers and the writer, under mu.
 	mu         sync.Mutex
@@ -75,6 +78,9 @@ type conn struct {
 	lagging    bool            // publishers stopped waiting for it; see pace.go
 	lossReason lossReason      // why the last message that did not fit did not
 	name       string          // HELLO's name, for $SYS.req.conn
+	msgsOut    uint64          // MSGs queued, for $SYS.req.conns
+	bytesOut   uint64          // bytes written
+	dropped    uint64          // messages its subscriptions lost
 	strikes    int             // waits in a row it failed; see pace.go
 	gaps       []*subscription // subscriptions with losses not yet reported
 	permits    replyPermits    // requests it may answer (permits.go)
@@ -87,6 +93,12 @@ type conn struct {
 	// a publisher can then count a loss without the lock (dropFast).
 	// Written under mu.
 	full atomic.Bool
+	// msgsIn and bytesIn are nIn and nInBytes as of the last read batch,
+	// and lastIn when that batch ended (Unix nanoseconds; 0: none yet),
+	// for $SYS.req.conns: the reader stores them once per batch rather
+	// than counting each frame in a shared word.
+	msgsIn, bytesIn atomic.Uint64
+	lastIn          atomic.Int64
 
 	send        *wire.Sender  // owns the socket's write side
 	kick        chan struct{} // capacity 1: output is pending
@@ -207,6 +219,7 @@ func (c *conn) serve() {
 			break
 		}
 		c.seq++
+		c.nInBytes += uint64(f.Size())
 		receipt := f.ID != 0 && f.Op == wire.OpPub // the frame's buffer is not ours after handle
 		id := f.ID
 		c.routed = wire.Receipt{}
@@ -310,6 +323,7 @@ func (c *conn) isClosing() bool {
 // lets receivers that fell behind catch up (pace.go), and sets the read
 // deadline that bounds a frame left half sent.
 func (c *conn) endBatch() {
+	c.countIn()
 	c.flushDrops()
 	for i, w := range c.wakes {
 		w.tryFlush()
@@ -326,6 +340,22 @@ func (c *conn) endBatch() {
 	}
 	c.stallLeft = c.srv.cfg.StallBudget
 	c.armFrameDeadline()
+}
+
+// countIn publishes what the reader counted of the batch it has read:
+// one atomic add to the broker's total and three stores per batch, none
+// per frame. A batch that read nothing (a wait for the rest of a frame)
+// leaves the idle time running.
+func (c *conn) countIn() {
+	d := c.nInBytes - c.inCounted
+	if d == 0 {
+		return
+	}
+	c.inCounted = c.nInBytes
+	c.srv.stats.bytesIn.Add(d)
+	c.msgsIn.Store(c.nIn)
+	c.bytesIn.Store(c.nInBytes)
+	c.lastIn.Store(time.Now().UnixNano())
 }
 
 // armFrameDeadline bounds how long the reader waits for the rest of a

@@ -51,6 +51,7 @@ func (c *conn) reasonText(r lossReason) string {
 // connection had no room for.
 func (c *conn) refuseLocked(s *subscription) {
 	c.srv.stats.dropped.Add(1)
+	c.dropped++
 	if s.flags&wire.SubDisconnect != 0 {
 		c.srv.stats.slowConsumers.Add(1)
 		c.log.Info("closing a slow consumer", "sid", s.sid, "pattern", s.pattern, "reason", c.reasonText(c.lossReason))
@@ -104,6 +105,7 @@ func (c *conn) flushDrops() {
 		r.gaps = append(r.gaps, s)
 	}
 	s.lost.Add(n)
+	r.dropped += n
 	r.mu.Unlock()
 	c.srv.stats.dropped.Add(n)
 }

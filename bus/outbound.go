@@ -79,6 +79,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 		c.out.Commit(wire.AppendMsg(c.out.Reserve(m.size), s.sid, m.origin, m.pub))
 	}
 	c.pending += m.size
+	c.msgsOut++
 	if m.replyInbox != "" && m.replyInbox != c.inbox && mode != passive {
 		c.grantPermitLocked(m.origin.Conn, m.pub.Topic, m.pub.Reply)
 	}
@@ -279,6 +280,8 @@ func (c *conn) batchSent(n, nfds int) {
 	c.pending -= n
 	c.pendingFDs -= nfds
 	c.written += int64(n)
+	c.bytesOut += uint64(n)
+	c.srv.stats.bytesOut.Add(uint64(n)) // once per written batch
 	if c.written >= c.ctrlEnd {
 		c.ctrlBytes = 0
 	}

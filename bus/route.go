@@ -38,6 +38,7 @@ func (c *conn) publishFDs(f *wire.Frame) error {
 	// The receivers' queues pay for them from here; the broker's
 	// descriptor pool until they are closed.
 	c.srv.led.handOver(c.acct, kInputFDs, int64(len(fds)))
+	c.srv.stats.fdsPassed.Add(uint64(len(fds)))
 	c.sentFDs = true
 	set := newFDSet(c.srv, c.acct, fds)
 	defer set.Release() // the router's reference
@@ -74,6 +75,7 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 		return err
 	}
 	c.srv.stats.published.Add(1)
+	c.nIn++
 	var m outMsg
 	c.initOutMsg(&m, f, takers(res))
 	m.private = private

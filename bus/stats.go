@@ -21,6 +21,11 @@ type counters struct {
 	// permitsForgotten counts reply permits dropped unused to make room.
 	permitsForgotten atomic.Uint64
 	sysRequests      atomic.Uint64
+	// bytesIn and bytesOut are added to once per read batch and per
+	// written batch, not per message: see conn.countIn.
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
+	fdsPassed atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters and of what it holds.
@@ -49,6 +54,11 @@ type Stats struct {
 	Users            int   // uids with connections or holdings now
 	Memory           int64 // bytes held, as charged to the broker's memory budget
 	FDs              int64 // descriptors held: two per connection, and passed ones
+
+	// BytesIn counts the bytes of the frames read from clients, added
+	// once per read batch; BytesOut those written to them, once per
+	// written batch; FDsPassed the descriptors received with PUBs.
+	BytesIn, BytesOut, FDsPassed uint64
 }
 
 // Stats returns the current counters.
@@ -77,6 +87,9 @@ func (s *Server) Stats() Stats {
 		BudgetHits:       u.hits,
 		Denied:           s.stats.denied.Load(),
 		PermitsForgotten: s.stats.permitsForgotten.Load(),
+		BytesIn:          s.stats.bytesIn.Load(),
+		BytesOut:         s.stats.bytesOut.Load(),
+		FDsPassed:        s.stats.fdsPassed.Load(),
 		Users:            u.users,
 		Memory:           u.memory,
 		FDs:              u.fds,

@@ -29,8 +29,11 @@ type sysHandler func(c *conn, payload []byte) sysAnswer
 
 // sysHandlers are the broker requests served, by NAME.
 var sysHandlers = map[string]sysHandler{
-	"conn": (*conn).answerConn,
-	"info": (*conn).answerInfo,
+	"conn":  (*conn).answerConn,
+	"info":  (*conn).answerInfo,
+	"stats": (*conn).answerStats, // sysstats.go
+	"conns": (*conn).answerConns,
+	"subs":  (*conn).answerSubs,
 }
 
 // sysAnswer is a broker request's answer.

@@ -47,6 +47,7 @@ type Conn struct {
 	replayMem   int        // what they cost the reconnect buffer
 	nextReplay  uint32
 	closeBy     time.Time // set by Close: the writer's last flush ends by then
+	counts      counts    // for Stats (stats.go)
 
 	// Reader-owned.
 	rs          *session        // the session the running reader reads
@@ -57,6 +58,13 @@ type Conn struct {
 	lastMembers []*Subscription
 	msgs        []carvedMsg // what is left of the current block of Msgs
 	data        []byte      // what is left of the current block of payload bytes
+
+	// For Stats (stats.go): MSGs read and their bytes, reader-owned, and
+	// published to in once per read batch by flushReady; and the messages
+	// the subscriptions lost, in the broker or in their queues.
+	nIn, nInBytes uint64
+	in            [2]atomic.Uint64
+	dropped       atomic.Uint64
 
 	subsMu  sync.RWMutex
 	subs    map[uint32]*brokerSub // by subscription id

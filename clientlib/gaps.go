@@ -79,6 +79,7 @@ func gapNotice(f *wire.Frame) (lost uint64, reason string, ok bool) {
 // it came on, and reports it to each.
 func (c *Conn) noteGap(members []*Subscription, lost uint64, reason string) {
 	for _, s := range members {
+		c.dropped.Add(lost)
 		total := s.q.addLost(lost)
 		c.cb.push(s, &LostError{Pattern: s.pattern, Lost: lost, Total: total, InBroker: true, Reason: reason})
 		if s.onLoss != nil {

@@ -109,6 +109,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	}
 	c.appendPubLocked(topic, reply, hdrs, data, len(files), 0)
 	c.seq++
+	c.counts.countOut(topic, reply, hdrs, data)
 	if reply != "" && pin != nil {
 		c.inbox.bindSeq(c.seq, reply)
 	}

@@ -75,6 +75,8 @@ func (c *Conn) deliver(f *wire.Frame) error {
 			files[i] = os.NewFile(uintptr(fd), "bus-fd")
 		}
 	}
+	c.nIn++
+	c.nInBytes += uint64(f.Size())
 	bs, members := c.lookupSub(f.ID)
 	if len(members) == 0 { // unsubscribed while the message was on its way
 		closeAll(files)
@@ -141,11 +143,20 @@ func closeAll(files []*os.File) {
 // brought it: one hand-over and one wake-up per batch, not per message, so
 // a busy subscription drains many messages per context switch.
 func (c *Conn) flushReady() {
+	// Published once per read batch, for Stats, before the messages are
+	// handed over: whoever has one sees it counted.
+	if c.in[0].Load() != c.nIn {
+		c.in[0].Store(c.nIn)
+		c.in[1].Store(c.nInBytes)
+	}
 	behind := false
 	for i, s := range c.ready {
 		dropped, total, waiting := s.q.flush(c.opts.subMsgs, c.opts.subBytes)
 		behind = behind || waiting > yieldAt
 		c.reportDrops(s, dropped, total)
+		if dropped > 0 {
+			c.dropped.Add(uint64(dropped))
+		}
 		c.ready[i] = nil
 	}
 	c.ready = c.ready[:0]

@@ -228,6 +228,7 @@ func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
 	r.Buffered = c.replayLocked(info)
 	c.sess = s
 	c.status = Connected
+	c.counts.reconnects++
 	c.info.Store(info)
 	close(c.up)
 	if f := c.opts.onReconnect; f != nil {

@@ -347,6 +347,23 @@ func waitGone(t *testing.T, names ...string) {
 	}
 }
 
+// cutSession ends c's session abruptly, as a crashed broker would: its
+// socket is shut down under it.
+func cutSession(t *testing.T, c *Conn) {
+	t.Helper()
+	c.mu.Lock()
+	f, err := c.sess.sock.File()
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Shutdown(int(f.Fd()), unix.SHUT_RDWR)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A connection cut without a word from the broker (as when the broker is
 // killed, or the socket breaks) is reconnected too, here to the same
 // broker, which is still running.
@@ -359,17 +376,7 @@ func TestAbruptLossReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, c)
-	c.mu.Lock()
-	f, err := c.sess.sock.File()
-	c.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = unix.Shutdown(int(f.Fd()), unix.SHUT_RDWR)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cutSession(t, c)
 	e := nextConnEvent(t, events, "disconnected")
 	var se *ServerError
 	if errors.As(e.err, &se) {

@@ -134,12 +134,17 @@ func subjectFor(rules []Rule, id Identity, brokerUID uint32) *Subject {
 	return s
 }
 
-// defaults returns the rules every policy ends with.
+// defaults returns the rules every policy ends with (docs/SECURITY.md).
 func defaults(brokerUID uint32) []*Rule {
 	uid := strconv.FormatUint(uint64(brokerUID), 10)
 	return []*Rule{
 		{Allow: true, UIDs: []uint32{brokerUID}, Verbs: allVerbs, Patterns: []string{">"},
 			text: "allow uid " + uid + " all >: the broker's own uid may do everything but monitor"},
+		// Every uid may ask the broker about its own connections: the
+		// answers to these requests show another uid's only to the
+		// broker's uid and to those a rule grants monitor on them.
+		{Allow: true, Any: true, Verbs: 1 << Publish, Patterns: []string{"$SYS.req.conns", "$SYS.req.subs"},
+			text: "allow any publish $SYS.req.conns $SYS.req.subs: every uid may ask about its own connections"},
 		{Any: true, Verbs: allVerbs | 1<<Monitor, Patterns: []string{">"},
 			text: "deny any all,monitor >: other uids may do nothing the policy does not allow"},
 	}

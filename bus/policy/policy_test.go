@@ -320,3 +320,25 @@ func TestDecidePatternAgreesWithDecide(t *testing.T) {
 		}
 	}
 }
+
+// The default rules let every uid ask the broker for the lists of its own
+// connections and subscriptions, and nothing else under $SYS.; a policy
+// line before them can still deny it.
+func TestDefaultsLetEveryUIDAskForItsOwnLists(t *testing.T) {
+	var none *Policy
+	other := none.For(Identity{UID: 1001}, 1000)
+	for topic, want := range map[string]bool{
+		"$SYS.req.conns": true, "$SYS.req.subs": true, "$SYS.req.stats": false, "$SYS.req.conn": false,
+	} {
+		if d := other.Decide(Publish, topic); d.Allow != want {
+			t.Errorf("another uid may publish to %s: %v by %s; want %v", topic, d.Allow, d.Rule, want)
+		}
+	}
+	if other.Decide(Monitor, "$SYS.req.conns").Allow || other.Decide(Subscribe, "$SYS.req.conns").Allow {
+		t.Error("the default rules grant more than publish on the lists")
+	}
+	denied := mustParse(t, "deny any publish $SYS.req.>").For(Identity{UID: 1001}, 1000)
+	if denied.Decide(Publish, "$SYS.req.conns").Allow {
+		t.Error("a policy line could not deny what the default rules allow")
+	}
+}

@@ -55,6 +55,12 @@ fail if it has closed or its process has exited`, whoisFlags, nil},
 socket, alive or stale (by its lock), and for a live one the broker's
 pid, uptime and connections ("?" if its policy does not let you ask,
 and why on stderr); -json prints one object a line, with its error`, lsFlags, nil},
+		{"stat", statArgs, `show the connections of the bus, refreshed every D (-interval) until
+ctrl-C, as top does: pid, uid, subscriptions, messages in and out and
+their rates, bytes and descriptors queued, drops, idle time and name;
+-subs lists the patterns subscribed to instead. A uid other than the
+broker's sees its own connections; -once prints one sample, -json one
+object a line`, statFlags, nil},
 		{"help", "[COMMAND]", `print this, or what COMMAND does and its flags`, helpFlags, nil},
 		{"version", "", `print bus's version and the VCS revision it was built from (also -version)`, versionFlags, nil},
 		{"completion", "bash|zsh|fish", `print a completion script for the shell, to load with

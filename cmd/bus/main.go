@@ -11,6 +11,7 @@
 //	bus stream write|read TOPIC
 //	bus whois [-timeout D] CONNID
 //	bus ls [-json] [-timeout D]
+//	bus stat [-once] [-json] [-subs] [-interval D] [-timeout D]
 //	bus help [COMMAND]
 //	bus version
 //	bus completion bash|zsh|fish
@@ -31,7 +32,10 @@
 // each one's name, socket, whether a broker holds its lock (alive) or
 // nobody does (stale: left by a broker that died), and for a live one its
 // pid, uptime and connections, as it answers $SYS.req.info ("?" where its
-// policy or -trust does not let bus ask). help prints the usage, or a
+// policy or -trust does not let bus ask). stat shows the bus's
+// connections, refreshed like top until ctrl-C (or -once), or with -subs
+// the patterns subscribed to, as the broker answers $SYS.req.conns and
+// $SYS.req.subs. help prints the usage, or a
 // command's, on stdout (as do -h and --help); version prints the module
 // version and the VCS revision of the build (also -version); completion
 // prints a completion script for the shell.

@@ -1,0 +1,136 @@
+package bus
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/busd/busd/bus/policy"
+	"github.com/busd/busd/bus/wire"
+)
+
+// Statistics requests: "$SYS.req.stats", "$SYS.req.conns" and
+// "$SYS.req.subs" (docs/PROTOCOL.md, section 3.2). Who may ask is the
+// policy's, as for every broker request; what the lists show is too: a
+// connection of the broker's own uid, or one a rule grants monitor on the
+// request's topic, sees every uid's connections, any other only its own
+// uid's, which the default rules let every uid ask about. The answer is
+// built by the asker's reader and queued to it like any reply, within its
+// limits and charged to its user: a large broker's lists are bounded by
+// wire.MaxListLimit entries, so one request costs at most that.
+
+// seesAll reports whether c's answers to the list request on topic show
+// every uid's connections.
+func (c *conn) seesAll(topic string) bool {
+	return c.origin.UID == c.srv.origin.UID || c.subject.Load().Decide(policy.Monitor, topic).Allow
+}
+
+// answerStats answers "$SYS.req.stats": the broker's totals. They count
+// every uid's connections whoever asks: totals, not anyone's traffic, and
+// asking takes a policy rule (only the broker's uid by default).
+func (c *conn) answerStats(payload []byte) sysAnswer {
+	if err := wire.DecodeInfoRequest(payload); err != nil {
+		return badRequest(err.Error())
+	}
+	st := c.srv.Stats()
+	body, _ := wire.AppendBody(nil, &wire.BrokerStats{
+		Conns: uint64(st.Conns), Subs: uint64(st.Subs), Users: uint64(st.Users),
+		MsgsIn: st.Published, BytesIn: st.BytesIn, MsgsOut: st.Delivered, BytesOut: st.BytesOut,
+		Dropped: st.Dropped, FDsPassed: st.FDsPassed, FDsHeld: st.FDs, FDsMax: int64(c.srv.cfg.MaxFDs),
+		Memory: st.Memory, MemoryMax: c.srv.cfg.MaxMemory,
+		Requests: st.Requests, Errors: st.Errors, Slow: st.SlowConsumers,
+	}) // numbers: it cannot fail
+	return sysAnswer{payload: body}
+}
+
+// visibleConns returns the served connections c may see, sorted by id:
+// every one, or those of its uid.
+func (c *conn) visibleConns(all bool) []*conn {
+	s := c.srv
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.byID))
+	for _, t := range s.byID {
+		if all || t.origin.UID == c.origin.UID {
+			conns = append(conns, t)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(conns, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+	return conns
+}
+
+// answerConns answers "$SYS.req.conns": the connections with ids after
+// the request's "after", at most its "limit" of them.
+func (c *conn) answerConns(payload []byte) sysAnswer {
+	req, err := wire.DecodeListRequest(payload)
+	if err != nil {
+		return badRequest(err.Error())
+	}
+	list := wire.ConnList{All: c.seesAll(wire.SysReqConns), Conns: []wire.ConnStats{}}
+	now := time.Now()
+	for _, t := range c.visibleConns(list.All) {
+		if t.id <= req.After {
+			continue
+		}
+		if uint64(len(list.Conns)) == req.Limit {
+			list.Truncated = true
+			break
+		}
+		if cs, open := t.connStats(now); open {
+			list.Conns = append(list.Conns, cs)
+		}
+	}
+	body, _ := wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
+	return sysAnswer{payload: body}
+}
+
+// connStats returns what a "$SYS.req.conns" answer says of c, and whether
+// c is still open.
+func (c *conn) connStats(now time.Time) (wire.ConnStats, bool) {
+	last := c.since
+	if ns := c.lastIn.Load(); ns != 0 {
+		last = time.Unix(0, ns)
+	}
+	cs := wire.ConnStats{
+		ConnID: c.id, PID: c.origin.PID, UID: c.origin.UID, GID: c.origin.GID,
+		Since: uint64(c.since.UnixNano()), MsgsIn: c.msgsIn.Load(), BytesIn: c.bytesIn.Load(),
+		IdleMS: uint64(max(now.Sub(last), 0) / time.Millisecond),
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs.Name, cs.Subs = c.name, uint64(len(c.subs))
+	cs.MsgsOut, cs.BytesOut, cs.Dropped = c.msgsOut, c.bytesOut, c.dropped
+	cs.Pending, cs.PendingFDs = uint64(c.pending), uint64(c.pendingFDs)
+	return cs, c.state == stateOpen
+}
+
+// answerSubs answers "$SYS.req.subs": each pattern, in each queue group,
+// with its count of subscriptions, sorted by pattern and group, at most
+// the request's "limit" of them.
+func (c *conn) answerSubs(payload []byte) sysAnswer {
+	req, err := wire.DecodeListRequest(payload)
+	if err != nil {
+		return badRequest(err.Error())
+	}
+	list := wire.SubList{All: c.seesAll(wire.SysReqSubs), Subs: []wire.SubStats{}}
+	counts := map[subKey]uint64{}
+	for _, t := range c.visibleConns(list.All) {
+		t.mu.Lock()
+		for _, s := range t.subs {
+			counts[subKey{pattern: s.pattern, group: s.group}]++
+		}
+		t.mu.Unlock()
+	}
+	for k, n := range counts {
+		list.Subs = append(list.Subs, wire.SubStats{Pattern: k.pattern, Group: k.group, Subs: n})
+	}
+	slices.SortFunc(list.Subs, func(a, b wire.SubStats) int {
+		return cmp.Or(cmp.Compare(a.Pattern, b.Pattern), cmp.Compare(a.Group, b.Group))
+	})
+	list.Total = uint64(len(list.Subs))
+	if list.Total > req.Limit {
+		list.Subs, list.Truncated = list.Subs[:req.Limit], true
+	}
+	body, _ := wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
+	return sysAnswer{payload: body}
+}
