@@ -49,13 +49,17 @@ func (c *conn) handshake() error {
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}
+	// The up event before INFO: a client that has its INFO knows its
+	// event is queued for whoever watches.
+	c.announced = true
+	c.connEvent(wire.SysConnUp, "", "")
+	c.logConn("connection opened", "gid", c.origin.GID)
 	body, err := wire.AppendBody(nil, c.info())
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)
 	}
 	c.enqueueControl(wire.AppendControl(nil, wire.OpInfo, 0, body))
 	c.stallLeft = c.srv.cfg.StallBudget
-	c.log.Debug("connected")
 	return nil
 }
 

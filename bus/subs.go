@@ -83,6 +83,8 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		c.unchargeSub(s)
 		return subError(err)
 	}
+	c.srv.noteWatcher(s, 1)
+	c.listenEvent(wire.SysListenUp, s)
 	return nil
 }
 
@@ -143,6 +145,8 @@ func (c *conn) removeSub(s *subscription) {
 	s.removed = true
 	c.mu.Unlock()
 	c.srv.index.Remove(s.pattern, s.group, s)
+	c.srv.noteWatcher(s, -1)
+	c.listenEvent(wire.SysListenDown, s)
 	c.mu.Lock()
 	delete(c.subs, s.sid)
 	delete(c.subKeys, subKey{s.pattern, s.group, s.flags})
