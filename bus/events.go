@@ -125,6 +125,17 @@ func (c *conn) connEvent(prefix, reason, text string) {
 	})
 }
 
+// budgetHit logs, and publishes as a budget event, the first time a budget
+// refuses the connection something: once per connection, so that a
+// client retrying in a loop is one line and one event.
+func (c *conn) budgetHit(msg string, err error) {
+	if c.logged[logBudget] {
+		return
+	}
+	c.noteOnce(logBudget, msg, "err", err)
+	c.connEvent(wire.SysConnBudget, wire.ReasonBudget, err.Error())
+}
+
 // listenEvent publishes a listener's arrival or departure, if sub is a
 // stream's listener (its pattern is under wire.GroupOnlyPrefix).
 func (c *conn) listenEvent(prefix string, sub *subscription) {

@@ -174,3 +174,23 @@ func TestNoEventsWithoutWatchers(t *testing.T) {
 		t.Fatalf("%v allocations per event with nobody watching; want 0", allocs)
 	}
 }
+
+// The first time a budget refuses a connection something is an event;
+// the next times are not.
+func TestBudgetEvent(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.User.Subs = 2 }) // the watcher's and one more
+	w := subscriber(t, path, "$SYS.conn.>")
+	c := connectRaw(t, path)
+	nextConnEvent(t, w, wire.SysConnUp, c)
+	c.sub(1, "x", "")
+	c.sync()
+	for sid := range uint32(2) {
+		c.sub(2+sid, "y", "")
+		c.expectErr(wire.CodeTooManySubs, "subscriptions budget is 2")
+	}
+	if ev := nextConnEvent(t, w, wire.SysConnBudget, c); ev.Reason != wire.ReasonBudget || !strings.Contains(ev.Text, "subscriptions budget is 2") {
+		t.Fatalf("budget event %+v", ev)
+	}
+	c.sock.Close()
+	nextConnEvent(t, w, wire.SysConnDown, c) // and no second budget event before it
+}

@@ -167,6 +167,6 @@ func (c *conn) replyErr(we *wire.Error) error {
 // the fatal ERR that tells the client which budget it ran into, logged
 // once.
 func (c *conn) overBudget(err error) *wire.Error {
-	c.noteOnce(logBudget, "connection over budget", "err", err)
+	c.budgetHit("connection over budget", err)
 	return wire.Errorf(wire.CodeBudget, "%v", err)
 }

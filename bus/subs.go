@@ -110,12 +110,12 @@ func groupText(group string) string {
 func (c *conn) chargeSub(s *subscription) error {
 	led := c.srv.led
 	if err := led.charge(c.acct, kSubs, 1); err != nil {
-		c.noteOnce(logBudget, "subscription refused over budget", "err", err)
+		c.budgetHit("subscription refused over budget", err)
 		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
 	}
 	if err := led.charge(c.acct, kInput, subCost(s)); err != nil {
 		led.uncharge(c.acct, kSubs, 1)
-		c.noteOnce(logBudget, "subscription refused over budget", "err", err)
+		c.budgetHit("subscription refused over budget", err)
 		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
 	}
 	return nil

@@ -15,6 +15,11 @@ const (
 	// a ConnEvent whose Reason says why. Only connections that had an up
 	// event have a down event.
 	SysConnDown = "$SYS.conn.down."
+	// SysConnBudget is the prefix of a connection's budget event:
+	// "$SYS.conn.budget.<uid>.<conn id>", published the first time one of
+	// its user's budgets refuses it something, with a ConnEvent whose
+	// Reason is ReasonBudget and whose Text names the budget.
+	SysConnBudget = "$SYS.conn.budget."
 	// SysListenUp is the prefix of "$SYS.listen.up.<stream name>",
 	// published with a ListenEvent when a connection starts listening on
 	// a stream name.
@@ -34,7 +39,8 @@ const (
 	ReasonIOError       = "io_error"       // reading its socket failed
 )
 
-// ConnEvent is the body of SysConnUp and SysConnDown events.
+// ConnEvent is the body of SysConnUp, SysConnDown and SysConnBudget
+// events.
 type ConnEvent struct {
 	ConnID uint64 `codec:"conn_id"`          // the connection's id, as in origins
 	PID    uint32 `codec:"pid"`              // from SO_PEERCRED at accept; 0 if in another pid namespace than the broker's
@@ -42,8 +48,8 @@ type ConnEvent struct {
 	GID    uint32 `codec:"gid"`              // likewise
 	Name   string `codec:"name"`             // HELLO's name, chosen by the client
 	Since  uint64 `codec:"since"`            // when the broker accepted it, in Unix nanoseconds
-	Reason string `codec:"reason,omitempty"` // down only: one of the Reason constants
-	Text   string `codec:"text,omitempty"`   // down only: the ERR's text the connection was closed with, if any
+	Reason string `codec:"reason,omitempty"` // down and budget only: one of the Reason constants
+	Text   string `codec:"text,omitempty"`   // down and budget only: the ERR's text, if any
 }
 
 // ListenEvent is the body of SysListenUp and SysListenDown events.
