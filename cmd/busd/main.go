@@ -3,7 +3,7 @@
 //
 //	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-group G]
 //	     [-allow-uid UID,...] [-allow-gid GID,...] [-policy FILE]
-//	     [-log-level info] [limits]
+//	     [-log-level info] [-log-format text|json] [-metrics ADDR] [limits]
 //	busd -check-config FILE
 //	busd -version
 //
@@ -51,6 +51,13 @@
 // -max-memory, -max-conns, -write-timeout, -frame-timeout and -stall-budget
 // change the common ones. docs/SECURITY.md says what each bounds.
 //
+// -metrics ADDR serves the broker's statistics (bus.Server.Stats) as
+// OpenMetrics text at GET /metrics, on a Unix socket path (ADDR has a /;
+// made like the bus's socket, 0600, or 0660 for -group) or a loopback
+// address (127.0.0.1:PORT, [::1]:PORT; port 0 picks a free one, logged);
+// any other address is a usage error, since the numbers tell who uses the
+// bus. -log-format json logs JSON objects instead of key=value text.
+//
 // busd -h (or --help) prints the flags and the environment on stdout;
 // busd -version prints the module version and the VCS revision of the
 // build. Flags are read as bus reads them (internal/cli): a duration
@@ -66,6 +73,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -102,6 +110,8 @@ func run(args []string) error {
 	allowUIDs := fs.String("allow-uid", "", "`LIST` of numeric uids, comma-separated, that may connect; with -allow-gid, either admits; with neither, everyone the socket lets in")
 	allowGIDs := fs.String("allow-gid", "", "`LIST` of numeric gids, comma-separated, whose members (by primary or supplementary group) may connect")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text (key=value pairs, one line an event) or json (one JSON object a line)")
+	metrics := fs.String("metrics", "", "serve OpenMetrics text at /metrics on `ADDR`: a Unix socket path (with a /; mode 0600, or 0660 for -group) or a loopback address, 127.0.0.1:PORT or [::1]:PORT (PORT 0: any free one, logged); off by default")
 	policyFile := fs.String("policy", "", "access-control policy file, read again on SIGHUP (default: the broker's uid may do everything, others nothing)")
 	checkConfig := fs.String("check-config", "", "check a policy file, say what its first error is, and exit")
 	if _, err := bus.RaiseFDLimit(); err != nil {
@@ -136,6 +146,19 @@ func run(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return cli.Usagef("-log-level: %w", err)
 	}
+	newHandler, err := logHandler(*logFormat)
+	if err != nil {
+		return err
+	}
+	var maddr metricsAddr
+	if *metrics != "" {
+		if maddr, err = parseMetricsAddr(*metrics); err != nil {
+			return &cli.UsageError{Err: err}
+		}
+		if err := checkMetricsPath(maddr, clientlib.ResolveSocket(*socket, *dir, *name)); err != nil {
+			return &cli.UsageError{Err: err}
+		}
+	}
 	perm, err := strconv.ParseUint(*mode, 8, 32)
 	if err != nil || perm > 0o777 {
 		return cli.Usagef("-mode %q is not an octal permission: give one such as 0600 (busd's user only) or 0660 (with -group)", *mode)
@@ -152,7 +175,7 @@ func run(args []string) error {
 	if err != nil {
 		return &cli.UsageError{Err: err}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(newHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	notify, err := newNotifier()
 	if err != nil {
 		log.Warn("not notifying systemd", "err", err)
@@ -210,6 +233,17 @@ func run(args []string) error {
 		log.Info("listening", attrs...)
 		go func() { errs <- srv.Serve(context.Background(), l) }()
 	}
+	var ms *metricsServer
+	if *metrics != "" {
+		if ms, err = startMetrics(maddr, srv, cfg, gid, log); err != nil {
+			log.Error("the metrics endpoint cannot listen; shutting down") // main prints err
+			shutdown(srv, nil, notify, *shutdownTimeout, log)
+			for range listeners {
+				<-errs
+			}
+			return err
+		}
+	}
 	if err := notify.notify(notifyReady); err != nil {
 		log.Warn("could not tell systemd busd is ready", "err", err)
 	}
@@ -222,7 +256,7 @@ func run(args []string) error {
 		running--
 		log.Error("a listener failed; shutting down", "err", first)
 	}
-	shutdown(srv, notify, *shutdownTimeout, log)
+	shutdown(srv, ms, notify, *shutdownTimeout, log)
 	for range running {
 		if err := <-errs; err != nil && !errors.Is(err, bus.ErrServerClosed) && first == nil {
 			first = err
@@ -237,7 +271,8 @@ func run(args []string) error {
 
 // shutdown stops busd in this order (docs/PROTOCOL.md, section 5):
 //
-//  1. tell systemd busd is stopping (STOPPING=1);
+//  1. tell systemd busd is stopping (STOPPING=1); stop serving metrics,
+//     alongside the steps below;
 //  2. refuse connections still being accepted, and those waiting in the
 //     accept queue of a socket busd made (ERR shutting down);
 //  3. for each listener: remove the socket file (if busd made it and it is
@@ -251,15 +286,35 @@ func run(args []string) error {
 //     of timeout.
 //
 // Steps 2 to 6 are bus.Server.Shutdown.
-func shutdown(srv *bus.Server, notify *notifier, timeout time.Duration, log *slog.Logger) {
+func shutdown(srv *bus.Server, ms *metricsServer, notify *notifier, timeout time.Duration, log *slog.Logger) {
 	if err := notify.notify(notifyStopping); err != nil {
 		log.Warn("could not tell systemd busd is stopping", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// The metrics endpoint stops in parallel: a scrape under way must not
+	// take the time the bus's connections have to flush.
+	metricsDone := make(chan struct{})
+	go func() {
+		ms.shutdown(ctx, log)
+		close(metricsDone)
+	}()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("connections closed before they had flushed", "err", err, "timeout", timeout)
 	}
+	<-metricsDone
+}
+
+// logHandler returns the constructor of the slog handler -log-format
+// names.
+func logHandler(format string) (func(io.Writer, *slog.HandlerOptions) slog.Handler, error) {
+	switch format {
+	case "text":
+		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }, nil
+	case "json":
+		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }, nil
+	}
+	return nil, cli.Usagef("-log-format %q: give text or json", format)
 }
 
 // runtimeHeadroom is what the process may use beyond the memory its

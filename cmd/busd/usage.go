@@ -33,6 +33,13 @@ exit status:
      does not parse, and so on; stderr says why
   2  the command line cannot be run as written: stderr says what is wrong
 
+-metrics ADDR answers GET /metrics with the broker's counters and gauges
+as OpenMetrics text, on a Unix socket (made 0600, or 0660 for -group, in a
+directory only busd's user may write) or a loopback port; it refuses any
+other address, since the numbers tell who uses the bus. -log-format json
+writes each log line as a JSON object. README.md, "Seeing what the bus
+does", lists the metrics.
+
 docs/SECURITY.md says who may connect and what each limit bounds;
 docs/SYSTEMD.md how to run busd as a systemd user service.
 `
