@@ -95,9 +95,10 @@ type Config struct {
 // come in between two steps of the broker, to show that nothing goes
 // wrong there. Each is called only if set.
 type hooks struct {
-	subDecided  func() // a SUB was decided under the policy it loaded, and is not listed yet
-	applyPolicy func() // SetPolicy is about to apply its policy to a connection
-	accept      func() // Serve is about to accept; holding it keeps clients in the accept queue
+	subDecided  func()  // a SUB was decided under the policy it loaded, and is not listed yet
+	applyPolicy func()  // SetPolicy is about to apply its policy to a connection
+	accept      func()  // Serve is about to accept; holding it keeps clients in the accept queue
+	brokerUID   *uint32 // the uid the server takes for its own: the tests' root then is another user
 }
 
 // UserBudget bounds what the connections of one uid together may make the

@@ -54,6 +54,7 @@ type conn struct {
 	frameArm   uint64            // the frame count when the frame deadline was set; 0 if none is set
 	logged     [nLogOnce]bool    // what has been logged once already
 	handshaken bool              // HELLO was accepted
+	announced  bool              // its up event was published, so a down event will be
 	ctrlOver   bool              // the last control frame queued took ctrlBytes past controlLimit
 	fdShort    bool              // the last read was granted fewer descriptors than it could take
 	sentFDs    bool              // the batch routed descriptors: endBatch paces the next read (fdpace.go)
@@ -88,6 +89,9 @@ type conn struct {
 	// subs and subKeys (above) are written by the reader under mu, so
 	// that SetPolicy may read them under mu.
 	state connState
+	// closedBy is the first fatal ERR the connection was closed with, for
+	// the reason its down event and log line give; nil if none.
+	closedBy *wire.Error
 	// full mirrors, for reading without mu, that the connection takes no
 	// message now (lagging and holding more than lagMark; setFullLocked):
 	// a publisher can then count a loss without the lock (dropFast).
@@ -267,17 +271,27 @@ func (c *conn) explain(err error) error {
 func (c *conn) finish(err error) {
 	c.dropSubs()
 	var we *wire.Error
-	switch {
-	case errors.As(err, &we):
+	if errors.As(err, &we) {
 		c.srv.stats.errors.Add(1)
-		c.log.Info("closing connection on protocol error", "err", we)
 		c.mu.Lock()
 		c.closeLocked(we)
 		c.mu.Unlock()
-	case isQuietClose(err):
-		c.log.Debug("connection closed", "reason", err)
+	}
+	reason, text := c.closeReason(err)
+	args := []any{"reason", reason}
+	if text != "" {
+		args = append(args, "err", text)
+	}
+	switch {
+	case c.announced:
+		// Before waiting for the writer, which may take WriteTimeout for
+		// a peer that does not read: the reason is known now.
+		c.connEvent(wire.SysConnDown, reason, text)
+		c.logConn("connection closed", args...)
+	case reason != wire.ReasonNormal:
+		c.logConn("connection closed during its handshake", args...)
 	default:
-		c.log.Info("connection failed", "err", err)
+		c.log.Debug("connection closed during its handshake", "err", err)
 	}
 	c.mu.Lock()
 	if c.state == stateOpen {

@@ -67,11 +67,17 @@ func dialRaw(t testing.TB, path string) *rawClient {
 	return c
 }
 
-// connectRaw dials and completes the handshake.
+// connectRaw dials and completes the handshake, named after the test.
 func connectRaw(t testing.TB, path string) *rawClient {
 	t.Helper()
+	return connectNamed(t, path, t.Name())
+}
+
+// connectNamed dials and completes the handshake with HELLO name name.
+func connectNamed(t testing.TB, path, name string) *rawClient {
+	t.Helper()
 	c := dialRaw(t, path)
-	body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: t.Name()})
+	body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: name})
 	c.send(wire.AppendControl(nil, wire.OpHello, 0, body))
 	f := c.next()
 	if f.Op != wire.OpInfo {

@@ -227,6 +227,7 @@ func (c *conn) drainLocked(err *wire.Error) {
 	if c.state != stateOpen {
 		return
 	}
+	c.closedBy = err
 	for _, s := range c.gaps {
 		if !s.removed && s.lost.Load() > 0 {
 			c.growGrantLocked(c.noticeLen(s), 0) // counted; the notices are bounded by the subscriptions

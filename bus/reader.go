@@ -49,13 +49,17 @@ func (c *conn) handshake() error {
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}
+	// The up event before INFO: a client that has its INFO knows its
+	// event is queued for whoever watches.
+	c.announced = true
+	c.connEvent(wire.SysConnUp, "", "")
+	c.logConn("connection opened", "gid", c.origin.GID)
 	body, err := wire.AppendBody(nil, c.info())
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)
 	}
 	c.enqueueControl(wire.AppendControl(nil, wire.OpInfo, 0, body))
 	c.stallLeft = c.srv.cfg.StallBudget
-	c.log.Debug("connected")
 	return nil
 }
 
@@ -163,6 +167,6 @@ func (c *conn) replyErr(we *wire.Error) error {
 // the fatal ERR that tells the client which budget it ran into, logged
 // once.
 func (c *conn) overBudget(err error) *wire.Error {
-	c.noteOnce(logBudget, "connection over budget", "err", err)
+	c.budgetHit("connection over budget", err)
 	return wire.Errorf(wire.CodeBudget, "%v", err)
 }

@@ -45,6 +45,10 @@ type Server struct {
 
 	nextID   atomic.Uint64
 	refusals everySecond // log rate of refused connections
+	// watchers counts the subscriptions that could receive broker events
+	// (events.go): none, and an event costs an atomic load.
+	watchers  atomic.Int64
+	connLines logBucket // log rate of connection lines (connlog.go)
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -83,6 +87,9 @@ func NewServer(cfg Config) (*Server, error) {
 		quit:       make(chan struct{}),
 		permitSeed: maphash.MakeSeed(),
 		allow:      newAllowList(cfg.AllowUIDs, cfg.AllowGIDs),
+	}
+	if h := cfg.hooks; h != nil && h.brokerUID != nil {
+		s.origin.UID = *h.brokerUID
 	}
 	s.policy.Store(cfg.Policy)
 	s.closer = newCloser(s.led)

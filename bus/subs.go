@@ -86,6 +86,8 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		c.unchargeSub(s)
 		return subError(err)
 	}
+	c.srv.noteWatcher(s, 1)
+	c.listenEvent(wire.SysListenUp, s)
 	return nil
 }
 
@@ -111,12 +113,12 @@ func groupText(group string) string {
 func (c *conn) chargeSub(s *subscription) error {
 	led := c.srv.led
 	if err := led.charge(c.acct, kSubs, 1); err != nil {
-		c.noteOnce(logBudget, "subscription refused over budget", "err", err)
+		c.budgetHit("subscription refused over budget", err)
 		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
 	}
 	if err := led.charge(c.acct, kInput, subCost(s)); err != nil {
 		led.uncharge(c.acct, kSubs, 1)
-		c.noteOnce(logBudget, "subscription refused over budget", "err", err)
+		c.budgetHit("subscription refused over budget", err)
 		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
 	}
 	return nil
@@ -146,6 +148,8 @@ func (c *conn) removeSub(s *subscription) {
 	s.removed = true
 	c.mu.Unlock()
 	c.srv.indexRemove(s)
+	c.srv.noteWatcher(s, -1)
+	c.listenEvent(wire.SysListenDown, s)
 	c.mu.Lock()
 	delete(c.subs, s.sid)
 	delete(c.subKeys, subKey{s.pattern, s.group, s.flags})

@@ -120,7 +120,11 @@ func subjectFor(rules []Rule, id Identity, brokerUID uint32) *Subject {
 	}
 	for _, r := range defaults(brokerUID) {
 		if r.Any || slices.Contains(r.UIDs, id.UID) {
-			s.rules = append(s.rules, applied{rule: r, patterns: r.Patterns})
+			a := applied{rule: r, patterns: r.Patterns}
+			if r == ownConns {
+				a.patterns = []string{substitute(r.Patterns[0], id.UID, id.GID)}
+			}
+			s.rules = append(s.rules, a)
 		}
 	}
 	for v := range nVerbs {
@@ -134,6 +138,12 @@ func subjectFor(rules []Rule, id Identity, brokerUID uint32) *Subject {
 	return s
 }
 
+// ownConns is the default rule that lets every user see its own
+// connections' up and down events (wire.SysConnUp, wire.SysConnDown): what
+// its own processes did is no secret to it.
+var ownConns = &Rule{Allow: true, Any: true, Verbs: 1 << Subscribe, Patterns: []string{"$SYS.conn.*.%uid.>"},
+	text: "allow any subscribe $SYS.conn.*.%uid.>: every uid sees its own connections come and go"}
+
 // defaults returns the rules every policy ends with (docs/SECURITY.md).
 func defaults(brokerUID uint32) []*Rule {
 	uid := strconv.FormatUint(uint64(brokerUID), 10)
@@ -145,6 +155,7 @@ func defaults(brokerUID uint32) []*Rule {
 		// broker's uid and to those a rule grants monitor on them.
 		{Allow: true, Any: true, Verbs: 1 << Publish, Patterns: []string{"$SYS.req.conns", "$SYS.req.subs"},
 			text: "allow any publish $SYS.req.conns $SYS.req.subs: every uid may ask about its own connections"},
+		ownConns,
 		{Any: true, Verbs: allVerbs | 1<<Monitor, Patterns: []string{">"},
 			text: "deny any all,monitor >: other uids may do nothing the policy does not allow"},
 	}
@@ -183,7 +194,10 @@ func (s *Subject) last() Decision {
 func (s *Subject) DecidePattern(v Verb, pattern string) (d Decision, filtered bool) {
 	var firstAllow, firstDeny *Rule
 	for _, a := range s.rules {
-		if !a.rule.Has(v) {
+		if !a.rule.Has(v) || a.rule == ownConns && !strings.HasPrefix(pattern, "$SYS.") {
+			// The broker's events reach only patterns that start with
+			// "$SYS.": ownConns does not make ">" a pattern one may
+			// subscribe to, only to receive nothing.
 			continue
 		}
 		for _, p := range a.patterns {

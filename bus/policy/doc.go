@@ -20,9 +20,11 @@
 // starts a comment; a "#" inside a word, and a control character other
 // than tab, are refused (see Parse).
 //
-// After the file's rules come two that every policy ends with: the broker's
-// own uid may do everything but monitor, and nobody else may do anything.
-// Without a file, those two are the policy: the single-user bus.
+// After the file's rules come three that every policy ends with: the
+// broker's own uid may do everything but monitor, every uid may subscribe
+// to its own connections' events ("$SYS.conn.*.%uid.>", on patterns that
+// start with "$SYS."), and nobody else may do anything. Without a file,
+// those three are the policy: the single-user bus.
 //
 // docs/SECURITY.md is the user's guide to the format and to what each verb
 // governs.

@@ -1,0 +1,67 @@
+package bus
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Connection lines: at info, one line when a connection's handshake is
+// done and one when it closes, saying who and why. A client opening
+// connections in a loop must not flood the log with them, so they share a
+// token bucket: connLogBurst lines at once, then connLogRate a second.
+// The lines it holds back are counted, and connLogSummary after the first
+// of them one line says how many there were.
+const (
+	connLogBurst   = 32
+	connLogRate    = 8 // lines a second, once the burst is spent
+	connLogSummary = time.Second
+)
+
+// logBucket is a token bucket for log lines.
+type logBucket struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+	held   int
+	report *time.Timer // the summary of the lines held, once some are; nil if none
+}
+
+// take reports whether a line may be logged now. If not, it counts it,
+// and makes sure a summary will be logged to log.
+func (b *logBucket) take(now time.Time, log *slog.Logger) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = connLogBurst
+	} else {
+		b.tokens = min(connLogBurst, b.tokens+now.Sub(b.last).Seconds()*connLogRate)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	b.held++
+	if b.report == nil {
+		// A timer, not the next line: after a flood there may be none.
+		b.report = time.AfterFunc(connLogSummary, func() { b.summarize(log) })
+	}
+	return false
+}
+
+// summarize logs how many lines were held back since the last summary.
+func (b *logBucket) summarize(log *slog.Logger) {
+	b.mu.Lock()
+	n := b.held
+	b.held, b.report = 0, nil
+	b.mu.Unlock()
+	log.Info("connection lines suppressed", "lines", n, "in", connLogSummary)
+}
+
+// logConn logs one connection line at info, if the bucket lets it.
+func (c *conn) logConn(msg string, args ...any) {
+	if c.srv.connLines.take(time.Now(), c.srv.log) {
+		c.log.Info(msg, args...)
+	}
+}

@@ -1,0 +1,62 @@
+package wire
+
+// Broker events: messages the broker publishes on "$SYS." topics, from
+// connection 0, when something happens that a watcher may want to see.
+// Each topic names what happened and, for a connection, its user's uid,
+// so that a policy can let a user see its own connections
+// ("$SYS.conn.*.%uid.>") and nobody else's.
+const (
+	// SysConnUp is the prefix of a connection's up event:
+	// "$SYS.conn.up.<uid>.<conn id>", published once its HELLO is
+	// accepted, with a ConnEvent.
+	SysConnUp = "$SYS.conn.up."
+	// SysConnDown is the prefix of a connection's down event:
+	// "$SYS.conn.down.<uid>.<conn id>", published when it is closed, with
+	// a ConnEvent whose Reason says why. Only connections that had an up
+	// event have a down event.
+	SysConnDown = "$SYS.conn.down."
+	// SysConnBudget is the prefix of a connection's budget event:
+	// "$SYS.conn.budget.<uid>.<conn id>", published the first time one of
+	// its user's budgets refuses it something, with a ConnEvent whose
+	// Reason is ReasonBudget and whose Text names the budget.
+	SysConnBudget = "$SYS.conn.budget."
+	// SysListenUp is the prefix of "$SYS.listen.up.<stream name>",
+	// published with a ListenEvent when a connection starts listening on
+	// a stream name.
+	SysListenUp = "$SYS.listen.up."
+	// SysListenDown is the prefix of "$SYS.listen.down.<stream name>",
+	// published with a ListenEvent when a listener leaves (UNSUB or close).
+	SysListenDown = "$SYS.listen.down."
+)
+
+// Close reasons: a down event's Reason.
+const (
+	ReasonNormal        = "normal"         // the client closed, or went away
+	ReasonSlowConsumer  = "slow_consumer"  // it fell too far behind (ERR slow consumer)
+	ReasonBudget        = "budget"         // its user went over a budget (ERR budget, too many connections)
+	ReasonProtocolError = "protocol_error" // it broke the protocol, or a timeout of it (any other fatal ERR)
+	ReasonShutdown      = "shutdown"       // the broker is shutting down
+	ReasonIOError       = "io_error"       // reading its socket failed
+)
+
+// ConnEvent is the body of SysConnUp, SysConnDown and SysConnBudget
+// events.
+type ConnEvent struct {
+	ConnID uint64 `codec:"conn_id"`          // the connection's id, as in origins
+	PID    uint32 `codec:"pid"`              // from SO_PEERCRED at accept; 0 if in another pid namespace than the broker's
+	UID    uint32 `codec:"uid"`              // likewise
+	GID    uint32 `codec:"gid"`              // likewise
+	Name   string `codec:"name"`             // HELLO's name, chosen by the client
+	Since  uint64 `codec:"since"`            // when the broker accepted it, in Unix nanoseconds
+	Reason string `codec:"reason,omitempty"` // down and budget only: one of the Reason constants
+	Text   string `codec:"text,omitempty"`   // down and budget only: the ERR's text, if any
+}
+
+// ListenEvent is the body of SysListenUp and SysListenDown events.
+type ListenEvent struct {
+	Stream string `codec:"stream"`  // the stream name
+	ConnID uint64 `codec:"conn_id"` // the listener's connection
+	PID    uint32 `codec:"pid"`     // its process, as in ConnEvent
+	UID    uint32 `codec:"uid"`
+	GID    uint32 `codec:"gid"`
+}
