@@ -69,6 +69,8 @@ type ledger struct {
 	hits [int(nKinds) + int(nPools)]uint64 // charges refused, for Stats
 
 	peak    int64         // the memory pool's use at its highest since the last reclaim
+	large   int64         // bytes of large frames' pieces held (largeBody), freed or not
+	freed   int64         // large frames' bytes freed since noteFreed last asked for a reclaim
 	reclaim chan struct{} // asks reclaimLoop to run; nil without Config.ReclaimMemory
 	// fdsFreed is closed when descriptors go back to the pool, for readers
 	// waiting for room in it (fdRoom); nil when nobody waits.

@@ -37,15 +37,25 @@ func (s *fdSet) Release() {
 // largeBody holds the pieces of a large PUB, which every receiver's queue
 // refers to instead of copying them. Each queue holds a reference, and the
 // router one while it routes; the last release gives the pieces back for
-// reuse.
+// reuse, and tells the ledger that their memory is free (noteFreed): each
+// queue's charge for them ends when that queue goes, the memory itself
+// only with the last.
 type largeBody struct {
 	pieces [][]byte
+	size   int64
 	refs   atomic.Int32
+	led    *ledger
 }
 
-func newLargeBody(pieces [][]byte) *largeBody {
-	b := &largeBody{pieces: pieces}
+func newLargeBody(led *ledger, pieces [][]byte) *largeBody {
+	b := &largeBody{pieces: pieces, led: led}
+	for _, p := range pieces {
+		b.size += int64(cap(p))
+	}
 	b.refs.Store(1)
+	led.mu.Lock()
+	led.large += b.size
+	led.mu.Unlock()
 	return b
 }
 
@@ -55,5 +65,7 @@ func (b *largeBody) ref() { b.refs.Add(1) }
 func (b *largeBody) Release() {
 	if b.refs.Add(-1) == 0 {
 		wire.PutPieces(b.pieces)
+		b.pieces = nil // whoever still refers to b does not keep them
+		b.led.noteFreed(b.size)
 	}
 }

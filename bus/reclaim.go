@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -33,13 +34,38 @@ func (l *ledger) noteMemoryLocked() {
 	}
 }
 
-// reclaimLoop returns freed memory to the system when noteMemoryLocked
-// asks, until quit is closed.
-func reclaimLoop(ask <-chan struct{}, quit <-chan struct{}) {
+// noteFreed follows the memory of large frames, which a reclaim can return
+// only once the last queue that shares it lets go (largeBody.Release): the
+// memory pool falls by a frame's size for each queue it leaves, and the
+// first falls come while the others still hold it, the last may be less
+// than its size (what the socket already took is no longer charged). So
+// the reclaimer is also signalled once reclaimStep of large frames'
+// pieces has been freed since, after the last reference to them is gone.
+func (l *ledger) noteFreed(n int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.large -= n
+	if l.reclaim == nil {
+		return
+	}
+	if l.freed += n; l.freed >= reclaimStep {
+		l.freed = 0
+		select {
+		case l.reclaim <- struct{}{}:
+		default: // a reclaim is due: it runs after this
+		}
+	}
+}
+
+// reclaimLoop returns freed memory to the system when noteMemoryLocked or
+// noteFreed asks, until quit is closed. It logs each time it has, with
+// what the broker held then (its memory budget's use, and the large
+// frames among it): one with no large frame held has returned theirs.
+func reclaimLoop(l *ledger, log *slog.Logger, quit <-chan struct{}) {
 	var last time.Time
 	for {
 		select {
-		case <-ask:
+		case <-l.reclaim:
 		case <-quit:
 			return
 		}
@@ -53,7 +79,11 @@ func reclaimLoop(ask <-chan struct{}, quit <-chan struct{}) {
 			}
 		}
 		wire.DropFreeChunks()
-		debug.FreeOSMemory()
+		l.mu.Lock()
+		held, large := l.pools[poolMemory].used, l.large
+		l.mu.Unlock()
+		debug.FreeOSMemory() // after reading large: what it says was freed, this collection frees
 		last = time.Now()
+		log.Debug("returned freed memory to the system", "held", held, "large_frames", large)
 	}
 }

@@ -22,6 +22,7 @@ func (c *conn) publish(f *wire.Frame) error {
 		return c.publishFDs(f)
 	case f.Body != nil:
 		err := c.route(f, nil)
+		f.Body = nil     // if route refused it: the Reader's frame must not keep the pieces
 		c.releaseInput() // the pieces are the receivers' queues' now, and charged to them
 		return err
 	}
@@ -81,7 +82,11 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	m.private = private
 	m.replyInbox = inboxOf(unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply)))
 	if f.Body != nil {
-		m.body = newLargeBody(f.Body)
+		m.body = newLargeBody(c.srv.led, f.Body)
+		// The Reader's frame must not keep the pieces until the next
+		// frame: they are the queues' now, or garbage once m.body's last
+		// reference goes, and the reclaimer is told so then.
+		f.Body = nil
 	}
 	var o outcome
 	if strings.HasPrefix(topic, wire.GroupOnlyPrefix) {

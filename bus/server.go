@@ -96,7 +96,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.serving.Store(new([]*unixsock.Listener))
 	if cfg.ReclaimMemory {
 		s.led.reclaim = make(chan struct{}, 1)
-		go reclaimLoop(s.led.reclaim, s.quit)
+		go reclaimLoop(s.led, s.log, s.quit)
 	}
 	return s, nil
 }

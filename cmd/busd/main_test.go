@@ -17,8 +17,9 @@ package main
 // settleTimeout. The broker gives back everything it held for the
 // attacker at once, but the Go runtime returns freed memory to the system
 // lazily. busd asks it to (Config.ReclaimMemory) each time what its
-// budgets count has fallen by 64 MiB since the last time (bus/reclaim.go),
-// so up to one such step of freed memory may stay resident, whatever the
+// budgets count has fallen by 64 MiB since the last time, and each time
+// 64 MiB of large messages' pieces have been freed (bus/reclaim.go), so
+// up to one such step of freed memory may stay resident, whatever the
 // attack's size, until the runtime's scavenger gets to it: a 256 MiB
 // backlog is reclaimed, the last 60 MiB of one may linger. The other
 // 16 MiB are for what the runtime keeps of its own once it has returned
