@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -68,4 +69,41 @@ func TestNoRespondersReachAGroupInbox(t *testing.T) {
 		t.Fatalf("the answer went to subscription %d; want 9", id)
 	}
 	c.sync()
+}
+
+// A large request (read in pieces) nobody serves is answered with its own
+// reply topic, which is in its first piece: the answer is made before the
+// router lets go of the pieces, while another connection publishing large
+// frames reads into pieces of its own.
+func TestNoRespondersToALargeRequest(t *testing.T) {
+	_, path := testBroker(t, nil)
+	c := connectRaw(t, path)
+	c.sub(1, c.inbox(">"), "")
+	c.sync()
+	other := connectRaw(t, path)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		big := wire.AppendPub(nil, "nobody.else", "", nil, bytes.Repeat([]byte{'x'}, 4*wire.ChunkSize), 0)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := other.sock.Write(big); err != nil {
+				return
+			}
+		}
+	}()
+	payload := bytes.Repeat([]byte{'r'}, 4*wire.ChunkSize)
+	for i := range 20 {
+		reply := c.inbox(fmt.Sprint("req", i))
+		c.send(wire.AppendPub(nil, "nobody.home", reply, nil, payload, 0))
+		expectNoResponders(t, c, reply, wire.StatusNoResponders)
+	}
+	close(stop)
+	other.sock.Close()
+	<-done
 }

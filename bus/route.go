@@ -106,11 +106,13 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 			c.toMonitors(mons.Plain, &m, set)
 		}
 	}
-	if m.body != nil {
-		m.body.Release() // the router's reference
-	}
+	// Before the router lets go of a large frame's pieces: its reply topic
+	// is in the first, which nobody else holds when nobody took the frame.
 	if len(f.Reply) > 0 && o != queued {
 		c.noResponders(f.Reply, o != gone)
+	}
+	if m.body != nil {
+		m.body.Release() // the router's reference
 	}
 	return nil
 }
