@@ -9,6 +9,7 @@ package clientlib
 // the call and closes it before returning.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,8 +67,8 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		refused := errors.Is(err, syscall.ECONNREFUSED)
 		if !refused && !errors.Is(err, syscall.ENOENT) {
-			if last != nil && ctx.Err() != nil {
-				return nil, noBus(path, last, ctx.Err()) // ctx ended as it dialed
+			if ctx.Err() != nil { // ctx ended as it dialed: the bus was not up in time
+				return nil, noBus(path, cmp.Or(last, err), ctx.Err())
 			}
 			return nil, err
 		}
