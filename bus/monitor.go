@@ -112,20 +112,22 @@ func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 	f.NFDs = 0
 	f.Headers = wire.AppendField(slices.Clip(f.Headers), wire.FDsHeader, strconv.Itoa(m.nfds))
 	f.HdrLen = uint32(len(f.Headers))
-	if f.Body != nil {
-		f.Payload = largePayload(m.pub)
+	if m.body != nil {
+		// The pieces are m.body's: route took them from the frame.
+		f.Payload = largePayload(m.pub, m.body.pieces)
 		f.Body = nil
 	}
 	*mm = outMsg{origin: m.origin, pub: f, private: m.private, replyInbox: m.replyInbox}
 	mm.size = wire.MsgHeadLen + f.Size() - wire.HeaderLen
 }
 
-// largePayload returns a copy of the payload of f, a large frame whose
-// sections before the payload are at the start of its first piece.
-func largePayload(f *wire.Frame) []byte {
+// largePayload returns a copy of the payload of f, a large frame read in
+// pieces, whose sections before the payload are at the start of the first.
+// f is the frame as the sender sent it.
+func largePayload(f *wire.Frame, pieces [][]byte) []byte {
 	skip := int(f.TopicLen) + int(f.ReplyLen) + int(f.HdrLen)
 	p := make([]byte, 0, f.PayloadLen)
-	for _, piece := range f.Body {
+	for _, piece := range pieces {
 		n := min(skip, len(piece))
 		skip -= n
 		p = append(p, piece[n:]...)

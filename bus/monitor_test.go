@@ -246,7 +246,7 @@ func TestMonitorLargeMessageWithFDThenUnsub(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	payload := make([]byte, 4<<20)
+	payload := make([]byte, 1<<20) // over the read buffer: read in pieces
 	for i := range payload {
 		payload[i] = byte(i * 7)
 	}
