@@ -17,12 +17,18 @@ const SysPrefix = "$SYS."
 
 // publish routes a PUB to every matching subscription.
 func (c *conn) publish(f *wire.Frame) error {
+	// The Reader's frame must not keep a large frame's pieces until its
+	// next frame: once routed they are the queues' (m.body), or garbage
+	// when the last reference goes, and the reclaimer is told so then;
+	// refused, garbage now.
 	switch {
 	case f.NFDs > 0:
-		return c.publishFDs(f)
+		err := c.publishFDs(f)
+		f.Body = nil
+		return err
 	case f.Body != nil:
 		err := c.route(f, nil)
-		f.Body = nil     // if route refused it: the Reader's frame must not keep the pieces
+		f.Body = nil
 		c.releaseInput() // the pieces are the receivers' queues' now, and charged to them
 		return err
 	}
@@ -82,11 +88,7 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	m.private = private
 	m.replyInbox = inboxOf(unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply)))
 	if f.Body != nil {
-		m.body = newLargeBody(c.srv.led, f.Body)
-		// The Reader's frame must not keep the pieces until the next
-		// frame: they are the queues' now, or garbage once m.body's last
-		// reference goes, and the reclaimer is told so then.
-		f.Body = nil
+		m.body = newLargeBody(c.srv.led, f.Body) // publish takes them off f once routed
 	}
 	var o outcome
 	if strings.HasPrefix(topic, wire.GroupOnlyPrefix) {

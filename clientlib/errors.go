@@ -49,7 +49,7 @@ var (
 	// published while reconnecting that the broker, once it had it,
 	// delivered to no subscription: none was there yet (or any more), or
 	// every one that was had no room for it (those were told, by a gap).
-	ErrNotDelivered = errors.New("bus: message published while reconnecting reached no subscriber")
+	ErrNotDelivered = errors.New("bus: reached no subscriber")
 
 	// ErrNoResponders is returned by Request when no subscription matched
 	// the request's topic: the broker says so at once, so the requester

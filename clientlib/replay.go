@@ -48,17 +48,16 @@ type UndeliveredError struct {
 	Err error
 }
 
-// Error says which message and why.
+// Error says which message, what became of it and what to do.
 func (e *UndeliveredError) Error() string {
-	how := "not delivered"
-	if e.Err != ErrNotDelivered {
-		how = "not confirmed"
+	if e.Err == ErrNotDelivered {
+		room := ""
+		if e.Dropped > 0 {
+			room = fmt.Sprintf(" (%d subscriptions matched but had no room for it)", e.Dropped)
+		}
+		return fmt.Sprintf("bus: message to %q, published while reconnecting, reached no subscriber%s; publish it again if it still matters", e.Msg.Topic, room)
 	}
-	extra := ""
-	if e.Dropped > 0 {
-		extra = fmt.Sprintf(" (%d subscriptions had no room for it)", e.Dropped)
-	}
-	return fmt.Sprintf("bus: message to %q published while reconnecting: %s: %v%s", e.Msg.Topic, how, e.Err, extra)
+	return fmt.Sprintf("bus: message to %q, published while reconnecting, is not confirmed (%v): it may or may not have been delivered", e.Msg.Topic, e.Err)
 }
 
 // Unwrap returns the cause, so that errors.Is(err, ErrNotDelivered) and
