@@ -29,6 +29,15 @@ type connEvent struct {
 	status   Status // the Conn's status when the handler ran
 }
 
+// eventConn starts a broker and connects a Conn to it, with extra options,
+// whose handlers send their events to the channel returned.
+func eventConn(t *testing.T, extra ...Option) (string, *bus.Server, *Conn, chan connEvent) {
+	t.Helper()
+	path, srv := startBus(t)
+	opts, events := eventOptions()
+	return path, srv, connect(t, path, append(opts, extra...)...), events
+}
+
 // eventOptions returns handlers that send every event to the channel.
 func eventOptions() ([]Option, chan connEvent) {
 	ch := make(chan connEvent, 16)
@@ -58,9 +67,7 @@ func nextConnEvent(t *testing.T, ch chan connEvent, kind string) connEvent {
 // subscriber, a queue group member, a stream listener and a replier, all
 // on one Conn, keep working, and the handlers say what happened in order.
 func TestReconnectRestoresSubscriptions(t *testing.T) {
-	path, srv := startBus(t)
-	opts, events := eventOptions()
-	c := connect(t, path, opts...)
+	path, srv, c, events := eventConn(t)
 	plain, err := c.SubscribeSync("news.>")
 	if err != nil {
 		t.Fatal(err)
@@ -260,9 +267,7 @@ func TestRequestInFlightFailsWithConnectionLost(t *testing.T) {
 // WithNoReconnect keeps the old behaviour: the connection ends with the
 // broker, and so do its subscriptions.
 func TestNoReconnect(t *testing.T) {
-	path, srv := startBus(t)
-	opts, events := eventOptions()
-	c := connect(t, path, append(opts, WithNoReconnect())...)
+	_, srv, c, events := eventConn(t, WithNoReconnect())
 	sub, err := c.SubscribeSync("x")
 	if err != nil {
 		t.Fatal(err)
@@ -368,9 +373,7 @@ func cutSession(t *testing.T, c *Conn) {
 // killed, or the socket breaks) is reconnected too, here to the same
 // broker, which is still running.
 func TestAbruptLossReconnects(t *testing.T) {
-	path, _ := startBus(t)
-	opts, events := eventOptions()
-	c := connect(t, path, opts...)
+	path, _, c, events := eventConn(t)
 	sub, err := c.SubscribeSync("abrupt")
 	if err != nil {
 		t.Fatal(err)
@@ -458,9 +461,7 @@ func TestReconnectable(t *testing.T) {
 // A message published with a file while reconnecting keeps its file, and
 // the subscriber gets it after the reconnect.
 func TestBufferedPublishKeepsItsFiles(t *testing.T) {
-	path, srv := startBus(t)
-	opts, events := eventOptions()
-	c := connect(t, path, opts...)
+	path, srv, c, events := eventConn(t)
 	sub, err := c.SubscribeSync("file")
 	if err != nil {
 		t.Fatal(err)
@@ -496,9 +497,7 @@ func TestBufferedPublishKeepsItsFiles(t *testing.T) {
 // request that came on a connection since lost fails with
 // ErrConnectionLost rather than go to a broker that would refuse it.
 func TestRespondAfterReconnectFails(t *testing.T) {
-	path, _ := startBus(t)
-	opts, events := eventOptions()
-	r := connect(t, path, opts...)
+	path, _, r, events := eventConn(t)
 	sub, err := r.SubscribeSync("ask")
 	if err != nil {
 		t.Fatal(err)

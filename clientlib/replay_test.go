@@ -17,10 +17,9 @@ import (
 // send their events and undelivered reports to the channels returned.
 func reportingConn(t *testing.T) (string, *bus.Server, *Conn, chan connEvent, chan *UndeliveredError) {
 	t.Helper()
-	path, srv := startBus(t)
-	opts, events := eventOptions()
 	onErr, undelivered := undeliveredOptions()
-	return path, srv, connect(t, path, append(opts, onErr)...), events, undelivered
+	path, srv, c, events := eventConn(t, onErr)
+	return path, srv, c, events, undelivered
 }
 
 // undeliveredOptions returns an error handler that sends every

@@ -81,9 +81,7 @@ func containsSub(subs []SubStats, want SubStats) bool {
 // Stats counts reconnects, and the messages a subscription's full queue
 // dropped.
 func TestConnStatsCountsReconnectsAndDrops(t *testing.T) {
-	path, _ := startBus(t)
-	opts, events := eventOptions()
-	c := connect(t, path, append(opts, WithSubscriptionLimits(1, 1<<20))...)
+	path, _, c, events := eventConn(t, WithSubscriptionLimits(1, 1<<20))
 	sub, err := c.SubscribeSync("full")
 	if err != nil {
 		t.Fatal(err)
