@@ -285,9 +285,10 @@ func (c *conn) finish(err error) {
 	switch {
 	case c.announced:
 		// Before waiting for the writer, which may take WriteTimeout for
-		// a peer that does not read: the reason is known now.
-		c.connEvent(wire.SysConnDown, reason, text)
+		// a peer that does not read: the reason is known now. The line
+		// before the event, so whoever sees the event finds the line.
 		c.logConn("connection closed", args...)
+		c.connEvent(wire.SysConnDown, reason, text)
 	case reason != wire.ReasonNormal:
 		c.logConn("connection closed during its handshake", args...)
 	default:

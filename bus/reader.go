@@ -52,8 +52,8 @@ func (c *conn) handshake() error {
 	// The up event before INFO: a client that has its INFO knows its
 	// event is queued for whoever watches.
 	c.announced = true
-	c.connEvent(wire.SysConnUp, "", "")
 	c.logConn("connection opened", "gid", c.origin.GID)
+	c.connEvent(wire.SysConnUp, "", "")
 	body, err := wire.AppendBody(nil, c.info())
 	if err != nil {
 		return fmt.Errorf("bus: encoding INFO: %w", err)

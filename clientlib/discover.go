@@ -67,8 +67,8 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 		}
 		refused := errors.Is(err, syscall.ECONNREFUSED)
 		if !refused && !errors.Is(err, syscall.ENOENT) {
-			if ctx.Err() != nil { // ctx ended as it dialed: the bus was not up in time
-				return nil, noBus(path, cmp.Or(last, err), ctx.Err())
+			if cerr := ctxEnded(ctx); cerr != nil { // ctx ended as it dialed: the bus was not up in time
+				return nil, noBus(path, cmp.Or(last, err), cerr)
 			}
 			return nil, err
 		}
@@ -110,6 +110,20 @@ func dialBus(ctx context.Context, path string, trusted []int, noWait bool) (*uni
 			return nil, fmt.Errorf("bus: waiting for %s: %w", path, werr)
 		}
 	}
+}
+
+// ctxEnded returns ctx.Err(), or context.DeadlineExceeded once ctx's
+// deadline has passed even if its timer has not yet fired: a dial checks
+// the deadline itself and fails with "i/o timeout" a moment before
+// ctx.Err() says so.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // noBus is the error of a wait for the bus at path that ended with ctx

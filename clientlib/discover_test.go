@@ -313,3 +313,20 @@ func waitForSocket(ctx context.Context, path string) error {
 	}
 	return nil
 }
+
+// pastDeadline is a context whose deadline has passed while its timer has
+// not yet fired, as a loaded machine sees it for a moment: Err is still nil.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A dial that finds the deadline passed fails with "i/o timeout" before
+// ctx.Err() says so; Connect still says no bus and the deadline.
+func TestConnectDeadlinePassedBeforeTimer(t *testing.T) {
+	path := filepath.Join(tempBusDir(t), "s.sock")
+	staleSocket(t, path)
+	_, err := Connect(pastDeadline{context.Background()}, WithSocket(path))
+	if !errors.Is(err, ErrNoBus) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Connect = %v; want ErrNoBus and DeadlineExceeded", err)
+	}
+}
