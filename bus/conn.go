@@ -83,6 +83,7 @@ type conn struct {
 	bytesOut   uint64          // bytes written
 	dropped    uint64          // messages its subscriptions lost
 	strikes    int             // waits in a row it failed; see pace.go
+	drops      dropsReport     // losses for the next drops event (dropevents.go)
 	gaps       []*subscription // subscriptions with losses not yet reported
 	permits    replyPermits    // requests it may answer (permits.go)
 	policyGen  uint64          // the SetPolicy call that subject came from (applyPolicy)
@@ -103,6 +104,11 @@ type conn struct {
 	// than counting each frame in a shared word.
 	msgsIn, bytesIn atomic.Uint64
 	lastIn          atomic.Int64
+
+	// evMu orders the events about this connection that may be published
+	// from two goroutines: its drops events (a timer's) and its down
+	// event (the reader's). Taken before mu.
+	evMu sync.Mutex
 
 	send        *wire.Sender  // owns the socket's write side
 	kick        chan struct{} // capacity 1: output is pending
@@ -129,6 +135,10 @@ type subscription struct {
 	removed bool
 	reason  lossReason // why the last loss was
 	inGaps  bool       // listed in c.gaps
+	inDrops bool       // listed in c.drops.subs, having lost dropsLost in its span
+	// dropsLost counts the messages lost since the last drops event, while
+	// inDrops.
+	dropsLost uint64
 	// lost counts the messages dropped since the last gap notice. It is
 	// written under c.mu, except by dropFast, which only adds to a count
 	// that is not 0 (so the subscription is listed in c.gaps already).
@@ -282,6 +292,13 @@ func (c *conn) finish(err error) {
 	if text != "" {
 		args = append(args, "err", text)
 	}
+	c.evMu.Lock()
+	c.mu.Lock()
+	drops, lost := c.lastDropsLocked()
+	c.mu.Unlock()
+	if lost {
+		c.publishDrops(&drops)
+	}
 	switch {
 	case c.announced:
 		// Before waiting for the writer, which may take WriteTimeout for
@@ -294,6 +311,7 @@ func (c *conn) finish(err error) {
 	default:
 		c.log.Debug("connection closed during its handshake", "err", err)
 	}
+	c.evMu.Unlock()
 	c.mu.Lock()
 	if c.state == stateOpen {
 		c.state = stateDraining // a vanished peer, or a shutdown: flush what we can
@@ -401,11 +419,14 @@ const (
 	nLogOnce
 )
 
-// noteOnce logs msg the first time this connection gives a reason to.
+// noteOnce logs msg the first time this connection gives a reason to,
+// if the server's bucket for such lines lets it (connlog.go).
 func (c *conn) noteOnce(what logOnce, msg string, args ...any) {
 	if !c.logged[what] {
 		c.logged[what] = true
-		c.log.Warn(msg, args...)
+		if c.srv.noteLines.take(time.Now(), c.srv.log) {
+			c.log.Warn(msg, args...)
+		}
 	}
 }
 

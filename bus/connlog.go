@@ -7,11 +7,13 @@ import (
 )
 
 // Connection lines: at info, one line when a connection's handshake is
-// done and one when it closes, saying who and why. A client opening
-// connections in a loop must not flood the log with them, so they share a
-// token bucket: connLogBurst lines at once, then connLogRate a second.
-// The lines it holds back are counted, and connLogSummary after the first
-// of them one line says how many there were.
+// done and one when it closes, saying who and why; and at warn, the lines
+// a connection gets at most once (its first budget refusal, its first
+// permission denied, ...: noteOnce). A client opening connections in a
+// loop must not flood the log with them, so each kind shares a token
+// bucket across connections: connLogBurst lines at once, then connLogRate
+// a second. The lines it holds back are counted, and connLogSummary after
+// the first of them one line says how many there were.
 const (
 	connLogBurst   = 32
 	connLogRate    = 8 // lines a second, once the burst is spent
@@ -20,6 +22,7 @@ const (
 
 // logBucket is a token bucket for log lines.
 type logBucket struct {
+	what   string // the lines it bounds, for the summary
 	mu     sync.Mutex
 	tokens float64
 	last   time.Time
@@ -56,7 +59,7 @@ func (b *logBucket) summarize(log *slog.Logger) {
 	n := b.held
 	b.held, b.report = 0, nil
 	b.mu.Unlock()
-	log.Info("connection lines suppressed", "lines", n, "in", connLogSummary)
+	log.Info(b.what+" suppressed", "lines", n, "in", connLogSummary)
 }
 
 // logConn logs one connection line at info, if the bucket lets it.

@@ -20,9 +20,29 @@ type logBuffer struct {
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	summary chan struct{} // closed once a summary of suppressed lines is written
+	wrote   chan struct{} // signalled after each write
 }
 
-func newLogBuffer() *logBuffer { return &logBuffer{summary: make(chan struct{})} }
+func newLogBuffer() *logBuffer {
+	return &logBuffer{summary: make(chan struct{}), wrote: make(chan struct{}, 1)}
+}
+
+// await waits for a line containing every one of words, and returns those
+// there are then.
+func (b *logBuffer) await(t *testing.T, words ...string) []string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		if l := b.lines(words...); len(l) > 0 {
+			return l
+		}
+		select {
+		case <-b.wrote:
+		case <-timeout:
+			t.Fatalf("no line with %q in the log", words)
+		}
+	}
+}
 
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -30,6 +50,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	if bytes.Contains(p, []byte("lines suppressed")) && !bytes.Contains(b.buf.Bytes(), []byte("lines suppressed")) {
 		close(b.summary)
 	}
+	defer func() {
+		select {
+		case b.wrote <- struct{}{}:
+		default:
+		}
+	}()
 	return b.buf.Write(p)
 }
 
@@ -69,7 +95,7 @@ func withLog(b *logBuffer) func(*Config) {
 // The bucket lets a burst through, then its rate, and counts the lines it
 // holds back.
 func TestLogBucket(t *testing.T) {
-	var b logBucket
+	b := logBucket{what: "test lines"}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	t0 := time.Unix(1000, 0)
 	for i := range connLogBurst {
@@ -155,6 +181,33 @@ func TestConnLinesAreRateBounded(t *testing.T) {
 	// The first summary: under load the flood may outlast it, and later
 	// lines go to the next one.
 	if l := logs.lines(`msg="connection lines suppressed"`); len(l) == 0 || summed(t, l[0]) == 0 {
+		t.Fatalf("summary %q; want a count of the lines held back", l)
+	}
+}
+
+// A connection's once-only warnings (here its first permission denied)
+// are rate-bounded across connections too: a client that connects, is
+// refused, and reconnects in a loop makes a few lines and a summary.
+func TestOnceLinesAreRateBounded(t *testing.T) {
+	logs := newLogBuffer()
+	_, path := testBroker(t, func(c *Config) {
+		withPolicy(t, "deny any publish secret.>\nallow any publish >\nallow any subscribe >")(c)
+		withLog(logs)(c)
+	})
+	start := time.Now()
+	const n = 200
+	for range n {
+		c := connectRaw(t, path)
+		c.pub("secret.x", "x")
+		c.expectErr(wire.CodePermissionDenied, `publish to "secret.x" denied by rule at line 1`)
+		c.sock.Close()
+	}
+	elapsed := time.Since(start).Seconds()
+	bound := connLogBurst + int(elapsed*connLogRate) + 1
+	if lines := logs.lines(`msg="permission denied`); len(lines) > bound || len(lines) == 0 {
+		t.Fatalf("%d permission-denied lines for %d connections; want some, at most %d", len(lines), n, bound)
+	}
+	if l := logs.await(t, `msg="once-per-connection warning lines suppressed"`); summed(t, l[0]) == 0 {
 		t.Fatalf("summary %q; want a count of the lines held back", l)
 	}
 }

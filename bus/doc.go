@@ -25,7 +25,10 @@
 // Beside them: the accept loop of each Serve call, one closer goroutine
 // (more, up to eight, while closes pile up) that closes descriptors the
 // broker is done with, and with Config.ReclaimMemory one goroutine that
-// returns freed memory to the system. Shutdown stops all of them: it
+// returns freed memory to the system. A connection whose subscriptions
+// lose messages while someone watches broker events has at most one timer
+// (time.AfterFunc) armed to publish its drops event (dropevents.go); its
+// finish stops it for good. Shutdown stops all of them: it
 // closes the listeners, tells every connection to drain, waits for the
 // connection goroutines (aborting them when its context ends), and lets the
 // closer finish what it can within the same context.
@@ -34,6 +37,9 @@
 //
 // In the order they may be taken:
 //
+//  0. conn.evMu: orders the events about one connection that two
+//     goroutines may publish (its drops events and its down event); held
+//     while they are routed, so before any conn.mu.
 //  1. Server.mu: the set of connections and listeners.
 //  2. conn.mu: a connection's queue, its accounting (pending bytes and
 //     descriptors, grants, gaps), its reply permits and its state; its

@@ -22,7 +22,9 @@ import (
 // Events go only to subscriptions whose pattern starts with "$SYS.": one
 // to ">" or "*.conn.>" asked for the clients' traffic, and neither it nor
 // a queue group on it gets the broker's events among them (as a wildcard
-// gets no stream's dials).
+// gets no stream's dials). The same holds for monitors: one to "$SYS.>"
+// sees the events the policy lets it, passively (dropped at once if its
+// connection has no room), and one to ">" sees none.
 //
 // Nothing is encoded while no subscription could receive an event: the
 // server counts the subscriptions whose pattern starts with "$SYS."
@@ -46,8 +48,18 @@ var eventHeaders = wire.AppendField(nil, "Content-Type", "application/msgpack")
 // emit publishes an event on topic with body, if anyone may receive it.
 // topic is not kept.
 func (s *Server) emit(topic []byte, body any) {
-	res, ok := s.index.Lookup(unsafe.String(unsafe.SliceData(topic), len(topic)))
-	if !ok || len(res.Plain) == 0 && len(res.Groups) == 0 {
+	name := unsafe.String(unsafe.SliceData(topic), len(topic))
+	res, ok := s.index.Lookup(name)
+	if !ok {
+		return
+	}
+	var mons []*subscription
+	if s.nMonitors.Load() > 0 {
+		if r, ok := s.monitors.Lookup(name); ok {
+			mons = r.Plain
+		}
+	}
+	if len(res.Plain) == 0 && len(res.Groups) == 0 && len(mons) == 0 {
 		return
 	}
 	payload, err := wire.AppendBody(nil, body)
@@ -83,6 +95,9 @@ func (s *Server) emit(topic []byte, body any) {
 		if first != nil {
 			s.offerEvent(first, &m, final)
 		}
+	}
+	for _, sub := range mons {
+		s.offerEvent(sub, &m, passive)
 	}
 }
 

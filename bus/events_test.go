@@ -194,3 +194,20 @@ func TestBudgetEvent(t *testing.T) {
 	c.sock.Close()
 	nextConnEvent(t, w, wire.SysConnDown, c) // and no second budget event before it
 }
+
+// A monitor of "$SYS.>" sees the broker's events as a subscriber does; a
+// monitor of ">" asked for the clients' traffic and sees none.
+func TestMonitorsSeeEvents(t *testing.T) {
+	_, path := testBroker(t, nil)
+	all := monitor(t, path, ">")
+	sys := monitor(t, path, "$SYS.>")
+	c := connectNamed(t, path, "watched")
+	if ev := nextConnEvent(t, sys, wire.SysConnUp, c); ev.Name != "watched" {
+		t.Fatalf("up event %+v", ev)
+	}
+	c.sock.Close()
+	if ev := nextConnEvent(t, sys, wire.SysConnDown, c); ev.Reason != wire.ReasonNormal {
+		t.Fatalf("down event %+v; want reason normal", ev)
+	}
+	all.quiet()
+}

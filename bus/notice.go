@@ -66,6 +66,7 @@ func (c *conn) refuseLocked(s *subscription) {
 	}
 	s.lost.Add(1)
 	s.reason = c.lossReason
+	c.noteLossLocked(s, 1)
 }
 
 // dropFast counts a lost message for s without taking its connection's
@@ -106,6 +107,7 @@ func (c *conn) flushDrops() {
 	}
 	s.lost.Add(n)
 	r.dropped += n
+	r.noteLossLocked(s, n)
 	r.mu.Unlock()
 	c.srv.stats.dropped.Add(n)
 }

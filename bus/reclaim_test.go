@@ -29,9 +29,9 @@ func TestLargeFrameNotKeptAfterRouting(t *testing.T) {
 	if f := pub.next(); f.Op != wire.OpReceipt || f.ID != 7 {
 		t.Fatalf("got %v %d; want the receipt for 7", f.Op, f.ID)
 	}
-	if m := srv.Stats().Memory; m > base {
-		t.Fatalf("the broker holds %d bytes after routing (%d before)", m, base)
-	}
+	// The receipt's own output grant is given back once the writer has
+	// sent it, which may be a moment after the publisher reads it.
+	waitFor(t, "the broker to hold no more than before the message", func() bool { return srv.Stats().Memory <= base })
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -49,6 +49,7 @@ type Server struct {
 	// (events.go): none, and an event costs an atomic load.
 	watchers  atomic.Int64
 	connLines logBucket // log rate of connection lines (connlog.go)
+	noteLines logBucket // log rate of the lines logged once per connection (noteOnce)
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -86,6 +87,8 @@ func NewServer(cfg Config) (*Server, error) {
 		listeners:  map[*unixsock.Listener]struct{}{},
 		quit:       make(chan struct{}),
 		permitSeed: maphash.MakeSeed(),
+		connLines:  logBucket{what: "connection lines"},
+		noteLines:  logBucket{what: "once-per-connection warning lines"},
 		allow:      newAllowList(cfg.AllowUIDs, cfg.AllowGIDs),
 	}
 	if h := cfg.hooks; h != nil && h.brokerUID != nil {

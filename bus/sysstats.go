@@ -105,7 +105,7 @@ func (c *conn) connStats(now time.Time) (wire.ConnStats, bool) {
 }
 
 // answerSubs answers "$SYS.req.subs": each pattern, in each queue group,
-// with its count of subscriptions, sorted by pattern and group, at most
+// with its count of subscriptions and of monitors, sorted by pattern and group, at most
 // the request's "limit" of them.
 func (c *conn) answerSubs(payload []byte) sysAnswer {
 	req, err := wire.DecodeListRequest(payload)
@@ -113,16 +113,24 @@ func (c *conn) answerSubs(payload []byte) sysAnswer {
 		return badRequest(err.Error())
 	}
 	list := wire.SubList{All: c.seesAll(wire.SysReqSubs), Subs: []wire.SubStats{}}
-	counts := map[subKey]uint64{}
+	type count struct{ subs, monitors uint64 }
+	counts := map[subKey]count{}
 	for _, t := range c.visibleConns(list.All) {
 		t.mu.Lock()
 		for _, s := range t.subs {
-			counts[subKey{pattern: s.pattern, group: s.group}]++
+			k := subKey{pattern: s.pattern, group: s.group}
+			n := counts[k]
+			if s.isMonitor() {
+				n.monitors++
+			} else {
+				n.subs++
+			}
+			counts[k] = n
 		}
 		t.mu.Unlock()
 	}
 	for k, n := range counts {
-		list.Subs = append(list.Subs, wire.SubStats{Pattern: k.pattern, Group: k.group, Subs: n})
+		list.Subs = append(list.Subs, wire.SubStats{Pattern: k.pattern, Group: k.group, Subs: n.subs, Monitors: n.monitors})
 	}
 	slices.SortFunc(list.Subs, func(a, b wire.SubStats) int {
 		return cmp.Or(cmp.Compare(a.Pattern, b.Pattern), cmp.Compare(a.Group, b.Group))

@@ -108,8 +108,8 @@ func TestListRequestLimit(t *testing.T) {
 	}
 }
 
-// $SYS.req.subs counts the subscriptions of each pattern and group, and
-// truncates past its limit, saying how many there are.
+// $SYS.req.subs counts the subscriptions of each pattern and group, the
+// monitors apart, and truncates past its limit, saying how many there are.
 func TestSubsRequestCountsPatterns(t *testing.T) {
 	_, path := testBroker(t, nil)
 	a, b := connectRaw(t, path), connectRaw(t, path)
@@ -118,15 +118,18 @@ func TestSubsRequestCountsPatterns(t *testing.T) {
 	b.sub(1, "app.>", "")
 	b.sub(2, "job.*", "workers")
 	b.sub(3, "job.*", "")
+	b.send(wire.AppendSub(nil, 4, "app.>", "", wire.SubMonitor))
+	b.send(wire.AppendSub(nil, 5, "audit.>", "", wire.SubMonitor))
 	a.sync()
 	b.sync()
 	var list wire.SubList
 	a.request(wire.SysReqSubs, nil, &list)
 	want := []wire.SubStats{
 		{Pattern: a.inbox(">"), Subs: 1}, // the asker's, for the answer
-		{Pattern: "app.>", Subs: 2}, {Pattern: "job.*", Subs: 1}, {Pattern: "job.*", Group: "workers", Subs: 2},
+		{Pattern: "app.>", Subs: 2, Monitors: 1}, {Pattern: "audit.>", Monitors: 1},
+		{Pattern: "job.*", Subs: 1}, {Pattern: "job.*", Group: "workers", Subs: 2},
 	}
-	if !list.All || list.Truncated || list.Total != 4 || len(list.Subs) != 4 {
+	if !list.All || list.Truncated || list.Total != 5 || len(list.Subs) != 5 {
 		t.Fatalf("list %+v; want %+v", list, want)
 	}
 	for i := range want {
@@ -135,8 +138,8 @@ func TestSubsRequestCountsPatterns(t *testing.T) {
 		}
 	}
 	a.request(wire.SysReqSubs, &wire.ListRequest{Limit: 2}, &list)
-	if !list.Truncated || list.Total != 4 || len(list.Subs) != 2 {
-		t.Fatalf("list of 2: %+v; want 2 of 4, truncated", list)
+	if !list.Truncated || list.Total != 5 || len(list.Subs) != 2 {
+		t.Fatalf("list of 2: %+v; want 2 of 5, truncated", list)
 	}
 }
 

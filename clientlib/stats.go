@@ -71,7 +71,10 @@ type ConnStats struct {
 type SubStats struct {
 	Pattern string
 	Group   string // "" for plain subscriptions
-	Subs    int
+	Subs    int    // receivers: plain subscriptions, or the group's members
+	// Monitors counts the passive watchers of the pattern (AsMonitor),
+	// which no message waits for; Group is "" for them.
+	Monitors int
 }
 
 // brokerAnswer sends the broker request topic with payload v (nil for
@@ -154,7 +157,7 @@ func (c *Conn) BrokerSubs(ctx context.Context) (subs []SubStats, total int, all 
 	}
 	subs = make([]SubStats, len(list.Subs))
 	for i, w := range list.Subs {
-		subs[i] = SubStats{Pattern: w.Pattern, Group: w.Group, Subs: int(w.Subs)}
+		subs[i] = SubStats{Pattern: w.Pattern, Group: w.Group, Subs: int(w.Subs), Monitors: int(w.Monitors)}
 	}
 	return subs, int(list.Total), list.All, nil
 }

@@ -42,23 +42,27 @@ func TestBrokerStatsHelpers(t *testing.T) {
 	if _, err := b.QueueSubscribeSync("jobs.*", "workers"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := b.SubscribeSync("audit.>", AsMonitor()); err != nil {
+		t.Fatal(err)
+	}
 	flush(t, b)
 	ctx := testCtx(t)
 	conns, all, err := a.BrokerConns(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !all || len(conns) != 2 || conns[0].Name != "a" || conns[1].Name != "b" || conns[1].Subs != 1 ||
+	if !all || len(conns) != 2 || conns[0].Name != "a" || conns[1].Name != "b" || conns[1].Subs != 2 ||
 		conns[0].PID != os.Getpid() || conns[0].ConnID != a.ConnID() || conns[0].Since.IsZero() {
-		t.Fatalf("BrokerConns: %+v, all %v; want a and b, b with one subscription", conns, all)
+		t.Fatalf("BrokerConns: %+v, all %v; want a and b, b with two subscriptions", conns, all)
 	}
 	subs, total, all, err := a.BrokerSubs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := SubStats{Pattern: "jobs.*", Group: "workers", Subs: 1}
-	if !all || total != len(subs) || !containsSub(subs, want) {
-		t.Fatalf("BrokerSubs: %+v (total %d, all %v); want %+v among them", subs, total, all, want)
+	for _, want := range []SubStats{{Pattern: "jobs.*", Group: "workers", Subs: 1}, {Pattern: "audit.>", Monitors: 1}} {
+		if !all || total != len(subs) || !containsSub(subs, want) {
+			t.Fatalf("BrokerSubs: %+v (total %d, all %v); want %+v among them", subs, total, all, want)
+		}
 	}
 	st, err := a.BrokerStats(ctx)
 	if err != nil {

@@ -1,5 +1,7 @@
 package wire
 
+import "time"
+
 // Broker events: messages the broker publishes on "$SYS." topics, from
 // connection 0, when something happens that a watcher may want to see.
 // Each topic names what happened and, for a connection, its user's uid,
@@ -20,6 +22,12 @@ const (
 	// its user's budgets refuses it something, with a ConnEvent whose
 	// Reason is ReasonBudget and whose Text names the budget.
 	SysConnBudget = "$SYS.conn.budget."
+	// SysConnDrops is the prefix of a connection's drops event:
+	// "$SYS.conn.drops.<uid>.<conn id>", published with a DropsEvent when
+	// its subscriptions lose messages (the losses its gap notices report):
+	// at the first loss, then at most once per DropsInterval, each event
+	// summing the losses since the previous one.
+	SysConnDrops = "$SYS.conn.drops."
 	// SysListenUp is the prefix of "$SYS.listen.up.<stream name>",
 	// published with a ListenEvent when a connection starts listening on
 	// a stream name.
@@ -59,4 +67,34 @@ type ListenEvent struct {
 	PID    uint32 `codec:"pid"`     // its process, as in ConnEvent
 	UID    uint32 `codec:"uid"`
 	GID    uint32 `codec:"gid"`
+}
+
+// DropsInterval is the least time between two drops events of one
+// connection: a subscriber losing messages all the time is one event a
+// second, not one per loss.
+const DropsInterval = time.Second
+
+// MaxDropsSubs is how many subscriptions a DropsEvent lists at most: those
+// that lost messages first in its span. Its Lost counts them all.
+const MaxDropsSubs = 8
+
+// DropsEvent is the body of a SysConnDrops event.
+type DropsEvent struct {
+	ConnID  uint64       `codec:"conn_id"` // as in ConnEvent
+	PID     uint32       `codec:"pid"`
+	UID     uint32       `codec:"uid"`
+	GID     uint32       `codec:"gid"`
+	Name    string       `codec:"name"`
+	Since   uint64       `codec:"since"`
+	Lost    uint64       `codec:"lost"`    // messages its subscriptions lost since its previous drops event
+	Dropped uint64       `codec:"dropped"` // messages they lost since it connected
+	Subs    []DroppedSub `codec:"subs"`    // at most MaxDropsSubs of the subscriptions that lost some
+}
+
+// DroppedSub is one subscription's losses in a DropsEvent.
+type DroppedSub struct {
+	SID     uint32 `codec:"sid"`     // the subscription's id
+	Pattern string `codec:"pattern"` // its pattern
+	Lost    uint64 `codec:"lost"`    // messages it lost in the event's span
+	Reason  string `codec:"reason"`  // why the last of them was lost, as its gap notice's Bus-Reason says
 }

@@ -86,7 +86,10 @@ type ConnList struct {
 type SubStats struct {
 	Pattern string `codec:"pattern"`
 	Group   string `codec:"group"` // "" for plain subscriptions
-	Subs    uint64 `codec:"subs"`  // subscriptions to it in that group
+	Subs    uint64 `codec:"subs"`  // subscriptions to it in that group, monitors not included
+	// Monitors counts the monitor subscriptions to the pattern (Group is
+	// then ""): passive watchers, which no message waits for.
+	Monitors uint64 `codec:"monitors"`
 }
 
 // SubList is the payload of the answer to a SysReqSubs request.

@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // statRows parses `bus stat -json` output: one object a line.
@@ -88,6 +91,69 @@ func TestCLIStatRefreshes(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("bus stat on ctrl-C: %v; want exit 0", err)
+	}
+}
+
+// openPTY opens a pseudo-terminal and returns its controlling side and
+// the terminal a program writes to.
+func openPTY(t *testing.T) (control, term *os.File) {
+	t.Helper()
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("opening a pseudo-terminal: %v", err)
+	}
+	control = os.NewFile(uintptr(fd), "/dev/ptmx")
+	t.Cleanup(func() { control.Close() })
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlocking the pseudo-terminal: %v", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("naming the pseudo-terminal: %v", err)
+	}
+	term, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { term.Close() })
+	return control, term
+}
+
+// On a terminal, bus stat redraws the screen for each sample, as top
+// does, instead of printing samples one after the other.
+func TestCLIStatRedrawsATerminal(t *testing.T) {
+	b := startBusd(t)
+	b.startSub(t, "stat.>")
+	control, term := openPTY(t)
+	cmd := b.bus("stat", "-interval", "10ms")
+	cmd.Stdout = term
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	term.Close() // the child has it
+
+	const redraw = "\x1b[H\x1b[2J"
+	var screen []byte
+	buf := make([]byte, 4096)
+	for strings.Count(string(screen), redraw) < 3 {
+		n, err := control.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the terminal: %v, after %q", err, screen)
+		}
+		screen = append(screen, buf[:n]...)
+	}
+	// Each sample begins with the redraw: nothing is printed before the
+	// first, and no blank line separates them as off a terminal.
+	if !strings.HasPrefix(string(screen), redraw) || strings.Contains(string(screen), "\r\n\r\n") {
+		t.Fatalf("bus stat on a terminal printed %q; want each sample after a redraw", screen)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, control) // it must not block on a full terminal while exiting
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("bus stat on ctrl-C: %v; want exit 0", err)
 	}

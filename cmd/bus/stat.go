@@ -42,9 +42,10 @@ type connRow struct {
 
 // subRow is one line of `bus stat -subs`, and its -json object.
 type subRow struct {
-	Pattern string `json:"pattern"`
-	Group   string `json:"group,omitempty"`
-	Subs    int    `json:"subs"`
+	Pattern  string `json:"pattern"`
+	Group    string `json:"group,omitempty"`
+	Subs     int    `json:"subs"`
+	Monitors int    `json:"monitors"`
 }
 
 // statFlags runs `bus stat`. It leaves out its own connection and inbox:
@@ -168,7 +169,7 @@ func (s *statter) subs(ctx context.Context) error {
 			total-- // its own inbox, where the answers come
 			continue
 		}
-		rows = append(rows, subRow{Pattern: sub.Pattern, Group: sub.Group, Subs: sub.Subs})
+		rows = append(rows, subRow{Pattern: sub.Pattern, Group: sub.Group, Subs: sub.Subs, Monitors: sub.Monitors})
 	}
 	scope := "your uid's subscriptions"
 	if all {
@@ -180,13 +181,13 @@ func (s *statter) subs(ctx context.Context) error {
 	}
 	return printSample(s, rows, heading, func(w io.Writer) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SUBS\tGROUP\tPATTERN")
+		fmt.Fprintln(tw, "SUBS\tMONITORS\tGROUP\tPATTERN")
 		for _, r := range rows {
 			group := r.Group
 			if group == "" {
 				group = "-"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\n", r.Subs, group, r.Pattern)
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\n", r.Subs, r.Monitors, group, r.Pattern)
 		}
 		return tw.Flush()
 	})
