@@ -273,3 +273,30 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	}
 	fails.none(t)
 }
+
+// A process that took its name and still runs when its name is asked for
+// again (it released it) is not started twice: Activate waits for it,
+// and its end is then a failure.
+func TestActivateWhileRunning(t *testing.T) {
+	t.Parallel()
+	dir := servicesDir(t)
+	hold := fifo(t)
+	writeService(t, dir, "again.test", childService(t, "again.test", "hold", "ACT_FIFO="+hold, "ACT_CODE=5"))
+	a, rec := start(t, Config{Dir: dir})
+	fails := newFailures()
+	a.Activate("again.test", fails.fn())
+	rec.wait(t, "service started", "service", "again.test")
+	a.Owned("again.test")
+	if !a.Activate("again.test", fails.fn()) {
+		t.Fatal("Activate while it runs: false")
+	}
+	rec.wait(t, "service still runs from an earlier start, without its name: waiting for it to take it", "service", "again.test")
+	release(t, hold)
+	if err := fails.next(t); err == nil || err.Error() != "exit status 5" {
+		t.Errorf("failed(%v); want exit status 5", err)
+	}
+	if n := len(rec.find("service started", "service", "again.test")); n != 1 {
+		t.Errorf("%d processes started; want 1", n)
+	}
+	fails.none(t)
+}

@@ -211,18 +211,25 @@ func (x record) matches(attrs []string) bool {
 // it within the watchdog.
 func (r *recorder) wait(t *testing.T, msg string, attrs ...string) record {
 	t.Helper()
+	return r.waitN(t, 1, msg, attrs...)[0]
+}
+
+// waitN waits, within the watchdog, until n records match msg and attrs,
+// and returns them.
+func (r *recorder) waitN(t *testing.T, n int, msg string, attrs ...string) []record {
+	t.Helper()
 	deadline := time.After(watchdog)
 	for {
 		r.mu.Lock()
 		more := r.more
 		r.mu.Unlock()
-		if found := r.find(msg, attrs...); len(found) > 0 {
-			return found[0]
+		if found := r.find(msg, attrs...); len(found) >= n {
+			return found
 		}
 		select {
 		case <-more:
 		case <-deadline:
-			t.Fatalf("no log line %q %v within %v; the log:\n%s", msg, attrs, watchdog, r.dump())
+			t.Fatalf("fewer than %d log lines %q %v within %v; the log:\n%s", n, msg, attrs, watchdog, r.dump())
 		}
 	}
 }
