@@ -167,8 +167,8 @@ type recorder struct {
 func newRecorder() *recorder { return &recorder{more: make(chan struct{})} }
 
 func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) WithAttrs([]slog.Attr) slog.Handler      { return r }
-func (r *recorder) WithGroup(string) slog.Handler           { return r }
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recorder) WithGroup(string) slog.Handler            { return r }
 
 func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	x := record{level: rec.Level, msg: rec.Message, attrs: map[string]string{}}
