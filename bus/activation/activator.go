@@ -137,7 +137,7 @@ func New(cfg Config) (*Activator, error) {
 	} else {
 		a.watch = w
 	}
-	if err := a.Reload(); err != nil {
+	if err := a.reload(false); err != nil {
 		a.cancel()
 		if a.watch != nil {
 			a.watch.Close()
@@ -168,7 +168,10 @@ func (a *Activator) Services() []string {
 // read, or others may write to it), no service is left and Reload
 // returns why. A service being started or running is not affected: a
 // change applies to its next start.
-func (a *Activator) Reload() error {
+func (a *Activator) Reload() error { return a.reload(true) }
+
+// reload is Reload; logRefused says whether to log a refused directory.
+func (a *Activator) reload(logRefused bool) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	services, bad, err := loadDir(a.cfg.Dir, a.euid)
@@ -181,7 +184,9 @@ func (a *Activator) Reload() error {
 	a.services = services
 	a.mu.Unlock()
 	if err != nil {
-		a.log.Error("services directory refused: no service can be activated until it is fixed", "dir", a.cfg.Dir, "err", err)
+		if logRefused {
+			a.log.Error("services directory refused: no service can be activated until it is fixed", "dir", a.cfg.Dir, "err", err)
+		}
 		clear(a.badSeen)
 		return err
 	}

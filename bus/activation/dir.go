@@ -13,8 +13,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/busd/busd/unixsock"
 )
 
 // entry is a service as loaded: its file, and the account to run it as,
@@ -36,15 +34,12 @@ type account struct {
 
 // loadDir reads every service file in dir. It fails, loading nothing,
 // if dir cannot be read or users other than euid and root could write to
-// it; a file that cannot be used is left out, with its error in bad.
+// it (checkDir); a file that cannot be used is left out, with its error in bad.
 // Names that do not end in Suffix, and names that start with a dot (an
 // editor's or an installer's temporary file), are not service files.
 func loadDir(dir string, euid int) (services map[string]*entry, bad []error, err error) {
-	if err := unixsock.CheckDir(dir, euid, 0); err != nil {
-		if errors.Is(err, unixsock.ErrInsecureDir) {
-			return nil, nil, fmt.Errorf("%w: %w", ErrUntrustedDir, err)
-		}
-		return nil, nil, fmt.Errorf("activation: services directory %w", err)
+	if err := checkDir(dir, euid); err != nil {
+		return nil, nil, err
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -63,6 +58,32 @@ func loadDir(dir string, euid int) (services map[string]*entry, bad []error, err
 		services[e.svc.Name] = e
 	}
 	return services, bad, nil
+}
+
+// checkDir checks that only euid and root may write to dir, the
+// directory itself or, if dir is a symbolic link, the one it leads to: it
+// must be owned by one of them, and not writable by its group or others.
+func checkDir(dir string, euid int) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("activation: services directory %s: %w", dir, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("activation: services directory %s: %w", dir, unix.ENOTDIR)
+	case int(st.Uid) != euid && st.Uid != 0 || st.Mode&0o022 != 0:
+		return fmt.Errorf("%w: %s has mode %04o and owner uid %d; want no group or other write permission and owner %s: whoever may write to it may run commands as busd's user",
+			ErrUntrustedDir, dir, st.Mode&0o7777, st.Uid, owners(euid))
+	}
+	return nil
+}
+
+// owners spells who may own a services directory or file.
+func owners(euid int) string {
+	if euid == 0 {
+		return "root"
+	}
+	return fmt.Sprintf("uid %d (busd's) or root", euid)
 }
 
 // loadFile reads, parses and resolves one service file. The file must be
@@ -86,8 +107,8 @@ func loadFile(path string, euid int) (*entry, error) {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return nil, &FileError{path, 0, errors.New("not a regular file")}
 	case int(st.Uid) != euid && st.Uid != 0 || st.Mode&0o022 != 0:
-		return nil, &FileError{path, 0, fmt.Errorf("%w: mode %04o and owner uid %d; want no group or other write permission and owner uid %d or 0",
-			ErrUntrustedDir, st.Mode&0o7777, st.Uid, euid)}
+		return nil, &FileError{path, 0, fmt.Errorf("%w: mode %04o and owner uid %d; want no group or other write permission and owner %s",
+			ErrUntrustedDir, st.Mode&0o7777, st.Uid, owners(euid))}
 	}
 	svc, err := Parse(path, io.LimitReader(f, MaxFileSize+1))
 	if err != nil {

@@ -12,8 +12,7 @@ var (
 	ErrBadFile = errors.New("activation: bad service file")
 	// ErrUntrustedDir is returned for a services directory, or a service
 	// file, that a user other than busd's own (or root) could write to:
-	// whoever can write there can run commands as busd's user. It also
-	// matches unixsock.ErrInsecureDir when the directory is at fault.
+	// whoever can write there can run commands as busd's user.
 	ErrUntrustedDir = errors.New("activation: untrusted services directory")
 	// ErrTooManyStarting is what failed is called with when
 	// Config.MaxStarting services are already starting.
