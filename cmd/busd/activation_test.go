@@ -74,4 +74,3 @@ func TestServicesRefused(t *testing.T) {
 		}
 	}
 }
-
