@@ -19,6 +19,9 @@ const (
 	DefaultMaxStarting = 16
 	// DefaultPath is the PATH a service gets (systemd's default).
 	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	// DefaultHoldoff is how long after a failed start a service is not
+	// started again.
+	DefaultHoldoff = time.Second
 )
 
 // Scope says which systemd manager starts a service file's systemd_unit.
@@ -64,6 +67,13 @@ type Config struct {
 	Systemctl string
 	// Path is the PATH services get; "" is DefaultPath.
 	Path string
+	// Holdoff is how long after its start failed (its process ended, or
+	// could not be started, before it took its name) a service is not
+	// started again: Activate meanwhile fails at once, with the failure's
+	// error. It bounds how fast requests can make a broken service
+	// crash-loop. A new or changed service file is started at once. 0 is
+	// DefaultHoldoff.
+	Holdoff time.Duration
 
 	clock func() time.Time // the output limiter's; nil is time.Now
 }
@@ -84,9 +94,16 @@ type Activator struct {
 
 	mu       sync.Mutex
 	services map[string]*entry
-	procs    map[string]*proc // a service being started or running, by name
-	starting int              // procs pending
+	procs    map[string]*proc   // a service being started or running, by name
+	starting int                // procs pending
+	failures map[*entry]failure // the last failed start of a service
 	closed   bool
+}
+
+// failure is a failed start: when, and why.
+type failure struct {
+	at  time.Time
+	err error
 }
 
 // proc is one start of a service: a process, or a systemctl run. Its
@@ -120,10 +137,13 @@ func New(cfg Config) (*Activator, error) {
 	if cfg.Path == "" {
 		cfg.Path = DefaultPath
 	}
+	if cfg.Holdoff <= 0 {
+		cfg.Holdoff = DefaultHoldoff
+	}
 	if cfg.clock == nil {
 		cfg.clock = time.Now
 	}
-	a := &Activator{cfg: cfg, log: cfg.Logger, euid: os.Geteuid(), badSeen: map[string]string{}, procs: map[string]*proc{}}
+	a := &Activator{cfg: cfg, log: cfg.Logger, euid: os.Geteuid(), badSeen: map[string]string{}, procs: map[string]*proc{}, failures: map[*entry]failure{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
@@ -181,7 +201,17 @@ func (a *Activator) reload(logRefused bool) error {
 		return ErrClosed
 	}
 	old := a.services
+	for n, e := range services {
+		if o := old[n]; o != nil && reflect.DeepEqual(o, e) {
+			services[n] = o // unchanged: the same entry, its failure kept
+		}
+	}
 	a.services = services
+	for e := range a.failures { // a changed file is a new entry: no holdoff
+		if services[e.svc.Name] != e {
+			delete(a.failures, e)
+		}
+	}
 	a.mu.Unlock()
 	if err != nil {
 		if logRefused {
@@ -200,7 +230,7 @@ func (a *Activator) logChanges(old, cur map[string]*entry, bad []error) {
 		switch o := old[n]; {
 		case o == nil:
 			a.log.Info("service loaded", "service", n, "file", e.svc.Path)
-		case !reflect.DeepEqual(o, e):
+		case o != e:
 			a.log.Info("service changed", "service", n, "file", e.svc.Path)
 		}
 	}
@@ -258,9 +288,11 @@ func (a *Activator) watchLoop() {
 // ("exit status 3", "signal: killed"), the exec error, or systemctl's
 // failure. Only one process of a name runs at a time: while one is being
 // started, or runs, Activate starts no other, and failed is called if
-// that one ends before Owned(name). If Config.MaxStarting services are
-// starting already, failed is called at once with ErrTooManyStarting.
-// After Close it returns false.
+// that one ends before Owned(name). failed is called at once, from
+// another goroutine, within Config.Holdoff of the service's last failed
+// start (with that failure's error), and when Config.MaxStarting services
+// are starting already (ErrTooManyStarting). After Close it returns
+// false.
 func (a *Activator) Activate(name string, failed func(err error)) bool {
 	ready := make(chan struct{})
 	defer close(ready) // failed is not called before Activate returns
@@ -282,15 +314,17 @@ func (a *Activator) Activate(name string, failed func(err error)) bool {
 	if e == nil {
 		return false
 	}
+	if f, ok := a.failures[e]; ok {
+		if ago := time.Since(f.at); ago < a.cfg.Holdoff {
+			a.failLater(failed, ready, fmt.Errorf("%w, %v ago (not started again within %v of a failure)", f.err, ago.Round(time.Millisecond), a.cfg.Holdoff))
+			return true
+		}
+		delete(a.failures, e)
+	}
 	if a.starting >= a.cfg.MaxStarting {
 		err := fmt.Errorf("%w (%d)", ErrTooManyStarting, a.cfg.MaxStarting)
 		a.log.Warn("activation refused", "service", name, "err", err)
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			<-ready
-			failed(err)
-		}()
+		a.failLater(failed, ready, err)
 		return true
 	}
 	p := &proc{e: e, pending: true, waiters: []func(error){failed}}
@@ -299,6 +333,17 @@ func (a *Activator) Activate(name string, failed func(err error)) bool {
 	a.wg.Add(1)
 	go a.run(p, ready)
 	return true
+}
+
+// failLater calls failed(err) from a goroutine of its own once
+// ready is closed.
+func (a *Activator) failLater(failed func(error), ready <-chan struct{}, err error) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		<-ready
+		failed(err)
+	}()
 }
 
 // Owned tells the Activator that name has an owner: failed will not be

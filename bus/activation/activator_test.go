@@ -307,3 +307,32 @@ func TestActivateWhileRunning(t *testing.T) {
 	}
 	fails.none(t)
 }
+
+// A service whose start failed is not started again within the holdoff:
+// failed is called at once with that failure; a changed file is started
+// at once.
+func TestHoldoffAfterFailure(t *testing.T) {
+	t.Parallel()
+	dir := servicesDir(t)
+	writeService(t, dir, "crash.test", childService(t, "crash.test", "exit", "ACT_CODE=3"))
+	a, rec := start(t, Config{Dir: dir, Holdoff: time.Hour})
+	fails := newFailures()
+	a.Activate("crash.test", fails.fn())
+	fails.next(t)
+	a.Activate("crash.test", fails.fn())
+	err := fails.next(t)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.HasPrefix(err.Error(), "exit status 3, ") || !strings.Contains(err.Error(), "not started again within 1h0m0s of a failure") {
+		t.Errorf("within the holdoff: failed(%v); want the last exit status, and why", err)
+	}
+	if n := len(rec.find("service started", "service", "crash.test")); n != 1 {
+		t.Errorf("%d processes started; want 1", n)
+	}
+	writeService(t, dir, "crash.test", childService(t, "crash.test", "exit", "ACT_CODE=4"))
+	rec.wait(t, "service changed", "service", "crash.test")
+	a.Activate("crash.test", fails.fn())
+	if err := fails.next(t); err.Error() != "exit status 4" {
+		t.Errorf("after a change: failed(%v); want exit status 4", err)
+	}
+	fails.none(t)
+}

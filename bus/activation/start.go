@@ -170,6 +170,9 @@ func (a *Activator) finish(p *proc, err error) {
 	case err == nil:
 		err = ErrExitedWithoutName
 	}
+	a.mu.Lock()
+	a.failures[p.e] = failure{time.Now(), err}
+	a.mu.Unlock()
 	a.log.Warn("activation failed", "service", name, "pid", p.pid, "err", err)
 	for _, failed := range waiters {
 		failed(err)
