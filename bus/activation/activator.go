@@ -297,42 +297,54 @@ func (a *Activator) Activate(name string, failed func(err error)) bool {
 	ready := make(chan struct{})
 	defer close(ready) // failed is not called before Activate returns
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	ok, note := a.activateLocked(name, failed, ready)
+	a.mu.Unlock()
+	if note != nil {
+		note()
+	}
+	return ok
+}
+
+// activateLocked is Activate, under a.mu; note, if not nil, logs what it
+// did, once a.mu is released.
+func (a *Activator) activateLocked(name string, failed func(error), ready <-chan struct{}) (ok bool, note func()) {
 	if a.closed {
-		return false
+		return false, nil
 	}
 	if p := a.procs[name]; p != nil {
 		if !p.pending {
 			p.pending = true
 			a.starting++
-			a.log.Info("service still runs from an earlier start, without its name: waiting for it to take it", "service", name, "pid", p.pid)
+			pid := p.pid
+			note = func() {
+				a.log.Info("service still runs from an earlier start, without its name: waiting for it to take it", "service", name, "pid", pid)
+			}
 		}
 		p.waiters = append(p.waiters, failed)
-		return true
+		return true, note
 	}
 	e := a.services[name]
 	if e == nil {
-		return false
+		return false, nil
 	}
 	if f, ok := a.failures[e]; ok {
 		if ago := time.Since(f.at); ago < a.cfg.Holdoff {
 			a.failLater(failed, ready, fmt.Errorf("%w, %v ago (not started again within %v of a failure)", f.err, ago.Round(time.Millisecond), a.cfg.Holdoff))
-			return true
+			return true, nil
 		}
 		delete(a.failures, e)
 	}
 	if a.starting >= a.cfg.MaxStarting {
 		err := fmt.Errorf("%w (%d)", ErrTooManyStarting, a.cfg.MaxStarting)
-		a.log.Warn("activation refused", "service", name, "err", err)
 		a.failLater(failed, ready, err)
-		return true
+		return true, func() { a.log.Warn("activation refused", "service", name, "err", err) }
 	}
 	p := &proc{e: e, pending: true, waiters: []func(error){failed}}
 	a.procs[name] = p
 	a.starting++
 	a.wg.Add(1)
 	go a.run(p, ready)
-	return true
+	return true, nil
 }
 
 // failLater calls failed(err) from a goroutine of its own once
@@ -351,12 +363,18 @@ func (a *Activator) failLater(failed func(error), ready <-chan struct{}, err err
 // only logged.
 func (a *Activator) Owned(name string) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if p := a.procs[name]; p != nil && p.pending {
+	p := a.procs[name]
+	owned := p != nil && p.pending
+	pid := 0
+	if owned {
 		p.pending = false
 		p.waiters = nil
 		a.starting--
-		a.log.Info("service took its name", "service", name, "pid", p.pid)
+		pid = p.pid
+	}
+	a.mu.Unlock()
+	if owned {
+		a.log.Info("service took its name", "service", name, "pid", pid)
 	}
 }
 

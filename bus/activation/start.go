@@ -20,10 +20,16 @@ const outputGrace = time.Second
 func (a *Activator) run(p *proc, ready <-chan struct{}) {
 	defer a.wg.Done()
 	<-ready
+	a.mu.Lock()
+	closed := a.closed
+	a.mu.Unlock()
 	var err error
-	if p.e.svc.SystemdUnit != "" {
+	switch {
+	case closed: // Close came first: start nothing
+		err = errAbandoned
+	case p.e.svc.SystemdUnit != "":
 		err = a.startUnit(p)
-	} else {
+	default:
 		err = a.runProcess(p)
 	}
 	a.finish(p, err)
