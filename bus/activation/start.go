@@ -14,7 +14,7 @@ var errAbandoned = errors.New("activation: abandoned by Close")
 
 // outputGrace bounds how long the end of a process waits for its output
 // to be logged: a process it started may hold its pipes open for longer.
-const outputGrace = time.Second
+const outputGrace = 2 * time.Second
 
 // run starts p's service and follows it to its end, or until Close.
 func (a *Activator) run(p *proc, ready <-chan struct{}) {
