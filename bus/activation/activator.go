@@ -91,6 +91,7 @@ type Activator struct {
 
 	reloadMu sync.Mutex        // one load of the directory at a time
 	badSeen  map[string]string // file → the error last logged for it; under reloadMu
+	dirSeen  string            // the directory's error last logged; under reloadMu
 
 	mu       sync.Mutex
 	services map[string]*entry
@@ -185,8 +186,9 @@ func (a *Activator) Services() []string {
 // Reload reads the services directory again. Services added, changed
 // and removed are logged, and so is a file that cannot be used (once, until
 // its error changes). If the directory itself is refused (it cannot be
-// read, or others may write to it), no service is left and Reload
-// returns why. A service being started or running is not affected: a
+// read, or others may write to it), no service is left, that is logged
+// (once, until its error changes), and Reload returns why; it is watched again if it was removed and made anew. A
+// service being started or running is not affected: a
 // change applies to its next start.
 func (a *Activator) Reload() error { return a.reload(true) }
 
@@ -194,6 +196,11 @@ func (a *Activator) Reload() error { return a.reload(true) }
 func (a *Activator) reload(logRefused bool) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	if a.watch != nil && a.ctx.Err() == nil {
+		// Watch it again if it was removed and made anew (a no-op if the
+		// watch holds), before it is read: no change slips between.
+		a.watch.Add(a.cfg.Dir)
+	}
 	services, bad, err := loadDir(a.cfg.Dir, a.euid)
 	a.mu.Lock()
 	if a.closed {
@@ -214,12 +221,14 @@ func (a *Activator) reload(logRefused bool) error {
 	}
 	a.mu.Unlock()
 	if err != nil {
-		if logRefused {
+		if logRefused && err.Error() != a.dirSeen {
 			a.log.Error("services directory refused: no service can be activated until it is fixed", "dir", a.cfg.Dir, "err", err)
 		}
+		a.dirSeen = err.Error()
 		clear(a.badSeen)
 		return err
 	}
+	a.dirSeen = ""
 	a.logChanges(old, services, bad)
 	return nil
 }
@@ -274,9 +283,6 @@ func (a *Activator) watchLoop() {
 		// Read the directory again: it is small, and an editor makes a
 		// burst of events that a load sums up.
 		a.Reload()
-		if a.ctx.Err() == nil {
-			a.watch.Add(a.cfg.Dir) // again, if it was removed and made anew
-		}
 	}
 }
 

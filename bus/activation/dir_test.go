@@ -194,3 +194,29 @@ func TestServiceUser(t *testing.T) {
 		t.Errorf("environment %q; want nobody's HOME and USER", r.Env)
 	}
 }
+
+// A directory removed leaves no service; made anew, Reload (SIGHUP) reads
+// it, and watches it again.
+func TestDirectoryRemovedAndMadeAgain(t *testing.T) {
+	t.Parallel()
+	dir := servicesDir(t)
+	writeService(t, dir, "a.test", "name = a.test\nexec = /bin/true\n")
+	a, rec := start(t, Config{Dir: dir})
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, "services directory refused: no service can be activated until it is fixed")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeService(t, dir, "b.test", "name = b.test\nexec = /bin/true\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, "service loaded", "service", "b.test")
+	writeService(t, dir, "c.test", "name = c.test\nexec = /bin/true\n")
+	rec.wait(t, "service loaded", "service", "c.test") // the watch's
+	if n := len(rec.find("services directory refused: no service can be activated until it is fixed")); n != 1 {
+		t.Errorf("the refusal logged %d times; want once", n)
+	}
+}
