@@ -250,7 +250,9 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHangup(ctx, srv, *policyFile, log)
+	if *policyFile != "" || act == nil { // else SIGHUP is for the services alone
+		go reloadOnHangup(ctx, srv, *policyFile, log)
+	}
 	go reloadServicesOnHangup(ctx, act, log)
 	// Serve runs until Shutdown: the order of the steps of stopping is
 	// this function's (see shutdown), not left to each Serve's context.
