@@ -252,15 +252,8 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Close's own helper may still be on its way out: nothing to wait on.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		left := activationGoroutines()
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("left after Close:\n%s", strings.Join(left, "\n\n"))
-		}
+	if left := leftGoroutines(5 * time.Second); len(left) > 0 { // Close's own helper may be on its way out
+		t.Fatalf("left after Close:\n%s", strings.Join(left, "\n\n"))
 	}
 	pid, _ := strconv.Atoi(started.attrs["pid"])
 	if err := syscall.Kill(pid, 0); err != nil {

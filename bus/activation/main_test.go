@@ -31,7 +31,29 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("ACT_CHILD"); mode != "" {
 		os.Exit(child(mode))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		// Every test closes its Activator: nothing of them may be left.
+		if left := leftGoroutines(5 * time.Second); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "left behind after every test:\n%s\n", strings.Join(left, "\n\n"))
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leftGoroutines waits up to d for the goroutines of this package's code
+// and of fsnotify, but the tests', to have ended, and returns those left.
+// Goroutines on their way out have no event to wait on: it polls.
+func leftGoroutines(d time.Duration) []string {
+	deadline := time.Now().Add(d)
+	for {
+		left := activationGoroutines()
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // watchdog bounds every wait of these tests.
@@ -383,7 +405,7 @@ func activationGoroutines() []string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var left []string
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "testing.tRunner") || strings.Contains(g, "testing.(*M)") {
+		if strings.Contains(g, "testing.tRunner") || strings.Contains(g, "activation.TestMain") {
 			continue
 		}
 		if strings.Contains(g, "busd/bus/activation.") || strings.Contains(g, "fsnotify") {

@@ -43,6 +43,9 @@ func TestServicesDirectory(t *testing.T) {
 	b.WaitLog(t, "msg=\"service loaded\" service=org.example.New", watchdog)
 	b.Signal(t, syscall.SIGHUP)
 	b.WaitLog(t, "msg=\"services directory read again\" services=2", watchdog)
+	if strings.Contains(b.Log(), "no -policy file to reload") {
+		t.Error("SIGHUP with -services and no -policy warns that there is no policy to reload")
+	}
 }
 
 // -services with a directory others may write to, or that does not exist,
