@@ -21,6 +21,10 @@ import (
 // $XDG_CONFIG_HOME/busd/services (~/.config/busd/services), and
 // /etc/busd/services for a system bus; busd reads neither unless given.
 
+// TODO(merge): once package bus has Activator (branch names), check that
+// the Activator is one:
+// var _ bus.Activator = (*activation.Activator)(nil)
+
 // defaultActivationTimeout is how long the broker holds requests for a
 // name whose service is starting (bus.Config.ActivationTimeout's default).
 const defaultActivationTimeout = 25 * time.Second
