@@ -3,7 +3,8 @@
 //
 //	busd [-dir DIR] [-name N] [-socket PATH] [-mode 0600] [-group G]
 //	     [-allow-uid UID,...] [-allow-gid GID,...] [-policy FILE]
-//	     [-log-level info] [-log-format text|json] [-metrics ADDR] [limits]
+//	     [-log-level info] [-log-format text|json] [-metrics ADDR]
+//	     [-services DIR] [limits]
 //	busd -check-config FILE
 //	busd -version
 //
@@ -45,6 +46,15 @@
 // other connections' replies, and other uids nothing. -check-config FILE
 // checks a policy file, names its first error with its line, and exits.
 // docs/SECURITY.md, "Access control", describes the format.
+//
+// -services DIR starts services on demand: a request to a name nobody
+// owns starts the service its file DIR/NAME.service names, a command
+// busd runs (with a clean environment, its output to busd's log) or a
+// systemd unit (-services-systemd user|system says which manager), and
+// the request waits for the service to take the name, up to
+// -activation-timeout. Only busd's user (or root) may write to DIR; it is
+// read again when it changes, and on SIGHUP. docs/ACTIVATION.md has the
+// format.
 //
 // Its limits default to what bus.DefaultConfig derives from the machine,
 // after raising the soft RLIMIT_NOFILE to the hard limit; -max-pending,
@@ -126,6 +136,7 @@ func run(args []string) error {
 	frameTimeout := fs.Duration("frame-timeout", def.FrameTimeout, "how long a frame may take to arrive whole")
 	stallBudget := fs.Duration("stall-budget", def.StallBudget, "the longest a publisher waits for slow receivers per read batch")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 5*time.Second, "how long busd, told to stop, lets connections flush what it accepted before it closes them")
+	acts := addActivationFlags(fs)
 	version := fs.Bool("version", false, "print busd's version and the VCS revision it was built from, and exit")
 	switch pos, err := cli.Parse(fs, args); {
 	case errors.Is(err, flag.ErrHelp):
@@ -175,6 +186,9 @@ func run(args []string) error {
 	if err != nil {
 		return &cli.UsageError{Err: err}
 	}
+	if err := acts.check(); err != nil {
+		return err
+	}
 	log := slog.New(newHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	notify, err := newNotifier()
 	if err != nil {
@@ -197,16 +211,31 @@ func run(args []string) error {
 	// The collector works harder before the process outgrows what its
 	// budgets allow, with room for the runtime and the broker's own state.
 	debug.SetMemoryLimit(cfg.MaxMemory + runtimeHeadroom)
-	srv, err := bus.NewServer(cfg)
-	if err != nil {
-		return err
-	}
 	opts := []unixsock.ListenOption{unixsock.WithMode(os.FileMode(perm))}
 	if gid >= 0 {
 		opts = append(opts, unixsock.WithGroup(gid))
 	}
 	listeners, activated, err := listen(*socket, *dir, *name, opts)
 	if err != nil {
+		return err
+	}
+	// The services busd starts connect back to the socket it serves, which
+	// it knows once it listens (systemd may pass it another than -socket's).
+	act, err := acts.start(listeners[0].Path(), log)
+	if err != nil {
+		closeListeners(listeners)
+		return err
+	}
+	defer closeActivator(act, *shutdownTimeout, log) // after the broker's shutdown
+	if act != nil {
+		// TODO(merge): once bus.Config has Activator and ActivationTimeout
+		// (branch names), replace the Warn line with the commented one.
+		// cfg.Activator, cfg.ActivationTimeout = act, acts.activationTimeout()
+		log.Warn("activation: this broker does not call the Activator yet: -services loads the services and starts none (TODO(merge))")
+	}
+	srv, err := bus.NewServer(cfg)
+	if err != nil {
+		closeListeners(listeners)
 		return err
 	}
 	if activated {
@@ -221,7 +250,10 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHangup(ctx, srv, *policyFile, log)
+	if *policyFile != "" || act == nil { // else SIGHUP is for the services alone
+		go reloadOnHangup(ctx, srv, *policyFile, log)
+	}
+	go reloadServicesOnHangup(ctx, act, log)
 	// Serve runs until Shutdown: the order of the steps of stopping is
 	// this function's (see shutdown), not left to each Serve's context.
 	errs := make(chan error, len(listeners))
@@ -336,4 +368,12 @@ func listen(socket, dir, name string, opts []unixsock.ListenOption) ([]*unixsock
 		return nil, false, err
 	}
 	return []*unixsock.Listener{l}, false, nil
+}
+
+// closeListeners closes listeners busd will not serve: it removes the
+// sockets it made, and releases their locks.
+func closeListeners(listeners []*unixsock.Listener) {
+	for _, l := range listeners {
+		l.Close()
+	}
 }

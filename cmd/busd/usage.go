@@ -11,7 +11,8 @@ const usageHead = `usage: busd [flags]
 
 busd is the broker of a message bus for the processes of one machine. It
 listens on DIR/NAME.sock, or on the sockets systemd passes it, until
-SIGINT or SIGTERM; SIGHUP reads the -policy file again.
+SIGINT or SIGTERM; SIGHUP reads the -policy file and the -services
+directory again.
 
 flags (a duration takes a unit: 5s, 500ms, 2m):
 `
@@ -39,6 +40,11 @@ directory only busd's user may write) or a loopback port; it refuses any
 other address, since the numbers tell who uses the bus. -log-format json
 writes each log line as a JSON object. README.md, "Seeing what the bus
 does", lists the metrics.
+
+-services DIR starts the service of a name nobody owns when a request
+comes for it, from the file DIR/NAME.service (off by default; a user's
+bus would use ~/.config/busd/services); the request waits for it to take
+the name, up to -activation-timeout. docs/ACTIVATION.md has the format.
 
 docs/SECURITY.md says who may connect and what each limit bounds;
 docs/SYSTEMD.md how to run busd as a systemd user service.
