@@ -127,14 +127,21 @@ func TestStoppedWatcherStallsNobody(t *testing.T) {
 	// which one connection makes quickly; large ones, with a long name.
 	l := connectRaw(t, path)
 	stream := wire.GroupOnlyPrefix + strings.Repeat("s", 512)
-	for srv.Stats().Dropped == 0 {
+	// Until a whole batch of 512 events is almost all dropped: then its
+	// socket is full too, not only its queue, which a writer scheduled
+	// late (under load) would empty into the socket after the first drop.
+	for {
 		var batch []byte
 		for range 256 {
 			batch = wire.AppendSub(batch, 1, stream, wire.StreamGroup, 0)
 			batch = wire.AppendControl(batch, wire.OpUnsub, 1, nil)
 		}
+		d := srv.Stats().Dropped
 		l.send(batch)
 		l.sync()
+		if srv.Stats().Dropped-d >= 400 {
+			break
+		}
 	}
 	before := srv.Stats().Dropped
 	const n = 50
