@@ -168,10 +168,12 @@ func (c *conn) connInfo() (wire.ConnInfo, bool) {
 	}, c.state == stateOpen
 }
 
-// setName records HELLO's name, for connInfo.
+// setName records HELLO's name, for connInfo, and that the handshake is
+// done, for connStats.
 func (c *conn) setName(name string) {
 	c.mu.Lock()
 	c.name = name
+	c.helloDone = true
 	c.mu.Unlock()
 }
 

@@ -85,7 +85,7 @@ func (c *conn) answerConns(payload []byte) sysAnswer {
 }
 
 // connStats returns what a "$SYS.req.conns" answer says of c, and whether
-// c is still open.
+// it lists c: open, its handshake done.
 func (c *conn) connStats(now time.Time) (wire.ConnStats, bool) {
 	last := c.since
 	if ns := c.lastIn.Load(); ns != 0 {
@@ -101,7 +101,7 @@ func (c *conn) connStats(now time.Time) (wire.ConnStats, bool) {
 	cs.Name, cs.Subs = c.name, uint64(len(c.subs))
 	cs.MsgsOut, cs.BytesOut, cs.Dropped = c.msgsOut, c.bytesOut, c.dropped
 	cs.Pending, cs.PendingFDs = uint64(c.pending), uint64(c.pendingFDs)
-	return cs, c.state == stateOpen
+	return cs, c.state == stateOpen && c.helloDone
 }
 
 // answerSubs answers "$SYS.req.subs": each pattern, in each queue group,

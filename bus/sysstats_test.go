@@ -251,3 +251,21 @@ func TestConnsRequestShowsPendingAndDrops(t *testing.T) {
 		t.Fatalf("the subscriber was told of %d losses; the answer said %d", slow.lost, s.Dropped)
 	}
 }
+
+// $SYS.req.conns lists the connections that have sent their HELLO, as
+// docs/PROTOCOL.md says: one still in its handshake is not listed (it has
+// no name yet, and had no up event).
+func TestConnsRequestLeavesOutHandshakes(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	asker := connectRaw(t, path)
+	pending := dialRaw(t, path) // no HELLO
+	defer pending.sock.Close()
+	for srv.Stats().Conns != 2 {
+		runtime.Gosched() // until the broker has accepted it
+	}
+	var list wire.ConnList
+	asker.request(wire.SysReqConns, nil, &list)
+	if len(list.Conns) != 1 || list.Conns[0].ConnID != asker.info.ConnID {
+		t.Fatalf("list %+v; want the asker alone", list)
+	}
+}
