@@ -269,3 +269,20 @@ func TestConnsRequestLeavesOutHandshakes(t *testing.T) {
 		t.Fatalf("list %+v; want the asker alone", list)
 	}
 }
+
+// msgs_out counts the MSGs queued for subscribers, not the broker's
+// answers (docs/PROTOCOL.md): neither an earlier request's nor a
+// no-responders answer is counted.
+func TestStatsMsgsOutLeavesOutAnswers(t *testing.T) {
+	_, path := testBroker(t, nil)
+	asker := connectRaw(t, path)
+	var st wire.BrokerStats
+	asker.request(wire.SysReqStats, nil, &st)
+	asker.sub(1, asker.inbox("1"), "")
+	asker.send(wire.AppendPub(nil, "nobody.here", asker.inbox("1"), nil, nil, 0))
+	expectNoResponders(t, asker, asker.inbox("1"), wire.StatusNoResponders)
+	asker.request(wire.SysReqStats, nil, &st)
+	if st.MsgsOut != 0 {
+		t.Fatalf("msgs_out %d after two answers and nothing routed; want 0", st.MsgsOut)
+	}
+}
