@@ -71,7 +71,7 @@ func (s *Server) emit(topic []byte, body any) {
 		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(topic)), HdrLen: uint32(len(eventHeaders)), PayloadLen: uint32(len(payload))},
 		Topic:  topic, Headers: eventHeaders, Payload: payload,
 	}
-	m := outMsg{origin: &s.origin, pub: &f}
+	m := outMsg{origin: &s.origin, pub: &f, dropsEvent: strings.HasPrefix(name, wire.SysConnDrops)}
 	m.size = wire.MsgHeadLen + f.Size() - wire.HeaderLen
 	for _, sub := range res.Plain {
 		s.offerEvent(sub, &m, final)

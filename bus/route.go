@@ -194,6 +194,9 @@ type outMsg struct {
 	// own says it is the broker's answer to the connection routing it
 	// (toOwn): not a message for subscribers, so not counted in Delivered.
 	own bool
+	// dropsEvent says it is a drops event, whose loss is reported in a
+	// gap notice but in no drops event (dropevents.go).
+	dropsEvent bool
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;
