@@ -48,11 +48,13 @@ func (c *conn) answerStats(payload []byte) sysAnswer {
 func (c *conn) visibleConns(all bool) []*conn {
 	s := c.srv
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.byID))
-	for _, t := range s.byID {
-		if all || t.origin.UID == c.origin.UID {
-			conns = append(conns, t)
-		}
+	from := s.byUID[c.origin.UID] // only its own: no look at the others'
+	if all {
+		from = s.byID
+	}
+	conns := make([]*conn, 0, len(from))
+	for _, t := range from {
+		conns = append(conns, t)
 	}
 	s.mu.Unlock()
 	slices.SortFunc(conns, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })

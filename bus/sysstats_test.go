@@ -286,3 +286,33 @@ func TestStatsMsgsOutLeavesOutAnswers(t *testing.T) {
 		t.Fatalf("msgs_out %d after two answers and nothing routed; want 0", st.MsgsOut)
 	}
 }
+
+// A uid that sees only its own connections asks about them at a cost of
+// its own: the broker does not go through every uid's connections, under
+// its lock, for each of its requests (the default rules let every uid ask
+// in a loop).
+func TestOwnListCostsOnlyOwnConns(t *testing.T) {
+	srv, err := NewServer(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const others = 100_000
+	srv.mu.Lock()
+	for id := range uint64(others) {
+		srv.addConnLocked(&conn{srv: srv, id: id + 1, origin: wire.Origin{Conn: id + 1, UID: 7}})
+	}
+	asker := &conn{srv: srv, id: others + 1, origin: wire.Origin{Conn: others + 1, UID: 8}}
+	srv.addConnLocked(asker)
+	srv.mu.Unlock()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		if got := asker.visibleConns(false); len(got) != 1 || got[0] != asker {
+			t.Fatalf("visible %d connections; want the asker's own", len(got))
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Fatalf("10 requests for one connection of its own allocated %d bytes among %d others'", n, others)
+	}
+}
