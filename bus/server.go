@@ -325,6 +325,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
+	// The connections are gone, and with them the lines held back: their
+	// summaries now, not from timers after Shutdown has returned.
+	s.connLines.flush(s.log)
+	s.noteLines.flush(s.log)
 	// Descriptors still being closed are waited for while ctx allows, and
 	// otherwise left to the closer: a close that blocks (a lingering
 	// socket) must not hold up shutdown.
