@@ -219,3 +219,32 @@ func TestMonitorsSeeEvents(t *testing.T) {
 	}
 	all.quiet()
 }
+
+// Every event is offered to each subscription whose pattern starts with
+// "$SYS.", whoever's it is, and the default rules let every uid make them
+// ("$SYS.>", filtered, in as many queue groups as it likes): a uid's
+// watchers are a budget of their own, so that one user cannot make every
+// other user's connecting and closing cost the broker its whole
+// subscription budget's worth of work.
+func TestWatchersAreBudgeted(t *testing.T) {
+	if w := DefaultConfig().User.Watchers; w < 1 || w > 1024 {
+		t.Fatalf("default User.Watchers %d; want a few hundred", w)
+	}
+	_, path := testBroker(t, func(c *Config) { c.User.Watchers = 3 })
+	c := connectRaw(t, path)
+	for sid := range uint32(3) {
+		c.sub(sid+1, "$SYS.listen.>", fmt.Sprintf("g%d", sid))
+	}
+	c.sync()
+	c.sub(4, "$SYS.listen.>", "g4")
+	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+	c.send(wire.AppendSub(nil, 5, "$SYS.listen.up.>", "", wire.SubMonitor))
+	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+	c.sub(6, "app.>", "") // other subscriptions are not watchers
+	c.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
+	c.sub(7, "$SYS.listen.>", "g7")
+	c.sync()
+	other := connectRaw(t, path) // the budget is the uid's
+	other.sub(1, "$SYS.listen.>", "")
+	other.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+}
