@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -314,5 +315,38 @@ func TestOwnListCostsOnlyOwnConns(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
 		t.Fatalf("10 requests for one connection of its own allocated %d bytes among %d others'", n, others)
+	}
+}
+
+// A $SYS.req.subs answer is built from every subscription the asker may
+// see, which any uid may ask about its own in a loop, from each of its
+// connections at once: what building it takes is charged to the asker's
+// user's input budget while it is built, and with no room there the
+// answer is 429, not memory the broker holds for nobody's account.
+func TestSubsRequestChargesItsBuilding(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.User.Input = 1 << 20 })
+	c := connectRaw(t, path)
+	c.sub(900, c.inbox(">"), "")
+	const n = 1700 // some 880 KiB of the 1 MiB budget, the connection 80 KiB
+	var batch []byte
+	for i := range n {
+		batch = wire.AppendSub(batch, uint32(1000+i), fmt.Sprintf("a.%d", i), "", 0)
+	}
+	c.send(batch)
+	c.sync()
+	c.send(wire.AppendPub(nil, wire.SysReqSubs, c.inbox("s"), nil, nil, 0))
+	c.expectStatus(c.inbox("s"), wire.StatusNoRoom, "input bytes")
+	batch = nil
+	for i := range n - 100 {
+		batch = wire.AppendControl(batch, wire.OpUnsub, uint32(1000+i), nil)
+	}
+	batch = wire.AppendControl(batch, wire.OpUnsub, 900, nil) // request subscribes again
+	c.send(batch)
+	for range 2 { // and the charge is given back
+		var list wire.SubList
+		c.request(wire.SysReqSubs, nil, &list)
+		if list.Total != 101 {
+			t.Fatalf("list of %d; want 101", list.Total)
+		}
 	}
 }
