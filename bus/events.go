@@ -152,10 +152,11 @@ func (c *conn) budgetHit(msg string, err error) {
 }
 
 // listenEvent publishes a listener's arrival or departure, if sub is a
-// stream's listener (its pattern is under wire.GroupOnlyPrefix).
+// stream's listener (its pattern is under wire.GroupOnlyPrefix, and it is
+// no monitor, which may name a stream's topic to watch its dials).
 func (c *conn) listenEvent(prefix string, sub *subscription) {
 	s := c.srv
-	if s.watchers.Load() == 0 || len(sub.pattern) <= len(wire.GroupOnlyPrefix) || sub.pattern[:len(wire.GroupOnlyPrefix)] != wire.GroupOnlyPrefix {
+	if s.watchers.Load() == 0 || sub.isMonitor() || len(sub.pattern) <= len(wire.GroupOnlyPrefix) || sub.pattern[:len(wire.GroupOnlyPrefix)] != wire.GroupOnlyPrefix {
 		return
 	}
 	name := sub.pattern[len(wire.GroupOnlyPrefix):]

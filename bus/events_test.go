@@ -248,3 +248,25 @@ func TestWatchersAreBudgeted(t *testing.T) {
 	other.sub(1, "$SYS.listen.>", "")
 	other.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
 }
+
+// A monitor of a stream's topic watches its dials and is no listener: its
+// SUB and UNSUB are no listen events, which would tell a dialer waiting
+// for a listener that one came.
+func TestMonitorOfStreamIsNoListenEvent(t *testing.T) {
+	_, path := testBroker(t, nil)
+	w := subscriber(t, path, "$SYS.listen.>")
+	mon := monitor(t, path, wire.GroupOnlyPrefix+"printer")
+	mon.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
+	mon.sync()
+	l := connectRaw(t, path)
+	l.send(wire.AppendSub(nil, 7, wire.GroupOnlyPrefix+"printer", wire.StreamGroup, 0))
+	l.sync()
+	f := w.next()
+	var ev wire.ListenEvent
+	if err := wire.DecodeBody(f.Payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if string(f.Topic) != wire.SysListenUp+"printer" || ev.ConnID != l.info.ConnID {
+		t.Fatalf("first event %q about conn %d; want the listener's (%d) arrival, the monitor (%d) being none", f.Topic, ev.ConnID, l.info.ConnID, mon.info.ConnID)
+	}
+}
