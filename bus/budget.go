@@ -12,6 +12,7 @@ const (
 	kConns kind = iota
 	kHandshakes
 	kSubs
+	kWatchers // subscriptions to "$SYS." patterns, each offered every event
 	kOutput
 	kOutputFDs
 	kInput
@@ -20,7 +21,7 @@ const (
 )
 
 var kindNames = [nKinds]string{
-	kConns: "connections", kHandshakes: "connections in handshake", kSubs: "subscriptions",
+	kConns: "connections", kHandshakes: "connections in handshake", kSubs: "subscriptions", kWatchers: "$SYS. subscriptions",
 	kOutput: "output bytes", kOutputFDs: "output descriptors", kInput: "input bytes", kInputFDs: "input descriptors",
 }
 
@@ -106,7 +107,7 @@ func newLedger(cfg *Config) *ledger {
 	l := &ledger{users: map[uint32]*account{}}
 	u := &cfg.User
 	l.limits = [nKinds]int64{
-		kConns: int64(u.Conns), kHandshakes: int64(u.Handshakes), kSubs: int64(u.Subs),
+		kConns: int64(u.Conns), kHandshakes: int64(u.Handshakes), kSubs: int64(u.Subs), kWatchers: int64(u.Watchers),
 		kOutput: u.Output, kOutputFDs: int64(u.OutputFDs), kInput: u.Input, kInputFDs: int64(u.InputFDs),
 	}
 	l.pools[poolMemory].limit = cfg.MaxMemory

@@ -109,6 +109,11 @@ type UserBudget struct {
 	Conns, Handshakes int
 	// Subs bounds the subscriptions of all the uid's connections.
 	Subs int
+	// Watchers bounds those of them whose pattern starts with "$SYS.":
+	// each broker event is offered to every one (events.go), whoever's
+	// it is, so their number is what every connection's coming and going
+	// costs the broker.
+	Watchers int
 	// Output bounds the bytes queued for the uid's connections to read:
 	// messages, control frames and gap notices.
 	Output int64
@@ -155,6 +160,7 @@ func DefaultConfig() Config {
 			Conns:      max(maxConns/2, 1),
 			Handshakes: 128,
 			Subs:       262144,
+			Watchers:   256,
 			Output:     512 << 20,
 			OutputFDs:  min(8192, maxFDs/2),
 			Input:      256 << 20,
@@ -182,7 +188,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: MaxConns, MaxSubs, MaxPending and MaxReplyPermits must be positive", ErrBadConfig)
 	case c.MaxPendingFDs < int(c.Limits.MaxFDs):
 		return fmt.Errorf("%w: MaxPendingFDs %d is below Limits.MaxFDs %d", ErrBadConfig, c.MaxPendingFDs, c.Limits.MaxFDs)
-	case u.Conns < 1 || u.Handshakes < 1 || u.Subs < 1 || u.Output < 1 || u.Input < 1:
+	case u.Conns < 1 || u.Handshakes < 1 || u.Subs < 1 || u.Watchers < 1 || u.Output < 1 || u.Input < 1:
 		return fmt.Errorf("%w: every User budget must be positive", ErrBadConfig)
 	case u.OutputFDs < int(c.Limits.MaxFDs) || u.InputFDs < int(c.Limits.MaxFDs):
 		return fmt.Errorf("%w: User.OutputFDs and User.InputFDs must be at least Limits.MaxFDs (%d)", ErrBadConfig, c.Limits.MaxFDs)

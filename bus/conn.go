@@ -79,6 +79,7 @@ type conn struct {
 	lagging    bool            // publishers stopped waiting for it; see pace.go
 	lossReason lossReason      // why the last message that did not fit did not
 	name       string          // HELLO's name, for $SYS.req.conn
+	helloDone  bool            // its HELLO was accepted: $SYS.req.conns lists it
 	msgsOut    uint64          // MSGs queued, for $SYS.req.conns
 	bytesOut   uint64          // bytes written
 	dropped    uint64          // messages its subscriptions lost

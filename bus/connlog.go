@@ -62,6 +62,18 @@ func (b *logBucket) summarize(log *slog.Logger) {
 	log.Info(b.what+" suppressed", "lines", n, "in", connLogSummary)
 }
 
+// flush logs the summary of the lines held back now, if one is due, so
+// that its timer does not outlive Shutdown. One whose timer has fired
+// already is being logged by it.
+func (b *logBucket) flush(log *slog.Logger) {
+	b.mu.Lock()
+	due := b.report != nil && b.report.Stop()
+	b.mu.Unlock()
+	if due {
+		b.summarize(log)
+	}
+}
+
 // logConn logs one connection line at info, if the bucket lets it.
 func (c *conn) logConn(msg string, args ...any) {
 	if c.srv.connLines.take(time.Now(), c.srv.log) {

@@ -211,3 +211,24 @@ func TestOnceLinesAreRateBounded(t *testing.T) {
 		t.Fatalf("summary %q; want a count of the lines held back", l)
 	}
 }
+
+// Shutdown logs the summary of the lines held back itself: no timer of
+// the server's outlives it to log after it has returned.
+func TestShutdownSummarizesHeldLines(t *testing.T) {
+	logs := newLogBuffer()
+	srv, path := testBroker(t, withLog(logs))
+	for range connLogBurst + 8 {
+		connectRaw(t, path) // a line each, past the burst held back
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.connLines.mu.Lock()
+	armed := srv.connLines.report != nil
+	srv.connLines.mu.Unlock()
+	if l := logs.lines(`msg="connection lines suppressed"`); armed || len(l) == 0 {
+		t.Fatalf("after Shutdown: summary timer armed %v, summaries %q; want none armed and the summary logged", armed, l)
+	}
+}

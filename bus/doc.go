@@ -28,7 +28,8 @@
 // returns freed memory to the system. A connection whose subscriptions
 // lose messages while someone watches broker events has at most one timer
 // (time.AfterFunc) armed to publish its drops event (dropevents.go); its
-// finish stops it for good. Shutdown stops all of them: it
+// finish stops it for good. A summary of log lines held back (connlog.go)
+// is a timer too, which Shutdown logs itself. Shutdown stops all of them: it
 // closes the listeners, tells every connection to drain, waits for the
 // connection goroutines (aborting them when its context ends), and lets the
 // closer finish what it can within the same context.

@@ -14,6 +14,11 @@ import (
 // the gap notice goes out, so a subscriber that has stopped reading (and
 // so gets no notice until it reads again) is reported all the same.
 //
+// The loss of a drops event is in its subscription's gap notice, and in
+// no drops event: a stopped watcher of them would otherwise lose its own
+// event, and get one a second about that, for as long as it stays (two
+// such watchers, each other's), each reporting the loss of the one before.
+//
 // The event is published by a timer's goroutine (time.AfterFunc), at most
 // one armed per connection, which takes the connection's evMu and then its
 // mu; a connection's last report goes out in finish, before its down

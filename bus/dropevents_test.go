@@ -3,6 +3,7 @@ package bus
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,59 @@ func TestDropsEvents(t *testing.T) {
 // eventSuffix returns the "<uid>.<conn id>" that ends c's event topics.
 func eventSuffix(c *rawClient) string {
 	return fmt.Sprintf("%d.%d", os.Getuid(), c.info.ConnID)
+}
+
+// A watcher of drops events that has stopped reading loses its own drops
+// event too: that loss is in its gap notice, not in another drops event,
+// or the watcher would get one a second about itself for as long as it
+// stays connected, each reporting the loss of the one before.
+func TestDropsEventLossIsNoDropsEvent(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { smallQueues(c); c.WriteTimeout = time.Minute })
+	w := subscriber(t, path, "$SYS.conn.drops.>")
+	stopped := connectNamed(t, path, strings.Repeat("n", wire.MaxNameLen)) // its events are large
+	stopped.sub(4, "$SYS.conn.drops.>", "")
+	stopped.sub(5, "flood", "")
+	stopped.sync()
+	pub := connectRaw(t, path)
+	// More than its socket (2 MiB) and queue hold, until a whole burst is
+	// almost all dropped: its socket is full. Then small messages, which
+	// leave its queue less room than any of its drops events takes: they
+	// find no room.
+	for i := 0; ; i++ {
+		d := srv.Stats().Dropped
+		if err := <-publishNumbered(pub, "flood", 512, 1024); err != nil {
+			t.Fatal(err)
+		}
+		pub.sync()
+		if i >= 4 && srv.Stats().Dropped-d >= 400 {
+			break
+		}
+	}
+	if err := <-publishNumbered(pub, "flood", 512, 4); err != nil {
+		t.Fatal(err)
+	}
+	pub.sync()
+	sc := srv.connByID(stopped.info.ConnID)
+	// armed reports whether another drops event about the stopped watcher
+	// will come; under evMu, so that none is being published.
+	armed := func() bool {
+		sc.evMu.Lock()
+		defer sc.evMu.Unlock()
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		return sc.drops.timer != nil || sc.drops.lost > 0
+	}
+	// The flood's losses take at most two events from here: one under way
+	// and the sum of the rest.
+	for i := 0; armed(); i++ {
+		if i == 3 {
+			t.Fatal("drops events about the stopped watcher keep coming: each reports the loss of the one before")
+		}
+		for {
+			f := w.next()
+			if string(f.Topic) == wire.SysConnDrops+eventSuffix(stopped) {
+				break
+			}
+		}
+	}
 }

@@ -71,7 +71,7 @@ func (s *Server) emit(topic []byte, body any) {
 		Header: wire.Header{Op: wire.OpPub, TopicLen: uint16(len(topic)), HdrLen: uint32(len(eventHeaders)), PayloadLen: uint32(len(payload))},
 		Topic:  topic, Headers: eventHeaders, Payload: payload,
 	}
-	m := outMsg{origin: &s.origin, pub: &f}
+	m := outMsg{origin: &s.origin, pub: &f, dropsEvent: strings.HasPrefix(name, wire.SysConnDrops)}
 	m.size = wire.MsgHeadLen + f.Size() - wire.HeaderLen
 	for _, sub := range res.Plain {
 		s.offerEvent(sub, &m, final)
@@ -152,10 +152,11 @@ func (c *conn) budgetHit(msg string, err error) {
 }
 
 // listenEvent publishes a listener's arrival or departure, if sub is a
-// stream's listener (its pattern is under wire.GroupOnlyPrefix).
+// stream's listener (its pattern is under wire.GroupOnlyPrefix, and it is
+// no monitor, which may name a stream's topic to watch its dials).
 func (c *conn) listenEvent(prefix string, sub *subscription) {
 	s := c.srv
-	if s.watchers.Load() == 0 || len(sub.pattern) <= len(wire.GroupOnlyPrefix) || sub.pattern[:len(wire.GroupOnlyPrefix)] != wire.GroupOnlyPrefix {
+	if s.watchers.Load() == 0 || sub.isMonitor() || len(sub.pattern) <= len(wire.GroupOnlyPrefix) || sub.pattern[:len(wire.GroupOnlyPrefix)] != wire.GroupOnlyPrefix {
 		return
 	}
 	name := sub.pattern[len(wire.GroupOnlyPrefix):]

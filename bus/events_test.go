@@ -127,14 +127,22 @@ func TestStoppedWatcherStallsNobody(t *testing.T) {
 	// which one connection makes quickly; large ones, with a long name.
 	l := connectRaw(t, path)
 	stream := wire.GroupOnlyPrefix + strings.Repeat("s", 512)
-	for srv.Stats().Dropped == 0 {
+	// More than its socket (2 MiB) and queue hold, until a whole batch of
+	// 512 events is almost all dropped: then its socket is full too, not
+	// only its queue, which a writer scheduled late (under load) would
+	// empty into the socket after the first drop.
+	for i := 0; ; i++ {
 		var batch []byte
 		for range 256 {
 			batch = wire.AppendSub(batch, 1, stream, wire.StreamGroup, 0)
 			batch = wire.AppendControl(batch, wire.OpUnsub, 1, nil)
 		}
+		d := srv.Stats().Dropped
 		l.send(batch)
 		l.sync()
+		if i >= 8 && srv.Stats().Dropped-d >= 400 {
+			break
+		}
 	}
 	before := srv.Stats().Dropped
 	const n = 50
@@ -210,4 +218,55 @@ func TestMonitorsSeeEvents(t *testing.T) {
 		t.Fatalf("down event %+v; want reason normal", ev)
 	}
 	all.quiet()
+}
+
+// Every event is offered to each subscription whose pattern starts with
+// "$SYS.", whoever's it is, and the default rules let every uid make them
+// ("$SYS.>", filtered, in as many queue groups as it likes): a uid's
+// watchers are a budget of their own, so that one user cannot make every
+// other user's connecting and closing cost the broker its whole
+// subscription budget's worth of work.
+func TestWatchersAreBudgeted(t *testing.T) {
+	if w := DefaultConfig().User.Watchers; w < 1 || w > 1024 {
+		t.Fatalf("default User.Watchers %d; want a few hundred", w)
+	}
+	_, path := testBroker(t, func(c *Config) { c.User.Watchers = 3 })
+	c := connectRaw(t, path)
+	for sid := range uint32(3) {
+		c.sub(sid+1, "$SYS.listen.>", fmt.Sprintf("g%d", sid))
+	}
+	c.sync()
+	c.sub(4, "$SYS.listen.>", "g4")
+	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+	c.send(wire.AppendSub(nil, 5, "$SYS.listen.up.>", "", wire.SubMonitor))
+	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+	c.sub(6, "app.>", "") // other subscriptions are not watchers
+	c.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
+	c.sub(7, "$SYS.listen.>", "g7")
+	c.sync()
+	other := connectRaw(t, path) // the budget is the uid's
+	other.sub(1, "$SYS.listen.>", "")
+	other.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+}
+
+// A monitor of a stream's topic watches its dials and is no listener: its
+// SUB and UNSUB are no listen events, which would tell a dialer waiting
+// for a listener that one came.
+func TestMonitorOfStreamIsNoListenEvent(t *testing.T) {
+	_, path := testBroker(t, nil)
+	w := subscriber(t, path, "$SYS.listen.>")
+	mon := monitor(t, path, wire.GroupOnlyPrefix+"printer")
+	mon.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
+	mon.sync()
+	l := connectRaw(t, path)
+	l.send(wire.AppendSub(nil, 7, wire.GroupOnlyPrefix+"printer", wire.StreamGroup, 0))
+	l.sync()
+	f := w.next()
+	var ev wire.ListenEvent
+	if err := wire.DecodeBody(f.Payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if string(f.Topic) != wire.SysListenUp+"printer" || ev.ConnID != l.info.ConnID {
+		t.Fatalf("first event %q about conn %d; want the listener's (%d) arrival, the monitor (%d) being none", f.Topic, ev.ConnID, l.info.ConnID, mon.info.ConnID)
+	}
 }

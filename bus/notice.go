@@ -47,9 +47,9 @@ func (c *conn) reasonText(r lossReason) string {
 	return fmt.Sprintf("%s's share of the broker's memory (%d bytes in all) is used up", c.acct.label, cfg.MaxMemory)
 }
 
-// refuseLocked applies s's slow-consumer policy to a message its
+// refuseLocked applies s's slow-consumer policy to m, a message its
 // connection had no room for.
-func (c *conn) refuseLocked(s *subscription) {
+func (c *conn) refuseLocked(s *subscription, m *outMsg) {
 	c.srv.stats.dropped.Add(1)
 	c.dropped++
 	if s.flags&wire.SubDisconnect != 0 {
@@ -66,7 +66,9 @@ func (c *conn) refuseLocked(s *subscription) {
 	}
 	s.lost.Add(1)
 	s.reason = c.lossReason
-	c.noteLossLocked(s, 1)
+	if !m.dropsEvent {
+		c.noteLossLocked(s, 1)
+	}
 }
 
 // dropFast counts a lost message for s without taking its connection's

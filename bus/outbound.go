@@ -46,7 +46,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 	lost := s.lost.Load() > 0
 	if !c.makeRoomLocked(m.size, m.nfds) || lost && !c.makeRoomLocked(m.size+c.noticeLen(s), m.nfds) {
 		if mode == final || mode == passive || mode == unlessWait && c.lagging {
-			c.refuseLocked(s)
+			c.refuseLocked(s, m)
 			return dropped, false, false
 		}
 		return full, false, false

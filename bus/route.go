@@ -191,6 +191,12 @@ type outMsg struct {
 	// replyInbox is the inbox the reply topic is in, if it is one: each
 	// receiver but its owner gets a permit to answer (permits.go).
 	replyInbox string
+	// own says it is the broker's answer to the connection routing it
+	// (toOwn): not a message for subscribers, so not counted in Delivered.
+	own bool
+	// dropsEvent says it is a drops event, whose loss is reported in a
+	// gap notice but in no drops event (dropevents.go).
+	dropsEvent bool
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;
@@ -264,6 +270,7 @@ func (c *conn) toOwn(reply []byte, hdrs wire.Headers, payload []byte, set *fdSet
 	var m outMsg
 	c.initOutMsg(&m, &f, 1)
 	m.origin = &c.srv.origin
+	m.own = true
 	for _, s := range res.Plain {
 		if s.c == c {
 			c.deliver(s, &m, set)
@@ -316,7 +323,7 @@ func (c *conn) offer(s *subscription, m *outMsg, set *fdSet, mode enqueueMode) o
 	if behind && !slices.Contains(c.stalls, r) {
 		c.stalls = append(c.stalls, r)
 	}
-	if o == queued {
+	if o == queued && !m.own {
 		c.srv.stats.delivered.Add(1)
 	}
 	return o

@@ -51,9 +51,12 @@ type Server struct {
 	connLines logBucket // log rate of connection lines (connlog.go)
 	noteLines logBucket // log rate of the lines logged once per connection (noteOnce)
 
-	mu        sync.Mutex
-	conns     map[*conn]struct{}
-	byID      map[uint64]*conn // the same connections, by id, for $SYS.req.conn
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	byID  map[uint64]*conn // the same connections, by id, for $SYS.req.conn
+	// byUID are the same connections by uid, then id: a uid that sees only
+	// its own in $SYS.req.conns and .subs costs a look at them alone.
+	byUID     map[uint32]map[uint64]*conn
 	listeners map[*unixsock.Listener]struct{}
 	policyGen uint64                               // SetPolicy calls so far (access.go)
 	serving   atomic.Pointer[[]*unixsock.Listener] // the listeners, for reading without mu
@@ -84,6 +87,7 @@ func NewServer(cfg Config) (*Server, error) {
 		led:        newLedger(&cfg),
 		conns:      map[*conn]struct{}{},
 		byID:       map[uint64]*conn{},
+		byUID:      map[uint32]map[uint64]*conn{},
 		listeners:  map[*unixsock.Listener]struct{}{},
 		quit:       make(chan struct{}),
 		permitSeed: maphash.MakeSeed(),
@@ -174,8 +178,7 @@ func (s *Server) start(sock *unixsock.Conn) {
 	s.mu.Lock()
 	refuse := s.closing
 	if !refuse {
-		s.conns[c] = struct{}{}
-		s.byID[id] = c
+		s.addConnLocked(c)
 		s.wg.Add(2)
 		// Under mu, as SetPolicy stores a policy: either it finds c among
 		// the connections, or c gets the policy it stored.
@@ -322,6 +325,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
+	// The connections are gone, and with them the lines held back: their
+	// summaries now, not from timers after Shutdown has returned.
+	s.connLines.flush(s.log)
+	s.noteLines.flush(s.log)
 	// Descriptors still being closed are waited for while ctx allows, and
 	// otherwise left to the closer: a close that blocks (a lingering
 	// socket) must not hold up shutdown.
@@ -369,10 +376,33 @@ func (s *Server) isClosing() bool {
 // forget drops a finished connection and gives back what it was charged.
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
-	delete(s.byID, c.id)
+	s.removeConnLocked(c)
 	s.mu.Unlock()
 	s.release(c.acct, !c.handshaken)
+}
+
+// addConnLocked lists c among the connections served. s.mu is held.
+func (s *Server) addConnLocked(c *conn) {
+	s.conns[c] = struct{}{}
+	s.byID[c.id] = c
+	own := s.byUID[c.origin.UID]
+	if own == nil {
+		own = map[uint64]*conn{}
+		s.byUID[c.origin.UID] = own
+	}
+	own[c.id] = c
+}
+
+// removeConnLocked takes c out of the connections served. s.mu is held.
+func (s *Server) removeConnLocked(c *conn) {
+	delete(s.conns, c)
+	delete(s.byID, c.id)
+	if own := s.byUID[c.origin.UID]; own != nil {
+		delete(own, c.id)
+		if len(own) == 0 {
+			delete(s.byUID, c.origin.UID)
+		}
+	}
 }
 
 var noDeadline time.Time

@@ -33,7 +33,7 @@ type Stats struct {
 	Conns         int    // connections open now
 	Subs          int    // subscriptions now
 	Published     uint64 // PUB frames routed
-	Delivered     uint64 // MSG frames queued for subscribers
+	Delivered     uint64 // MSG frames queued for subscribers (broker events included; answers to a connection of its own requests, and gap notices, not)
 	Dropped       uint64 // messages not queued because a subscriber's connection had no room
 	Lost          uint64 // of those, reported to subscriptions in gap notices so far
 	GapNotices    uint64 // gap notices sent

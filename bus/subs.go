@@ -121,12 +121,23 @@ func (c *conn) chargeSub(s *subscription) error {
 		c.budgetHit("subscription refused over budget", err)
 		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
 	}
+	if watchesEvents(s.pattern) {
+		if err := led.charge(c.acct, kWatchers, 1); err != nil {
+			led.uncharge(c.acct, kSubs, 1)
+			led.uncharge(c.acct, kInput, subCost(s))
+			c.budgetHit("subscription refused over budget", err)
+			return wire.Errorf(wire.CodeTooManySubs, "%v", err)
+		}
+	}
 	return nil
 }
 
 func (c *conn) unchargeSub(s *subscription) {
 	c.srv.led.uncharge(c.acct, kSubs, 1)
 	c.srv.led.uncharge(c.acct, kInput, subCost(s))
+	if watchesEvents(s.pattern) {
+		c.srv.led.uncharge(c.acct, kWatchers, 1)
+	}
 }
 
 // unsubscribe removes a subscription for UNSUB.

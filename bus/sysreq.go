@@ -44,6 +44,9 @@ type sysAnswer struct {
 	// fds are the answer's descriptors, already charged (see
 	// dupPeerPidFD), with the router's reference; nil for none.
 	fds *fdSet
+	// charged is what building it was charged to the requester's input
+	// (chargeAnswer), given back once it is queued.
+	charged int64
 }
 
 // sysPublish handles a PUB to a topic starting with SysPrefix: a broker
@@ -91,6 +94,9 @@ func badRequest(reason string) sysAnswer {
 func (c *conn) answer(reply []byte, a *sysAnswer) {
 	if a.fds != nil {
 		defer a.fds.Release()
+	}
+	if a.charged > 0 {
+		defer c.srv.led.uncharge(c.acct, kInput, a.charged)
 	}
 	var hdrs wire.Headers
 	if a.status != "" {
@@ -168,10 +174,12 @@ func (c *conn) connInfo() (wire.ConnInfo, bool) {
 	}, c.state == stateOpen
 }
 
-// setName records HELLO's name, for connInfo.
+// setName records HELLO's name, for connInfo, and that the handshake is
+// done, for connStats.
 func (c *conn) setName(name string) {
 	c.mu.Lock()
 	c.name = name
+	c.helloDone = true
 	c.mu.Unlock()
 }
 

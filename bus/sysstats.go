@@ -17,7 +17,28 @@ import (
 // uid's, which the default rules let every uid ask about. The answer is
 // built by the asker's reader and queued to it like any reply, within its
 // limits and charged to its user: a large broker's lists are bounded by
-// wire.MaxListLimit entries, so one request costs at most that.
+// wire.MaxListLimit entries, and what building one takes is charged too
+// (chargeAnswer).
+
+// Building a list answer takes memory in proportion to what it goes
+// through, which any uid may ask about its own in a loop, from each of its
+// connections at once; so it is charged to the asker's user's input (and
+// the broker's memory) until the answer is queued, where its output grant
+// takes over, and with no room the answer is 429. These are upper bounds
+// of what one entry takes: in the counts and the list built, and encoded.
+const (
+	connEntryCost = 512 // a ConnStats, its name at most wire.MaxNameLen, encoded
+	subEntryCost  = 192 // a map entry and a SubStats, beyond the pattern and group
+)
+
+// chargeAnswer charges cost to c's user's input for building an answer,
+// and returns the answer to give if there is no room: ok false.
+func (c *conn) chargeAnswer(what string, cost int64) (sysAnswer, bool) {
+	if err := c.srv.led.charge(c.acct, kInput, cost); err != nil {
+		return sysAnswer{status: wire.StatusNoRoom, reason: "no room to list the " + what + ": " + err.Error()}, false
+	}
+	return sysAnswer{charged: cost}, true
+}
 
 // seesAll reports whether c's answers to the list request on topic show
 // every uid's connections.
@@ -48,11 +69,13 @@ func (c *conn) answerStats(payload []byte) sysAnswer {
 func (c *conn) visibleConns(all bool) []*conn {
 	s := c.srv
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.byID))
-	for _, t := range s.byID {
-		if all || t.origin.UID == c.origin.UID {
-			conns = append(conns, t)
-		}
+	from := s.byUID[c.origin.UID] // only its own: no look at the others'
+	if all {
+		from = s.byID
+	}
+	conns := make([]*conn, 0, len(from))
+	for _, t := range from {
+		conns = append(conns, t)
 	}
 	s.mu.Unlock()
 	slices.SortFunc(conns, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
@@ -67,8 +90,13 @@ func (c *conn) answerConns(payload []byte) sysAnswer {
 		return badRequest(err.Error())
 	}
 	list := wire.ConnList{All: c.seesAll(wire.SysReqConns), Conns: []wire.ConnStats{}}
+	conns := c.visibleConns(list.All)
+	a, ok := c.chargeAnswer("connections", int64(8*len(conns))+connEntryCost*int64(min(uint64(len(conns)), req.Limit)))
+	if !ok {
+		return a
+	}
 	now := time.Now()
-	for _, t := range c.visibleConns(list.All) {
+	for _, t := range conns {
 		if t.id <= req.After {
 			continue
 		}
@@ -80,12 +108,12 @@ func (c *conn) answerConns(payload []byte) sysAnswer {
 			list.Conns = append(list.Conns, cs)
 		}
 	}
-	body, _ := wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
-	return sysAnswer{payload: body}
+	a.payload, _ = wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
+	return a
 }
 
 // connStats returns what a "$SYS.req.conns" answer says of c, and whether
-// c is still open.
+// it lists c: open, its handshake done.
 func (c *conn) connStats(now time.Time) (wire.ConnStats, bool) {
 	last := c.since
 	if ns := c.lastIn.Load(); ns != 0 {
@@ -101,7 +129,7 @@ func (c *conn) connStats(now time.Time) (wire.ConnStats, bool) {
 	cs.Name, cs.Subs = c.name, uint64(len(c.subs))
 	cs.MsgsOut, cs.BytesOut, cs.Dropped = c.msgsOut, c.bytesOut, c.dropped
 	cs.Pending, cs.PendingFDs = uint64(c.pending), uint64(c.pendingFDs)
-	return cs, c.state == stateOpen
+	return cs, c.state == stateOpen && c.helloDone
 }
 
 // answerSubs answers "$SYS.req.subs": each pattern, in each queue group,
@@ -113,9 +141,22 @@ func (c *conn) answerSubs(payload []byte) sysAnswer {
 		return badRequest(err.Error())
 	}
 	list := wire.SubList{All: c.seesAll(wire.SysReqSubs), Subs: []wire.SubStats{}}
+	conns := c.visibleConns(list.All)
+	cost := int64(8 * len(conns))
+	for _, t := range conns {
+		t.mu.Lock()
+		for _, s := range t.subs {
+			cost += subEntryCost + int64(len(s.pattern)+len(s.group))
+		}
+		t.mu.Unlock()
+	}
+	a, ok := c.chargeAnswer("subscriptions", cost)
+	if !ok {
+		return a
+	}
 	type count struct{ subs, monitors uint64 }
 	counts := map[subKey]count{}
-	for _, t := range c.visibleConns(list.All) {
+	for _, t := range conns {
 		t.mu.Lock()
 		for _, s := range t.subs {
 			k := subKey{pattern: s.pattern, group: s.group}
@@ -139,6 +180,6 @@ func (c *conn) answerSubs(payload []byte) sysAnswer {
 	if list.Total > req.Limit {
 		list.Subs, list.Truncated = list.Subs[:req.Limit], true
 	}
-	body, _ := wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
-	return sysAnswer{payload: body}
+	a.payload, _ = wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
+	return a
 }

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -249,5 +250,103 @@ func TestConnsRequestShowsPendingAndDrops(t *testing.T) {
 	}
 	if slow := stopped.account(n); slow.lost != s.Dropped {
 		t.Fatalf("the subscriber was told of %d losses; the answer said %d", slow.lost, s.Dropped)
+	}
+}
+
+// $SYS.req.conns lists the connections that have sent their HELLO, as
+// docs/PROTOCOL.md says: one still in its handshake is not listed (it has
+// no name yet, and had no up event).
+func TestConnsRequestLeavesOutHandshakes(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	asker := connectRaw(t, path)
+	pending := dialRaw(t, path) // no HELLO
+	defer pending.sock.Close()
+	for srv.Stats().Conns != 2 {
+		runtime.Gosched() // until the broker has accepted it
+	}
+	var list wire.ConnList
+	asker.request(wire.SysReqConns, nil, &list)
+	if len(list.Conns) != 1 || list.Conns[0].ConnID != asker.info.ConnID {
+		t.Fatalf("list %+v; want the asker alone", list)
+	}
+}
+
+// msgs_out counts the MSGs queued for subscribers, not the broker's
+// answers (docs/PROTOCOL.md): neither an earlier request's nor a
+// no-responders answer is counted.
+func TestStatsMsgsOutLeavesOutAnswers(t *testing.T) {
+	_, path := testBroker(t, nil)
+	asker := connectRaw(t, path)
+	var st wire.BrokerStats
+	asker.request(wire.SysReqStats, nil, &st)
+	asker.sub(1, asker.inbox("1"), "")
+	asker.send(wire.AppendPub(nil, "nobody.here", asker.inbox("1"), nil, nil, 0))
+	expectNoResponders(t, asker, asker.inbox("1"), wire.StatusNoResponders)
+	asker.request(wire.SysReqStats, nil, &st)
+	if st.MsgsOut != 0 {
+		t.Fatalf("msgs_out %d after two answers and nothing routed; want 0", st.MsgsOut)
+	}
+}
+
+// A uid that sees only its own connections asks about them at a cost of
+// its own: the broker does not go through every uid's connections, under
+// its lock, for each of its requests (the default rules let every uid ask
+// in a loop).
+func TestOwnListCostsOnlyOwnConns(t *testing.T) {
+	srv, err := NewServer(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const others = 100_000
+	srv.mu.Lock()
+	for id := range uint64(others) {
+		srv.addConnLocked(&conn{srv: srv, id: id + 1, origin: wire.Origin{Conn: id + 1, UID: 7}})
+	}
+	asker := &conn{srv: srv, id: others + 1, origin: wire.Origin{Conn: others + 1, UID: 8}}
+	srv.addConnLocked(asker)
+	srv.mu.Unlock()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		if got := asker.visibleConns(false); len(got) != 1 || got[0] != asker {
+			t.Fatalf("visible %d connections; want the asker's own", len(got))
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Fatalf("10 requests for one connection of its own allocated %d bytes among %d others'", n, others)
+	}
+}
+
+// A $SYS.req.subs answer is built from every subscription the asker may
+// see, which any uid may ask about its own in a loop, from each of its
+// connections at once: what building it takes is charged to the asker's
+// user's input budget while it is built, and with no room there the
+// answer is 429, not memory the broker holds for nobody's account.
+func TestSubsRequestChargesItsBuilding(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.User.Input = 1 << 20 })
+	c := connectRaw(t, path)
+	c.sub(900, c.inbox(">"), "")
+	const n = 1700 // some 880 KiB of the 1 MiB budget, the connection 80 KiB
+	var batch []byte
+	for i := range n {
+		batch = wire.AppendSub(batch, uint32(1000+i), fmt.Sprintf("a.%d", i), "", 0)
+	}
+	c.send(batch)
+	c.sync()
+	c.send(wire.AppendPub(nil, wire.SysReqSubs, c.inbox("s"), nil, nil, 0))
+	c.expectStatus(c.inbox("s"), wire.StatusNoRoom, "input bytes")
+	batch = nil
+	for i := range n - 100 {
+		batch = wire.AppendControl(batch, wire.OpUnsub, uint32(1000+i), nil)
+	}
+	batch = wire.AppendControl(batch, wire.OpUnsub, 900, nil) // request subscribes again
+	c.send(batch)
+	for range 2 { // and the charge is given back
+		var list wire.SubList
+		c.request(wire.SysReqSubs, nil, &list)
+		if list.Total != 101 {
+			t.Fatalf("list of %d; want 101", list.Total)
+		}
 	}
 }

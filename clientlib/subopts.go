@@ -54,8 +54,11 @@ func DisconnectWhenSlow() SubOption {
 // count as a receiver (a request only monitors match still fails at once
 // with ErrNoResponders, and Publish's receipt does not count it), takes no
 // queue group's messages from its members nor any stream's dials, and
-// never gets a message's descriptors: Msg.Header's "Bus-FDs" field says
-// how many the message carried. The broker never waits for it: what its
+// never gets a message's descriptors: the last "Bus-FDs" field of
+// Msg.Header, the broker's, says how many the message carried. Not
+// Header.Get, which returns the first: a sender may set a "Bus-FDs" of
+// its own, which the broker's then follows. Without one, the message
+// carried none. The broker never waits for it: what its
 // connection has no room for is dropped, and reported as for any
 // subscription (Subscription.Dropped). Other connections' replies reach it
 // only where the policy grants the monitor verb (docs/SECURITY.md).

@@ -26,7 +26,8 @@ const (
 	// "$SYS.conn.drops.<uid>.<conn id>", published with a DropsEvent when
 	// its subscriptions lose messages (the losses its gap notices report):
 	// at the first loss, then at most once per DropsInterval, each event
-	// summing the losses since the previous one.
+	// summing the losses since the previous one. The loss of a drops
+	// event is not itself reported in one (only in the gap notice).
 	SysConnDrops = "$SYS.conn.drops."
 	// SysListenUp is the prefix of "$SYS.listen.up.<stream name>",
 	// published with a ListenEvent when a connection starts listening on
