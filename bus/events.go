@@ -142,13 +142,16 @@ func (c *conn) connEvent(prefix, reason, text string) {
 
 // budgetHit logs, and publishes as a budget event, the first time a budget
 // refuses the connection something: once per connection, so that a
-// client retrying in a loop is one line and one event.
+// client retrying in a loop is one line and one event. Like a down
+// event, a budget event is only for a connection that had its up event.
 func (c *conn) budgetHit(msg string, err error) {
 	if c.logged[logBudget] {
 		return
 	}
 	c.noteOnce(logBudget, msg, "err", err)
-	c.connEvent(wire.SysConnBudget, wire.ReasonBudget, err.Error())
+	if c.announced { // a refusal during the handshake: no up event, so no budget event either
+		c.connEvent(wire.SysConnBudget, wire.ReasonBudget, err.Error())
+	}
 }
 
 // listenEvent publishes a listener's arrival or departure, if sub is a
