@@ -107,7 +107,6 @@ func (c *conn) storeRetained(f *wire.Frame, topic string) (uint64, error) {
 		v = c.newRetained(f)
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	old := st.values[topic]
 	switch {
 	case v == nil && old == nil:
@@ -116,7 +115,8 @@ func (c *conn) storeRetained(f *wire.Frame, topic string) (uint64, error) {
 		old.uncharge(led)
 	default:
 		if err := chargeRetained(led, v, old); err != nil {
-			c.budgetHit("retained value refused over budget", err)
+			st.mu.Unlock()
+			c.budgetHit("retained value refused over budget", err) // an event: not under the store's lock
 			return 0, retainRefused("topic %q: %v; the PUB was not delivered", topic, err)
 		}
 		if st.values == nil {
@@ -125,7 +125,9 @@ func (c *conn) storeRetained(f *wire.Frame, topic string) (uint64, error) {
 		st.values[topicString(&v.pub)] = v
 	}
 	st.seq++
-	return st.seq, nil
+	seq := st.seq
+	st.mu.Unlock()
+	return seq, nil
 }
 
 // newRetained copies f's topic, headers and payload into a new value,

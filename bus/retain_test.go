@@ -365,3 +365,44 @@ func TestRetainedLargeValue(t *testing.T) {
 	pub.retain("big", "small")
 	sub.expectValue(1, "big", "small", false)
 }
+
+// Values that do not fit the subscriber's queue are lost to it like any
+// message, and reported in a gap notice: a snapshot never takes the queue
+// past its bound, and the SUB's reader never waits for room.
+func TestRetainedValuesOverTheQueueAreReported(t *testing.T) {
+	_, path := testBroker(t, smallQueues)
+	pub := connectRaw(t, path)
+	const n, size = 40, 8 << 10 // 320 KiB of values for a 64 KiB queue
+	for i := range n {
+		pub.retain(fmt.Sprintf("v.%02d", i), string(numbered(i, size)))
+	}
+	pub.sync()
+	sub := connectRaw(t, path)
+	sub.subRetained(1, "v.*", 0)
+	// Handled without waiting for the subscriber to read: the PONG comes
+	// (after the values that fit and the gap notice).
+	sub.send(wire.AppendControl(nil, wire.OpPing, 99, nil))
+	got, lost, pong := 0, 0, false
+	for !pong || got+lost < n {
+		f := sub.next()
+		if f.Op == wire.OpPong {
+			pong = true
+			continue
+		}
+		if f.Op != wire.OpMsg || f.ID != 1 {
+			t.Fatalf("got %v id %d; want MSG for 1", f.Op, f.ID)
+		}
+		if d, ok := f.Headers.Get(wire.DroppedHeader); ok {
+			k, _ := strconv.Atoi(d)
+			lost += k
+			continue
+		}
+		if f.Flags&wire.MsgRetained == 0 || len(f.Payload) != size {
+			t.Fatalf("got %q flags %#x, %d bytes; want a retained value", f.Topic, f.Flags, len(f.Payload))
+		}
+		got++
+	}
+	if lost == 0 || got+lost != n {
+		t.Fatalf("%d values and %d reported lost; want some lost, %d in all", got, lost, n)
+	}
+}
