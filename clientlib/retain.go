@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -100,4 +101,35 @@ func checkRetainedSub(group string, flags uint8) error {
 		return fmt.Errorf("%w (group %q)", errRetainedGroup, group)
 	}
 	return nil
+}
+
+// RetainedValue describes one value the broker retains (see
+// PublishRetained): its topic, the bytes of its header and data, who
+// published it, and when.
+type RetainedValue struct {
+	Topic  string
+	Size   int
+	Origin Origin // the connection that published it; it may have closed since
+	Since  time.Time
+}
+
+// BrokerRetained asks the broker which values it retains
+// ("$SYS.req.retained"): those of the topics this connection may receive,
+// sorted by topic. The broker lists at most wire.MaxListLimit of them:
+// total says how many there are. Every user may ask by default; a broker
+// that predates retained values answers ErrNoResponders.
+func (c *Conn) BrokerRetained(ctx context.Context) (values []RetainedValue, total int, err error) {
+	var list wire.RetainedList
+	if err := c.brokerAnswer(ctx, wire.SysReqRetained, nil, &list); err != nil {
+		return nil, 0, err
+	}
+	values = make([]RetainedValue, len(list.Retained))
+	for i, v := range list.Retained {
+		values[i] = RetainedValue{
+			Topic: v.Topic, Size: int(v.Size),
+			Origin: Origin{Conn: v.ConnID, PID: int(v.PID), UID: int(v.UID), GID: int(v.GID)},
+			Since:  time.Unix(0, int64(v.Since)),
+		}
+	}
+	return values, int(list.Total), nil
 }

@@ -112,3 +112,20 @@ func TestRetainedAgainAfterReconnect(t *testing.T) {
 		t.Fatalf("got %q retained %v; want the live update", m.Data, m.Retained())
 	}
 }
+
+// BrokerRetained lists the values, sorted, with their publishers.
+func TestBrokerRetained(t *testing.T) {
+	path, _ := startBus(t)
+	c := connect(t, path)
+	c.PublishRetained("b", []byte("12"))
+	c.PublishRetainedMsg(&Msg{Topic: "a", Header: Header{{"k", "v"}}, Data: []byte("1")})
+	flush(t, c)
+	values, total, err := c.BrokerRetained(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 2 || len(values) != 2 || values[0].Topic != "a" || values[0].Size != 2+1+2+1+1 ||
+		values[1].Topic != "b" || values[1].Size != 2 || values[1].Origin.Conn != c.ConnID() || values[1].Since.IsZero() {
+		t.Fatalf("retained %+v (total %d); want a then b, from this connection", values, total)
+	}
+}
