@@ -103,6 +103,10 @@ type hooks struct {
 	applyPolicy func()  // SetPolicy is about to apply its policy to a connection
 	accept      func()  // Serve is about to accept; holding it keeps clients in the accept queue
 	brokerUID   *uint32 // the uid the server takes for its own: the tests' root then is another user
+	// retainStep: a retained PUB's router is about to store its value
+	// (stored false; it has looked its topic up), or has stored it and
+	// is about to look the topic up again (stored true).
+	retainStep func(stored bool)
 }
 
 // UserBudget bounds what the connections of one uid together may make the

@@ -106,6 +106,10 @@ func (c *conn) storeRetained(f *wire.Frame, topic string) (uint64, error) {
 	if f.PayloadLen > 0 {
 		v = c.newRetained(f)
 	}
+	if h := c.srv.cfg.hooks; h != nil && h.retainStep != nil {
+		h.retainStep(false)
+		defer h.retainStep(true)
+	}
 	st.mu.Lock()
 	old := st.values[topic]
 	switch {

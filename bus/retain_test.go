@@ -213,8 +213,15 @@ func TestRetainedFirstRacesWithRetainedPublishes(t *testing.T) {
 	const n, nTopics, nSubs = 4000, 4, 6
 	pub := connectRaw(t, path)
 	done := make(chan error, 1)
+	// The publisher says when it has written each nth of the counter, and
+	// a subscriber joins then: some before it starts, the others while it
+	// runs.
+	progress := make(chan struct{}, nSubs)
 	go func() {
 		for i := 1; i <= n; i++ {
+			if i%(n/nSubs) == 0 {
+				progress <- struct{}{}
+			}
 			if _, err := pub.sock.WriteWithFDs(retainPub("race."+strconv.Itoa(i%nTopics), strconv.Itoa(i), 0), nil); err != nil {
 				done <- err
 				return
@@ -224,7 +231,10 @@ func TestRetainedFirstRacesWithRetainedPublishes(t *testing.T) {
 	}()
 	type result struct{ err error }
 	results := make(chan result, nSubs)
-	for range nSubs {
+	for i := range nSubs {
+		if i > 0 {
+			<-progress
+		}
 		s := connectRaw(t, path)
 		s.subRetained(1, "race.*", 0)
 		go func() { results <- result{checkCounter(s, n, nTopics)} }()
@@ -404,5 +414,44 @@ func TestRetainedValuesOverTheQueueAreReported(t *testing.T) {
 	}
 	if lost == 0 || got+lost != n {
 		t.Fatalf("%d values and %d reported lost; want some lost, %d in all", got, lost, n)
+	}
+}
+
+// The two races of a retained-first SUB, made to happen: a retained PUB
+// that looked its topic up before the SUB and stores its value after the
+// snapshot is still delivered (no gap); one that stored its value before
+// the snapshot and looks its topic up after the SUB is not delivered
+// again (no duplicate).
+func TestRetainedFirstRacesForced(t *testing.T) {
+	for _, stored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stored=%v", stored), func(t *testing.T) {
+			paused, resume := make(chan struct{}), make(chan struct{})
+			first := true
+			_, path := testBroker(t, func(c *Config) {
+				c.hooks = &hooks{retainStep: func(s bool) {
+					if s == stored && first { // only the publisher's reader calls it
+						first = false
+						close(paused)
+						<-resume
+					}
+				}}
+			})
+			pub := connectRaw(t, path)
+			pub.retain("x", "1")
+			<-paused
+			sub := connectRaw(t, path)
+			sub.subRetained(1, "x", 0)
+			if stored {
+				sub.expectValue(1, "x", "1", true) // in the snapshot
+			}
+			sub.sync() // the SUB is in the index
+			close(resume)
+			pub.sync()
+			if !stored {
+				sub.expectValue(1, "x", "1", false) // stored after the snapshot: live
+			}
+			pub.retain("x", "2")
+			sub.expectValue(1, "x", "2", false) // and nothing in between
+		})
 	}
 }
