@@ -455,3 +455,21 @@ func TestRetainedFirstRacesForced(t *testing.T) {
 		})
 	}
 }
+
+// The retained bytes budget is kept as the count is: a uid whose values
+// fill it is refused, naming it, and clearing a value makes room.
+func TestRetainedBytesBudget(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.User.RetainedBytes = 4 * retainCost(2, 0, 1000) })
+	c := connectRaw(t, path)
+	big := strings.Repeat("x", 1000)
+	for i := range 4 {
+		c.retain(fmt.Sprintf("b%d", i), big)
+	}
+	c.retain("b4", big)
+	c.expectErr(wire.CodeRetainRefused, "retained bytes budget")
+	c.retain("b0", "") // clears: room for one more
+	c.retain("b4", big)
+	c.sync()
+	c.retain("b1", "small") // a smaller value of the same uid's always fits
+	c.sync()
+}

@@ -192,3 +192,16 @@ func TestWillNeedsPublish(t *testing.T) {
 		t.Fatalf("will answered %q %q; want it set", st, why)
 	}
 }
+
+// A will its user's input budget has no room for is refused with 429,
+// naming the budget; the connection goes on.
+func TestWillOverBudget(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.User.Input = connMemory + 4000 })
+	c := connectRaw(t, path)
+	if st, why := c.setWill(&wire.WillRequest{Topic: "w", Payload: make([]byte, 8000)}); st != wire.StatusNoRoom || !strings.Contains(why, "input bytes budget") {
+		t.Fatalf("will answered %q %q; want 429 naming the input budget", st, why)
+	}
+	if st, why := c.setWill(&wire.WillRequest{Topic: "w", Payload: make([]byte, 100)}); st != "" {
+		t.Fatalf("a small will answered %q %q", st, why)
+	}
+}
