@@ -69,6 +69,9 @@ type subAccess struct {
 // connection's private reply (unless s monitors), and the policy lets s
 // have its topic.
 func (s *subscription) admits(m *outMsg) bool {
+	if s.snapSeq != 0 && s.seenInSnapshot(m) {
+		return false // retain.go
+	}
 	a := s.access.Load()
 	if m.private != "" && s.c.inbox != m.private && (a == nil || !a.monitor) {
 		return false

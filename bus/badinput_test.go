@@ -78,7 +78,7 @@ func TestFatalErrorsCloseOnlyThatConnection(t *testing.T) {
 		{"version", hdr(func(b []byte) { b[0] = 9 }), wire.CodeBadVersion, wire.OpPub, "version 9"},
 		{"op", hdr(func(b []byte) { b[1] = 77 }), wire.CodeUnknownOp, 0, "op 77"},
 		{"client sends INFO", wire.AppendControl(nil, wire.OpInfo, 0, nil), wire.CodeUnknownOp, wire.OpInfo, "INFO"},
-		{"flags", hdr(func(b []byte) { b[2] = 1 }), wire.CodeBadFrame, wire.OpPub, "flags"},
+		{"flags", hdr(func(b []byte) { b[2] = 2 }), wire.CodeBadFrame, wire.OpPub, "flags"},
 		{"payload over the limit", hdr(func(b []byte) { binary.BigEndian.PutUint32(b[12:], 1<<30) }), wire.CodeTooLarge, wire.OpPub, "payload of 1073741824 bytes"},
 		{"fds over the limit", hdr(func(b []byte) { b[3] = 200 }), wire.CodeTooManyFDs, wire.OpPub, "200 fds"},
 		{"fds announced, none sent", hdr(func(b []byte) { b[3] = 2 }), wire.CodeMissingFDs, wire.OpPub, "announces 2"},

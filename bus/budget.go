@@ -17,18 +17,21 @@ const (
 	kOutputFDs
 	kInput
 	kInputFDs
+	kRetained      // retained values kept (retain.go)
+	kRetainedBytes // their bytes
 	nKinds
 )
 
 var kindNames = [nKinds]string{
 	kConns: "connections", kHandshakes: "connections in handshake", kSubs: "subscriptions", kWatchers: "$SYS. subscriptions",
 	kOutput: "output bytes", kOutputFDs: "output descriptors", kInput: "input bytes", kInputFDs: "input descriptors",
+	kRetained: "retained values", kRetainedBytes: "retained bytes",
 }
 
 // global says which broker-wide pool a kind also draws from.
 func (k kind) global() pool {
 	switch k {
-	case kOutput, kInput:
+	case kOutput, kInput, kRetainedBytes:
 		return poolMemory
 	case kInputFDs:
 		return poolFDs
@@ -109,6 +112,7 @@ func newLedger(cfg *Config) *ledger {
 	l.limits = [nKinds]int64{
 		kConns: int64(u.Conns), kHandshakes: int64(u.Handshakes), kSubs: int64(u.Subs), kWatchers: int64(u.Watchers),
 		kOutput: u.Output, kOutputFDs: int64(u.OutputFDs), kInput: u.Input, kInputFDs: int64(u.InputFDs),
+		kRetained: int64(u.Retained), kRetainedBytes: u.RetainedBytes,
 	}
 	l.pools[poolMemory].limit = cfg.MaxMemory
 	l.pools[poolFDs].limit = int64(cfg.MaxFDs)

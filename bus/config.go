@@ -85,6 +85,10 @@ type Config struct {
 	// longer be answered.
 	MaxReplyPermits int
 
+	// MaxRetained bounds one retained value, and one last will: the bytes
+	// of its topic, headers and payload (docs/PROTOCOL.md section 3.5).
+	MaxRetained int
+
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 
@@ -99,6 +103,10 @@ type hooks struct {
 	applyPolicy func()  // SetPolicy is about to apply its policy to a connection
 	accept      func()  // Serve is about to accept; holding it keeps clients in the accept queue
 	brokerUID   *uint32 // the uid the server takes for its own: the tests' root then is another user
+	// retainStep: a retained PUB's router is about to store its value
+	// (stored false; it has looked its topic up), or has stored it and
+	// is about to look the topic up again (stored true).
+	retainStep func(stored bool)
 }
 
 // UserBudget bounds what the connections of one uid together may make the
@@ -126,6 +134,12 @@ type UserBudget struct {
 	// InputFDs bounds the descriptors the uid's connections sent that no
 	// frame has claimed yet or that are being routed.
 	InputFDs int
+	// Retained bounds the retained values the uid published that the
+	// broker keeps, and RetainedBytes their bytes (topic, headers,
+	// payload and retainedOverhead each): a value is charged to the uid
+	// that published it last.
+	Retained      int
+	RetainedBytes int64
 }
 
 // Defaults that do not depend on the machine.
@@ -165,7 +179,11 @@ func DefaultConfig() Config {
 			OutputFDs:  min(8192, maxFDs/2),
 			Input:      256 << 20,
 			InputFDs:   min(2048, maxFDs/4),
+
+			Retained:      1024,
+			RetainedBytes: 4 << 20,
 		},
+		MaxRetained:      wire.DefaultMaxRetained,
 		MaxConns:         maxConns,
 		MaxMemory:        max(m.memory/4, 256<<20),
 		MaxFDs:           maxFDs,
@@ -199,6 +217,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: MaxMemory %d is too small to serve connections (%d bytes each)", ErrBadConfig, c.MaxMemory, connMemory)
 	case c.HandshakeTimeout <= 0 || c.FrameTimeout <= 0 || c.WriteTimeout <= 0:
 		return fmt.Errorf("%w: HandshakeTimeout, FrameTimeout and WriteTimeout must be positive", ErrBadConfig)
+	case c.MaxRetained < 1 || u.Retained < 1 || u.RetainedBytes < 1:
+		return fmt.Errorf("%w: MaxRetained, User.Retained and User.RetainedBytes must be positive", ErrBadConfig)
 	case c.StallBudget < 0:
 		return fmt.Errorf("%w: StallBudget is negative", ErrBadConfig)
 	}

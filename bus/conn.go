@@ -64,6 +64,7 @@ type conn struct {
 	nIn        uint64            // PUBs read, published to msgsIn by countIn
 	nInBytes   uint64            // bytes of the frames read, published to bytesIn by countIn
 	inCounted  uint64            // nInBytes as of the last countIn
+	will       *willMsg          // its last will, nil for none (will.go)
 
 	// Shared with routers and the writer, under mu.
 	mu         sync.Mutex
@@ -144,6 +145,11 @@ type subscription struct {
 	// written under c.mu, except by dropFast, which only adds to a count
 	// that is not 0 (so the subscription is listed in c.gaps already).
 	lost atomic.Uint64
+	// snapSeq is, for a SubRetained subscription, the store's sequence
+	// when its snapshot was taken: a live retained publish numbered up
+	// to it was in the snapshot or replaced there (retain.go). Set
+	// before the subscription enters the index.
+	snapSeq uint64
 	// access is what the policy says beyond allowing it (access.go); nil
 	// for most. Set before the subscription enters the index, and by
 	// SetPolicy under c.mu.
@@ -289,6 +295,7 @@ func (c *conn) finish(err error) {
 		c.mu.Unlock()
 	}
 	reason, text := c.closeReason(err)
+	c.publishWill(reason) // will.go: before the down event, so its watchers have the will first
 	args := []any{"reason", reason}
 	if text != "" {
 		args = append(args, "err", text)

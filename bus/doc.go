@@ -54,7 +54,15 @@
 //  4. closer.mu: the queue of descriptors to close. Releasing descriptors
 //     under conn.mu only queues them.
 //
-// The index has a lock of its own, taken by nothing else. wire.Sender's
+// The store of retained values (retain.go) has a lock of its own,
+// retainStore.mu: a retained PUB's router takes it alone, to replace the
+// value (and charge the ledger under it); a SUB with retained values
+// first takes it, in its own reader, before its own conn.mu (to queue the
+// values) and the index's lock (to enter the index), so that both happen
+// at once for retained PUBs. Nothing takes it under any other lock.
+//
+// The index has a lock of its own, taken by nothing else but under the
+// store's lock as above. wire.Sender's
 // token is taken without any of these held, and the take and sent
 // callbacks it calls take conn.mu. A broker request about another
 // connection (sysreq.go) finds it under Server.mu and releases that before
@@ -96,4 +104,10 @@
 // charged the same way to the requester's user, as if the requester had
 // sent it: to its input descriptors until the answer is routed, and to its
 // share of the pool until the closer has closed it.
+//
+// A retained value (retain.go) is charged to the user that published it
+// last, in its retained values and bytes (and its share of the broker's
+// memory), for as long as the broker keeps it, whether or not that user
+// still has connections; a connection's last will (will.go) to its user's
+// input bytes while it is set.
 package bus

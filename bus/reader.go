@@ -80,6 +80,8 @@ func (c *conn) info() *wire.Info {
 		LaggingMaxFDs:   uint32(laggingMaxFDs(cfg)),
 		Inbox:           c.inbox,
 		Receipts:        true,
+		Retain:          true,
+		MaxRetained:     uint32(cfg.MaxRetained),
 	}
 }
 

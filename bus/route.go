@@ -70,6 +70,12 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	if !ok {
 		return &wire.Error{Code: wire.CodeInvalidTopic, Text: topics.ValidTopic(topic).Error()}
 	}
+	retain := f.Flags&wire.PubRetain != 0
+	if retain {
+		if err := c.checkRetain(f, topic); err != nil { // retain.go
+			return err
+		}
+	}
 	if strings.HasPrefix(topic, SysPrefix) {
 		return c.sysPublish(f, topic) // a broker request, or refused: sysreq.go
 	}
@@ -81,11 +87,22 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	if err != nil {
 		return err
 	}
+	var retainSeq uint64
+	if retain {
+		if retainSeq, err = c.storeRetained(f, topic); err != nil {
+			return err
+		}
+		f.Flags &^= wire.PubRetain // delivered live as a plain MSG
+		// Looked up again, after the store: a retained-first SUB whose
+		// snapshot missed this value is in the index by now.
+		res, _ = c.srv.index.Lookup(topic)
+	}
 	c.srv.stats.published.Add(1)
 	c.nIn++
 	var m outMsg
 	c.initOutMsg(&m, f, takers(res))
 	m.private = private
+	m.retainSeq = retainSeq
 	m.replyInbox = inboxOf(unsafe.String(unsafe.SliceData(f.Reply), len(f.Reply)))
 	if f.Body != nil {
 		m.body = newLargeBody(c.srv.led, f.Body) // publish takes them off f once routed
@@ -197,6 +214,9 @@ type outMsg struct {
 	// dropsEvent says it is a drops event, whose loss is reported in a
 	// gap notice but in no drops event (dropevents.go).
 	dropsEvent bool
+	// retainSeq is the store's number for a retained PUB, 0 for any
+	// other message (retain.go).
+	retainSeq uint64
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;

@@ -40,6 +40,9 @@ type Server struct {
 	// started is when NewServer made the server, for $SYS.req.info.
 	started time.Time
 
+	// store holds the retained values (retain.go).
+	store retainStore
+
 	policy     atomic.Pointer[policy.Policy] // nil: the default rules alone
 	permitSeed maphash.Seed                  // hashes reply topics for permits
 

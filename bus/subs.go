@@ -34,7 +34,9 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		return wire.Errorf(wire.CodeDuplicateSub, "subscription id %d is already in use", f.ID)
 	}
 	key := subKey{string(f.Topic), string(f.Reply), f.Flags}
-	if id, dup := c.subKeys[key]; dup {
+	// Each SubRetained SUB gets its own snapshot, so it is never a
+	// duplicate (retain.go); it is not listed in subKeys.
+	if id, dup := c.subKeys[key]; dup && f.Flags&wire.SubRetained == 0 {
 		return wire.Errorf(wire.CodeDuplicateSub, "this connection already subscribes to %q%s with the same policy, as id %d",
 			key.pattern, groupText(key.group), id)
 	}
@@ -47,6 +49,9 @@ func (c *conn) subscribe(f *wire.Frame) error {
 		return subError(err)
 	}
 	if err := checkMonitorSub(f); err != nil {
+		return err
+	}
+	if err := checkRetainedSub(f); err != nil {
 		return err
 	}
 	sub := c.subject.Load()
@@ -76,12 +81,16 @@ func (c *conn) subscribe(f *wire.Frame) error {
 	}
 	s.access.Store(access)
 	c.subs[f.ID] = s
-	c.subKeys[key] = f.ID
+	if f.Flags&wire.SubRetained == 0 {
+		c.subKeys[key] = f.ID
+	}
 	c.mu.Unlock()
-	if err := c.srv.indexAdd(s); err != nil {
+	if err := c.addToIndex(s); err != nil { // retain.go: a SubRetained SUB's snapshot first
 		c.mu.Lock()
 		delete(c.subs, f.ID)
-		delete(c.subKeys, key)
+		if f.Flags&wire.SubRetained == 0 {
+			delete(c.subKeys, key)
+		}
 		c.mu.Unlock()
 		c.unchargeSub(s)
 		return subError(err)
@@ -163,7 +172,9 @@ func (c *conn) removeSub(s *subscription) {
 	c.listenEvent(wire.SysListenDown, s)
 	c.mu.Lock()
 	delete(c.subs, s.sid)
-	delete(c.subKeys, subKey{s.pattern, s.group, s.flags})
+	if s.flags&wire.SubRetained == 0 {
+		delete(c.subKeys, subKey{s.pattern, s.group, s.flags})
+	}
 	c.mu.Unlock()
 	c.unchargeSub(s)
 }

@@ -34,6 +34,9 @@ var sysHandlers = map[string]sysHandler{
 	"stats": (*conn).answerStats, // sysstats.go
 	"conns": (*conn).answerConns,
 	"subs":  (*conn).answerSubs,
+
+	"will":     (*conn).answerWill,     // will.go
+	"retained": (*conn).answerRetained, // retain.go
 }
 
 // sysAnswer is a broker request's answer.

@@ -148,6 +148,12 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 	c.seq = 1
 	c.start(s)
 	go c.cb.run(func(s *Subscription, err error) { c.opts.onError(c, s, err) })
+	if o.will != nil {
+		if err := c.setWill(ctx); err != nil { // will.go
+			c.shutdown(ErrClosed, false)
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -351,6 +357,7 @@ func (c *Conn) Close() error {
 		// that it cannot put this one off.
 		c.closeBy = deadline
 		c.sess.sock.SetWriteDeadline(c.closeBy)
+		c.clearWillLocked() // the clean goodbye (will.go)
 	}
 	c.mu.Unlock()
 	c.shutdown(ErrClosed, true)

@@ -156,6 +156,24 @@
 // as soon as it learns of the loss.
 // MakeFile wraps either kind in buffered line and msgpack-value framing.
 //
+// # Retained values and last wills
+//
+// PublishRetained asks the broker to keep a message as its topic's current
+// value (empty data clears it), and a subscription made WithRetained gets
+// the current values of the topics it matches first (Msg.Retained is true
+// on them), then every later message, none missing and none twice:
+//
+//	c.PublishRetained("home.temperature", []byte("20.5"))
+//	sub, err := c.SubscribeSync("home.*", clientlib.WithRetained())
+//
+// WithWill gives a connection a last will, which the broker publishes for
+// it if it ends other than by Close (a crash, a kill, a cut connection);
+// Connect sets it, every reconnect sets it again, and Close clears it:
+//
+//	c, err := clientlib.Connect(ctx, clientlib.WithWill("presence.editor", []byte("offline"), clientlib.WillRetained()))
+//
+// docs/PROTOCOL.md, section 3.5, has the rules and bounds.
+//
 // # Receiving without allocating
 //
 // A received Msg belongs to whoever receives it, so by default each one is

@@ -35,6 +35,9 @@ type Msg struct {
 	sub  *Subscription
 	sess *session // the session it arrived on: a reply goes on it or not at all
 	own  []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
+	// retained: it is a retained value from the broker's store, not a
+	// live publish (see Retained).
+	retained bool
 }
 
 // Subscription returns the subscription a received message arrived on.

@@ -21,6 +21,9 @@ import (
 type subKey struct {
 	pattern, group string
 	flags          uint8
+	// unique tells apart subscriptions with wire.SubRetained, which share
+	// no broker subscription: each gets its own snapshot (retain.go).
+	unique uint64
 }
 
 // brokerSub is one subscription at the broker and the Subscriptions that

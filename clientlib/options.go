@@ -27,6 +27,7 @@ type options struct {
 	onDisconnect     func(*Conn, error)
 	onReconnect      func(*Conn, Restored)
 	onClosed         func(*Conn)
+	will             *willSpec // WithWill (will.go)
 }
 
 func defaultOptions() options {

@@ -19,7 +19,7 @@ import (
 // nothing for the write timeout (WithWriteTimeout); PublishContext bounds
 // that wait with a context.
 func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
-	return c.publish(context.Background(), topic, "", nil, data, files, false, nil)
+	return c.publish(context.Background(), topic, "", nil, data, files, false, nil, 0)
 }
 
 // PublishContext is Publish, waiting for room in the pending limit only
@@ -27,7 +27,7 @@ func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
 // sent. ctx is looked at only if there is a wait: a message that fits is
 // queued whatever the state of ctx.
 func (c *Conn) PublishContext(ctx context.Context, topic string, data []byte, files ...*os.File) error {
-	return c.publish(ctx, topic, "", nil, data, files, false, nil)
+	return c.publish(ctx, topic, "", nil, data, files, false, nil, 0)
 }
 
 // PublishMsg sends m: its topic, reply topic, header, data and files. It
@@ -55,15 +55,15 @@ func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool, pin *session) e
 			return err
 		}
 	}
-	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, now, pin)
+	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, now, pin, 0)
 }
 
 // publish queues a PUB, waiting for room until ctx ends. While the
 // connection is reconnecting it keeps the message for the next one,
 // within the reconnect buffer's bound, unless pin is set: a request or a
 // reply belongs to the session pin and fails with ErrConnectionLost once
-// that is lost.
-func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool, pin *session) error {
+// that is lost. flags are the PUB's (wire.PubRetain).
+func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool, pin *session, flags uint8) error {
 	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 			return err
 		}
 		if c.status != Connected { // reconnecting: kept for the next connection (replay.go)
-			c.bufferLocked(topic, reply, hdrs, data, dups)
+			c.bufferLocked(topic, reply, hdrs, data, dups, flags)
 			c.mu.Unlock()
 			return nil
 		}
@@ -107,7 +107,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	if wake {
 		c.wake()
 	}
-	c.appendPubLocked(topic, reply, hdrs, data, len(files), 0)
+	c.appendPubLocked(topic, reply, hdrs, data, len(files), 0, flags)
 	c.seq++
 	c.counts.countOut(topic, reply, hdrs, data)
 	if reply != "" && pin != nil {
@@ -146,11 +146,11 @@ func (c *Conn) mayQueueLocked(topic, reply string, hdrs wire.Headers, data []byt
 }
 
 // appendPubLocked encodes a PUB into the output; id is 0, or the number
-// that asks the broker for a RECEIPT.
-func (c *Conn) appendPubLocked(topic, reply string, hdrs wire.Headers, data []byte, nfds int, id uint32) {
+// that asks the broker for a RECEIPT; flags are the PUB's.
+func (c *Conn) appendPubLocked(topic, reply string, hdrs wire.Headers, data []byte, nfds int, id uint32, flags uint8) {
 	size := wire.HeaderLen + len(topic) + len(reply) + len(hdrs) + len(data)
 	if size > wire.ChunkSize {
-		appendLargePub(&c.out, topic, reply, hdrs, data, nfds, id)
+		appendLargePub(&c.out, topic, reply, hdrs, data, nfds, id, flags)
 		return
 	}
 	buf := c.out.Reserve(size) // the chunk being filled: the frame goes after what it has
@@ -159,6 +159,7 @@ func (c *Conn) appendPubLocked(topic, reply string, hdrs wire.Headers, data []by
 	if id != 0 {
 		wire.SetID(buf[at:], id)
 	}
+	buf[at+2] = flags
 	c.out.Commit(buf)
 }
 
@@ -234,9 +235,9 @@ func dupFile(f *os.File) (int, error) {
 // chunks as it takes rather than into a buffer of its own size: no
 // allocation per message, and memory the connection has used before.
 // id is the PUB's id: 0, or the number that asks for a RECEIPT.
-func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int, id uint32) {
+func appendLargePub(o *wire.Outbox, topic, reply string, hdrs wire.Headers, data []byte, nfds int, id uint32, flags uint8) {
 	h := wire.Header{
-		Op: wire.OpPub, NFDs: uint8(nfds), ID: id,
+		Op: wire.OpPub, Flags: flags, NFDs: uint8(nfds), ID: id,
 		TopicLen: uint16(len(topic)), ReplyLen: uint16(len(reply)),
 		HdrLen: uint32(len(hdrs)), PayloadLen: uint32(len(data)),
 	}

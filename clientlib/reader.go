@@ -118,6 +118,7 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 	m.Origin = Origin{Conn: f.Origin.Conn, PID: int(f.Origin.PID), UID: int(f.Origin.UID), GID: int(f.Origin.GID)}
 	m.sub = s
 	m.sess = c.rs
+	m.retained = f.Flags&wire.MsgRetained != 0
 	if len(f.Reply) > 0 {
 		m.Reply = string(f.Reply)
 	}

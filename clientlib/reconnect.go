@@ -223,6 +223,10 @@ func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
 	}
 	c.subsGen.Add(1)
 	c.subsMu.Unlock()
+	if f := c.willFrame(info, false); f != nil { // will.go: set again before anything is published
+		seq++
+		c.pre.Append(f)
+	}
 	c.seq = seq // the kept messages' PUBs follow the SUBs
 	r.Messages = len(c.replays)
 	r.Buffered = c.replayLocked(info)

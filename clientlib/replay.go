@@ -74,6 +74,7 @@ type replayed struct {
 	hdrLen   uint32
 	dups     *dupFDs
 	id       uint32 // the id its PUB carried; 0 before it was encoded
+	flags    uint8  // its PUB's flags (wire.PubRetain)
 }
 
 func (rp *replayed) topic() string { return string(rp.msg[:rp.topicLen]) }
@@ -95,11 +96,11 @@ func replayCost(topic, reply string, hdrs wire.Headers, data []byte) int {
 
 // bufferLocked keeps a message published while reconnecting, with its
 // duplicated files; mayQueueLocked has checked it fits. Under c.mu.
-func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte, dups *dupFDs) {
+func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte, dups *dupFDs, flags uint8) {
 	msg := make([]byte, 0, len(topic)+len(reply)+len(hdrs)+len(data))
 	msg = append(append(append(append(msg, topic...), reply...), hdrs...), data...)
 	c.replays = append(c.replays, replayed{
-		msg: msg, topicLen: uint16(len(topic)), replyLen: uint16(len(reply)), hdrLen: uint32(len(hdrs)), dups: dups,
+		msg: msg, topicLen: uint16(len(topic)), replyLen: uint16(len(reply)), hdrLen: uint32(len(hdrs)), dups: dups, flags: flags,
 	})
 	c.replayMem += replayCost(topic, reply, hdrs, data)
 	if dups != nil {
@@ -129,7 +130,7 @@ func (c *Conn) replayLocked(info *wire.Info) int {
 			}
 			rp.id = c.nextReplay
 		}
-		c.appendPubLocked(rp.topic(), rp.reply(), rp.hdrs(), rp.data(), nfds, rp.id)
+		c.appendPubLocked(rp.topic(), rp.reply(), rp.hdrs(), rp.data(), nfds, rp.id, rp.flags)
 	}
 	c.seq += uint64(len(c.replays))
 	if !receipts {

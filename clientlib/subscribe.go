@@ -119,6 +119,9 @@ func (c *Conn) subscribeWith(pattern, group string, cfg subConfig) (*Subscriptio
 	if cfg.flags&wire.SubMonitor != 0 && (group != "" || cfg.flags&wire.SubDisconnect != 0) {
 		return nil, errMonitorOptions
 	}
+	if err := checkRetainedSub(group, cfg.flags); err != nil { // retain.go
+		return nil, err
+	}
 	if group != "" {
 		if err := topics.ValidGroup(group); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidGroup, err)
@@ -127,7 +130,7 @@ func (c *Conn) subscribeWith(pattern, group string, cfg subConfig) (*Subscriptio
 	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(),
 		inbox: cfg.inbox, reuse: cfg.reuse, onLoss: cfg.onLoss, listener: cfg.listener,
 		dropped: make(chan struct{}), stopped: make(chan struct{})}
-	if err := c.attach(s, subKey{pattern, group, cfg.flags}); err != nil {
+	if err := c.attach(s, c.keyFor(pattern, group, cfg.flags)); err != nil { // retain.go
 		return nil, err
 	}
 	return s, nil

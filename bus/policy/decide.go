@@ -155,6 +155,11 @@ func defaults(brokerUID uint32) []*Rule {
 		// broker's uid and to those a rule grants monitor on them.
 		{Allow: true, Any: true, Verbs: 1 << Publish, Patterns: []string{"$SYS.req.conns", "$SYS.req.subs"},
 			text: "allow any publish $SYS.req.conns $SYS.req.subs: every uid may ask about its own connections"},
+		// Every uid may set its connections' last wills (publishing one
+		// needs publish on its topic) and list the retained values it
+		// may receive.
+		{Allow: true, Any: true, Verbs: 1 << Publish, Patterns: []string{"$SYS.req.will", "$SYS.req.retained"},
+			text: "allow any publish $SYS.req.will $SYS.req.retained: every uid may set its last wills and list the retained values it may receive"},
 		ownConns,
 		{Any: true, Verbs: allVerbs | 1<<Monitor, Patterns: []string{">"},
 			text: "deny any all,monitor >: other uids may do nothing the policy does not allow"},

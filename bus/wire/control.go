@@ -68,6 +68,11 @@ type Info struct {
 	// Receipts says the broker answers a PUB that carries an id with a
 	// RECEIPT (OpReceipt); a broker without it refuses such a PUB.
 	Receipts bool `codec:"receipts,omitempty"`
+	// Retain says the broker keeps retained values (PubRetain,
+	// SubRetained) and serves last wills ($SYS.req.will); MaxRetained
+	// bounds one retained value or will: its topic, headers and payload.
+	Retain      bool   `codec:"retain,omitempty"`
+	MaxRetained uint32 `codec:"max_retained,omitempty"`
 }
 
 // Limits returns the limits the Info announces.

@@ -36,7 +36,8 @@ const (
 	CodeBudget           Code = 21 // fatal: the connection's user is over a budget for what it sends (memory or descriptors)
 	CodeRefusedFD        Code = 22 // a passed descriptor is refused: a socket connected to the broker itself
 	CodeTimeout          Code = 23 // fatal: a frame, or descriptors sent ahead of it, did not arrive whole in time
-	maxCode                   = CodeTimeout
+	CodeRetainRefused    Code = 24 // a retained PUB the broker will not keep (descriptors, too large, over the uid's retained budget); not delivered
+	maxCode                   = CodeRetainRefused
 )
 
 var codeNames = [...]string{
@@ -49,6 +50,7 @@ var codeNames = [...]string{
 	CodeSlowConsumer: "slow consumer", CodeShuttingDown: "shutting down",
 	CodeTooManyConns: "too many connections", CodeInternal: "internal error",
 	CodeBudget: "over budget", CodeRefusedFD: "refused descriptor", CodeTimeout: "timeout",
+	CodeRetainRefused: "retain refused",
 }
 
 // Error returns the code's short name, such as "invalid topic".
@@ -66,7 +68,7 @@ func (c Code) Fatal() bool {
 	switch c {
 	case CodeInvalidTopic, CodeInvalidPattern, CodeInvalidGroup, CodeBadHeaders,
 		CodeDuplicateSub, CodeUnknownSub, CodeTooManySubs, CodePermissionDenied, CodeReservedTopic,
-		CodeRefusedFD:
+		CodeRefusedFD, CodeRetainRefused:
 		return false
 	}
 	return true

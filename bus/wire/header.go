@@ -134,10 +134,10 @@ type shape struct {
 var opShapes = [...]shape{
 	OpHello:   {payload: true},
 	OpInfo:    {payload: true},
-	OpPub:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 2},
-	OpSub:     {topic: true, reply: true, id: 1, flags: SubDisconnect | SubMonitor},
+	OpPub:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 2, flags: PubRetain},
+	OpSub:     {topic: true, reply: true, id: 1, flags: SubDisconnect | SubMonitor | SubRetained},
 	OpUnsub:   {id: 1},
-	OpMsg:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1},
+	OpMsg:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1, flags: MsgRetained},
 	OpPing:    {id: 2},
 	OpPong:    {id: 2},
 	OpErr:     {payload: true},

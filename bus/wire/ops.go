@@ -37,6 +37,24 @@ const (
 	// messages' descriptors (FDsHeader says how many there were), and
 	// never waited for: it always drops what it has no room for.
 	SubMonitor uint8 = 1 << 1
+	// SubRetained asks for the retained values of the topics the pattern
+	// matches before any live message (MsgRetained marks them).
+	SubRetained uint8 = 1 << 2
+)
+
+// Flags of PUB.
+const (
+	// PubRetain asks the broker to keep the message as its topic's
+	// retained value (an empty payload clears it), and to deliver it live
+	// as usual.
+	PubRetain uint8 = 1 << 0
+)
+
+// Flags of MSG.
+const (
+	// MsgRetained marks a MSG that delivers a retained value from the
+	// broker's store to a SubRetained subscription, not a live publish.
+	MsgRetained uint8 = 1 << 0
 )
 
 var opNames = [...]string{

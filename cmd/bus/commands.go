@@ -29,9 +29,11 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{"pub", pubArgs, `publish DATA to TOPIC, or each line of stdin without DATA`, pubFlags, nil},
+		{"pub", pubArgs, `publish DATA to TOPIC, or each line of stdin without DATA; -retain
+asks the bus to keep it as TOPIC's current value (empty DATA clears it)`, pubFlags, nil},
 		{"sub", subArgs, `print the messages published to topics matching the patterns;
-messages lost because it fell behind are reported on stderr`, subFlags, nil},
+messages lost because it fell behind are reported on stderr; -retained
+prints the values the bus retains for them first, then the updates`, subFlags, nil},
 		{"monitor", monitorArgs, `watch the messages published to topics matching PATTERN (default >)
 without taking part: requests nobody serves still fail at once, queue
 groups and streams lose nothing to it, it gets no descriptors (fds= says

@@ -24,6 +24,8 @@ type subJSON struct {
 	Value   json.RawMessage `json:"value"`
 	Text    *string         `json:"text"`
 	Base64  *string         `json:"base64"`
+
+	Retained bool `json:"retained"`
 }
 
 // payload says which payload field a line has, and its JSON.

@@ -112,6 +112,9 @@ type jsonMsg struct {
 	Value   *any        `json:"value,omitempty"` // a pointer, so that a msgpack nil shows as null
 	Text    *string     `json:"text,omitempty"`
 	Base64  []byte      `json:"base64,omitempty"` // encoding/json writes a []byte as base64
+
+	// Retained marks a value the bus retained, shown before the updates (sub -retained).
+	Retained bool `json:"retained,omitempty"`
 }
 
 type jsonOrigin struct {
@@ -133,6 +136,8 @@ func (p *jsonPrinter) messageFDs(m *clientlib.Msg, nfds int) []byte {
 		Origin: jsonOrigin{Conn: m.Origin.Conn, PID: m.Origin.PID, UID: m.Origin.UID, GID: m.Origin.GID},
 		Reply:  m.Reply,
 		FDs:    nfds,
+
+		Retained: m.Retained(),
 	}
 	for _, f := range m.Header {
 		o.Headers = append(o.Headers, [2]string{f.Key, f.Value})

@@ -106,8 +106,8 @@ import (
 // The synopsis of each command, shared by the usage text and the errors
 // that show it. Keep the package comment in step.
 const (
-	pubArgs    = "[-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]"
-	subArgs    = "[-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN..."
+	pubArgs    = "[-count N] [-attach FILE]... [-H key=value]... [-json] [-retain] TOPIC [DATA]"
+	subArgs    = "[-count N] [-raw | -json] [-cat-fds] [-queue GROUP | -retained] PATTERN..."
 	reqArgs    = "[-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]"
 	replyArgs  = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
 	streamArgs = "[-timeout D] listen|dial NAME | write|read TOPIC"

@@ -19,6 +19,7 @@ func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	count := fs.Int("count", 1, "send each message N times")
+	retain := fs.Bool("retain", false, "ask the bus to keep the message as TOPIC's retained value (empty DATA clears it): sub -retained shows it first")
 	var attach repeated
 	fs.Var(&attach, "attach", "open FILE and send its descriptor with every message (repeatable)")
 	var out outgoing
@@ -29,6 +30,9 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		}
 		if *count < 1 {
 			return cli.Usagef("-count %d: must be at least 1", *count)
+		}
+		if *retain && len(attach) > 0 {
+			return cli.Usagef("-retain: a retained message carries no descriptors (-attach)")
 		}
 		if err := out.prepare(); err != nil {
 			return err
@@ -50,8 +54,12 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				return err
 			}
 			m.Files = files
+			publish := c.PublishMsg
+			if *retain {
+				publish = c.PublishRetainedMsg
+			}
 			for range *count {
-				if err := c.PublishMsg(m); err != nil {
+				if err := publish(m); err != nil {
 					return err
 				}
 			}

@@ -22,12 +22,20 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	asJSON := fs.Bool("json", false, "print each message as one line of JSON: topic, origin, reply, headers, fds and payload (msgpack decoded)")
 	catFDs := fs.Bool("cat-fds", false, "after each payload, copy the content of every received file to stdout")
 	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
+	retained := fs.Bool("retained", false, "print the values the bus retains for the matching topics first (marked retained), then the updates")
 	return func(ctx context.Context, e *env, patterns []string) error {
 		if len(patterns) == 0 {
 			return usageError(lookup("sub"))
 		}
 		if *asJSON && (*raw || *catFDs) {
 			return cli.Usagef("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
+		}
+		var opts []clientlib.SubOption
+		if *retained {
+			if *group != "" {
+				return cli.Usagef("-retained: a queue group member gets no retained values (-queue)")
+			}
+			opts = append(opts, clientlib.WithRetained())
 		}
 		e.checksRefusals, e.waitsForBus = true, true
 		c, err := e.connect(ctx)
@@ -47,7 +55,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			}
 		}
 		for _, p := range patterns {
-			if _, err := c.QueueSubscribe(p, *group, forward); err != nil {
+			if _, err := c.QueueSubscribe(p, *group, forward, opts...); err != nil {
 				return err
 			}
 		}
@@ -135,6 +143,9 @@ func describe(m *clientlib.Msg) string { return describeFDs(m, len(m.Files)) }
 // monitor is told of but does not get.
 func describeFDs(m *clientlib.Msg, nfds int) string {
 	s := fmt.Sprintf("%s %dB pid=%d uid=%d conn=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, m.Origin.Conn, nfds)
+	if m.Retained() {
+		s += " retained"
+	}
 	if m.Reply != "" {
 		s += " reply=" + m.Reply
 	}
