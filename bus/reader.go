@@ -80,6 +80,7 @@ func (c *conn) info() *wire.Info {
 		LaggingMaxFDs:   uint32(laggingMaxFDs(cfg)),
 		Inbox:           c.inbox,
 		Receipts:        true,
+		Names:           true,
 	}
 }
 

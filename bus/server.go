@@ -49,6 +49,7 @@ type Server struct {
 	// (events.go): none, and an event costs an atomic load.
 	watchers  atomic.Int64
 	connLines logBucket // log rate of connection lines (connlog.go)
+	names     nameRegistry // well-known names (names.go)
 	noteLines logBucket // log rate of the lines logged once per connection (noteOnce)
 
 	mu        sync.Mutex

@@ -34,6 +34,11 @@ var sysHandlers = map[string]sysHandler{
 	"stats": (*conn).answerStats, // sysstats.go
 	"conns": (*conn).answerConns,
 	"subs":  (*conn).answerSubs,
+	// names.go
+	"name.request": (*conn).answerNameRequest,
+	"name.release": (*conn).answerNameRelease,
+	"name.owner":   (*conn).answerNameOwner,
+	"names":        (*conn).answerNames,
 }
 
 // sysAnswer is a broker request's answer.

@@ -68,6 +68,9 @@ type Info struct {
 	// Receipts says the broker answers a PUB that carries an id with a
 	// RECEIPT (OpReceipt); a broker without it refuses such a PUB.
 	Receipts bool `codec:"receipts,omitempty"`
+	// Names says the broker serves well-known names (NamePrefix,
+	// SysReqNameRequest: docs/PROTOCOL.md section 3.4).
+	Names bool `codec:"names,omitempty"`
 }
 
 // Limits returns the limits the Info announces.
