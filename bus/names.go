@@ -3,6 +3,7 @@ package bus
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,7 @@ func (r *nameRegistry) entryLocked(name string) *nameEntry {
 	}
 	e := r.names[name]
 	if e == nil {
+		name = strings.Clone(name) // it may be a view of a read buffer
 		e = &nameEntry{name: name}
 		r.names[name] = e
 	}
