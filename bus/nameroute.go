@@ -137,7 +137,7 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) holdOu
 	r := &s.names
 	r.mu.Lock()
 	e := r.entryLocked(name)
-	name = e.name // not a view of the read buffer: the Activator and timer keep it
+	name = e.name       // not a view of the read buffer: the Activator and timer keep it
 	if e.owner != nil { // taken meanwhile: route it to its owner as usual
 		r.mu.Unlock()
 		return holdNone

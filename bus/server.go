@@ -48,9 +48,9 @@ type Server struct {
 	// watchers counts the subscriptions that could receive broker events
 	// (events.go): none, and an event costs an atomic load.
 	watchers  atomic.Int64
-	connLines logBucket // log rate of connection lines (connlog.go)
+	connLines logBucket    // log rate of connection lines (connlog.go)
 	names     nameRegistry // well-known names (names.go)
-	noteLines logBucket // log rate of the lines logged once per connection (noteOnce)
+	noteLines logBucket    // log rate of the lines logged once per connection (noteOnce)
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
