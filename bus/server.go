@@ -39,6 +39,8 @@ type Server struct {
 	nMonitors atomic.Int64
 	// started is when NewServer made the server, for $SYS.req.info.
 	started time.Time
+	// names are the well-known names (names.go).
+	names nameRegistry
 
 	policy     atomic.Pointer[policy.Policy] // nil: the default rules alone
 	permitSeed maphash.Seed                  // hashes reply topics for permits
@@ -48,8 +50,7 @@ type Server struct {
 	// watchers counts the subscriptions that could receive broker events
 	// (events.go): none, and an event costs an atomic load.
 	watchers  atomic.Int64
-	connLines logBucket    // log rate of connection lines (connlog.go)
-	names     nameRegistry // well-known names (names.go)
+	connLines logBucket // log rate of connection lines (connlog.go)
 	noteLines logBucket    // log rate of the lines logged once per connection (noteOnce)
 
 	mu        sync.Mutex
