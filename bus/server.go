@@ -51,7 +51,7 @@ type Server struct {
 	// (events.go): none, and an event costs an atomic load.
 	watchers  atomic.Int64
 	connLines logBucket // log rate of connection lines (connlog.go)
-	noteLines logBucket    // log rate of the lines logged once per connection (noteOnce)
+	noteLines logBucket // log rate of the lines logged once per connection (noteOnce)
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
