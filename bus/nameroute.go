@@ -264,6 +264,27 @@ func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
 	}
 }
 
+// endActivations ends the pending activations at shutdown, once every
+// connection is closed: their timers are stopped, and what their
+// requests held is released (their requesters are gone).
+func (s *Server) endActivations() {
+	r := &s.names
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.names {
+		if act := e.act; act != nil {
+			e.act = nil
+			if act.timer != nil {
+				act.timer.Stop()
+			}
+			for _, h := range act.held {
+				s.unholdLocked(h)
+			}
+			r.forgetIdleLocked(e)
+		}
+	}
+}
+
 // unholdLocked releases what a held request held.
 func (s *Server) unholdLocked(h *heldMsg) {
 	r := &s.names

@@ -382,3 +382,33 @@ func TestNameEventsArePolicy(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 }
+
+// A client queueing on every name holds at most its bound of places, and
+// its places go when it closes.
+func TestNameQueueingEverywhereIsBounded(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	owners := []*rawClient{nameClient(t, path, "o1"), nameClient(t, path, "o2")}
+	for i := range 100 {
+		owners[i/50].requestName(fmt.Sprint("q", i), 0, wire.NamePrimaryOwner)
+	}
+	h := nameClient(t, path, "hostile")
+	for i := range 100 {
+		status, reason, _ := h.nameAsk(wire.SysReqNameRequest, fmt.Sprint("q", i), 0)
+		switch {
+		case i < 64 && status != "":
+			t.Fatalf("q%d: %s %q", i, status, reason)
+		case i >= 64 && (status != wire.StatusNoRoom || !strings.Contains(reason, "64 names, the limit")):
+			t.Fatalf("q%d: %s %q; want 429", i, status, reason)
+		}
+	}
+	w := subscriber(t, path, "$SYS.conn.down.>")
+	h.sock.Close()
+	nextConnEvent(t, w, wire.SysConnDown, h)
+	srv.names.mu.Lock()
+	defer srv.names.mu.Unlock()
+	for name, e := range srv.names.names {
+		if len(e.queue) != 0 {
+			t.Fatalf("%s still has a queue of %d", name, len(e.queue))
+		}
+	}
+}

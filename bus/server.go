@@ -324,6 +324,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
+	s.endActivations() // nameroute.go: their timers, and what they hold
 	// Descriptors still being closed are waited for while ctx allows, and
 	// otherwise left to the closer: a close that blocks (a lingering
 	// socket) must not hold up shutdown.

@@ -251,6 +251,8 @@ func (c *Conn) WatchName(ctx context.Context, name string) (<-chan NameChange, e
 			case ch <- NameChange{Name: ev.Name, Old: holder(ev.Old), New: holder(ev.New), Seq: ev.Seq}:
 			case <-ctx.Done():
 				return
+			case <-c.quit:
+				return
 			}
 		}
 	}()
