@@ -3,6 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -143,4 +144,36 @@ func TestActivationBounds(t *testing.T) {
 	if held != 0 || by != 0 {
 		t.Fatalf("after close: %d held, %d requesters", held, by)
 	}
+}
+
+// A held request keeps its descriptor: the service gets it, open, once it
+// takes the name.
+func TestActivationKeepsDescriptors(t *testing.T) {
+	act := newFakeActivator("svc")
+	_, path := testBroker(t, func(c *Config) { c.Activator = act })
+	p := nameClient(t, path, "p")
+	f := memfdWith(t, "held")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("r"), nil, nil, 1), int(f.Fd()))
+	waitName(t, act.started, "svc")
+	f.Close() // the broker's copy is what is held
+	svc := nameClient(t, path, "svc")
+	svc.sub(1, wire.NamePrefix+"svc", "")
+	svc.sync()
+	body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: "svc"})
+	svc.send(wire.AppendPub(nil, wire.SysReqNameRequest, svc.inbox("n"), nil, body, 0))
+	g := svc.next()
+	if g.Op != wire.OpMsg || g.ID != 1 || g.NFDs != 1 || g.Origin.Conn != p.info.ConnID {
+		t.Fatalf("service got %v id %d with %d fds", g.Op, g.ID, g.NFDs)
+	}
+	fds, err := svc.sock.TakeFDs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := os.NewFile(uintptr(fds[0]), "held")
+	defer got.Close()
+	b := make([]byte, 8)
+	if n, _ := got.ReadAt(b, 0); string(b[:n]) != "held" {
+		t.Fatalf("the descriptor reads %q", b[:n])
+	}
+	svc.nextAnswer(svc.inbox("n"))
 }
