@@ -20,6 +20,8 @@ type fakeActivator struct {
 
 	mu     sync.Mutex
 	failed map[string]func(error)
+	// failAtOnce: Activate calls failed before it returns true.
+	failAtOnce map[string]error
 }
 
 func newFakeActivator(names ...string) *fakeActivator {
@@ -36,7 +38,11 @@ func (a *fakeActivator) Activate(name string, failed func(error)) bool {
 	}
 	a.mu.Lock()
 	a.failed[name] = failed
+	err := a.failAtOnce[name]
 	a.mu.Unlock()
+	if err != nil {
+		failed(err) // allowed: from any goroutine, at any time
+	}
 	a.started <- name
 	return true
 }
@@ -176,4 +182,20 @@ func TestActivationKeepsDescriptors(t *testing.T) {
 		t.Fatalf("the descriptor reads %q", b[:n])
 	}
 	svc.nextAnswer(svc.inbox("n"))
+}
+
+// An Activator may call failed before Activate returns: the request is
+// answered, not held for ever.
+func TestActivationFailingAtOnce(t *testing.T) {
+	act := newFakeActivator("svc")
+	act.failAtOnce = map[string]error{"svc": errors.New("no such file")}
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = time.Minute })
+	p := nameClient(t, path, "p")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("a"), nil, nil, 0))
+	p.expectStatus(p.inbox("a"), wire.StatusNoResponders, "activation of svc failed")
+	srv.names.mu.Lock()
+	defer srv.names.mu.Unlock()
+	if srv.names.held != 0 || len(srv.names.names) != 0 {
+		t.Fatalf("held %d, names %d", srv.names.held, len(srv.names.names))
+	}
 }

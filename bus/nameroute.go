@@ -50,7 +50,7 @@ func (c *conn) routeNamed(f *wire.Frame, m *outMsg, topic string, set *fdSet) bo
 	if m.owner = c.srv.names.ownerOf(rest); m.owner != nil || len(f.Reply) == 0 || c.srv.cfg.Activator == nil {
 		return false
 	}
-	return c.holdForActivation(f, rest, set)
+	return c.holdForActivation(f, m, rest, set)
 }
 
 // decideNameSub decides a SUB to the topics of names (not a monitor): it
@@ -103,16 +103,18 @@ var errActivationTimeout = errors.New("no owner in time")
 // holdForActivation holds a request to rest, which no name owns, for the
 // activation of the longest name rest starts with that the Activator
 // starts (or is starting). It returns false if none is, and the caller
-// answers the request as usual.
-func (c *conn) holdForActivation(f *wire.Frame, rest string, set *fdSet) bool {
+// answers the request as usual; or if the name got an owner meanwhile,
+// which m.owner then is.
+func (c *conn) holdForActivation(f *wire.Frame, m *outMsg, rest string, set *fdSet) bool {
 	s := c.srv
 	for name := rest; ; {
 		if wire.ValidName(name) == nil {
-			switch s.holdFor(c, f, name, set) {
-			case holdDone:
+			switch o, owner := s.holdFor(c, f, name, set); o {
+			case holdDone, holdRefused:
 				return true
-			case holdRefused:
-				return true
+			case holdOwned:
+				m.owner = owner
+				return false
 			}
 		}
 		i := strings.LastIndexByte(name, '.')
@@ -129,18 +131,20 @@ const (
 	holdNone    holdOutcome = iota // the name has no service
 	holdDone                       // held
 	holdRefused                    // answered with a refusal
+	holdOwned                      // the name has an owner now: route it there
 )
 
 // holdFor holds f for the activation of name, starting it if none is
-// pending.
-func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) holdOutcome {
+// pending. If name has an owner (it got one since the caller looked), it
+// returns holdOwned and the owner.
+func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdOutcome, *conn) {
 	r := &s.names
 	r.mu.Lock()
 	e := r.entryLocked(name)
-	name = e.name       // not a view of the read buffer: the Activator and timer keep it
-	if e.owner != nil { // taken meanwhile: route it to its owner as usual
+	name = e.name // not a view of the read buffer: the Activator and timer keep it
+	if e.owner != nil {
 		r.mu.Unlock()
-		return holdNone
+		return holdOwned, e.owner.c // taken meanwhile: route it to its owner as usual
 	}
 	if e.act == nil {
 		act := &activation{}
@@ -154,7 +158,7 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) holdOu
 			}
 			r.forgetIdleLocked(e)
 			r.mu.Unlock()
-			return holdNone
+			return holdNone, nil
 		}
 		timeout := orDefault(s.cfg.ActivationTimeout, defaultActivationTimeout)
 		r.mu.Lock()
@@ -164,7 +168,17 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) holdOu
 			})
 		}
 	}
-	defer r.mu.Unlock()
+	// While the Activator was called without the lock, the activation may
+	// have ended: the service took the name, or failed already.
+	switch {
+	case e.owner != nil:
+		r.mu.Unlock()
+		return holdOwned, e.owner.c
+	case e.act == nil:
+		r.mu.Unlock()
+		c.statusTo(f.Reply, wire.StatusNoResponders, "activation of "+name+" failed as it started")
+		return holdRefused, nil
+	}
 	why := ""
 	switch {
 	case f.Body != nil:
@@ -182,9 +196,12 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) holdOu
 		}
 	}
 	if why != "" {
+		r.mu.Unlock()
+		// Outside the lock: the answer may wait for room in c's queue.
 		c.statusTo(f.Reply, wire.StatusNoResponders, why)
-		return holdRefused
+		return holdRefused, nil
 	}
+	defer r.mu.Unlock()
 	h.frame = append(append(append(append([]byte(nil), f.Topic...), f.Reply...), f.Headers...), f.Payload...)
 	h.f = wire.Frame{Header: f.Header}
 	b := h.frame
@@ -198,7 +215,7 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) holdOu
 	e.act.held = append(e.act.held, h)
 	r.held++
 	r.heldBy[c]++
-	return holdDone
+	return holdDone, nil
 }
 
 // statusTo sends c, from its own reader, the no-responders MSG on reply
