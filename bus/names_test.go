@@ -273,11 +273,17 @@ func TestNameRefusals(t *testing.T) {
 	for i := range 64 {
 		a.requestName(fmt.Sprint("n", i), 0, wire.NamePrimaryOwner)
 	}
-	for range 100 {
-		if status, reason, _ := a.nameAsk(wire.SysReqNameRequest, "n64", 0); status != wire.StatusNoRoom || !strings.Contains(reason, "64 names, the limit") {
-			t.Fatalf("65th name: %s %q", status, reason)
+	for i := range 2000 { // thousands of names: each refused, nothing held
+		name := fmt.Sprint("n", 64+i)
+		if status, reason, _ := a.nameAsk(wire.SysReqNameRequest, name, 0); status != wire.StatusNoRoom || !strings.Contains(reason, "64 names, the limit") {
+			t.Fatalf("%s: %s %q", name, status, reason)
 		}
 	}
+	srv.names.mu.Lock()
+	if n := len(srv.names.names); n != 64 {
+		t.Errorf("%d names held after the refusals; want 64", n)
+	}
+	srv.names.mu.Unlock()
 	// The uid's bound: 100 in all.
 	b := nameClient(t, path, "b")
 	for i := range 36 {
