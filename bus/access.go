@@ -76,6 +76,9 @@ func (s *subscription) admits(m *outMsg) bool {
 	if m.private != "" && s.c.inbox != m.private && (a == nil || !a.monitor) {
 		return false
 	}
+	if m.named && s.c != m.owner && (a == nil || !a.monitor) {
+		return false // a name's topic, and s is not its owner's (nameroute.go)
+	}
 	if a == nil {
 		return true
 	}
@@ -169,6 +172,9 @@ func (c *conn) decideSub(sub *policy.Subject, pattern, group string, flags uint8
 	if strings.HasPrefix(pattern, wire.GroupOnlyPrefix) && flags&wire.SubMonitor == 0 {
 		return nil, c.decideListen(sub, pattern, group)
 	}
+	if strings.HasPrefix(pattern, wire.NamePrefix) && flags&wire.SubMonitor == 0 {
+		return nil, c.decideNameSub(sub, pattern) // nameroute.go
+	}
 	var a subAccess
 	if !sub.Everything(policy.Subscribe) {
 		d, filtered := sub.DecidePattern(policy.Subscribe, pattern)
@@ -179,7 +185,7 @@ func (c *conn) decideSub(sub *policy.Subject, pattern, group string, flags uint8
 			a.filter = sub
 		}
 	}
-	if topics.Overlaps(pattern, wire.InboxPrefix+">") {
+	if topics.Overlaps(pattern, wire.InboxPrefix+">") || topics.Overlaps(pattern, wire.NamePrefix+">") {
 		d, filtered := sub.DecidePattern(policy.Monitor, pattern)
 		a.monitor = d.Allow && !filtered
 	}

@@ -88,6 +88,18 @@ type Config struct {
 	// MaxRetained bounds one retained value, and one last will: the bytes
 	// of its topic, headers and payload (docs/PROTOCOL.md section 3.5).
 	MaxRetained int
+	// MaxNames bounds the well-known names one connection owns or queues
+	// for, together (names.go); 0: 64. MaxNameQueue bounds the
+	// connections queued for one name; 0: 64. UserBudget.Names bounds
+	// those of all of a uid's connections.
+	MaxNames, MaxNameQueue int
+	// Activator starts the services of names nobody owns when a request
+	// is sent to them (docs/PROTOCOL.md section 3.4); nil: none is
+	// started, and such a request gets the no-responders answer at once.
+	Activator Activator
+	// ActivationTimeout bounds how long a request to a name being
+	// activated is held for the service to take the name; 0: 25s.
+	ActivationTimeout time.Duration
 
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
@@ -140,6 +152,23 @@ type UserBudget struct {
 	// that published it last.
 	Retained      int
 	RetainedBytes int64
+	// Names bounds the well-known names the uid's connections own or
+	// queue for, together; 0: 1024.
+	Names int
+}
+
+// Activator starts the services of names nobody owns (Config.Activator;
+// nil: no activation).
+type Activator interface {
+	// Activate starts the service of name unless it has none, in which case it
+	// returns false at once. It does not block. If the service ends, or fails to
+	// start, before the broker reports that name has an owner (Owned), it calls
+	// failed once with an error saying why (for example "exit status 3"); it may
+	// call it from any goroutine.
+	Activate(name string, failed func(err error)) bool
+	// Owned tells the Activator that name has an owner: its pending start, if
+	// any, succeeded; failed will not be called for it.
+	Owned(name string)
 }
 
 // Defaults that do not depend on the machine.

@@ -287,6 +287,7 @@ func (c *conn) explain(err error) error {
 // subscriptions, and waits for the writer.
 func (c *conn) finish(err error) {
 	c.dropSubs()
+	c.dropNames() // names.go: each name it owned goes to the next in its queue
 	var we *wire.Error
 	if errors.As(err, &we) {
 		c.srv.stats.errors.Add(1)

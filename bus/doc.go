@@ -41,7 +41,11 @@
 //  0. conn.evMu: orders the events about one connection that two
 //     goroutines may publish (its drops events and its down event); held
 //     while they are routed, so before any conn.mu.
-//  1. Server.mu: the set of connections and listeners.
+//  1. Server.mu: the set of connections and listeners. At the same level,
+//     never together with it, Server.names.mu: the well-known names
+//     (names.go); events about names, and requests held for an
+//     activation, are queued under it, so conn.mu comes after it. The
+//     Activator is never called under it.
 //  2. conn.mu: a connection's queue, its accounting (pending bytes and
 //     descriptors, grants, gaps), its reply permits and its state; its
 //     subscription maps, which only its reader writes, under mu, so

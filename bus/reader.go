@@ -82,6 +82,7 @@ func (c *conn) info() *wire.Info {
 		Receipts:        true,
 		Retain:          true,
 		MaxRetained:     uint32(cfg.MaxRetained),
+		Names:           true,
 	}
 }
 

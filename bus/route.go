@@ -107,10 +107,19 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	if f.Body != nil {
 		m.body = newLargeBody(c.srv.led, f.Body) // publish takes them off f once routed
 	}
+	if strings.HasPrefix(topic, wire.NamePrefix) && c.routeNamed(f, &m, topic, set) {
+		if m.body != nil {
+			m.body.Release()
+		}
+		return nil // held for an activation, or refused (nameroute.go)
+	}
 	var o outcome
-	if strings.HasPrefix(topic, wire.GroupOnlyPrefix) {
+	switch {
+	case m.named && m.owner == nil:
+		o = gone // nobody owns the name
+	case strings.HasPrefix(topic, wire.GroupOnlyPrefix):
 		o = c.routeGroupOnly(&m, topic, res.Groups, set)
-	} else {
+	default:
 		for _, s := range res.Plain {
 			o = max(o, c.tally(c.deliver(s, &m, set)))
 		}
@@ -217,6 +226,10 @@ type outMsg struct {
 	// retainSeq is the store's number for a retained PUB, 0 for any
 	// other message (retain.go).
 	retainSeq uint64
+	// named says the topic is a name's ("_NAME."): only owner's
+	// subscriptions (and monitors) may receive it (nameroute.go).
+	named bool
+	owner *conn
 }
 
 // encodeOnceMax is the largest frame encoded once for several receivers;

@@ -39,6 +39,8 @@ type Server struct {
 	nMonitors atomic.Int64
 	// started is when NewServer made the server, for $SYS.req.info.
 	started time.Time
+	// names are the well-known names (names.go).
+	names nameRegistry
 
 	// store holds the retained values (retain.go).
 	store retainStore
@@ -332,6 +334,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// summaries now, not from timers after Shutdown has returned.
 	s.connLines.flush(s.log)
 	s.noteLines.flush(s.log)
+	s.endActivations() // nameroute.go: their timers, and what they hold
 	// Descriptors still being closed are waited for while ctx allows, and
 	// otherwise left to the closer: a close that blocks (a lingering
 	// socket) must not hold up shutdown.

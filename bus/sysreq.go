@@ -37,6 +37,11 @@ var sysHandlers = map[string]sysHandler{
 
 	"will":     (*conn).answerWill,     // will.go
 	"retained": (*conn).answerRetained, // retain.go
+	// names.go
+	"name.request": (*conn).answerNameRequest,
+	"name.release": (*conn).answerNameRelease,
+	"name.owner":   (*conn).answerNameOwner,
+	"names":        (*conn).answerNames,
 }
 
 // sysAnswer is a broker request's answer.

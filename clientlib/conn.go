@@ -48,6 +48,9 @@ type Conn struct {
 	nextReplay  uint32
 	closeBy     time.Time // set by Close: the writer's last flush ends by then
 	counts      counts    // for Stats (stats.go)
+	// heldNames are the names owned or queued for, with their flags:
+	// asked for again after a reconnect (names.go).
+	heldNames map[string]NameFlag
 
 	// Reader-owned.
 	rs          *session        // the session the running reader reads

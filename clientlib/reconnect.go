@@ -62,6 +62,10 @@ type Restored struct {
 	// Inbox reports whether the request inbox was restored, under the new
 	// connection's inbox (Conn.Inbox).
 	Inbox bool
+	// Names is how many well-known names the connection owned or queued
+	// for, asked for again (with their flags) after the subscriptions:
+	// another connection may own them now (RequestName).
+	Names int
 	// Buffered is how many bytes published while reconnecting go out
 	// after the subscriptions, in Messages messages. Each asks the broker
 	// for a receipt: one that reaches no subscriber goes to the error
@@ -227,6 +231,8 @@ func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
 		seq++
 		c.pre.Append(f)
 	}
+	r.Names = c.restoreNamesLocked(info) // names.go
+	seq += uint64(r.Names)
 	c.seq = seq // the kept messages' PUBs follow the SUBs
 	r.Messages = len(c.replays)
 	r.Buffered = c.replayLocked(info)

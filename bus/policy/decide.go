@@ -144,6 +144,12 @@ func subjectFor(rules []Rule, id Identity, brokerUID uint32) *Subject {
 var ownConns = &Rule{Allow: true, Any: true, Verbs: 1 << Subscribe, Patterns: []string{"$SYS.conn.*.%uid.>"},
 	text: "allow any subscribe $SYS.conn.*.%uid.>: every uid sees its own connections come and go"}
 
+// nameEvents is the default rule that lets every uid see names change
+// owner: who owns a well-known name is no secret on a desktop bus, as on
+// D-Bus.
+var nameEvents = &Rule{Allow: true, Any: true, Verbs: 1 << Subscribe, Patterns: []string{"$SYS.name.>"},
+	text: "allow any subscribe $SYS.name.>: every uid sees names change owner"}
+
 // defaults returns the rules every policy ends with (docs/SECURITY.md).
 func defaults(brokerUID uint32) []*Rule {
 	uid := strconv.FormatUint(uint64(brokerUID), 10)
@@ -161,6 +167,14 @@ func defaults(brokerUID uint32) []*Rule {
 		{Allow: true, Any: true, Verbs: 1 << Publish, Patterns: []string{"$SYS.req.will", "$SYS.req.retained"},
 			text: "allow any publish $SYS.req.will $SYS.req.retained: every uid may set its last wills and list the retained values it may receive"},
 		ownConns,
+		// Well-known names: any uid may own any name a rule before does
+		// not deny it, ask for names and about them, and see their
+		// owners change (docs/SECURITY.md).
+		{Allow: true, Any: true, Verbs: 1 << Own, Patterns: []string{">"},
+			text: "allow any own >: every uid may own names no rule denies it"},
+		{Allow: true, Any: true, Verbs: 1 << Publish, Patterns: []string{"$SYS.req.name.*", "$SYS.req.names"},
+			text: "allow any publish $SYS.req.name.* $SYS.req.names: every uid may ask for names and about them"},
+		nameEvents,
 		{Any: true, Verbs: allVerbs | 1<<Monitor, Patterns: []string{">"},
 			text: "deny any all,monitor >: other uids may do nothing the policy does not allow"},
 	}
@@ -199,7 +213,7 @@ func (s *Subject) last() Decision {
 func (s *Subject) DecidePattern(v Verb, pattern string) (d Decision, filtered bool) {
 	var firstAllow, firstDeny *Rule
 	for _, a := range s.rules {
-		if !a.rule.Has(v) || a.rule == ownConns && !strings.HasPrefix(pattern, "$SYS.") {
+		if !a.rule.Has(v) || (a.rule == ownConns || a.rule == nameEvents) && !strings.HasPrefix(pattern, "$SYS.") {
 			// The broker's events reach only patterns that start with
 			// "$SYS.": ownConns does not make ">" a pattern one may
 			// subscribe to, only to receive nothing.

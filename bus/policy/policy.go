@@ -56,10 +56,13 @@ const (
 	// Monitor: see, on a subscription, replies sent to other connections'
 	// inboxes.
 	Monitor
+	// Own: own (or queue for) a well-known name, and subscribe to the
+	// topics of names ("_NAME.…"). Decided on the name.
+	Own
 	nVerbs
 )
 
-var verbNames = [nVerbs]string{"publish", "subscribe", "reply", "listen", "dial", "monitor"}
+var verbNames = [nVerbs]string{"publish", "subscribe", "reply", "listen", "dial", "monitor", "own"}
 
 func (v Verb) String() string {
 	if v < nVerbs {
@@ -70,7 +73,7 @@ func (v Verb) String() string {
 
 // allVerbs is what "all" stands for: every verb but Monitor, which sees
 // other connections' private traffic and so must be named.
-const allVerbs = 1<<Publish | 1<<Subscribe | 1<<Reply | 1<<Listen | 1<<Dial
+const allVerbs = 1<<Publish | 1<<Subscribe | 1<<Reply | 1<<Listen | 1<<Dial | 1<<Own
 
 // Rule is one line of a policy.
 type Rule struct {

@@ -73,6 +73,9 @@ type Info struct {
 	// bounds one retained value or will: its topic, headers and payload.
 	Retain      bool   `codec:"retain,omitempty"`
 	MaxRetained uint32 `codec:"max_retained,omitempty"`
+	// Names says the broker serves well-known names (NamePrefix,
+	// SysReqNameRequest: docs/PROTOCOL.md section 3.4).
+	Names bool `codec:"names,omitempty"`
 }
 
 // Limits returns the limits the Info announces.

@@ -17,10 +17,6 @@ const (
 	SysReqRetained = SysReqPrefix + "retained"
 )
 
-// StatusForbidden says the policy does not let the requester do what the
-// request asks: for SysReqWill, publish to the will's topic.
-const StatusForbidden = "403"
-
 // DefaultMaxRetained is the default bound of one retained value or will:
 // the bytes of its topic, headers and payload.
 const DefaultMaxRetained = 64 << 10

@@ -32,6 +32,10 @@ const (
 	// StatusBadRequest says the request's payload was malformed;
 	// ReasonHeader says how.
 	StatusBadRequest = "400"
+	// StatusForbidden says the policy does not let the requester do what
+	// the request asks: for SysReqWill, publish to the will's topic; for
+	// a name request, own the name. ReasonHeader names the rule.
+	StatusForbidden = "403"
 	// StatusNotFound says what the request names does not exist: for
 	// SysReqConn, no live connection has the id.
 	StatusNotFound = "404"

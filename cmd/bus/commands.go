@@ -63,6 +63,13 @@ their rates, bytes and descriptors queued, drops, idle time and name;
 -subs lists the patterns subscribed to instead. A uid other than the
 broker's sees its own connections; -once prints one sample, -json one
 object a line`, statFlags, nil},
+		{"names", namesArgs, `list the well-known names: each name, its owner's connection, pid and
+uid, and the connections queued for it, next owner first; -json prints
+one object a line`, namesFlags, nil},
+		{"own", ownArgs, `hold the well-known name NAME while running: print "owner NAME" each
+time this process becomes its owner; wait in its queue if another owns
+it (unless -no-queue); -replace takes it from an owner that allows
+replacement (-allow-replacement); ctrl-C or SIGTERM releases it`, ownFlags, nil},
 		{"help", "[COMMAND]", `print this, or what COMMAND does and its flags`, helpFlags, nil},
 		{"version", "", `print bus's version and the VCS revision it was built from (also -version)`, versionFlags, nil},
 		{"completion", "bash|zsh|fish", `print a completion script for the shell, to load with

@@ -68,6 +68,8 @@ var completions = []struct {
 	{[]string{"bus", "help", "comp"}, "completion"},
 	{[]string{"bus", "completion", "f"}, "fish"},
 	{[]string{"bus", "-no-r"}, "-no-reconnect"},
+	{[]string{"bus", "na"}, "names"},
+	{[]string{"bus", "own", "-rep"}, "-replace"},
 }
 
 func TestCompletionBash(t *testing.T) {

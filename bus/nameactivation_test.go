@@ -1,0 +1,201 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+)
+
+// fakeActivator has services for the names it was given, and tells the
+// test what it is asked.
+type fakeActivator struct {
+	services map[string]bool
+	started  chan string // Activate returned true for it
+	owned    chan string
+
+	mu     sync.Mutex
+	failed map[string]func(error)
+	// failAtOnce: Activate calls failed before it returns true.
+	failAtOnce map[string]error
+}
+
+func newFakeActivator(names ...string) *fakeActivator {
+	a := &fakeActivator{services: map[string]bool{}, started: make(chan string, 100), owned: make(chan string, 100), failed: map[string]func(error){}}
+	for _, n := range names {
+		a.services[n] = true
+	}
+	return a
+}
+
+func (a *fakeActivator) Activate(name string, failed func(error)) bool {
+	if !a.services[name] {
+		return false
+	}
+	a.mu.Lock()
+	a.failed[name] = failed
+	err := a.failAtOnce[name]
+	a.mu.Unlock()
+	if err != nil {
+		failed(err) // allowed: from any goroutine, at any time
+	}
+	a.started <- name
+	return true
+}
+
+func (a *fakeActivator) Owned(name string) { a.owned <- name }
+
+func (a *fakeActivator) fail(name string, err error) {
+	a.mu.Lock()
+	f := a.failed[name]
+	a.mu.Unlock()
+	f(err)
+}
+
+func waitName(t *testing.T, ch chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("got %q; want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %q in 5s", want)
+	}
+}
+
+// A request to a name nobody owns starts its service and is held; when the
+// service takes the name, the held requests reach it in order, and its
+// answer reaches the requester.
+func TestActivationHoldsRequestsUntilOwned(t *testing.T) {
+	act := newFakeActivator("svc")
+	_, path := testBroker(t, func(c *Config) { c.Activator = act })
+	p := nameClient(t, path, "p")
+	for i := range 3 {
+		p.send(wire.AppendPub(nil, wire.NamePrefix+"svc.call", p.inbox(fmt.Sprint("r", i)), nil, []byte(fmt.Sprint(i)), 0))
+	}
+	waitName(t, act.started, "svc")
+	p.quiet() // held: no answer yet
+	svc := nameClient(t, path, "svc")
+	svc.sub(1, wire.NamePrefix+"svc.>", "")
+	svc.sync()
+	// The held requests come before the answer to the name request: they
+	// are delivered in the step that makes svc the owner.
+	body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: "svc"})
+	svc.send(wire.AppendPub(nil, wire.SysReqNameRequest, svc.inbox("n"), nil, body, 0))
+	var held []wire.Frame
+	for range 3 {
+		held = append(held, svc.next())
+	}
+	svc.nextAnswer(svc.inbox("n"))
+	waitName(t, act.owned, "svc")
+	for i, f := range held {
+		if f.Op != wire.OpMsg || string(f.Payload) != fmt.Sprint(i) || f.Origin.Conn != p.info.ConnID {
+			t.Fatalf("service got %v %q from %d", f.Op, f.Payload, f.Origin.Conn)
+		}
+		svc.send(wire.AppendPub(nil, string(f.Reply), "", nil, []byte("ok"), 0))
+		if g := p.next(); string(g.Topic) != p.inbox(fmt.Sprint("r", i)) || string(g.Payload) != "ok" {
+			t.Fatalf("requester got %q %q", g.Topic, g.Payload)
+		}
+	}
+	// No service: no-responders at once, and nothing started.
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"other", p.inbox("x"), nil, nil, 0))
+	p.expectStatus(p.inbox("x"), wire.StatusNoResponders, "")
+}
+
+// A failed activation answers every held request with 503 and the reason;
+// so does one that times out.
+func TestActivationFailureAndTimeout(t *testing.T) {
+	act := newFakeActivator("svc", "slow")
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = 100 * time.Millisecond })
+	p := nameClient(t, path, "p")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("a"), nil, nil, 0))
+	waitName(t, act.started, "svc")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc.m", p.inbox("b"), nil, nil, 0))
+	p.sync()
+	act.fail("svc", errors.New("exit status 3"))
+	p.expectStatus(p.inbox("a"), wire.StatusNoResponders, "activation of svc failed: exit status 3")
+	p.expectStatus(p.inbox("b"), wire.StatusNoResponders, "activation of svc failed: exit status 3")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"slow", p.inbox("c"), nil, nil, 0))
+	waitName(t, act.started, "slow")
+	p.expectStatus(p.inbox("c"), wire.StatusNoResponders, "activation of slow failed: no owner in time")
+	srv.names.mu.Lock()
+	defer srv.names.mu.Unlock()
+	if srv.names.held != 0 || len(srv.names.names) != 0 {
+		t.Fatalf("held %d, names %d", srv.names.held, len(srv.names.names))
+	}
+}
+
+// Held requests are bounded per name, and dropped when their requester
+// closes.
+func TestActivationBounds(t *testing.T) {
+	act := newFakeActivator("svc")
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = time.Minute })
+	p := nameClient(t, path, "p")
+	for i := range maxHeldPerName {
+		p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox(fmt.Sprint(i)), nil, []byte("x"), 0))
+	}
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("over"), nil, nil, 0))
+	p.expectStatus(p.inbox("over"), wire.StatusNoResponders, "32 requests already wait")
+	w := subscriber(t, path, "$SYS.conn.down.>")
+	p.sock.Close()
+	nextConnEvent(t, w, wire.SysConnDown, p)
+	srv.names.mu.Lock()
+	held, by := srv.names.held, len(srv.names.heldBy)
+	srv.names.mu.Unlock()
+	if held != 0 || by != 0 {
+		t.Fatalf("after close: %d held, %d requesters", held, by)
+	}
+}
+
+// A held request keeps its descriptor: the service gets it, open, once it
+// takes the name.
+func TestActivationKeepsDescriptors(t *testing.T) {
+	act := newFakeActivator("svc")
+	_, path := testBroker(t, func(c *Config) { c.Activator = act })
+	p := nameClient(t, path, "p")
+	f := memfdWith(t, "held")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("r"), nil, nil, 1), int(f.Fd()))
+	waitName(t, act.started, "svc")
+	f.Close() // the broker's copy is what is held
+	svc := nameClient(t, path, "svc")
+	svc.sub(1, wire.NamePrefix+"svc", "")
+	svc.sync()
+	body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: "svc"})
+	svc.send(wire.AppendPub(nil, wire.SysReqNameRequest, svc.inbox("n"), nil, body, 0))
+	g := svc.next()
+	if g.Op != wire.OpMsg || g.ID != 1 || g.NFDs != 1 || g.Origin.Conn != p.info.ConnID {
+		t.Fatalf("service got %v id %d with %d fds", g.Op, g.ID, g.NFDs)
+	}
+	fds, err := svc.sock.TakeFDs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := os.NewFile(uintptr(fds[0]), "held")
+	defer got.Close()
+	b := make([]byte, 8)
+	if n, _ := got.ReadAt(b, 0); string(b[:n]) != "held" {
+		t.Fatalf("the descriptor reads %q", b[:n])
+	}
+	svc.nextAnswer(svc.inbox("n"))
+}
+
+// An Activator may call failed before Activate returns: the request is
+// answered, not held for ever.
+func TestActivationFailingAtOnce(t *testing.T) {
+	act := newFakeActivator("svc")
+	act.failAtOnce = map[string]error{"svc": errors.New("no such file")}
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = time.Minute })
+	p := nameClient(t, path, "p")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("a"), nil, nil, 0))
+	p.expectStatus(p.inbox("a"), wire.StatusNoResponders, "activation of svc failed")
+	srv.names.mu.Lock()
+	defer srv.names.mu.Unlock()
+	if srv.names.held != 0 || len(srv.names.names) != 0 {
+		t.Fatalf("held %d, names %d", srv.names.held, len(srv.names.names))
+	}
+}
