@@ -12,6 +12,12 @@ import (
 // broker for a name, one connection owns it at a time, others queue for
 // it, and messages on "_NAME.<name>…" reach only its owner.
 
+// NamePrefix begins the topics of well-known names: a message on
+// NamePrefix+"org.example.Editor" or NamePrefix+"org.example.Editor.Open"
+// reaches only the owner of org.example.Editor, and a subscription to one
+// takes messages only while its connection owns the name.
+const NamePrefix = wire.NamePrefix
+
 // NameFlag is a flag of RequestName: D-Bus's RequestName flags.
 type NameFlag uint8
 

@@ -89,6 +89,10 @@ func (c *Conn) request(ctx context.Context, topic string, send func(replyTo stri
 	if r.Origin.Conn == 0 { // the broker's answer: nobody got the request
 		switch r.Header.Get(wire.StatusHeader) {
 		case wire.StatusNoResponders:
+			if reason := r.Header.Get(wire.ReasonHeader); reason != "" {
+				// Why nobody could take it: a name's activation failed.
+				return nil, fmt.Errorf("%w for %q: %s", ErrNoResponders, topic, reason)
+			}
 			return nil, fmt.Errorf("%w for %q", ErrNoResponders, topic)
 		case wire.StatusDropped:
 			return nil, fmt.Errorf("%w: request to %q", ErrRequestDropped, topic)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/busd/busd/bus"
 	"github.com/busd/busd/bus/activation"
 	"github.com/busd/busd/internal/cli"
 )
@@ -21,9 +22,8 @@ import (
 // $XDG_CONFIG_HOME/busd/services (~/.config/busd/services), and
 // /etc/busd/services for a system bus; busd reads neither unless given.
 
-// TODO(merge): once package bus has Activator (branch names), check that
-// the Activator is one:
-// var _ bus.Activator = (*activation.Activator)(nil)
+// The broker calls the Activator through bus.Activator.
+var _ bus.Activator = (*activation.Activator)(nil)
 
 // defaultActivationTimeout is how long the broker holds requests for a
 // name whose service is starting (bus.Config.ActivationTimeout's default).

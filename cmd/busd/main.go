@@ -227,11 +227,8 @@ func run(args []string) error {
 		return err
 	}
 	defer closeActivator(act, *shutdownTimeout, log) // after the broker's shutdown
-	if act != nil {
-		// TODO(merge): once bus.Config has Activator and ActivationTimeout
-		// (branch names), replace the Warn line with the commented one.
-		// cfg.Activator, cfg.ActivationTimeout = act, acts.activationTimeout()
-		log.Warn("activation: this broker does not call the Activator yet: -services loads the services and starts none (TODO(merge))")
+	if act != nil { // a nil *Activator must not become a non-nil interface
+		cfg.Activator, cfg.ActivationTimeout = act, acts.activationTimeout()
 	}
 	srv, err := bus.NewServer(cfg)
 	if err != nil {
