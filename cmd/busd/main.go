@@ -227,7 +227,9 @@ func run(args []string) error {
 		return err
 	}
 	defer closeActivator(act, *shutdownTimeout, log) // after the broker's shutdown
-	if act != nil { // a nil *Activator must not become a non-nil interface
+	// Only a started Activator: a nil *Activator would make a non-nil
+	// interface value.
+	if act != nil {
 		cfg.Activator, cfg.ActivationTimeout = act, acts.activationTimeout()
 	}
 	srv, err := bus.NewServer(cfg)
