@@ -334,9 +334,11 @@ func TestUnclaimedDescriptorsGiveTheirBudgetBack(t *testing.T) {
 	unix.Close(got[0])
 }
 
-// lingeringSocketFile is a TCP socket whose close blocks for 10 s: longer
-// than next's watchdog.
+// lingeringSocketFile is a TCP socket whose close blocks for 60 s: longer
+// than next's watchdog, and than the waits of a test on a loaded machine
+// that checks the close still blocks after them. Its peer's cleanup, which
+// runs before the broker's, ends the linger.
 func lingeringSocketFile(t *testing.T) *os.File {
-	f, _ := bustest.LingeringSocket(t, 10)
+	f, _ := bustest.LingeringSocket(t, 60)
 	return f
 }
