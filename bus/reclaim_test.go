@@ -29,9 +29,10 @@ func TestLargeFrameNotKeptAfterRouting(t *testing.T) {
 	if f := pub.next(); f.Op != wire.OpReceipt || f.ID != 7 {
 		t.Fatalf("got %v %d; want the receipt for 7", f.Op, f.ID)
 	}
-	if m := srv.Stats().Memory; m > base {
-		t.Fatalf("the broker holds %d bytes after routing (%d before)", m, base)
-	}
+	// The input charge is given back before the receipt is queued; the
+	// receipt's own output grant only once the writer has written it,
+	// which may be after the publisher has read it.
+	waitFor(t, "the broker to hold no more than before the message", func() bool { return srv.Stats().Memory <= base })
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
