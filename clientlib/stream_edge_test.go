@@ -47,7 +47,10 @@ func TestListenerCloseAnswersQueuedDialers(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					// An answer is a round trip through the broker and the
+					// listener, however slow the machine; the ctx is the
+					// watchdog of a dial nobody answers.
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					sc, err := cli.DialStream(ctx, name)
 					cancel()
 					switch {
@@ -72,7 +75,7 @@ func TestListenerCloseAnswersQueuedDialers(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
-		wg.Wait() // each dial has a 1 s ctx, and ErrNoListener ends the loop once the UNSUB is in
+		wg.Wait() // each dial has a 10 s ctx, and ErrNoListener ends the loop once the UNSUB is in
 	}
 	if hung > 0 {
 		t.Errorf("%d dialers got no answer and waited for their ctx to end: the listener's Close dropped their requests", hung)
