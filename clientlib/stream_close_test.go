@@ -147,7 +147,7 @@ func TestListenerCloseConcurrent(t *testing.T) {
 		errs := make(chan error, 3)
 		for range 2 {
 			wg.Add(1)
-			go func() { defer wg.Done(); errs <- closeWithin(t, l, time.Second) }()
+			go func() { defer wg.Done(); errs <- closeWithin(t, l, closeWait/2) }()
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); srv.Close() }()

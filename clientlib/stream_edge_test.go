@@ -195,7 +195,7 @@ func TestDialCtxEndsMidRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	sc.SetReadDeadline(time.Now().Add(10 * time.Second)) // the watchdog
 	if n, err := sc.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %d, %v; want EOF from the abandoned stream", n, err)
 	}
@@ -283,9 +283,7 @@ func TestHTTPShutdown(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 	flush(t, srv) // the UNSUB is in (Close's Drain has already waited for it)
-	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer dcancel()
-	if _, err := cli.DialStream(dctx, "web"); !errors.Is(err, ErrNoListener) {
+	if _, err := cli.DialStream(testCtx(t), "web"); !errors.Is(err, ErrNoListener) {
 		t.Fatalf("dial after Shutdown: %v; want ErrNoListener", err)
 	}
 	waitFDs(t, base)
@@ -415,7 +413,7 @@ func TestTopicReaderTailDropped(t *testing.T) {
 		if !errors.Is(err, ErrStreamGap) {
 			t.Fatalf("read %d bytes, then %v; want ErrStreamGap", n, err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(10 * time.Second):
 		r.Close()
 		<-done
 		t.Fatalf("the reader returned %d of %d bytes and then waited: its subscription dropped %d messages, the end among them, and it never reported a gap",
@@ -553,7 +551,7 @@ func TestTopicReaderEveryChunkDropped(t *testing.T) {
 		if !errors.Is(err, ErrStreamGap) {
 			t.Fatalf("err = %v; want ErrStreamGap", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(10 * time.Second):
 		r.Close()
 		<-done
 		t.Fatalf("the reader waited although its subscription dropped %d of the stream's 4 messages", r.sub.Dropped())

@@ -133,7 +133,7 @@ func TestStreamWriteStdinFails(t *testing.T) {
 		if !errors.Is(err, clientlib.ErrStreamAborted) || !strings.Contains(err.Error(), "is a directory") {
 			t.Errorf("reader: %v; want ErrStreamAborted quoting EISDIR", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(exitWait):
 		t.Fatal("reader still waiting")
 	}
 }
@@ -185,7 +185,7 @@ func TestPipeStdoutResetIsAnError(t *testing.T) {
 		if err == nil {
 			t.Error("pipe: nil after writing stdout failed with ECONNRESET; want the error (bus stream would exit 0 with its output lost)")
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(exitWait):
 		t.Fatal("pipe still running")
 	}
 }
