@@ -186,7 +186,7 @@ func TestPeerVanishesMidFrame(t *testing.T) {
 // the broker closes a connection's descriptors when its goroutines finish.
 func waitFDs(t *testing.T, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for countFDs(t) != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("open descriptors: %d; want %d", countFDs(t), want)

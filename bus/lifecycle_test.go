@@ -123,7 +123,7 @@ func shortPath(t testing.TB) string {
 // waitGoroutines waits for the goroutine count to fall back to want.
 func waitGoroutines(t *testing.T, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > want {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)

@@ -29,8 +29,9 @@ func TestLargeFrameNotKeptAfterRouting(t *testing.T) {
 	if f := pub.next(); f.Op != wire.OpReceipt || f.ID != 7 {
 		t.Fatalf("got %v %d; want the receipt for 7", f.Op, f.ID)
 	}
-	// The receipt's own output grant is given back once the writer has
-	// sent it, which may be a moment after the publisher reads it.
+	// The input charge is given back before the receipt is queued; the
+	// receipt's own output grant only once the writer has written it,
+	// which may be after the publisher has read it.
 	waitFor(t, "the broker to hold no more than before the message", func() bool { return srv.Stats().Memory <= base })
 	runtime.GC()
 	var ms runtime.MemStats

@@ -280,7 +280,7 @@ func countResources(t *testing.T) resources {
 // fails the test.
 func settles(t *testing.T, before resources) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		now := countResources(t)
 		if now == before {

@@ -79,7 +79,7 @@ func TestFilesTravelToEverySubscriber(t *testing.T) {
 // runs in this process too, and closes its copies just after sending them.
 func waitFDs(t *testing.T, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for countFDs(t) != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d descriptors open; want %d", countFDs(t), want)
@@ -104,7 +104,7 @@ func TestSlowSubscriptionDropsAndReports(t *testing.T) {
 		c.Publish("many", []byte("x"))
 	}
 	flush(t, c)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for s.Dropped() != 90 {
 		if time.Now().After(deadline) {
 			t.Fatalf("dropped %d; want 90", s.Dropped())

@@ -175,7 +175,7 @@ func TestCloseWithErrorEmptyText(t *testing.T) {
 	if err := w.CloseWithError(errors.New("")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readAll(t, r, 3*time.Second)
+	got, err := readAll(t, r, 10*time.Second)
 	if string(got) != "partial" {
 		t.Errorf("read %q", got)
 	}
@@ -198,7 +198,7 @@ func TestCloseWithErrorLongReason(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Logf("Close after it: %v", err)
 	}
-	_, err := readAll(t, r, 2*time.Second)
+	_, err := readAll(t, r, 10*time.Second)
 	if !errors.Is(err, ErrStreamAborted) {
 		t.Errorf("reader: %v; want ErrStreamAborted", err)
 	}
@@ -219,7 +219,7 @@ func TestAbortMarkerWithData(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, wc)
-	got, err := readAll(t, r, 3*time.Second)
+	got, err := readAll(t, r, 10*time.Second)
 	if string(got) != "tail" || !errors.Is(err, ErrStreamAborted) {
 		t.Fatalf("read %q, %v; want \"tail\", ErrStreamAborted", got, err)
 	}
@@ -248,7 +248,7 @@ func TestAcceptVersusClose(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // the watchdog
 				defer cancel()
 				_, err := l.AcceptStream(ctx)
 				errs <- err
@@ -257,7 +257,7 @@ func TestAcceptVersusClose(t *testing.T) {
 		if i%2 == 0 {
 			time.Sleep(time.Millisecond)
 		}
-		if err := closeWithin(t, l, time.Second); err != nil {
+		if err := closeWithin(t, l, closeWait/2); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 		wg.Wait()
@@ -288,10 +288,10 @@ func TestServeOnRefusedListener(t *testing.T) {
 		if !errors.As(err, &se) {
 			t.Errorf("Serve: %v; want the broker's refusal", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("http.Serve on a refused listener still running")
 	}
-	if err := closeWithin(t, l, time.Second); err != nil {
+	if err := closeWithin(t, l, closeWait/2); err != nil {
 		t.Errorf("Close after the refusal: %v", err)
 	}
 }

@@ -33,13 +33,14 @@ func TestMain(m *testing.M) {
 // checkFDLeaks records the open descriptors now and fails the test if any
 // new one is still open when the test's cleanups have run. Call it first, so
 // its cleanup runs last. Closing a socket another goroutine is blocked on
-// finishes asynchronously, so it retries for a while.
+// finishes asynchronously, so it retries, for 10 seconds at most however
+// slow the machine.
 func checkFDLeaks(t testing.TB) {
 	t.Helper()
 	before := openFDs(t)
 	t.Cleanup(func() {
 		var leaked []int
-		for range 100 {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 			leaked = leaked[:0]
 			for _, fd := range openFDs(t) {
 				if !slices.Contains(before, fd) {

@@ -309,7 +309,7 @@ func TestSocketAppearsOnlyWhenAccepting(t *testing.T) {
 
 // firstSight spins until path exists, then checks its mode and connects.
 func firstSight(path string) error {
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	var st unix.Stat_t
 	for unix.Lstat(path, &st) != nil {
 		if time.Now().After(deadline) {

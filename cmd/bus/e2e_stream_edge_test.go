@@ -42,6 +42,23 @@ func startListener(t *testing.T, b *busd, name string) (*exec.Cmd, io.WriteClose
 	return cmd, stdin, out, sc
 }
 
+// exitWait is how long a bus command is given to exit once it should: a
+// watchdog against one that never does, however slow the machine.
+const exitWait = 10 * time.Second
+
+// waitOutput waits until out holds want, failing the test if it does not
+// within exitWait.
+func waitOutput(t *testing.T, out *syncBuffer, want, what string) {
+	t.Helper()
+	deadline := time.Now().Add(exitWait)
+	for out.String() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s printed %q; want %q", what, out.String(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitExit waits up to d for cmd to exit and returns how it exited.
 func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, what string) error {
 	t.Helper()
@@ -63,13 +80,13 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, what string) error {
 // goroutine, which was blocked reading stdin.
 func TestCLIStreamInterruptWithIdleStdin(t *testing.T) {
 	b := startBusd(t)
-	cmd, _, _, sc := startListener(t, b, "idle")
+	cmd, _, out, sc := startListener(t, b, "idle")
 	io.WriteString(sc, "hello\n")
-	time.Sleep(100 * time.Millisecond) // the listener is piping
+	waitOutput(t, out, "hello\n", "the listener") // it is piping
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExit(t, cmd, 3*time.Second, "after SIGINT"); err != nil {
+	if err := waitExit(t, cmd, exitWait, "after SIGINT"); err != nil {
 		t.Fatalf("exit after SIGINT: %v", err)
 	}
 }
@@ -83,7 +100,7 @@ func TestCLIStreamPeerClosesWithIdleStdin(t *testing.T) {
 	cmd, _, out, sc := startListener(t, b, "early")
 	io.WriteString(sc, "bye\n")
 	sc.Close()
-	if err := waitExit(t, cmd, 3*time.Second, "after the peer closed"); err != nil {
+	if err := waitExit(t, cmd, exitWait, "after the peer closed"); err != nil {
 		t.Fatalf("exit after the peer closed: %v", err)
 	}
 	if got := out.String(); got != "bye\n" {
@@ -101,7 +118,7 @@ func TestCLIStreamPeerClosesThenStdinWrites(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(stdin, "more input\n")
 	io.WriteString(stdin, "and more\n")
-	if err := waitExit(t, cmd, 3*time.Second, "after the peer closed and stdin wrote"); err != nil {
+	if err := waitExit(t, cmd, exitWait, "after the peer closed and stdin wrote"); err != nil {
 		t.Fatalf("exit: %v; want a clean end (the other end stopped reading)", err)
 	}
 }
@@ -125,5 +142,5 @@ func TestCLIStreamWriteInterruptWithIdleStdin(t *testing.T) {
 	cmd.Process.Signal(os.Interrupt)
 	time.Sleep(100 * time.Millisecond)
 	cmd.Process.Signal(os.Interrupt)
-	waitExit(t, cmd, 3*time.Second, "after two SIGINTs")
+	waitExit(t, cmd, exitWait, "after two SIGINTs")
 }

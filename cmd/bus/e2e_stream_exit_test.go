@@ -39,7 +39,7 @@ func TestCLIStreamWriteStdinErrorAbortsReaders(t *testing.T) {
 	select {
 	case err := <-done:
 		t.Logf("reader ended: %v", err)
-	case <-time.After(2 * time.Second):
+	case <-time.After(exitWait):
 		r.Close()
 		<-done
 		t.Fatal("the writer exited on a stdin error, but the reader still waits for the stream's end")
@@ -82,7 +82,7 @@ func TestCLIStreamPeerLeavesWithInputUnread(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	err = waitExit(t, cmd, 5*time.Second, "after the peer left")
+	err = waitExit(t, cmd, exitWait, "after the peer left")
 	if out.String() != "bye\n" {
 		t.Errorf("printed %q; want %q", out.String(), "bye\n")
 	}

@@ -82,14 +82,11 @@ func TestStreamWriteInterrupt(t *testing.T) {
 	}
 	t.Cleanup(func() { w.Process.Kill(); w.Wait() })
 	io.WriteString(stdin, "part\n")
-	deadline := time.Now().Add(3 * time.Second)
-	for rout.String() != "part\n" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitOutput(t, &rout, "part\n", "bus stream read")
 	if err := w.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExit(t, w, 3*time.Second, "write after ctrl-C"); err != nil {
+	if err := waitExit(t, w, exitWait, "write after ctrl-C"); err != nil {
 		t.Errorf("bus stream write after ctrl-C: %v (%s); want exit 0", err, wout.String())
 	}
 	select {
@@ -97,10 +94,10 @@ func TestStreamWriteInterrupt(t *testing.T) {
 		if !errors.Is(err, clientlib.ErrStreamAborted) || !strings.HasPrefix(err.Error(), `"part\n"`) {
 			t.Errorf("reader: %v; want \"part\\n\" then ErrStreamAborted", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(exitWait):
 		t.Fatal("the reader did not learn that the writer stopped")
 	}
-	err = waitExit(t, reader, 3*time.Second, "read after the writer's ctrl-C")
+	err = waitExit(t, reader, exitWait, "read after the writer's ctrl-C")
 	if err == nil {
 		t.Errorf("bus stream read of an aborted stream exited 0; stderr %q", rerr.String())
 	}
@@ -136,7 +133,7 @@ func TestStreamWriteStdinFails(t *testing.T) {
 		if !errors.Is(err, clientlib.ErrStreamAborted) || !strings.Contains(err.Error(), "is a directory") {
 			t.Errorf("reader: %v; want ErrStreamAborted quoting EISDIR", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(exitWait):
 		t.Fatal("reader still waiting")
 	}
 }
@@ -188,7 +185,7 @@ func TestPipeStdoutResetIsAnError(t *testing.T) {
 		if err == nil {
 			t.Error("pipe: nil after writing stdout failed with ECONNRESET; want the error (bus stream would exit 0 with its output lost)")
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(exitWait):
 		t.Fatal("pipe still running")
 	}
 }
