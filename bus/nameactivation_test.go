@@ -161,7 +161,7 @@ func TestActivationKeepsDescriptors(t *testing.T) {
 	f := memfdWith(t, "held")
 	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("r"), nil, nil, 1), int(f.Fd()))
 	waitName(t, act.started, "svc")
-	p.sync() // the request is handled, so held, before the service takes the name
+	p.sync()  // the request is handled, so held, before the service takes the name
 	f.Close() // the broker's copy is what is held
 	svc := nameClient(t, path, "svc")
 	svc.sub(1, wire.NamePrefix+"svc", "")
