@@ -56,6 +56,10 @@ type nameRegistry struct {
 	seq    uint64                        // the last owner change's number, of all names
 	held   int                           // requests held for activation, of all names
 	heldBy map[*conn]int                 // requests held, per requester
+	// heldByUID counts the requests held per requester's uid, startedBy
+	// the pending activations per uid whose request started them.
+	heldByUID map[uint32]int
+	startedBy map[uint32]int
 }
 
 // nameEntry is one name.
@@ -103,6 +107,8 @@ func (r *nameRegistry) entryLocked(name string) *nameEntry {
 		r.byConn = map[*conn]map[string]struct{}{}
 		r.byUID = map[uint32]int{}
 		r.heldBy = map[*conn]int{}
+		r.heldByUID = map[uint32]int{}
+		r.startedBy = map[uint32]int{}
 	}
 	e := r.names[name]
 	if e == nil {

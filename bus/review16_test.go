@@ -1,7 +1,11 @@
 package bus
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -61,4 +65,69 @@ func TestWillBeforeNameHandover(t *testing.T) {
 	if ev := nextNameEvent(t, w, "svc"); connOf(ev.New) != next.info.ConnID {
 		t.Fatalf("owner event to conn %d; want %d", connOf(ev.New), next.info.ConnID)
 	}
+}
+
+// One user cannot take the activation bounds from the others: its
+// requests held for one name, for all names, and the activations they
+// start that are pending are each bounded per uid, below the bounds of
+// everyone; another uid's requests are still held.
+func TestActivationBoundsPerUser(t *testing.T) {
+	names := []string{"s0", "s1", "s2", "s3", "s4", "s5", "other"}
+	act := newFakeActivator(names...)
+	srv, path := testBroker(t, func(c *Config) {
+		c.Activator = act
+		c.ActivationTimeout = time.Minute
+		withPolicy(t, "allow uid 4321 publish,subscribe >")(c)
+	})
+	p := nameClient(t, path, "p")
+	for i := range maxHeldPerUserName {
+		p.send(wire.AppendPub(nil, wire.NamePrefix+"s0", p.inbox(fmt.Sprint("a", i)), nil, nil, 0))
+	}
+	waitName(t, act.started, "s0")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"s0", p.inbox("over"), nil, nil, 0))
+	p.expectStatus(p.inbox("over"), wire.StatusNoResponders, "already wait for the activation of s0, the limit")
+
+	// Another uid's request to the same name is held.
+	q := dialAs(t, path, 4321)
+	q.sub(1, q.inbox(">"), "")
+	q.send(wire.AppendPub(nil, wire.NamePrefix+"s0", q.inbox("r"), nil, nil, 0))
+	q.sync()
+
+	// Pending activations started by one uid are bounded.
+	for i := 1; i < maxStartsPerUser; i++ {
+		name := fmt.Sprint("s", i)
+		for j := range maxHeldPerUserName {
+			p.send(wire.AppendPub(nil, wire.NamePrefix+name, p.inbox(fmt.Sprint(name, ".", j)), nil, nil, 0))
+		}
+		waitName(t, act.started, name)
+	}
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"s4", p.inbox("s4"), nil, nil, 0))
+	p.expectStatus(p.inbox("s4"), wire.StatusNoResponders, "started 4 activations that are pending, the limit")
+	p.sync()
+	srv.names.mu.Lock()
+	held := srv.names.heldByUID[uint32(os.Getuid())]
+	srv.names.mu.Unlock()
+	if held != maxHeldPerUser {
+		t.Fatalf("uid holds %d requests; want %d", held, maxHeldPerUser)
+	}
+	// The other uid still starts one (the bound of all held requests is
+	// far).
+	q.send(wire.AppendPub(nil, wire.NamePrefix+"other", q.inbox("o"), nil, nil, 0))
+	waitName(t, act.started, "other")
+	q.quiet()
+
+	// A failed activation gives its starter's count back.
+	act.fail("s1", errors.New("exit status 1"))
+	for j := range maxHeldPerUserName {
+		p.expectStatus(p.inbox(fmt.Sprint("s1.", j)), wire.StatusNoResponders, "exit status 1")
+	}
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"s4", p.inbox("s4"), nil, nil, 0))
+	waitName(t, act.started, "s4")
+	// Its held requests over the uid's bound are refused with a reason.
+	p.sync()
+	// (48 held for s0, s2, s3; one for s4.)
+	for j := range maxHeldPerUserName {
+		p.send(wire.AppendPub(nil, wire.NamePrefix+"s4", p.inbox(fmt.Sprint("x", j)), nil, nil, 0))
+	}
+	p.expectStatus(p.inbox(fmt.Sprint("x", maxHeldPerUserName-1)), wire.StatusNoResponders, "already wait for activations 64 times, the limit")
 }
