@@ -253,8 +253,10 @@ func (act *activation) heldFrom(uid uint32) int {
 }
 
 // endActivationLocked takes e's pending activation away from e: its
-// timer is stopped, and its starter's count given back. It returns it.
-func (s *Server) endActivationLocked(e *nameEntry) *activation {
+// timer is stopped, and its starter's count given back. It returns its
+// held requests, which it keeps no more: the Activator may keep its
+// failed callback, and with it the activation, long after.
+func (s *Server) endActivationLocked(e *nameEntry) []*heldMsg {
 	r := &s.names
 	act := e.act
 	e.act = nil
@@ -264,7 +266,9 @@ func (s *Server) endActivationLocked(e *nameEntry) *activation {
 	if r.startedBy[act.uid]--; r.startedBy[act.uid] <= 0 {
 		delete(r.startedBy, act.uid)
 	}
-	return act
+	held := act.held
+	act.held = nil
+	return held
 }
 
 // statusTo sends c, from its own reader, the no-responders MSG on reply
@@ -291,14 +295,14 @@ func (s *Server) activationFailed(name string, act *activation, err error) {
 // failHeldLocked ends e's activation: each held request's requester gets
 // the no-responders MSG, with why (nil: the name has no service).
 func (s *Server) failHeldLocked(e *nameEntry, why error) {
-	act := s.endActivationLocked(e)
+	held := s.endActivationLocked(e)
 	reason := "no service for " + e.name
 	if why != nil {
 		reason = fmt.Sprintf("activation of %s failed: %v", e.name, why)
 	}
 	hdrs := wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
 	hdrs = wire.AppendField(hdrs, wire.ReasonHeader, reason)
-	for _, h := range act.held {
+	for _, h := range held {
 		s.brokerTo(h.from, h.f.Reply, hdrs, func(sub *subscription) bool { return sub.c == h.from }, nil, nil)
 		s.unholdLocked(h)
 	}
@@ -308,8 +312,7 @@ func (s *Server) failHeldLocked(e *nameEntry, why error) {
 // order, to owner, its new owner; one that reaches none of its
 // subscriptions gets its requester the no-responders MSG.
 func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
-	act := s.endActivationLocked(e)
-	for _, h := range act.held {
+	for _, h := range s.endActivationLocked(e) {
 		m := outMsg{origin: &h.origin, pub: &h.f, named: true, owner: owner}
 		m.size = wire.MsgHeadLen + h.f.Size() - wire.HeaderLen
 		m.nfds = int(h.f.NFDs)
@@ -331,8 +334,7 @@ func (s *Server) endActivations() {
 	defer r.mu.Unlock()
 	for _, e := range r.names {
 		if e.act != nil {
-			act := s.endActivationLocked(e)
-			for _, h := range act.held {
+			for _, h := range s.endActivationLocked(e) {
 				s.unholdLocked(h)
 			}
 			r.forgetIdleLocked(e)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -130,4 +132,29 @@ func TestActivationBoundsPerUser(t *testing.T) {
 		p.send(wire.AppendPub(nil, wire.NamePrefix+"s4", p.inbox(fmt.Sprint("x", j)), nil, nil, 0))
 	}
 	p.expectStatus(p.inbox(fmt.Sprint("x", maxHeldPerUserName-1)), wire.StatusNoResponders, "already wait for activations 64 times, the limit")
+}
+
+// An activation that ended keeps none of its held requests: the
+// Activator may keep its failed callback (and with it the activation)
+// while the service runs without its name, each timeout adding one.
+func TestEndedActivationKeepsNoRequests(t *testing.T) {
+	act := newFakeActivator("svc")
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = 50 * time.Millisecond })
+	p := nameClient(t, path, "p")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("a"), nil, make([]byte, 1000), 0))
+	waitName(t, act.started, "svc")
+	p.sync()
+	srv.names.mu.Lock()
+	h := weak.Make(srv.names.names["svc"].act.held[0])
+	srv.names.mu.Unlock()
+	p.expectStatus(p.inbox("a"), wire.StatusNoResponders, "no owner in time")
+	runtime.GC()
+	if h.Value() != nil {
+		t.Fatal("the held request is still reachable after its activation ended")
+	}
+	act.mu.Lock()
+	defer act.mu.Unlock()
+	if act.failed["svc"] == nil {
+		t.Fatal("the Activator dropped its callback")
+	}
 }
