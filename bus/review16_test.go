@@ -158,3 +158,29 @@ func TestEndedActivationKeepsNoRequests(t *testing.T) {
 		t.Fatal("the Activator dropped its callback")
 	}
 }
+
+// A monitor the policy does not let monitor a name's topics gets none of
+// its messages, those with descriptors (which monitors get as a copy
+// without them) and those with a Bus-FDs header included.
+func TestMonitorCopyOfNamedMessageStaysWithTheOwner(t *testing.T) {
+	_, path := testBroker(t, withPolicy(t, "allow uid %me monitor _NAME.x.m"))
+	owner := nameClient(t, path, "owner")
+	owner.requestName("svc", 0, wire.NamePrimaryOwner)
+	owner.sub(1, wire.NamePrefix+"svc", "")
+	owner.sync()
+	mon := connectRaw(t, path)
+	mon.send(wire.AppendSub(nil, 1, ">", "", wire.SubMonitor))
+	mon.sync()
+
+	p := connectRaw(t, path)
+	f := memfdWith(t, "file to open")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", "", nil, []byte("with fd"), 1), int(f.Fd()))
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", "", wire.AppendField(nil, wire.FDsHeader, "1"), []byte("forged"), 0))
+	p.sync()
+	for _, want := range []string{"with fd", "forged"} {
+		if g := owner.next(); g.Op != wire.OpMsg || string(g.Payload) != want {
+			t.Fatalf("owner got %v %q; want %q", g.Op, g.Payload, want)
+		}
+	}
+	mon.quiet()
+}
