@@ -118,6 +118,7 @@ var errActivationTimeout = errors.New("no owner in time")
 // which m.owner then is.
 func (c *conn) holdForActivation(f *wire.Frame, m *outMsg, rest string, set *fdSet) bool {
 	s := c.srv
+	busy := false // a name was not tried: c's uid starts no more activations now
 	for name := rest; ; {
 		if wire.ValidName(name) == nil {
 			switch o, owner := s.holdFor(c, f, name, set); o {
@@ -126,14 +127,20 @@ func (c *conn) holdForActivation(f *wire.Frame, m *outMsg, rest string, set *fdS
 			case holdOwned:
 				m.owner = owner
 				return false
+			case holdBusy:
+				busy = true // a shorter name's pending activation may still take it
 			}
 		}
 		i := strings.LastIndexByte(name, '.')
 		if i < 0 {
-			return false
+			break
 		}
 		name = name[:i]
 	}
+	if busy {
+		c.statusTo(f.Reply, wire.StatusNoResponders, fmt.Sprintf("uid %d's requests already started %d activations that are pending, the limit", c.origin.UID, maxStartsPerUser))
+	}
+	return busy
 }
 
 type holdOutcome uint8
@@ -143,6 +150,7 @@ const (
 	holdDone                       // held
 	holdRefused                    // answered with a refusal
 	holdOwned                      // the name has an owner now: route it there
+	holdBusy                       // not tried: the requester's uid may start no more activations
 )
 
 // holdFor holds f for the activation of name, starting it if none is
@@ -158,11 +166,10 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdO
 		return holdOwned, e.owner.c // taken meanwhile: route it to its owner as usual
 	}
 	if e.act == nil {
-		if n := r.startedBy[c.origin.UID]; n >= maxStartsPerUser {
+		if r.startedBy[c.origin.UID] >= maxStartsPerUser {
 			r.forgetIdleLocked(e)
 			r.mu.Unlock()
-			c.statusTo(f.Reply, wire.StatusNoResponders, fmt.Sprintf("uid %d's requests already started %d activations that are pending, the limit", c.origin.UID, n))
-			return holdRefused, nil
+			return holdBusy, nil
 		}
 		act := &activation{uid: c.origin.UID}
 		e.act = act
