@@ -186,3 +186,23 @@ func TestMonitorCopyOfNamedMessageStaysWithTheOwner(t *testing.T) {
 	}
 	mon.quiet()
 }
+
+// A will to the topic of a name its connection owns reaches nobody: the
+// connection still owns the name when the will is routed, and has no
+// subscription left (PROTOCOL.md section 3.5).
+func TestWillToOwnNameReachesNobody(t *testing.T) {
+	_, path := testBroker(t, nil)
+	old := connectRaw(t, path)
+	if st, why := old.setWill(&wire.WillRequest{Topic: "_NAME.svc.gone", Payload: []byte("bye")}); st != "" {
+		t.Fatalf("will refused: %s %s", st, why)
+	}
+	old.sub(100, old.inbox(">"), "")
+	old.requestName("svc", 0, wire.NamePrimaryOwner)
+	next := nameClient(t, path, "next")
+	next.sub(1, "_NAME.svc.>", "")
+	next.requestName("svc", 0, wire.NameInQueue)
+	w := subscriber(t, path, "$SYS.conn.down.>")
+	old.sock.Close()
+	nextConnEvent(t, w, wire.SysConnDown, old)
+	next.quiet()
+}
