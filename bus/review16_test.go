@@ -10,6 +10,7 @@ import (
 	"weak"
 
 	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
 )
 
 // A name's topics reach only its owner: a retained value there would be
@@ -177,11 +178,22 @@ func TestMonitorCopyOfNamedMessageStaysWithTheOwner(t *testing.T) {
 	p := connectRaw(t, path)
 	f := memfdWith(t, "file to open")
 	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", "", nil, []byte("with fd"), 1), int(f.Fd()))
+	f.Close() // the broker's copy is what is routed
 	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", "", wire.AppendField(nil, wire.FDsHeader, "1"), []byte("forged"), 0))
 	p.sync()
 	for _, want := range []string{"with fd", "forged"} {
-		if g := owner.next(); g.Op != wire.OpMsg || string(g.Payload) != want {
+		g := owner.next()
+		if g.Op != wire.OpMsg || string(g.Payload) != want {
 			t.Fatalf("owner got %v %q; want %q", g.Op, g.Payload, want)
+		}
+		if g.NFDs > 0 {
+			fds, err := owner.sock.TakeFDs(int(g.NFDs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
 		}
 	}
 	mon.quiet()
