@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -217,4 +218,32 @@ func TestWillToOwnNameReachesNobody(t *testing.T) {
 	old.sock.Close()
 	nextConnEvent(t, w, wire.SysConnDown, old)
 	next.quiet()
+}
+
+// Shutdown with requests held for an activation and a will set: the
+// requests are dropped with their descriptors, the activation's timer and
+// counts end, and no will is published.
+func TestShutdownWithHeldRequests(t *testing.T) {
+	base := countFDs(t)
+	act := newFakeActivator("svc")
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = time.Minute })
+	p := nameClient(t, path, "p")
+	f := memfdWith(t, "held")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("r"), nil, nil, 1), int(f.Fd()))
+	f.Close()
+	waitName(t, act.started, "svc")
+	p.sync()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.names.mu.Lock()
+	held, names, started, byUID := srv.names.held, len(srv.names.names), len(srv.names.startedBy), len(srv.names.heldByUID)
+	srv.names.mu.Unlock()
+	if held != 0 || names != 0 || started != 0 || byUID != 0 {
+		t.Fatalf("after Shutdown: %d held, %d names, %d uids starting, %d uids holding", held, names, started, byUID)
+	}
+	p.sock.Close()
+	waitFDs(t, base)
 }
