@@ -166,7 +166,10 @@ func (s *Server) unclaimLocked(k *nameClaim, e *nameEntry) {
 
 // setOwnerLocked makes k (nil: nobody) the owner of e, publishes the
 // change, delivers the requests held for e's activation to its new owner
-// and returns whether the Activator must be told (nameOwned).
+// and returns whether the Activator must be told (nameOwned): whenever
+// the name gets an owner, as its service may take it after the broker
+// stopped waiting for it (the activation timed out), and the Activator
+// still counts that start as pending.
 func (s *Server) setOwnerLocked(e *nameEntry, k *nameClaim) (activated bool) {
 	old := e.owner
 	e.owner = k
@@ -175,9 +178,8 @@ func (s *Server) setOwnerLocked(e *nameEntry, k *nameClaim) (activated bool) {
 	s.nameEvent(e, old, k)
 	if k != nil && e.act != nil {
 		s.releaseHeldLocked(e, k.c)
-		return true
 	}
-	return false
+	return k != nil
 }
 
 // promoteLocked hands e, whose owner has gone (its claim already ended),

@@ -247,3 +247,20 @@ func TestShutdownWithHeldRequests(t *testing.T) {
 	p.sock.Close()
 	waitFDs(t, base)
 }
+
+// A service that takes its name after the broker stopped waiting for it
+// (its activation timed out) is still reported Owned: otherwise the
+// Activator counts it as starting for as long as it runs, one of the 16
+// starts lost for everyone, and reports its eventual exit as a failed
+// activation.
+func TestOwnedAfterActivationTimeout(t *testing.T) {
+	act := newFakeActivator("svc")
+	_, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = 50 * time.Millisecond })
+	p := nameClient(t, path, "p")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("a"), nil, nil, 0))
+	waitName(t, act.started, "svc")
+	p.expectStatus(p.inbox("a"), wire.StatusNoResponders, "no owner in time")
+	svc := nameClient(t, path, "svc")
+	svc.requestName("svc", 0, wire.NamePrimaryOwner)
+	waitName(t, act.owned, "svc")
+}
