@@ -287,7 +287,6 @@ func (c *conn) explain(err error) error {
 // subscriptions, and waits for the writer.
 func (c *conn) finish(err error) {
 	c.dropSubs()
-	c.dropNames() // names.go: each name it owned goes to the next in its queue
 	var we *wire.Error
 	if errors.As(err, &we) {
 		c.srv.stats.errors.Add(1)
@@ -296,7 +295,12 @@ func (c *conn) finish(err error) {
 		c.mu.Unlock()
 	}
 	reason, text := c.closeReason(err)
-	c.publishWill(reason) // will.go: before the down event, so its watchers have the will first
+	// will.go: before its names go to the next in their queues, so that
+	// a successor's first messages come after the will (a retained will
+	// does not overwrite the state its successor publishes), and before
+	// the down event, so its watchers have the will first.
+	c.publishWill(reason)
+	c.dropNames() // names.go: each name it owned goes to the next in its queue
 	args := []any{"reason", reason}
 	if text != "" {
 		args = append(args, "err", text)

@@ -117,7 +117,8 @@ func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 		f.Payload = largePayload(m.pub, m.body.pieces)
 		f.Body = nil
 	}
-	*mm = outMsg{origin: m.origin, pub: f, private: m.private, replyInbox: m.replyInbox, retainSeq: m.retainSeq}
+	*mm = outMsg{origin: m.origin, pub: f, private: m.private, replyInbox: m.replyInbox, retainSeq: m.retainSeq,
+		named: m.named, owner: m.owner}
 	mm.size = wire.MsgHeadLen + f.Size() - wire.HeaderLen
 }
 

@@ -130,17 +130,28 @@ func TestActivationFailureAndTimeout(t *testing.T) {
 	}
 }
 
-// Held requests are bounded per name, and dropped when their requester
-// closes.
+// Held requests are bounded per name (two uids fill it: each holds at
+// most half), and dropped when their requester closes.
 func TestActivationBounds(t *testing.T) {
 	act := newFakeActivator("svc")
-	srv, path := testBroker(t, func(c *Config) { c.Activator = act; c.ActivationTimeout = time.Minute })
+	srv, path := testBroker(t, func(c *Config) {
+		c.Activator = act
+		c.ActivationTimeout = time.Minute
+		withPolicy(t, "allow uid 4321 publish,subscribe >")(c)
+	})
 	p := nameClient(t, path, "p")
-	for i := range maxHeldPerName {
+	for i := range maxHeldPerUserName {
 		p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox(fmt.Sprint(i)), nil, []byte("x"), 0))
 	}
-	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("over"), nil, nil, 0))
-	p.expectStatus(p.inbox("over"), wire.StatusNoResponders, "32 requests already wait")
+	p.sync()
+	q := dialAs(t, path, 4321)
+	q.sub(1, q.inbox(">"), "")
+	for i := range maxHeldPerName - maxHeldPerUserName {
+		q.send(wire.AppendPub(nil, wire.NamePrefix+"svc", q.inbox(fmt.Sprint(i)), nil, []byte("x"), 0))
+	}
+	q.send(wire.AppendPub(nil, wire.NamePrefix+"svc", q.inbox("over"), nil, nil, 0))
+	q.expectStatus(q.inbox("over"), wire.StatusNoResponders, "32 requests already wait")
+	q.sock.Close()
 	w := subscriber(t, path, "$SYS.conn.down.>")
 	p.sock.Close()
 	nextConnEvent(t, w, wire.SysConnDown, p)

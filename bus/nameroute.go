@@ -75,15 +75,26 @@ func (c *conn) decideNameSub(sub *policy.Subject, pattern string) error {
 // requester closes (it is dropped). At most maxHeldPerName requests are
 // held per name and maxHeld in all; past either, a request gets the
 // no-responders MSG at once, with a Bus-Reason.
+//
+// So that one user cannot take them all from the others, a uid's
+// connections may hold at most maxHeldPerUserName requests for one name
+// and maxHeldPerUser in all, and start at most maxStartsPerUser
+// activations that are pending at once (joining one another user started
+// is free): the Activator starts at most 16 services at once
+// (activation.DefaultMaxStarting), for everyone.
 const (
-	maxHeldPerName = 32
-	maxHeld        = 256
+	maxHeldPerName     = 32
+	maxHeld            = 256
+	maxHeldPerUserName = maxHeldPerName / 2
+	maxHeldPerUser     = maxHeld / 4
+	maxStartsPerUser   = 4
 )
 
 // activation is a name's pending activation.
 type activation struct {
 	held  []*heldMsg
 	timer *time.Timer
+	uid   uint32 // the user whose request started it
 }
 
 // heldMsg is a request held for an activation.
@@ -107,6 +118,7 @@ var errActivationTimeout = errors.New("no owner in time")
 // which m.owner then is.
 func (c *conn) holdForActivation(f *wire.Frame, m *outMsg, rest string, set *fdSet) bool {
 	s := c.srv
+	busy := false // a name was not tried: c's uid starts no more activations now
 	for name := rest; ; {
 		if wire.ValidName(name) == nil {
 			switch o, owner := s.holdFor(c, f, name, set); o {
@@ -115,14 +127,20 @@ func (c *conn) holdForActivation(f *wire.Frame, m *outMsg, rest string, set *fdS
 			case holdOwned:
 				m.owner = owner
 				return false
+			case holdBusy:
+				busy = true // a shorter name's pending activation may still take it
 			}
 		}
 		i := strings.LastIndexByte(name, '.')
 		if i < 0 {
-			return false
+			break
 		}
 		name = name[:i]
 	}
+	if busy {
+		c.statusTo(f.Reply, wire.StatusNoResponders, fmt.Sprintf("uid %d's requests already started %d activations that are pending, the limit", c.origin.UID, maxStartsPerUser))
+	}
+	return busy
 }
 
 type holdOutcome uint8
@@ -132,6 +150,7 @@ const (
 	holdDone                       // held
 	holdRefused                    // answered with a refusal
 	holdOwned                      // the name has an owner now: route it there
+	holdBusy                       // not tried: the requester's uid may start no more activations
 )
 
 // holdFor holds f for the activation of name, starting it if none is
@@ -147,8 +166,14 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdO
 		return holdOwned, e.owner.c // taken meanwhile: route it to its owner as usual
 	}
 	if e.act == nil {
-		act := &activation{}
+		if r.startedBy[c.origin.UID] >= maxStartsPerUser {
+			r.forgetIdleLocked(e)
+			r.mu.Unlock()
+			return holdBusy, nil
+		}
+		act := &activation{uid: c.origin.UID}
 		e.act = act
+		r.startedBy[act.uid]++
 		r.mu.Unlock()
 		failed := func(err error) { s.activationFailed(name, act, err) }
 		if !s.cfg.Activator.Activate(name, failed) {
@@ -187,6 +212,10 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdO
 		why = fmt.Sprintf("%d requests already wait for the activation of %s", len(e.act.held), name)
 	case r.held >= maxHeld:
 		why = fmt.Sprintf("%d requests already wait for activations", r.held)
+	case r.heldByUID[c.origin.UID] >= maxHeldPerUser:
+		why = fmt.Sprintf("uid %d's requests already wait for activations %d times, the limit", c.origin.UID, r.heldByUID[c.origin.UID])
+	case e.act.heldFrom(c.origin.UID) >= maxHeldPerUserName:
+		why = fmt.Sprintf("%d of uid %d's requests already wait for the activation of %s, the limit", maxHeldPerUserName, c.origin.UID, name)
 	}
 	h := &heldMsg{from: c, origin: c.origin, set: set}
 	if why == "" {
@@ -215,7 +244,38 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdO
 	e.act.held = append(e.act.held, h)
 	r.held++
 	r.heldBy[c]++
+	r.heldByUID[h.origin.UID]++
 	return holdDone, nil
+}
+
+// heldFrom counts the requests of uid's connections act holds.
+func (act *activation) heldFrom(uid uint32) int {
+	n := 0
+	for _, h := range act.held {
+		if h.origin.UID == uid {
+			n++
+		}
+	}
+	return n
+}
+
+// endActivationLocked takes e's pending activation away from e: its
+// timer is stopped, and its starter's count given back. It returns its
+// held requests, which it keeps no more: the Activator may keep its
+// failed callback, and with it the activation, long after.
+func (s *Server) endActivationLocked(e *nameEntry) []*heldMsg {
+	r := &s.names
+	act := e.act
+	e.act = nil
+	if act.timer != nil {
+		act.timer.Stop()
+	}
+	if r.startedBy[act.uid]--; r.startedBy[act.uid] <= 0 {
+		delete(r.startedBy, act.uid)
+	}
+	held := act.held
+	act.held = nil
+	return held
 }
 
 // statusTo sends c, from its own reader, the no-responders MSG on reply
@@ -242,18 +302,14 @@ func (s *Server) activationFailed(name string, act *activation, err error) {
 // failHeldLocked ends e's activation: each held request's requester gets
 // the no-responders MSG, with why (nil: the name has no service).
 func (s *Server) failHeldLocked(e *nameEntry, why error) {
-	act := e.act
-	e.act = nil
-	if act.timer != nil {
-		act.timer.Stop()
-	}
+	held := s.endActivationLocked(e)
 	reason := "no service for " + e.name
 	if why != nil {
 		reason = fmt.Sprintf("activation of %s failed: %v", e.name, why)
 	}
 	hdrs := wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
 	hdrs = wire.AppendField(hdrs, wire.ReasonHeader, reason)
-	for _, h := range act.held {
+	for _, h := range held {
 		s.brokerTo(h.from, h.f.Reply, hdrs, func(sub *subscription) bool { return sub.c == h.from }, nil, nil)
 		s.unholdLocked(h)
 	}
@@ -263,12 +319,7 @@ func (s *Server) failHeldLocked(e *nameEntry, why error) {
 // order, to owner, its new owner; one that reaches none of its
 // subscriptions gets its requester the no-responders MSG.
 func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
-	act := e.act
-	e.act = nil
-	if act.timer != nil {
-		act.timer.Stop()
-	}
-	for _, h := range act.held {
+	for _, h := range s.endActivationLocked(e) {
 		m := outMsg{origin: &h.origin, pub: &h.f, named: true, owner: owner}
 		m.size = wire.MsgHeadLen + h.f.Size() - wire.HeaderLen
 		m.nfds = int(h.f.NFDs)
@@ -289,12 +340,8 @@ func (s *Server) endActivations() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.names {
-		if act := e.act; act != nil {
-			e.act = nil
-			if act.timer != nil {
-				act.timer.Stop()
-			}
-			for _, h := range act.held {
+		if e.act != nil {
+			for _, h := range s.endActivationLocked(e) {
 				s.unholdLocked(h)
 			}
 			r.forgetIdleLocked(e)
@@ -308,6 +355,9 @@ func (s *Server) unholdLocked(h *heldMsg) {
 	r.held--
 	if r.heldBy[h.from]--; r.heldBy[h.from] <= 0 {
 		delete(r.heldBy, h.from)
+	}
+	if r.heldByUID[h.origin.UID]--; r.heldByUID[h.origin.UID] <= 0 {
+		delete(r.heldByUID, h.origin.UID)
 	}
 	s.led.uncharge(h.from.acct, kOutput, h.charged)
 	if h.set != nil {

@@ -56,6 +56,10 @@ type nameRegistry struct {
 	seq    uint64                        // the last owner change's number, of all names
 	held   int                           // requests held for activation, of all names
 	heldBy map[*conn]int                 // requests held, per requester
+	// heldByUID counts the requests held per requester's uid, startedBy
+	// the pending activations per uid whose request started them.
+	heldByUID map[uint32]int
+	startedBy map[uint32]int
 }
 
 // nameEntry is one name.
@@ -103,6 +107,8 @@ func (r *nameRegistry) entryLocked(name string) *nameEntry {
 		r.byConn = map[*conn]map[string]struct{}{}
 		r.byUID = map[uint32]int{}
 		r.heldBy = map[*conn]int{}
+		r.heldByUID = map[uint32]int{}
+		r.startedBy = map[uint32]int{}
 	}
 	e := r.names[name]
 	if e == nil {
@@ -160,7 +166,10 @@ func (s *Server) unclaimLocked(k *nameClaim, e *nameEntry) {
 
 // setOwnerLocked makes k (nil: nobody) the owner of e, publishes the
 // change, delivers the requests held for e's activation to its new owner
-// and returns whether the Activator must be told (nameOwned).
+// and returns whether the Activator must be told (nameOwned): whenever
+// the name gets an owner, as its service may take it after the broker
+// stopped waiting for it (the activation timed out), and the Activator
+// still counts that start as pending.
 func (s *Server) setOwnerLocked(e *nameEntry, k *nameClaim) (activated bool) {
 	old := e.owner
 	e.owner = k
@@ -169,9 +178,8 @@ func (s *Server) setOwnerLocked(e *nameEntry, k *nameClaim) (activated bool) {
 	s.nameEvent(e, old, k)
 	if k != nil && e.act != nil {
 		s.releaseHeldLocked(e, k.c)
-		return true
 	}
-	return false
+	return k != nil
 }
 
 // promoteLocked hands e, whose owner has gone (its claim already ended),

@@ -84,9 +84,12 @@ func (c *conn) checkRetain(f *wire.Frame, topic string) error {
 		return retainRefused("topic %q: a retained message carries no descriptors (this one has %d); the PUB was not delivered", topic, f.NFDs)
 	case len(f.Reply) > 0:
 		return retainRefused("topic %q: a retained message has no reply topic; the PUB was not delivered", topic)
-	case strings.HasPrefix(topic, wire.InboxPrefix) || strings.HasPrefix(topic, wire.GroupOnlyPrefix):
-		return retainRefused("topic %q: topics under %q and %q keep no retained value; the PUB was not delivered",
-			topic, wire.InboxPrefix, wire.GroupOnlyPrefix)
+	case strings.HasPrefix(topic, wire.InboxPrefix) || strings.HasPrefix(topic, wire.GroupOnlyPrefix) ||
+		strings.HasPrefix(topic, wire.NamePrefix):
+		// A name's topics reach only its owner (nameroute.go): a value
+		// there would go to every retained-first subscription.
+		return retainRefused("topic %q: topics under %q, %q and %q keep no retained value; the PUB was not delivered",
+			topic, wire.InboxPrefix, wire.GroupOnlyPrefix, wire.NamePrefix)
 	}
 	if n := int(f.TopicLen) + int(f.HdrLen) + int(f.PayloadLen); n > c.srv.cfg.MaxRetained {
 		return retainRefused("topic %q: a retained value of %d bytes (topic, headers and payload); max_retained is %d; the PUB was not delivered",

@@ -66,6 +66,9 @@ func (c *conn) checkWill(req *wire.WillRequest) (sysAnswer, bool) {
 			return badRequest(fmt.Sprintf("the will's topic %q: a will is not published to topics starting with %q", topic, p)), false
 		}
 	}
+	if req.Retain && strings.HasPrefix(topic, wire.NamePrefix) {
+		return badRequest(fmt.Sprintf("the will's topic %q: topics starting with %q keep no retained value", topic, wire.NamePrefix)), false
+	}
 	if len(req.Headers) > 0 {
 		if err := wire.Headers(req.Headers).Check(); err != nil {
 			return badRequest("the will's headers: " + err.Error()), false

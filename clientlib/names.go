@@ -149,13 +149,19 @@ func (c *Conn) RequestName(ctx context.Context, name string, flags ...NameFlag) 
 	if err := wire.ValidName(name); err != nil {
 		return "", err
 	}
+	r, err := c.requestName(ctx, name, flags...)
+	return NameResult(r.Result), err
+}
+
+// requestName is RequestName, returning the broker's whole answer.
+func (c *Conn) requestName(ctx context.Context, name string, flags ...NameFlag) (wire.NameReply, error) {
 	var f NameFlag
 	for _, x := range flags {
 		f |= x
 	}
 	var r wire.NameReply
 	if err := c.nameAnswer(ctx, wire.SysReqNameRequest, &wire.NameRequest{Name: name, Flags: uint8(f)}, &r); err != nil {
-		return "", err
+		return wire.NameReply{}, err
 	}
 	c.mu.Lock()
 	switch NameResult(r.Result) {
@@ -168,7 +174,7 @@ func (c *Conn) RequestName(ctx context.Context, name string, flags ...NameFlag) 
 		delete(c.heldNames, name)
 	}
 	c.mu.Unlock()
-	return NameResult(r.Result), nil
+	return r, nil
 }
 
 // ReleaseName gives up a name this connection owns, or leaves its queue:

@@ -15,6 +15,12 @@ import (
 // acknowledged them. The caller should exit (successfully).
 var ErrHandedOver = errors.New("bus: another instance runs; the arguments were handed to it")
 
+// ErrOwnedByOtherUser is returned by SingleInstance when the name's owner
+// runs as another user (uid) than this process: it is not this user's
+// instance (a policy may let any user own any name), so the arguments and
+// files are not handed to it.
+var ErrOwnedByOtherUser = errors.New("bus: the name is owned by another user's connection")
+
 // launchTopic is the topic, under the name's, on which the first instance
 // takes later launches.
 const launchTopic = "launch"
@@ -57,7 +63,12 @@ type Instance struct {
 // it, SingleInstance hands it args and files (for example a file to
 // open) as a request to "_NAME.<name>.launch", waits for its Ack within
 // ctx, and returns ErrHandedOver: this process should exit. If the owner
-// goes away meanwhile, SingleInstance tries again to take the name.
+// goes away meanwhile, SingleInstance tries again to take the name. An
+// owner that runs as another user is not handed anything:
+// ErrOwnedByOtherUser (the broker routes the launch to whoever owns the
+// name when it arrives, so a policy that lets other users own or queue
+// for the name still leaves a moment, as the owner goes, where they may
+// take it: keep your names to your uid in the policy).
 func SingleInstance(ctx context.Context, conn *Conn, name string, args []string, files ...*os.File) (*Instance, error) {
 	if err := wire.ValidName(name); err != nil {
 		return nil, err
@@ -71,13 +82,17 @@ func SingleInstance(ctx context.Context, conn *Conn, name string, args []string,
 	}
 	body, _ := wire.AppendBody(nil, &launchBody{Args: args}) // strings: it cannot fail
 	for tries := 1; ; tries++ {
-		res, err := conn.RequestName(ctx, name, DoNotQueue)
+		r, err := conn.requestName(ctx, name, DoNotQueue)
 		if err != nil {
 			sub.Unsubscribe()
 			return nil, err
 		}
-		if res == PrimaryOwner || res == AlreadyOwner {
+		if res := NameResult(r.Result); res == PrimaryOwner || res == AlreadyOwner {
 			return &Instance{conn: conn, name: name, sub: sub}, nil
+		}
+		if o := r.Owner; o != nil && int(o.UID) != os.Geteuid() {
+			sub.Unsubscribe()
+			return nil, fmt.Errorf("%w: %q is owned by uid %d (pid %d), this process runs as uid %d", ErrOwnedByOtherUser, name, o.UID, o.PID, os.Geteuid())
 		}
 		_, err = conn.Request(ctx, topic, body, files...)
 		switch {

@@ -75,7 +75,43 @@ func checkDir(dir string, euid int) error {
 		return fmt.Errorf("%w: %s has mode %04o and owner uid %d; want no group or other write permission and owner %s: whoever may write to it may run commands as busd's user",
 			ErrUntrustedDir, dir, st.Mode&0o7777, st.Uid, owners(euid))
 	}
+	// Its parents too, as given and as resolved: whoever may write to one
+	// may rename the directory away and put one of theirs in its place,
+	// or repoint a symbolic link on the way.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("activation: services directory %s: %w", dir, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return fmt.Errorf("activation: services directory %s: %w", dir, err)
+	}
+	for _, p := range []string{abs, real} {
+		if err := checkParents(p, euid); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// checkParents checks that only euid and root may change what the
+// directories above path (clean and absolute) hold: each is owned by one
+// of them and not writable by its group or others, unless it is sticky
+// (as /tmp), where others may not rename what is not theirs.
+func checkParents(path string, euid int) error {
+	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			return fmt.Errorf("activation: services directory %s: %s: %w", path, d, err)
+		}
+		if int(st.Uid) != euid && st.Uid != 0 || st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+			return fmt.Errorf("%w: the services directory %s is in %s, which has mode %04o and owner uid %d; want no group or other write permission (or the sticky bit) and owner %s: whoever may write to it may replace the services directory",
+				ErrUntrustedDir, path, d, st.Mode&0o7777, st.Uid, owners(euid))
+		}
+		if d == "/" || d == "." {
+			return nil
+		}
+	}
 }
 
 // owners spells who may own a services directory or file.

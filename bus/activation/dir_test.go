@@ -220,3 +220,46 @@ func TestDirectoryRemovedAndMadeAgain(t *testing.T) {
 		t.Errorf("the refusal logged %d times; want once", n)
 	}
 }
+
+// A services directory whose parent others may write to is refused too:
+// whoever may write to the parent may rename the directory away and make
+// one of their own in its place (or repoint a symbolic link to it). A
+// sticky parent (/tmp) is safe: others cannot rename what is not theirs.
+func TestUntrustedParentRefused(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "services")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeService(t, dir, "x.test", "name = x.test\nexec = /bin/true\n")
+	if err := os.Chmod(parent, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Config{Dir: dir, Logger: slogNew(newRecorder())})
+	if !errors.Is(err, ErrUntrustedDir) || !strings.Contains(err.Error(), parent) {
+		t.Fatalf("New under a 0777 parent: %v; want ErrUntrustedDir naming the parent", err)
+	}
+	// Through a symbolic link in a directory others may write to.
+	link := filepath.Join(parent, "link")
+	if err := os.Chmod(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Dir: link, Logger: slogNew(newRecorder())}); !errors.Is(err, ErrUntrustedDir) {
+		t.Fatalf("New through a link in a 0777 directory: %v; want ErrUntrustedDir", err)
+	}
+	// Sticky, as /tmp: fine.
+	if err := os.Chmod(parent, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := start(t, Config{Dir: dir})
+	if !slices.Equal(a.Services(), []string{"x.test"}) {
+		t.Fatalf("services %q; want x.test", a.Services())
+	}
+}

@@ -9,7 +9,8 @@
 // calls it on SIGHUP). Only busd's user, and root, may write to the
 // directory and its files: whoever can write there can run commands as
 // busd's user, so a directory others may write to is refused, and so is
-// such a file.
+// such a file, and so is a directory in one others may write to (unless
+// it is sticky), where they could put one of theirs in its place.
 //
 // A service is either a command the Activator runs itself, or a systemd
 // unit it asks systemd to start (systemctl start --no-block). A command
