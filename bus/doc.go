@@ -66,9 +66,12 @@
 // at once for retained PUBs. Nothing takes it under any other lock.
 //
 // The index has a lock of its own, taken by nothing else but under the
-// store's lock as above. wire.Sender's
-// token is taken without any of these held, and the take and sent
-// callbacks it calls take conn.mu. A broker request about another
+// store's lock as above. wire.Sender's token is waited for only with none
+// of these held; under conn.evMu or Server.names.mu (an event, a held
+// request being delivered) it is only tried (Sender.TryFlush), and then
+// writes what the socket takes without waiting, so it blocks nobody. The
+// take and sent callbacks it calls take conn.mu, which is why no conn.mu
+// is held when it is tried. A broker request about another
 // connection (sysreq.go) finds it under Server.mu and releases that before
 // it takes the connection's conn.mu, alone, to read its name and state (a
 // "$SYS.req.info" request takes Server.mu alone, to count connections);

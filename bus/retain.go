@@ -282,8 +282,17 @@ func (c *conn) answerRetained(payload []byte) sysAnswer {
 	}
 	sub := c.subject.Load()
 	st := &c.srv.store
+	// A stored value never changes (a new one replaces it), so only the
+	// pointers are taken under the store's lock: the sort and the policy's
+	// decisions, which any uid may ask for in a loop, hold up no retained
+	// publish.
 	st.mu.Lock()
-	vs := st.matching(">")
+	vs := make([]*retained, 0, len(st.values))
+	for _, v := range st.values {
+		vs = append(vs, v)
+	}
+	st.mu.Unlock()
+	slices.SortFunc(vs, func(a, b *retained) int { return strings.Compare(topicString(&a.pub), topicString(&b.pub)) })
 	list := wire.RetainedList{Retained: []wire.RetainedValue{}}
 	for _, v := range vs {
 		topic := topicString(&v.pub)
@@ -301,7 +310,6 @@ func (c *conn) answerRetained(payload []byte) sysAnswer {
 			Since: uint64(v.since.UnixNano()),
 		})
 	}
-	st.mu.Unlock()
 	body, err := wire.AppendBody(nil, &list)
 	if err != nil {
 		return sysAnswer{status: wire.StatusBadRequest, reason: fmt.Sprint(err)}
