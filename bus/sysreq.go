@@ -84,7 +84,11 @@ func (c *conn) sysPublish(f *wire.Frame, topic string) error {
 	case h == nil:
 		a.status = wire.StatusNoResponders
 	case f.Body != nil: // a large frame, read in pieces: far over any request's size
-		a = badRequest(fmt.Sprintf("the payload is %d bytes; a request is at most %d", f.PayloadLen, wire.MaxSysReqPayload))
+		most := wire.MaxSysReqPayload
+		if name == "will" {
+			most = wire.MaxWillRequest
+		}
+		a = badRequest(fmt.Sprintf("the payload is %d bytes; a %s request is at most %d", f.PayloadLen, topic, most))
 	default:
 		a = h(c, f.Payload)
 	}

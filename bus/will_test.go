@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,6 +164,9 @@ func TestWillRefusals(t *testing.T) {
 		{wire.WillRequest{Topic: "_STREAM.x"}, wire.StatusBadRequest, "not published to topics"},
 		{wire.WillRequest{Topic: "a", Headers: []byte{0, 1}}, wire.StatusBadRequest, "headers"},
 		{wire.WillRequest{Topic: "a", Payload: make([]byte, 64)}, wire.StatusBadRequest, "max_retained is 64"},
+		// A frame read in pieces: the answer names the will request's bound.
+		{wire.WillRequest{Topic: "a", Payload: make([]byte, 4*wire.MaxWillRequest)}, wire.StatusBadRequest,
+			fmt.Sprintf("a %s request is at most %d", wire.SysReqWill, wire.MaxWillRequest)},
 	} {
 		if st, why := c.setWill(&tc.req); st != tc.status || !strings.Contains(why, tc.reason) {
 			t.Fatalf("will %+v: answered %q %q; want %s saying %q", tc.req, st, why, tc.status, tc.reason)
