@@ -126,7 +126,9 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 		m.Header = decodeHeader(f.Headers)
 	}
 	if s.inbox != nil {
-		s.inbox.deliverReply(m)
+		if !c.willAnswered(m) {
+			s.inbox.deliverReply(m)
+		}
 		return
 	}
 	if s.q.add(m) {

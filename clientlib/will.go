@@ -3,6 +3,7 @@ package clientlib
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/topics"
@@ -52,7 +53,10 @@ func WillHeader(h Header) WillOption {
 // publish to (an error wrapping ErrPermissionDenied), a will larger than
 // the broker's max_retained (64 KiB by default, topic, header and data
 // together), or a broker that predates wills (ErrNoResponders). The will
-// is set again, before anything else is sent, after every reconnect. The
+// is set again, before anything else is sent, after every reconnect; a
+// broker that refuses it then (a new policy, a smaller max_retained) is
+// reported to the error handler (WithErrorHandler), the Conn carrying on
+// without a will. The
 // will is charged to the user's budget at the broker while it is set.
 func WithWill(topic string, data []byte, opts ...WillOption) Option {
 	return func(o *options) error {
@@ -89,6 +93,12 @@ func (c *Conn) setWill(ctx context.Context) error {
 	if r.Origin.Conn != 0 {
 		return fmt.Errorf("bus: setting the last will: the answer came from connection %d, not from the broker", r.Origin.Conn)
 	}
+	return willError(r)
+}
+
+// willError returns the error the broker's answer r to a will request
+// says, nil if it set the will.
+func willError(r *Msg) error {
 	switch status := r.Header.Get(wire.StatusHeader); status {
 	case "":
 		return nil
@@ -101,9 +111,29 @@ func (c *Conn) setWill(ctx context.Context) error {
 	}
 }
 
+// willToken ends the reply topic of the will requests a reconnect and
+// Close send without waiting: "<inbox>.will", which no request's token
+// is.
+const willToken = ".will"
+
+// willAnswered handles the broker's answer to a will request sent without
+// waiting (willFrame): a refusal, after a reconnect, goes to the error
+// handler, since nobody waits for it. It reports whether m was that
+// answer.
+func (c *Conn) willAnswered(m *Msg) bool {
+	if c.opts.will == nil || m.Origin.Conn != 0 || !strings.HasSuffix(m.Topic, willToken) {
+		return false
+	}
+	if err := willError(m); err != nil {
+		c.cb.push(nil, fmt.Errorf("after a reconnect: %w", err))
+	}
+	m.CloseFiles()
+	return true
+}
+
 // willFrame returns the PUB that sets the will (clear: clears it) on a
-// connection whose INFO is info, its answer going nowhere anyone waits;
-// nil if there is no will, or no inbox to answer into.
+// connection whose INFO is info, its answer going to willAnswered; nil if
+// there is no will, or no inbox to answer into.
 func (c *Conn) willFrame(info *wire.Info, clear bool) []byte {
 	if c.opts.will == nil || info.Inbox == "" {
 		return nil
@@ -112,7 +142,7 @@ func (c *Conn) willFrame(info *wire.Info, clear bool) []byte {
 	if !clear {
 		body, _ = wire.AppendBody(nil, &c.opts.will.req) // a str, bins and a bool: it cannot fail
 	}
-	return wire.AppendPub(nil, wire.SysReqWill, info.Inbox+".will", nil, body, 0)
+	return wire.AppendPub(nil, wire.SysReqWill, info.Inbox+willToken, nil, body, 0)
 }
 
 // clearWillLocked queues the request that clears the will, the clean

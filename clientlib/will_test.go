@@ -3,10 +3,12 @@ package clientlib
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/busd/busd/bus"
+	"github.com/busd/busd/bus/policy"
 )
 
 // willWatcher subscribes to wills on topic and to connections' down
@@ -94,5 +96,33 @@ func TestWillRefusedFailsConnect(t *testing.T) {
 	}
 	if _, err := Connect(testCtx(t), WithSocket(path), WithWill("a..b", nil)); !errors.Is(err, ErrInvalidTopic) {
 		t.Fatalf("Connect: %v; want ErrInvalidTopic", err)
+	}
+}
+
+// A will the broker refuses after a reconnect (here: a new policy forbids
+// its topic) is reported to the error handler, since nobody waits for
+// that answer.
+func TestWillRefusedAfterReconnectIsReported(t *testing.T) {
+	path, srv := startBus(t)
+	errs := make(chan error, 4)
+	opts, events := eventOptions()
+	opts = append(opts, WithErrorHandler(func(_ *Conn, _ *Subscription, err error) { errs <- err }),
+		WithWill("wills.app", []byte("gone")))
+	c := connect(t, path, opts...)
+	p, err := policy.Parse("test.policy", strings.NewReader(fmt.Sprintf("deny uid %d publish wills.>", os.Getuid())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetPolicy(p)
+	cutSession(t, c)
+	nextConnEvent(t, events, "disconnected")
+	nextConnEvent(t, events, "reconnected")
+	select {
+	case err := <-errs:
+		if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "last will") {
+			t.Fatalf("error handler got %v; want the will refused, permission denied", err)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("the refused will was not reported")
 	}
 }
