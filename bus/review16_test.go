@@ -152,6 +152,15 @@ func TestEndedActivationKeepsNoRequests(t *testing.T) {
 	h := weak.Make(srv.names.names["svc"].act.held[0])
 	srv.names.mu.Unlock()
 	p.expectStatus(p.inbox("a"), wire.StatusNoResponders, "no owner in time")
+	// The answer is queued from within the timer's loop over the held
+	// requests, under the registry's lock: once the lock is free again,
+	// the loop, and its hold on the request, is over.
+	waitFor(t, "the activation to end", func() bool {
+		srv.names.mu.Lock()
+		defer srv.names.mu.Unlock()
+		e := srv.names.names["svc"]
+		return e == nil || e.act == nil
+	})
 	runtime.GC()
 	if h.Value() != nil {
 		t.Fatal("the held request is still reachable after its activation ended")
