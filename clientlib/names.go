@@ -104,16 +104,11 @@ type NameChange struct {
 // answer into out, turning the broker's statuses into errors.
 func (c *Conn) nameAnswer(ctx context.Context, topic string, req any, out any) error {
 	body, _ := wire.AppendBody(nil, req) // a string and a number: it cannot fail
-	r, err := c.exchange(ctx, topic, func(replyTo string, pin *session) error {
-		return c.publishMsg(ctx, &Msg{Topic: topic, Reply: replyTo, Data: body}, true, pin)
-	})
+	r, err := c.askBroker(ctx, topic, body)
 	if err != nil {
 		return err
 	}
 	defer r.CloseFiles()
-	if r.Origin.Conn != 0 {
-		return fmt.Errorf("bus: %s: the answer came from connection %d, not from the broker", topic, r.Origin.Conn)
-	}
 	switch status, reason := r.Header.Get(wire.StatusHeader), r.Header.Get(wire.ReasonHeader); status {
 	case "":
 	case wire.StatusNoResponders:

@@ -63,9 +63,7 @@ func (c *Conn) Peer(ctx context.Context, connID uint64) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: peer %d: %w", connID, err)
 	}
-	r, err := c.exchange(ctx, wire.SysReqConn, func(replyTo string, pin *session) error {
-		return c.publishMsg(ctx, &Msg{Topic: wire.SysReqConn, Reply: replyTo, Data: body}, true, pin)
-	})
+	r, err := c.askBroker(ctx, wire.SysReqConn, body)
 	if err != nil {
 		return nil, err
 	}

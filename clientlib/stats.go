@@ -77,6 +77,24 @@ type SubStats struct {
 	Monitors int
 }
 
+// askBroker sends the broker request topic with payload body and returns
+// the broker's answer, for the caller to read its status and close. An
+// answer from anyone but the broker is an error: only the broker answers
+// broker requests, so trust no one else's.
+func (c *Conn) askBroker(ctx context.Context, topic string, body []byte) (*Msg, error) {
+	r, err := c.exchange(ctx, topic, func(replyTo string, pin *session) error {
+		return c.publishMsg(ctx, &Msg{Topic: topic, Reply: replyTo, Data: body}, true, pin)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.Origin.Conn != 0 {
+		r.CloseFiles()
+		return nil, fmt.Errorf("bus: %s: the answer came from connection %d, not from the broker", topic, r.Origin.Conn)
+	}
+	return r, nil
+}
+
 // brokerAnswer sends the broker request topic with payload v (nil for
 // none) and decodes its answer into out.
 func (c *Conn) brokerAnswer(ctx context.Context, topic string, v, out any) error {
@@ -84,17 +102,11 @@ func (c *Conn) brokerAnswer(ctx context.Context, topic string, v, out any) error
 	if v != nil {
 		body, _ = wire.AppendBody(nil, v) // numbers: it cannot fail
 	}
-	r, err := c.exchange(ctx, topic, func(replyTo string, pin *session) error {
-		return c.publishMsg(ctx, &Msg{Topic: topic, Reply: replyTo, Data: body}, true, pin)
-	})
+	r, err := c.askBroker(ctx, topic, body)
 	if err != nil {
 		return err
 	}
 	defer r.CloseFiles()
-	if r.Origin.Conn != 0 {
-		// Only the broker answers broker requests; trust no one else's.
-		return fmt.Errorf("bus: %s: the answer came from connection %d, not from the broker", topic, r.Origin.Conn)
-	}
 	switch status := r.Header.Get(wire.StatusHeader); status {
 	case "":
 	case wire.StatusNoResponders:

@@ -83,16 +83,11 @@ func (c *Conn) setWill(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bus: setting the last will: %w", err)
 	}
-	r, err := c.exchange(ctx, wire.SysReqWill, func(replyTo string, pin *session) error {
-		return c.publishMsg(ctx, &Msg{Topic: wire.SysReqWill, Reply: replyTo, Data: body}, true, pin)
-	})
+	r, err := c.askBroker(ctx, wire.SysReqWill, body)
 	if err != nil {
 		return fmt.Errorf("bus: setting the last will: %w", err)
 	}
 	defer r.CloseFiles()
-	if r.Origin.Conn != 0 {
-		return fmt.Errorf("bus: setting the last will: the answer came from connection %d, not from the broker", r.Origin.Conn)
-	}
 	return willError(r)
 }
 
