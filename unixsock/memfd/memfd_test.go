@@ -367,4 +367,3 @@ func TestNoLeaks(t *testing.T) {
 		t.Fatalf("descriptors %d -> %d, memfd mappings %d -> %d", fds0, fds1, maps0, maps1)
 	}
 }
-

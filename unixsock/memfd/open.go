@@ -141,4 +141,3 @@ func (m *Mapping) Close() error {
 	}
 	return nil
 }
-
