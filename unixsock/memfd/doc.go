@@ -31,6 +31,17 @@
 // already has the payload in a slice. A sealed memfd can never be written
 // again, so it cannot be reused for another payload.
 //
+// # Cost
+//
+// Every page of a new memfd is allocated and faulted in on first touch,
+// by the writer and again (as a mapping) by each receiver, and a memfd
+// has a fixed cost of a few system calls and unmaps. Measured here
+// (figures in bench_test.go): a fresh 64 MiB memfd, filled, sealed,
+// opened and read, takes 256 ms against 2.8 ms for a plain copy; with its
+// pages touched beforehand 54 ms. Sealing forbids reuse, so a pool can
+// only keep unwritten, pre-touched memfds; and below about 1 MiB the
+// fixed cost outweighs the copies a memfd saves.
+//
 // # Ownership
 //
 // The package starts no goroutines.
