@@ -1,7 +1,7 @@
 // Package memfd carries large payloads between processes of the bus as
 // sealed memfds: anonymous in-memory files that are filled once, sealed so
 // that nobody can change them again, passed by descriptor, and mapped by
-// each receiver, so the bytes are never copied through a socket (issue 17).
+// each receiver, so the bytes are never copied through a socket.
 //
 // # Why seals
 //
