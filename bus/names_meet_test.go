@@ -1,5 +1,8 @@
 package bus
 
+// Where names meet retained values, wills, monitors, activation and
+// shutdown: the cases a hostile user tries once the features are together.
+
 import (
 	"context"
 	"errors"
