@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -56,6 +57,11 @@ var (
 	// ErrNameLimit is returned when a bound refused the request: the
 	// names one connection or one user may hold, or a name's queue.
 	ErrNameLimit = errors.New("bus: too many names")
+	// ErrNameNotRestored is reported to the error handler when, after a
+	// reconnect, the broker does not give back a name the connection
+	// owned: another connection took it while this one was away (the
+	// error says whether this one now waits in its queue).
+	ErrNameNotRestored = errors.New("bus: name not owned again after the reconnect")
 	// ErrNamesUnsupported is returned by a broker without names (its
 	// INFO has no "names" key). It matches ErrNoResponders too.
 	ErrNamesUnsupported = fmt.Errorf("%w: this broker has no well-known names", ErrNoResponders)
@@ -109,8 +115,21 @@ func (c *Conn) nameAnswer(ctx context.Context, topic string, req any, out any) e
 		return err
 	}
 	defer r.CloseFiles()
+	if err := nameStatusError(topic, r); err != nil {
+		return err
+	}
+	if err := wire.DecodeBody(r.Data, out); err != nil {
+		return fmt.Errorf("bus: %s: %w", topic, err)
+	}
+	return nil
+}
+
+// nameStatusError returns the error the status of r, the broker's answer
+// to the name request topic, says; nil for none.
+func nameStatusError(topic string, r *Msg) error {
 	switch status, reason := r.Header.Get(wire.StatusHeader), r.Header.Get(wire.ReasonHeader); status {
 	case "":
+		return nil
 	case wire.StatusNoResponders:
 		return fmt.Errorf("%w (%s)", ErrNamesUnsupported, topic)
 	case wire.StatusForbidden:
@@ -120,10 +139,6 @@ func (c *Conn) nameAnswer(ctx context.Context, topic string, req any, out any) e
 	default:
 		return fmt.Errorf("bus: %s: the broker answered status %s: %s", topic, status, reason)
 	}
-	if err := wire.DecodeBody(r.Data, out); err != nil {
-		return fmt.Errorf("bus: %s: %w", topic, err)
-	}
-	return nil
 }
 
 // RequestName asks the broker for a well-known name: a valid topic
@@ -137,7 +152,8 @@ func (c *Conn) nameAnswer(ctx context.Context, topic string, req any, out any) e
 //
 // A name this connection owns or waits for is asked for again, with the
 // same flags, when the connection reconnects (Restored.Names); it may then
-// find another owner. The broker's policy may refuse the name
+// find another owner, and a name it does not own again is reported to the
+// error handler (ErrNameNotRestored, or the refusal). The broker's policy may refuse the name
 // (ErrNameForbidden), and bounds the names a connection, a user and a
 // queue hold (ErrNameLimit).
 func (c *Conn) RequestName(ctx context.Context, name string, flags ...NameFlag) (NameResult, error) {
@@ -266,17 +282,48 @@ func (c *Conn) WatchName(ctx context.Context, name string) (<-chan NameChange, e
 	return ch, nil
 }
 
+// namesToken begins the reply topics of the name requests a reconnect
+// sends without waiting: "<inbox>.names.<name>", which no request's token
+// is.
+const namesToken = ".names."
+
+// nameRestored handles the broker's answer to a name request a reconnect
+// sent (restoreNamesLocked): a name this connection does not own again
+// (another took it meanwhile, or a new policy keeps it) goes to the error
+// handler, matching ErrNameNotRestored or the refusal's error, since
+// nobody waits for that answer. It reports whether m was such an answer.
+func (c *Conn) nameRestored(m *Msg) bool {
+	prefix := c.info.Load().Inbox + namesToken
+	if m.Origin.Conn != 0 || !strings.HasPrefix(m.Topic, prefix) {
+		return false
+	}
+	defer m.CloseFiles()
+	name := m.Topic[len(prefix):]
+	err := nameStatusError(wire.SysReqNameRequest, m)
+	if err == nil {
+		var reply wire.NameReply
+		if err = wire.DecodeBody(m.Data, &reply); err == nil {
+			if reply.Result == wire.NamePrimaryOwner || reply.Result == wire.NameAlreadyOwner {
+				return true
+			}
+			err = fmt.Errorf("%w (%s)", ErrNameNotRestored, reply.Result)
+		}
+	}
+	c.cb.push(nil, fmt.Errorf("bus: after a reconnect, name %q: %w", name, err))
+	return true
+}
+
 // restoreNamesLocked queues, after the SUBs that restore the
-// subscriptions, a request for each name the connection held, to the new
-// inbox (nobody waits for the answers), and returns the frames' count.
-// Under c.mu, from install.
+// subscriptions, a request for each name the connection held, answered
+// to nameRestored, and returns the frames' count. Under c.mu, from
+// install.
 func (c *Conn) restoreNamesLocked(info *wire.Info) int {
 	if !info.Names || len(c.heldNames) == 0 || info.Inbox == "" {
 		return 0
 	}
 	for name, f := range c.heldNames {
 		body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: name, Flags: uint8(f)})
-		c.pre.Append(wire.AppendPub(nil, wire.SysReqNameRequest, info.Inbox+".names", nil, body, 0))
+		c.pre.Append(wire.AppendPub(nil, wire.SysReqNameRequest, info.Inbox+namesToken+name, nil, body, 0))
 	}
 	return len(c.heldNames)
 }

@@ -230,3 +230,38 @@ func TestSingleInstance(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 }
+
+// A name the broker does not give back after a reconnect (here a new
+// broker's policy keeps it) is reported to the error handler, since
+// nobody waits for the answer to the request the reconnect sent.
+func TestNameNotRestoredIsReported(t *testing.T) {
+	errs := make(chan error, 4)
+	path, srv, c, events := eventConn(t, WithErrorHandler(func(_ *Conn, _ *Subscription, err error) { errs <- err }))
+	requestName(t, c, "org.example.Kept", PrimaryOwner)
+	requestName(t, c, "org.example.Free", PrimaryOwner)
+	stopBus(t, srv)
+	nextConnEvent(t, events, "disconnected")
+	p, err := policy.Parse("test.policy", strings.NewReader(fmt.Sprintf("deny uid %d own org.example.Kept", os.Getuid())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveWith(t, path, func(cfg *bus.Config) { cfg.Policy = p })
+	nextConnEvent(t, events, "reconnected")
+	select {
+	case err := <-errs:
+		if !errors.Is(err, ErrNameForbidden) || !strings.Contains(err.Error(), `"org.example.Kept"`) {
+			t.Fatalf("error handler got %v; want org.example.Kept forbidden", err)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("the name not restored was not reported")
+	}
+	o, err := c.NameOwner(testCtx(t), "org.example.Free")
+	if err != nil || connOfHolder(o.Owner) != c.ConnID() {
+		t.Fatalf("the other name after the reconnect: %+v, %v; want it owned again", o, err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a second error: %v", err)
+	default:
+	}
+}

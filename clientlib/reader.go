@@ -126,7 +126,7 @@ func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKe
 		m.Header = decodeHeader(f.Headers)
 	}
 	if s.inbox != nil {
-		if !c.willAnswered(m) {
+		if !c.willAnswered(m) && !c.nameRestored(m) {
 			s.inbox.deliverReply(m)
 		}
 		return
