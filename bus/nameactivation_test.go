@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
 )
 
 // fakeActivator has services for the names it was given, and tells the
@@ -210,4 +211,44 @@ func TestActivationFailingAtOnce(t *testing.T) {
 	if srv.names.held != 0 || len(srv.names.names) != 0 {
 		t.Fatalf("held %d, names %d", srv.names.held, len(srv.names.names))
 	}
+}
+
+// A held request is shown to the monitors that may see it when it is
+// delivered, as any message to a name is: once, without its descriptor.
+func TestHeldRequestShownToMonitors(t *testing.T) {
+	act := newFakeActivator("svc")
+	_, path := testBroker(t, func(c *Config) {
+		c.Activator = act
+		withPolicy(t, "allow uid %me monitor _NAME.>")(c)
+	})
+	mon := connectRaw(t, path)
+	mon.send(wire.AppendSub(nil, 1, wire.NamePrefix+">", "", wire.SubMonitor))
+	mon.sync()
+	p := nameClient(t, path, "p")
+	f := memfdWith(t, "held")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc", p.inbox("r"), nil, []byte("call"), 1), int(f.Fd()))
+	waitName(t, act.started, "svc")
+	p.sync() // held
+	f.Close()
+	mon.quiet() // nothing shown while it is held
+
+	svc := nameClient(t, path, "svc")
+	svc.sub(1, wire.NamePrefix+"svc", "")
+	svc.sync()
+	body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: "svc"})
+	svc.send(wire.AppendPub(nil, wire.SysReqNameRequest, svc.inbox("n"), nil, body, 0))
+	if h := svc.next(); h.Op != wire.OpMsg || string(h.Payload) != "call" || h.NFDs != 1 {
+		t.Fatalf("service got %v %q with %d fds; want the held request and its descriptor", h.Op, h.Payload, h.NFDs)
+	}
+	fds, err := svc.sock.TakeFDs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fds[0])
+	svc.nextAnswer(svc.inbox("n"))
+	g := mon.expectMsg(wire.NamePrefix+"svc", "call")
+	if g.NFDs != 0 || lastFDs(g.Headers) != "1" || string(g.Reply) != p.inbox("r") || g.Origin.Conn != p.info.ConnID {
+		t.Fatalf("monitor got %d fds, Bus-FDs %q, reply %q from %d; want the request without its descriptor", g.NFDs, lastFDs(g.Headers), g.Reply, g.Origin.Conn)
+	}
+	mon.quiet()
 }

@@ -328,7 +328,42 @@ func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
 		if s.brokerTo(owner, []byte(topic), nil, func(sub *subscription) bool { return sub.admits(&m) }, &m, h.set) == 0 && len(h.f.Reply) > 0 {
 			s.brokerTo(h.from, h.f.Reply, noRespondersHeaders, func(sub *subscription) bool { return sub.c == h.from }, nil, nil)
 		}
+		s.heldToMonitors(owner, topic, &m)
 		s.unholdLocked(h)
+	}
+}
+
+// heldToMonitors shows m, a held request just delivered to owner, to the
+// monitors of topic that may see it, as routing shows any message: a copy
+// without descriptors (monitor.go), offered passively. Under the
+// registry's lock, which comes before conn.mu; the sender token is only
+// tried.
+func (s *Server) heldToMonitors(owner *conn, topic string, m *outMsg) {
+	if s.nMonitors.Load() == 0 {
+		return
+	}
+	res, ok := s.monitors.Lookup(topic)
+	if !ok || len(res.Plain) == 0 {
+		return
+	}
+	shown := m
+	if _, forged := m.pub.Headers.Get(wire.FDsHeader); m.nfds > 0 || forged {
+		var mm outMsg
+		var f wire.Frame
+		owner.monitorCopy(&mm, &f, m)
+		shown = &mm
+	}
+	for _, sub := range res.Plain {
+		if !sub.admits(shown) {
+			continue
+		}
+		o, wake, _ := sub.c.enqueueMsg(sub, shown, nil, passive)
+		if o == queued {
+			s.stats.delivered.Add(1)
+		}
+		if wake {
+			sub.c.tryFlush()
+		}
 	}
 }
 
