@@ -5,10 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/busd/busd/bus"
@@ -87,25 +84,12 @@ func (f *activationFlags) start(socket string, log *slog.Logger) (*activation.Ac
 // activationTimeout is -activation-timeout, for bus.Config.
 func (f *activationFlags) activationTimeout() time.Duration { return *f.timeout }
 
-// reloadServicesOnHangup reads the services directory again on each
-// SIGHUP until ctx ends (its watch reads it on every change; SIGHUP is
-// for when the watch cannot be set, or to be sure).
-func reloadServicesOnHangup(ctx context.Context, act *activation.Activator, log *slog.Logger) {
-	if act == nil {
-		return
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		if err := act.Reload(); err == nil {
-			log.Info("services directory read again", "services", len(act.Services()))
-		}
+// reloadServices reads the services directory again, on SIGHUP (its
+// watch reads it on every change; SIGHUP is for when the watch cannot be
+// set, or to be sure).
+func reloadServices(act *activation.Activator, log *slog.Logger) {
+	if err := act.Reload(); err == nil {
+		log.Info("services directory read again", "services", len(act.Services()))
 	}
 }
 

@@ -249,10 +249,14 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var reloads []func()
 	if *policyFile != "" || act == nil { // else SIGHUP is for the services alone
-		go reloadOnHangup(ctx, srv, *policyFile, log)
+		reloads = append(reloads, func() { reloadPolicy(srv, *policyFile, log) })
 	}
-	go reloadServicesOnHangup(ctx, act, log)
+	if act != nil {
+		reloads = append(reloads, func() { reloadServices(act, log) })
+	}
+	go onHangup(ctx, reloads...)
 	// Serve runs until Shutdown: the order of the steps of stopping is
 	// this function's (see shutdown), not left to each Serve's context.
 	errs := make(chan error, len(listeners))

@@ -23,10 +23,9 @@ func checkPolicy(path string) error {
 	return nil
 }
 
-// reloadOnHangup reads the policy file again on each SIGHUP until ctx
-// ends. A file that no longer parses leaves the policy as it was, and says
-// why in the log; with no file there is nothing to reload.
-func reloadOnHangup(ctx context.Context, srv *bus.Server, path string, log *slog.Logger) {
+// onHangup calls each of reloads on each SIGHUP until ctx ends: one
+// signal reads again everything busd reads from files.
+func onHangup(ctx context.Context, reloads ...func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -36,16 +35,25 @@ func reloadOnHangup(ctx context.Context, srv *bus.Server, path string, log *slog
 			return
 		case <-hup:
 		}
-		if path == "" {
-			log.Warn("SIGHUP: no -policy file to reload")
-			continue
+		for _, reload := range reloads {
+			reload()
 		}
-		p, err := policy.Load(path)
-		if err != nil {
-			log.Error("SIGHUP: policy not reloaded; the one in force stays", "err", err)
-			continue
-		}
-		srv.SetPolicy(p)
-		log.Info("policy reloaded", "file", path, "rules", len(p.Rules))
 	}
+}
+
+// reloadPolicy reads the policy file again. A file that no longer parses
+// leaves the policy as it was, and says why in the log; with no file
+// there is nothing to reload.
+func reloadPolicy(srv *bus.Server, path string, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP: no -policy file to reload")
+		return
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		log.Error("SIGHUP: policy not reloaded; the one in force stays", "err", err)
+		return
+	}
+	srv.SetPolicy(p)
+	log.Info("policy reloaded", "file", path, "rules", len(p.Rules))
 }
