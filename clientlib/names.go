@@ -61,7 +61,7 @@ var (
 	// reconnect, the broker does not give back a name the connection
 	// owned: another connection took it while this one was away (the
 	// error says whether this one now waits in its queue).
-	ErrNameNotRestored = errors.New("bus: name not owned again after the reconnect")
+	ErrNameNotRestored = errors.New("bus: another connection owns the name now")
 	// ErrNamesUnsupported is returned by a broker without names (its
 	// INFO has no "names" key). It matches ErrNoResponders too.
 	ErrNamesUnsupported = fmt.Errorf("%w: this broker has no well-known names", ErrNoResponders)
@@ -306,10 +306,10 @@ func (c *Conn) nameRestored(m *Msg) bool {
 			if reply.Result == wire.NamePrimaryOwner || reply.Result == wire.NameAlreadyOwner {
 				return true
 			}
-			err = fmt.Errorf("%w (%s)", ErrNameNotRestored, reply.Result)
+			err = fmt.Errorf("%w (this connection: %s)", ErrNameNotRestored, reply.Result)
 		}
 	}
-	c.cb.push(nil, fmt.Errorf("bus: after a reconnect, name %q: %w", name, err))
+	c.cb.push(nil, fmt.Errorf("%w: %q, asked for again after a reconnect; request it again, or stop serving it", err, name))
 	return true
 }
 

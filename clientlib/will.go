@@ -120,7 +120,8 @@ func (c *Conn) willAnswered(m *Msg) bool {
 		return false
 	}
 	if err := willError(m); err != nil {
-		c.cb.push(nil, fmt.Errorf("after a reconnect: %w", err))
+		// err names the will and the reason; say when, and what it means.
+		c.cb.push(nil, fmt.Errorf("%w (asked again after a reconnect: this connection has no will until it reconnects to a broker that takes it)", err))
 	}
 	m.CloseFiles()
 	return true
