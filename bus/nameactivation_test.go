@@ -152,10 +152,23 @@ func TestActivationBounds(t *testing.T) {
 	}
 	q.send(wire.AppendPub(nil, wire.NamePrefix+"svc", q.inbox("over"), nil, nil, 0))
 	q.expectStatus(q.inbox("over"), wire.StatusNoResponders, "32 requests already wait")
-	q.sock.Close()
+	// Both requesters close; their down events, in whichever order the
+	// broker handles the two closes, come after their held requests go.
 	w := subscriber(t, path, "$SYS.conn.down.>")
+	q.sock.Close()
 	p.sock.Close()
-	nextConnEvent(t, w, wire.SysConnDown, p)
+	down := map[uint64]bool{}
+	for len(down) < 2 {
+		f := w.next()
+		var ev wire.ConnEvent
+		if err := wire.DecodeBody(f.Payload, &ev); err != nil {
+			t.Fatal(err)
+		}
+		down[ev.ConnID] = true
+	}
+	if !down[p.info.ConnID] || !down[q.info.ConnID] {
+		t.Fatalf("down events of %v; want conns %d and %d", down, p.info.ConnID, q.info.ConnID)
+	}
 	srv.names.mu.Lock()
 	held, by := srv.names.held, len(srv.names.heldBy)
 	srv.names.mu.Unlock()
