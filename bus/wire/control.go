@@ -76,6 +76,10 @@ type Info struct {
 	// Names says the broker serves well-known names (NamePrefix,
 	// SysReqNameRequest: docs/PROTOCOL.md section 3.4).
 	Names bool `codec:"names,omitempty"`
+	// MaxFDPayload is the largest payload the broker takes in a memfd
+	// (PubPayloadFD), in bytes; 0: it takes none (docs/PROTOCOL.md
+	// section 6.1).
+	MaxFDPayload uint64 `codec:"max_fd_payload,omitempty"`
 }
 
 // Limits returns the limits the Info announces.

@@ -37,7 +37,8 @@ const (
 	CodeRefusedFD        Code = 22 // a passed descriptor is refused: a socket connected to the broker itself
 	CodeTimeout          Code = 23 // fatal: a frame, or descriptors sent ahead of it, did not arrive whole in time
 	CodeRetainRefused    Code = 24 // a retained PUB the broker will not keep (descriptors, too large, over the uid's retained budget); not delivered
-	maxCode                   = CodeRetainRefused
+	CodeBadPayload       Code = 25 // a payload descriptor (PUB flag 0x02) the broker will not route: not a sealed memfd, wrong size, over a limit; not delivered
+	maxCode                   = CodeBadPayload
 )
 
 var codeNames = [...]string{
@@ -50,7 +51,7 @@ var codeNames = [...]string{
 	CodeSlowConsumer: "slow consumer", CodeShuttingDown: "shutting down",
 	CodeTooManyConns: "too many connections", CodeInternal: "internal error",
 	CodeBudget: "over budget", CodeRefusedFD: "refused descriptor", CodeTimeout: "timeout",
-	CodeRetainRefused: "retain refused",
+	CodeRetainRefused: "retain refused", CodeBadPayload: "bad payload",
 }
 
 // Error returns the code's short name, such as "invalid topic".
@@ -68,7 +69,7 @@ func (c Code) Fatal() bool {
 	switch c {
 	case CodeInvalidTopic, CodeInvalidPattern, CodeInvalidGroup, CodeBadHeaders,
 		CodeDuplicateSub, CodeUnknownSub, CodeTooManySubs, CodePermissionDenied, CodeReservedTopic,
-		CodeRefusedFD, CodeRetainRefused:
+		CodeRefusedFD, CodeRetainRefused, CodeBadPayload:
 		return false
 	}
 	return true

@@ -48,6 +48,11 @@ const (
 	// retained value (an empty payload clears it), and to deliver it live
 	// as usual.
 	PubRetain uint8 = 1 << 0
+	// PubPayloadFD says the payload is in a descriptor, not inline: the
+	// frame's first descriptor is a sealed memfd holding it, and the
+	// payload section is exactly PayloadFDLen bytes, the memfd's size
+	// (docs/PROTOCOL.md section 6.1).
+	PubPayloadFD uint8 = 1 << 1
 )
 
 // Flags of MSG.
@@ -55,7 +60,15 @@ const (
 	// MsgRetained marks a MSG that delivers a retained value from the
 	// broker's store to a SubRetained subscription, not a live publish.
 	MsgRetained uint8 = 1 << 0
+	// MsgPayloadFD is PubPayloadFD on delivery: the MSG's first
+	// descriptor is the sealed memfd holding its payload, and its payload
+	// section is the memfd's size.
+	MsgPayloadFD uint8 = 1 << 1
 )
+
+// PayloadFDLen is the length of the payload section of a PUB or MSG with
+// the payload-in-a-descriptor flag: the memfd's size, a big-endian uint64.
+const PayloadFDLen = 8
 
 var opNames = [...]string{
 	OpHello: "HELLO", OpInfo: "INFO", OpPub: "PUB", OpSub: "SUB", OpUnsub: "UNSUB",

@@ -22,4 +22,9 @@ var (
 	// ErrTooLarge means the memfd handed to [Open] is larger than the
 	// caller's limit. The wrapping error names its size and the limit.
 	ErrTooLarge = errors.New("memfd: too large")
+
+	// ErrWrongSize means a memfd's size is not the one its message
+	// announced ([Verify], [ReadPayload]): its sender truncated or grew
+	// it before sealing, or lied. The wrapping error names both sizes.
+	ErrWrongSize = errors.New("memfd: wrong size")
 )

@@ -61,31 +61,21 @@ func Open(f *os.File, maxSize int64) (*Mapping, error) {
 
 // openFD is Open's work on a descriptor it does not own.
 func openFD(fd int, maxSize int64) (*Mapping, error) {
-	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	size, err := stat(fd)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotMemfd, os.NewSyscallError("fcntl F_GET_SEALS", err))
+		return nil, err
 	}
-	if missing := RequiredSeals &^ seals; missing != 0 {
-		return nil, fmt.Errorf("%w: missing %s", ErrNotSealed, sealNames(missing))
+	if size > maxSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, maxSize)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, os.NewSyscallError("fstat", err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%w: not a regular file (mode %#o)", ErrNotMemfd, st.Mode)
-	}
-	if st.Size > maxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, st.Size, maxSize)
-	}
-	m := &Mapping{size: st.Size}
-	if st.Size == 0 {
+	m := &Mapping{size: size}
+	if size == 0 {
 		return m, nil
 	}
-	if int64(int(st.Size)) != st.Size {
-		return nil, fmt.Errorf("%w: %d bytes do not fit the address space", ErrTooLarge, st.Size)
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("%w: %d bytes do not fit the address space", ErrTooLarge, size)
 	}
-	m.data, err = unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
+	m.data, err = unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}

@@ -125,19 +125,3 @@ func (w *Writer) Close() error {
 	}
 	return nil
 }
-
-// FromBytes returns a sealed memfd holding a copy of p: [New], copy, then
-// [Writer.Seal]. The caller owns the file.
-func FromBytes(p []byte) (*os.File, error) {
-	w, err := New(len(p))
-	if err != nil {
-		return nil, err
-	}
-	copy(w.Bytes(), p)
-	f, err := w.Seal()
-	if err != nil {
-		w.Close()
-		return nil, err
-	}
-	return f, nil
-}

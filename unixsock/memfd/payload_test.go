@@ -1,0 +1,113 @@
+package memfd
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestPayloadRoundTrip sends payloads of several sizes the way the bus
+// does (FromBytes, SCM_RIGHTS, ReadPayload) and checks every byte.
+func TestPayloadRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 1, 4095, 4096, 1<<20 + 3} {
+		src := make([]byte, size)
+		fill(src)
+		f, err := FromBytes(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := pass(t, f)
+		f.Close()
+		if err := Verify(int(got.Fd()), int64(size)); err != nil {
+			t.Fatalf("Verify of %d bytes: %v", size, err)
+		}
+		data, err := ReadPayload(got, int64(size))
+		if err != nil {
+			t.Fatalf("ReadPayload of %d bytes: %v", size, err)
+		}
+		if !bytes.Equal(data, src) {
+			t.Fatalf("ReadPayload of %d bytes returned other bytes", size)
+		}
+		// The sender can no longer change it: every seal is there.
+		if _, err := unix.Pwrite(int(got.Fd()), []byte("x"), 0); size > 0 && !errors.Is(err, unix.EPERM) {
+			t.Fatalf("pwrite into a sent payload = %v; want EPERM", err)
+		}
+	}
+}
+
+// TestReadPayloadRefuses hands ReadPayload what a hostile sender could:
+// an unsealed memfd, one whose size is not the one announced (truncated
+// or grown before sealing), a pipe, a closed file.
+func TestReadPayloadRefuses(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	closed := rawMemfd(t, 10, RequiredSeals)
+	closed.Close()
+	for _, tc := range []struct {
+		name    string
+		f       *os.File
+		size    int64
+		want    error
+		mention string
+	}{
+		{"unsealed", rawMemfd(t, 10, 0), 10, ErrNotSealed, "F_SEAL_WRITE"},
+		{"write seal only", rawMemfd(t, 10, unix.F_SEAL_WRITE), 10, ErrNotSealed, "missing F_SEAL_SHRINK"},
+		{"truncated", rawMemfd(t, 5, RequiredSeals), 10, ErrWrongSize, "holds 5 bytes, the message says 10"},
+		{"grown", rawMemfd(t, 20, RequiredSeals), 10, ErrWrongSize, "holds 20 bytes"},
+		{"pipe", pr, 10, ErrNotMemfd, "F_GET_SEALS"},
+		{"closed", closed, 10, os.ErrClosed, "not a memfd"},
+		{"negative size", rawMemfd(t, 10, RequiredSeals), -1, ErrTooLarge, "-1 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := ReadPayload(tc.f, tc.size)
+			if data != nil || !errors.Is(err, tc.want) {
+				t.Fatalf("ReadPayload = %d bytes, %v; want %v", len(data), err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.mention) {
+				t.Fatalf("error %q does not mention %q", err, tc.mention)
+			}
+		})
+	}
+}
+
+// TestFromReader copies a file into a sealed memfd and refuses one over
+// the limit without leaking its memfd.
+func TestFromReader(t *testing.T) {
+	src := make([]byte, 3<<20+17)
+	fill(src)
+	file, err := os.CreateTemp(t.TempDir(), "payload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := file.Write(src); err != nil {
+		t.Fatal(err)
+	}
+	file.Seek(0, io.SeekStart)
+	f, err := FromReader(file, int64(len(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := ReadPayload(f, int64(len(src)))
+	if err != nil || !bytes.Equal(data, src) {
+		t.Fatalf("ReadPayload after FromReader: equal %v, %v", bytes.Equal(data, src), err)
+	}
+	fds0, _ := resources(t)
+	file.Seek(0, io.SeekStart)
+	if f, err := FromReader(file, int64(len(src)-1)); f != nil || !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("FromReader over the limit = %v, %v; want ErrTooLarge", f, err)
+	}
+	if fds1, _ := resources(t); fds1 != fds0 {
+		t.Fatalf("FromReader over the limit left %d descriptors open", fds1-fds0)
+	}
+}
