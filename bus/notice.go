@@ -27,6 +27,7 @@ const (
 	lossUserBytes                   // the uid's output budget
 	lossUserFDs                     // the uid's output descriptor budget
 	lossMemory                      // the uid's share of the broker's memory
+	lossFDPayload                   // a payload in a memfd, which the connection does not take (payload.go)
 )
 
 // reasonText says what lossReason r means for this connection.
@@ -43,6 +44,8 @@ func (c *conn) reasonText(r lossReason) string {
 		return fmt.Sprintf("%s's output budget of %d bytes is used up", c.acct.label, cfg.User.Output)
 	case lossUserFDs:
 		return fmt.Sprintf("%s's output budget of %d descriptors is used up", c.acct.label, cfg.User.OutputFDs)
+	case lossFDPayload:
+		return "its payload was in a memfd, and this connection's HELLO did not say it takes those (fd_payloads)"
 	}
 	return fmt.Sprintf("%s's share of the broker's memory (%d bytes in all) is used up", c.acct.label, cfg.MaxMemory)
 }

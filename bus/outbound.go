@@ -40,6 +40,13 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 	if c.state != stateOpen || s.removed {
 		return gone, false, false
 	}
+	if m.pub.Flags&wire.PubPayloadFD != 0 && !c.fdPayloads {
+		if mode == tryOnly {
+			return gone, false, false // a queue group's next member may take it
+		}
+		c.refuseFDPayloadLocked(s) // payload.go
+		return dropped, false, false
+	}
 	// The message first: the notice's size is worked out only once the
 	// message fits, since a connection that is losing messages is asked
 	// for room for each.

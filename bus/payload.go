@@ -116,3 +116,24 @@ func (c *conn) chargePayload(n int64) error {
 	}
 	return err
 }
+
+// refuseFDPayloadLocked loses, for s, a message whose payload is in a
+// memfd, s's connection not having said in its HELLO that it takes those
+// (wire.Hello.FDPayloads): a client written before them would take the
+// 8-byte size for the payload, or the flag for a protocol error. (A queue
+// group passes it to another member instead: enqueueMsg.) The loss is
+// reported at once by a gap notice if there is room, else as soon as
+// there is, whatever s's policy: the connection is not behind, so closing
+// it as a slow consumer would be wrong. c.mu is held.
+func (c *conn) refuseFDPayloadLocked(s *subscription) {
+	c.srv.stats.dropped.Add(1)
+	c.dropped++
+	s.lost.Add(1)
+	s.reason = lossFDPayload
+	c.noteLossLocked(s, 1)
+	if !s.inGaps {
+		s.inGaps = true
+		c.gaps = append(c.gaps, s)
+	}
+	c.flushGapsLocked()
+}
