@@ -272,7 +272,7 @@ func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep
 	} else {
 		m = c.newMsg(nil)
 	}
-	m.Data, m.PayloadFile = data, pf
+	m.Data, m.PayloadFile, m.viaFD = data, pf, true
 	if pf != nil {
 		m.held = int(pl.size)
 	}
