@@ -43,10 +43,16 @@ func payloadMemfd(t testing.TB, content string, size int64, seals int) *os.File 
 // receipt id if id is not 0.
 func (c *rawClient) pubFD(id uint32, topic string, size uint64, fds ...int) {
 	c.t.Helper()
+	c.requestFD(id, 0, topic, "", size, fds...)
+}
+
+// requestFD is pubFD with a reply topic and more flags.
+func (c *rawClient) requestFD(id uint32, flags uint8, topic, reply string, size uint64, fds ...int) {
+	c.t.Helper()
 	var n [wire.PayloadFDLen]byte
 	binary.BigEndian.PutUint64(n[:], size)
-	f := wire.AppendPub(nil, topic, "", nil, n[:], len(fds))
-	f[2] = wire.PubPayloadFD
+	f := wire.AppendPub(nil, topic, reply, nil, n[:], len(fds))
+	f[2] = wire.PubPayloadFD | flags
 	wire.SetID(f, id)
 	c.send(f, fds...)
 }
@@ -85,16 +91,8 @@ func inode(t testing.TB, fd int) [2]uint64 {
 	return [2]uint64{st.Dev, st.Ino}
 }
 
-// heldPayload returns the bytes of held payloads charged to the test's uid.
-func (s *Server) heldPayload() int64 {
-	s.led.mu.Lock()
-	defer s.led.mu.Unlock()
-	var n int64
-	for _, a := range s.led.users {
-		n += a.used[kFDPayload]
-	}
-	return n
-}
+// heldPayload returns the bytes of held payloads charged to any uid.
+func (s *Server) heldPayload() int64 { return s.Stats().PayloadBytes }
 
 // One memfd published to four subscribers reaches each as a descriptor of
 // the same file (same device and inode): the broker routed it, it did not
