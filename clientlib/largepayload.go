@@ -235,9 +235,14 @@ func verifyFD(f *os.File, size int64) error {
 }
 
 // badPayload tells the error handler that s lost the message f because of
-// its payload descriptor.
+// its payload descriptor; a reply's request fails with the error instead,
+// at once.
 func (c *Conn) badPayload(s *Subscription, f *wire.Frame, err error) {
-	c.cb.push(s, fmt.Errorf("%w: message to %q for subscription %q dropped: %w", ErrBadPayload, f.Topic, s.pattern, err))
+	err = fmt.Errorf("%w: message to %q for subscription %q dropped: %w", ErrBadPayload, f.Topic, s.pattern, err)
+	if s.inbox != nil && s.inbox.failReply(string(f.Topic), err) {
+		return
+	}
+	c.cb.push(s, err)
 }
 
 // payloadMsg returns s's Msg for a message whose payload is in the memfd

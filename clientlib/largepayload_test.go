@@ -434,3 +434,36 @@ func TestPendingPayloadCounts(t *testing.T) {
 	}
 	batch.Reset()
 }
+
+// TestBadReplyPayload: a reply whose payload memfd fails its check fails
+// its Request at once, with ErrBadPayload, rather than at its timeout.
+func TestBadReplyPayload(t *testing.T) {
+	fb := newFakeBus(t)
+	fb.fdPayload = 1 << 30
+	c := fb.connect()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Request(testCtx(t), "svc.x", []byte("q"))
+		done <- err
+	}()
+	sub := fb.expect(wire.OpSub) // the inbox; a frame is valid until the next is read
+	sid, inbox := sub.ID, string(sub.Topic)
+	reply := string(fb.expect(wire.OpPub).Reply)
+	if !strings.HasPrefix(reply, strings.TrimSuffix(inbox, ">")) {
+		t.Fatalf("request's reply topic %q is not under the inbox %q", reply, inbox)
+	}
+	payload := sealedWith(t, randomBytes(100), 0)
+	before := openFiles(t)
+	fb.writeFDs(msgFD(sid, reply, 100, 1), rawFD(payload))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBadPayload) || !errors.Is(err, memfd.ErrNotSealed) || !strings.Contains(err.Error(), `"svc.x"`) {
+			t.Fatalf("Request: %v; want ErrBadPayload, not sealed, naming svc.x", err)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("Request still waits after its reply was dropped")
+	}
+	if after := openFiles(t); after != before {
+		t.Errorf("%d files open after the bad reply, %d before", after, before)
+	}
+}
