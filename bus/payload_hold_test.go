@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func TestPayloadFDChargedWhileHeld(t *testing.T) {
 		c.FrameTimeout = c.FrameTimeout / 20 // how long the refused PUB waits: nothing gives it room
 		c.WriteTimeout = time.Minute         // the stopped subscriber is kept however slow the machine
 	})
-	base := countFDs(t)
+	base, goroutines := countFDs(t), runtime.NumGoroutine()
 	stopped := subscriber(t, path, "big")
 	reader := connectRaw(t, path)
 	pub := connectRaw(t, path)
@@ -126,6 +127,7 @@ func TestPayloadFDChargedWhileHeld(t *testing.T) {
 	reader.sock.Close()
 	pub.sock.Close()
 	waitFDs(t, base)
+	waitGoroutines(t, goroutines)
 }
 
 // A publisher whose uid's held payloads fill its budget is paced, not
@@ -303,7 +305,7 @@ func vmRSS(t *testing.T) int64 {
 // broker serves others on.
 func TestPayloadFDGiBCostsTheBrokerNothing(t *testing.T) {
 	srv, path := testBroker(t, nil)
-	base := countFDs(t)
+	base, goroutines := countFDs(t), runtime.NumGoroutine()
 	var subs []*rawClient
 	for range 4 {
 		subs = append(subs, subscriber(t, path, "bulk"))
@@ -339,6 +341,7 @@ func TestPayloadFDGiBCostsTheBrokerNothing(t *testing.T) {
 		c.sock.Close()
 	}
 	waitFDs(t, base)
+	waitGoroutines(t, goroutines)
 	stillServes(t, path)
 }
 
