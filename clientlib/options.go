@@ -28,17 +28,19 @@ type options struct {
 	onReconnect      func(*Conn, Restored)
 	onClosed         func(*Conn)
 	will             *willSpec // WithWill (will.go)
+	largeThreshold   int       // WithLargePayloadThreshold (largepayload.go); < 0: never
 }
 
 func defaultOptions() options {
 	return options{
-		maxPending:   1 << 20,
-		maxFDs:       1024,
-		subMsgs:      1 << 16,
-		subBytes:     64 << 20,
-		writeTimeout: 10 * time.Second,
-		reconnectBuf: 8 << 20,
-		onError:      func(*Conn, *Subscription, error) {},
+		maxPending:     1 << 20,
+		maxFDs:         1024,
+		subMsgs:        1 << 16,
+		subBytes:       64 << 20,
+		writeTimeout:   10 * time.Second,
+		reconnectBuf:   8 << 20,
+		largeThreshold: DefaultLargePayloadThreshold,
+		onError:        func(*Conn, *Subscription, error) {},
 	}
 }
 
@@ -100,6 +102,9 @@ func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 // socket; Publish waits while the limit is reached (default 1 MiB: enough
 // to batch thousands of messages per write, small enough that the writer
 // and publishers work in parallel). A single larger message still goes.
+// A payload that goes in a memfd counts at its size while its PUB waits,
+// though only the PUB goes through the socket: the memfd is this
+// process's memory until the broker has it.
 func WithPendingLimit(bytes int) Option {
 	return func(o *options) error {
 		if bytes < 1 {
@@ -114,7 +119,11 @@ func WithPendingLimit(bytes int) Option {
 // subscription and not yet handled; past either, new messages are dropped,
 // counted in Subscription.Dropped and reported to the error handler as a
 // *LostError (defaults: 65536 messages, 64 MiB). No slow-consumer policy
-// changes this: DisconnectWhenSlow is about the broker's queue.
+// changes this: DisconnectWhenSlow is about the broker's queue. A payload
+// that came in a memfd counts at its size, in Data or as a PayloadFile,
+// and may be larger than the byte bound (it is bounded by the broker's
+// max_fd_payload, not max_payload): it is taken when nothing else waits,
+// so a 100 MiB payload arrives under the default bound, one at a time.
 func WithSubscriptionLimits(msgs, bytes int) Option {
 	return func(o *options) error {
 		if msgs < 1 || bytes < 1 {
@@ -152,7 +161,9 @@ func WithNoReconnect() Option {
 // WithReconnectBuffer bounds the bytes of messages published while the
 // connection is reconnecting, kept to be sent once it is back, each
 // counted with 64 bytes for its record (default 8 MiB; 0 buffers
-// nothing). Past the bound Publish fails at once with an
+// nothing). A payload kept in a memfd (see "Large payloads" in the
+// package doc) counts at its size: it is this process's memory until it
+// is sent. Past the bound Publish fails at once with an
 // error matching ErrReconnectBufferFull. The files of buffered messages are
 // kept open (duplicates, as always) until they are sent, at most as many
 // as WithPendingLimit's descriptor bound allows (1024).

@@ -1,9 +1,13 @@
 package clientlib
 
 import (
+	"encoding/binary"
 	"fmt"
+	"os"
 
 	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock/memfd"
+	"golang.org/x/sys/unix"
 )
 
 // Messages published while reconnecting. The broker they were meant for
@@ -43,8 +47,10 @@ type UndeliveredError struct {
 	// the broker refused the message, its *ServerError reached the
 	// handler just before); ErrConnectionLost (the connection dropped
 	// again before the receipt came: it may or may not have been
-	// delivered); or the error that ended the Conn first (ErrClosed after
-	// Close).
+	// delivered); an error matching ErrTooLarge (its payload went in a
+	// memfd, which the broker reconnected to does not take that large, or
+	// at all: it was not sent); or the error that ended the Conn first
+	// (ErrClosed after Close).
 	Err error
 }
 
@@ -74,7 +80,12 @@ type replayed struct {
 	hdrLen   uint32
 	dups     *dupFDs
 	id       uint32 // the id its PUB carried; 0 before it was encoded
-	flags    uint8  // its PUB's flags (wire.PubRetain)
+	flags    uint8  // its PUB's flags (wire.PubRetain, wire.PubPayloadFD)
+	// payload is, for a payload in a memfd (flags has PubPayloadFD), a
+	// descriptor of the memfd kept until the receipt, from which report
+	// reads the bytes back; nil if no report can be made (no error
+	// handler) or the duplicate failed.
+	payload *os.File
 }
 
 func (rp *replayed) topic() string { return string(rp.msg[:rp.topicLen]) }
@@ -89,9 +100,25 @@ func (rp *replayed) data() []byte {
 	return rp.msg[uint32(rp.topicLen)+uint32(rp.replyLen)+rp.hdrLen:]
 }
 
-// replayCost is what keeping a message costs the reconnect buffer.
-func replayCost(topic, reply string, hdrs wire.Headers, data []byte) int {
-	return len(topic) + len(reply) + len(hdrs) + len(data) + replayOverhead
+// fdSize is the size of a payload that is in a memfd, else 0.
+func (rp *replayed) fdSize() int64 {
+	if rp.flags&wire.PubPayloadFD == 0 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(rp.data()))
+}
+
+// cost is what keeping rp costs the reconnect buffer.
+func (rp *replayed) cost() int {
+	return replayCost(rp.topic(), rp.reply(), rp.hdrs(), rp.data(), rp.fdSize())
+}
+
+// replayCost is what keeping a message costs the reconnect buffer;
+// fdSize is the size of its payload if that is in a memfd (data is then
+// the 8-byte size): the memfd is this process's memory for as long as it
+// is kept, and counts as the bytes would.
+func replayCost(topic, reply string, hdrs wire.Headers, data []byte, fdSize int64) int {
+	return len(topic) + len(reply) + len(hdrs) + len(data) + int(fdSize) + replayOverhead
 }
 
 // bufferLocked keeps a message published while reconnecting, with its
@@ -102,7 +129,13 @@ func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte,
 	c.replays = append(c.replays, replayed{
 		msg: msg, topicLen: uint16(len(topic)), replyLen: uint16(len(reply)), hdrLen: uint32(len(hdrs)), dups: dups, flags: flags,
 	})
-	c.replayMem += replayCost(topic, reply, hdrs, data)
+	rp := &c.replays[len(c.replays)-1]
+	if flags&wire.PubPayloadFD != 0 && c.opts.onErrorSet {
+		if fd, err := unix.FcntlInt(uintptr(dups.fds[0]), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			rp.payload = os.NewFile(uintptr(fd), "bus-payload")
+		}
+	}
+	c.replayMem += rp.cost()
 	if dups != nil {
 		c.fds += len(dups.fds)
 	}
@@ -115,6 +148,7 @@ func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte,
 // empty (nothing else is queued while reconnecting).
 func (c *Conn) replayLocked(info *wire.Info) int {
 	receipts := info.Receipts && c.opts.onErrorSet
+	c.dropUnsendableLocked(info)
 	for i := range c.replays {
 		rp := &c.replays[i]
 		nfds := 0
@@ -134,9 +168,37 @@ func (c *Conn) replayLocked(info *wire.Info) int {
 	}
 	c.seq += uint64(len(c.replays))
 	if !receipts {
+		for i := range c.replays {
+			c.replays[i].release()
+		}
 		c.replays, c.replayMem = nil, 0
 	}
 	return c.out.Len()
+}
+
+// dropUnsendableLocked reports, and does not send, the kept messages
+// whose payload memfd the broker of info does not take (it announces a
+// smaller max_fd_payload, or none): sent, such a PUB would be refused, or,
+// by a broker that predates memfd payloads, end the connection for good
+// as a protocol error. Under c.mu.
+func (c *Conn) dropUnsendableLocked(info *wire.Info) {
+	keep := c.replays[:0]
+	for _, rp := range c.replays {
+		if rp.flags&wire.PubPayloadFD == 0 || uint64(rp.fdSize()) <= info.MaxFDPayload {
+			keep = append(keep, rp)
+			continue
+		}
+		c.replayMem -= rp.cost()
+		rp.dups.Release()
+		c.fds -= len(rp.dups.fds)
+		if c.opts.onErrorSet {
+			c.cb.push(nil, rp.report(fmt.Errorf("%w: the broker reconnected to takes payloads in a memfd of at most %d bytes; this one has %d",
+				ErrTooLarge, info.MaxFDPayload, rp.fdSize()), 0))
+		}
+		rp.release()
+	}
+	clear(c.replays[len(keep):])
+	c.replays = keep
 }
 
 // receipt handles the broker's RECEIPT for the PUB with id id: the first
@@ -156,7 +218,7 @@ func (c *Conn) receipt(id uint32, payload []byte) error {
 	}
 	rp := c.replays[0]
 	c.replays = c.replays[1:]
-	c.replayMem -= replayCost(rp.topic(), rp.reply(), rp.hdrs(), rp.data())
+	c.replayMem -= rp.cost()
 	if len(c.replays) == 0 {
 		c.replays, c.replayMem = nil, 0 // let the backing array go
 	}
@@ -165,6 +227,7 @@ func (c *Conn) receipt(id uint32, payload []byte) error {
 		// order of the messages.
 		c.cb.push(nil, rp.report(ErrNotDelivered, int(r.Dropped)))
 	}
+	rp.release()
 	return nil
 }
 
@@ -181,12 +244,29 @@ func (c *Conn) forgetReplaysLocked(cause error) {
 		if c.opts.onErrorSet {
 			c.cb.push(nil, rp.report(cause, 0))
 		}
+		rp.release()
 	}
 	c.replays, c.replayMem = nil, 0
 }
 
-// report turns rp into the error the handler gets.
+// report turns rp into the error the handler gets. A payload that went in
+// a memfd is read back into Data: a copy made only for a message that went
+// wrong.
 func (rp *replayed) report(cause error, dropped int) *UndeliveredError {
 	m := &Msg{Topic: rp.topic(), Reply: rp.reply(), Header: decodeHeader(rp.hdrs()), Data: rp.data()}
+	if rp.flags&wire.PubPayloadFD != 0 {
+		m.Data = nil
+		if rp.payload != nil {
+			m.Data, _ = memfd.ReadPayload(rp.payload, rp.fdSize()) // a memfd this process made and sealed
+		}
+	}
 	return &UndeliveredError{Msg: m, Dropped: dropped, Err: cause}
+}
+
+// release closes the memfd kept for report, if any.
+func (rp *replayed) release() {
+	if rp.payload != nil {
+		rp.payload.Close()
+		rp.payload = nil
+	}
 }

@@ -7,8 +7,10 @@ import (
 
 // ReuseMessages lends the handler each Msg instead of giving it away: the
 // Msg and its Data are valid only until the handler returns, after which
-// the connection fills them with a later message. Topic, Reply, Header and
-// Files are the handler's to keep, as without the option; to keep the rest,
+// the connection fills them with a later message. Topic, Reply, Header,
+// Files and PayloadFile are the handler's to keep, as without the option,
+// and so is a Data read from a payload memfd (see "Large payloads" in the
+// package doc: such a payload is too large to lend); to keep the rest,
 // Clone the Msg.
 //
 // Receiving then allocates nothing per message for the Msg and its Data (a
@@ -66,9 +68,9 @@ func (s *Subscription) lend(payload []byte) *Msg {
 }
 
 // Clone returns a copy of m that shares nothing the connection may reuse:
-// its Data and Header are copies. Files are shared, not duplicated: only
-// one of the two should close them.
+// its Data and Header are copies. Files and PayloadFile are shared, not
+// duplicated: only one of the two should close them.
 func (m *Msg) Clone() *Msg {
 	return &Msg{Topic: m.Topic, Reply: m.Reply, Header: m.Header.Clone(), Data: bytes.Clone(m.Data),
-		Files: m.Files, Origin: m.Origin, sub: m.sub, sess: m.sess}
+		Files: m.Files, PayloadFile: m.PayloadFile, Origin: m.Origin, sub: m.sub, sess: m.sess}
 }
