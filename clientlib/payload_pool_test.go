@@ -197,17 +197,17 @@ func payloadResources(t testing.TB) (fds, memfdMaps int) {
 // having a sealed memfd ready to publish, for the three ways to get there.
 // Run with
 //
-//	go test -run '^$' -bench PayloadPublisher -benchtime 20x -count 3 ./clientlib/
+//		go test -run '^$' -bench PayloadPublisher -benchtime 20x -count 3 ./clientlib/
 //
-//   - pooled: NewPayload with the pool warm (the timer stops while the
-//     pool prepares the next one), copy the payload in, Seal;
-//   - pooled-busy: the same back to back, so the pool never catches up
-//     and NewPayload prepares on the caller's path;
-//   - fresh: memfd.New (no pre-faulting), copy in, Seal;
-//   - reused-slice: copy the payload into a reused []byte, then
-//     memfd.FromBytes, which is what Publish does with a large one
-//     (pwrite(2) into a new memfd);
-//   - pool-cost: what preparing one memfd costs the pool's goroutine.
+//	  - pooled: NewPayload with the pool warm (the timer stops while the
+//	    pool prepares the next one), copy the payload in, Seal;
+//	  - pooled-busy: the same back to back, so the pool never catches up
+//	    and NewPayload prepares on the caller's path;
+//	  - fresh: memfd.New (no pre-faulting), copy in, Seal;
+//	  - reused-slice: copy the payload into a reused []byte, then
+//	    memfd.FromBytes, which is what Publish does with a large one
+//	    (pwrite(2) into a new memfd);
+//	  - pool-cost: what preparing one memfd costs the pool's goroutine.
 //
 // The copy stands for the producer writing its payload, the same in each.
 // Closing the sealed memfd (which frees its pages when nobody else holds
@@ -296,4 +296,3 @@ func benchPooled(b *testing.B, src []byte, warm bool) {
 	b.StopTimer()
 	settled(b, pp)
 }
-
