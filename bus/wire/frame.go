@@ -141,13 +141,15 @@ func AppendMsg(dst []byte, sid uint32, o *Origin, pub *Frame) []byte {
 
 // AppendMsgHead appends the header and origin of the MSG that delivers pub
 // to subscription sid: the MSG's first MsgHeadLen bytes. The MSG's flags
-// are pub's MsgRetained bit: a frame the broker made for a retained value
-// sets it; a PUB's own flags are cleared before it is routed. pub's bytes after
+// are pub's MsgRetained bit (a frame the broker made for a retained value
+// sets it; a PUB's retain flag is cleared before it is routed) and its
+// payload-in-a-descriptor bit (PubPayloadFD is MsgPayloadFD: the MSG's
+// first descriptor is the payload, as the PUB's was). pub's bytes after
 // its own header follow them unchanged, so a large PUB can be delivered by
 // reference to its body (see Outbox.AppendRef).
 func AppendMsgHead(dst []byte, sid uint32, o *Origin, pub *Header) []byte {
 	h := Header{
-		Op: OpMsg, Flags: pub.Flags & MsgRetained, NFDs: pub.NFDs,
+		Op: OpMsg, Flags: pub.Flags & (MsgRetained | MsgPayloadFD), NFDs: pub.NFDs,
 		TopicLen: pub.TopicLen, ReplyLen: pub.ReplyLen,
 		HdrLen: pub.HdrLen, PayloadLen: pub.PayloadLen, ID: sid,
 	}

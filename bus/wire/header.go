@@ -80,6 +80,7 @@ func decodeHeaderInto(h *Header, b []byte, lim *Limits) *Error {
 	r := &headerRules[b[1]&15] // &15: no bounds check
 	if binary.LittleEndian.Uint64(b)&r.mask0^r.want0|binary.LittleEndian.Uint64(b[8:])&r.zero1 == 0 &&
 		h.ID&r.zeroID == 0 && (h.ID != 0 || !r.needID) &&
+		(h.Flags&r.fdPayload == 0 || h.NFDs != 0 && h.PayloadLen == PayloadFDLen) &&
 		h.TopicLen <= MaxTopicLen && h.ReplyLen <= MaxTopicLen &&
 		h.PayloadLen <= lim.MaxPayload && h.HdrLen <= lim.MaxHeaders && h.NFDs <= lim.MaxFDs {
 		return nil
@@ -110,6 +111,9 @@ func (h *Header) check(version byte, lim *Limits) *Error {
 		return Errorf(CodeBadFrame, "%v frame has flags %#x; %s", h.Op, h.Flags, opShapes[h.Op].describeFlags())
 	case !opShapes[h.Op].fits(h):
 		return Errorf(CodeBadFrame, "%v frame has sections its op does not use: %s", h.Op, opShapes[h.Op].describe())
+	case !opShapes[h.Op].fdPayloadFits(h):
+		return Errorf(CodeBadFrame, "%v frame has flag %#x (payload in a descriptor) with %d fds and a payload section of %d bytes; it needs at least 1 fd and exactly %d bytes",
+			h.Op, opShapes[h.Op].fdPayload, h.NFDs, h.PayloadLen, PayloadFDLen)
 	case h.TopicLen > MaxTopicLen || h.ReplyLen > MaxTopicLen:
 		return Errorf(CodeTooLarge, "%v topic or reply of %d/%d bytes; the limit is %d",
 			h.Op, h.TopicLen, h.ReplyLen, MaxTopicLen)
@@ -129,15 +133,19 @@ type shape struct {
 	topic, reply, hdrs, payload, fds bool
 	id                               int8  // 0: must be 0, 1: must be non-zero, 2: any
 	flags                            uint8 // the flag bits the op defines
+	// fdPayload is the op's payload-in-a-descriptor flag, 0 for none:
+	// with it set the frame carries at least one descriptor (the
+	// payload) and a payload section of exactly PayloadFDLen bytes.
+	fdPayload uint8
 }
 
 var opShapes = [...]shape{
 	OpHello:   {payload: true},
 	OpInfo:    {payload: true},
-	OpPub:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 2, flags: PubRetain},
+	OpPub:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 2, flags: PubRetain | PubPayloadFD, fdPayload: PubPayloadFD},
 	OpSub:     {topic: true, reply: true, id: 1, flags: SubDisconnect | SubMonitor | SubRetained},
 	OpUnsub:   {id: 1},
-	OpMsg:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1, flags: MsgRetained},
+	OpMsg:     {topic: true, reply: true, hdrs: true, payload: true, fds: true, id: 1, flags: MsgRetained | MsgPayloadFD, fdPayload: MsgPayloadFD},
 	OpPing:    {id: 2},
 	OpPong:    {id: 2},
 	OpErr:     {payload: true},
@@ -153,6 +161,12 @@ func (s shape) fits(h *Header) bool {
 		return false
 	}
 	return true
+}
+
+// fdPayloadFits reports whether h keeps the rule of the op's
+// payload-in-a-descriptor flag, if it has one and h sets it.
+func (s shape) fdPayloadFits(h *Header) bool {
+	return h.Flags&s.fdPayload == 0 || h.NFDs != 0 && h.PayloadLen == PayloadFDLen
 }
 
 func (s shape) describeFlags() string {
@@ -188,12 +202,16 @@ func (s shape) describe() string {
 // few word operations instead of a branch per rule: bytes 0-7 (version,
 // op, flags, nfds, topic_len, reply_len) under mask0 must equal want0,
 // bytes 8-15 (hdr_len, payload_len) under zero1 must be 0, the id under
-// zeroID must be 0, and the id must not be 0 if needID. The words are read
-// little-endian, so byte i of the header is bits 8i to 8i+7.
+// zeroID must be 0, and the id must not be 0 if needID; a header with a
+// flag in fdPayload set must have nfds > 0 and payload_len PayloadFDLen
+// (not a mask: one test, taken only by the frames that set the flag).
+// The words are read little-endian, so byte i of the header is bits 8i to
+// 8i+7.
 type headerRule struct {
 	mask0, want0, zero1 uint64
 	zeroID              uint32
 	needID              bool
+	fdPayload           uint8
 }
 
 // headerRules holds a rule per value of the op byte's low 4 bits, made from
@@ -235,6 +253,7 @@ var headerRules = func() (t [16]headerRule) {
 			r.zeroID = ^uint32(0)
 		}
 		r.needID = s.id == 1
+		r.fdPayload = s.fdPayload
 	}
 	return t
 }()

@@ -19,6 +19,8 @@ func TestHeaderRulesEveryBit(t *testing.T) {
 		headerBytes(Version, 0, 0, 0, 0, 0, 0, 0, 0),
 		headerBytes(Version, 0, 0, 0, 0, 0, 0, 0, 1),
 		headerBytes(Version, 0, 0, 1, 3, 2, 10, 20, 1),
+		headerBytes(Version, 0, PubPayloadFD, 1, 3, 0, 0, PayloadFDLen, 1),
+		headerBytes(Version, 0, PubPayloadFD, 0, 3, 0, 0, PayloadFDLen, 1),
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for op := range 256 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -62,7 +63,7 @@ func TestDecodeHeaderAgreesWithCheck(t *testing.T) {
 	for op := range 256 {
 		for p := range 1 << 6 {
 			bit := func(i int, v uint32) uint32 { return v * uint32(p>>i&1) }
-			for _, vf := range [][2]byte{{Version, 0}, {0, 0}, {2, 0}, {0xff, 0}, {Version, 1}, {Version, 0x80}} {
+			for _, vf := range [][2]byte{{Version, 0}, {0, 0}, {2, 0}, {0xff, 0}, {Version, 1}, {Version, 2}, {Version, 3}, {Version, 0x80}} {
 				b := headerBytes(vf[0], byte(op), vf[1], byte(bit(0, 1)), uint16(bit(1, 1)), uint16(bit(2, 1)),
 					bit(3, 1), bit(4, 1), bit(5, 1))
 				if sameAsChecked(t, b, &lim) {
@@ -101,8 +102,8 @@ func TestDecodeHeaderAgreesWithCheck(t *testing.T) {
 	}
 	for range 200_000 {
 		b := headerBytes(byte(pick(Version)), byte(pick(uint32(OpPub), uint32(OpMsg), uint32(OpSub), uint32(OpPing))),
-			byte(pick(0)), byte(pick(0, 1, 4, 5)), uint16(pick(0, 5, MaxTopicLen, MaxTopicLen+1)),
-			uint16(pick(0, 5, MaxTopicLen)), pick(0, 10, 100, 101), pick(0, 16, 1000, 1001), pick(0, 1, 7))
+			byte(pick(0, 0, 2, 3)), byte(pick(0, 1, 4, 5)), uint16(pick(0, 5, MaxTopicLen, MaxTopicLen+1)),
+			uint16(pick(0, 5, MaxTopicLen)), pick(0, 10, 100, 101), pick(0, 8, 8, 16, 1000, 1001), pick(0, 1, 7))
 		if sameAsChecked(t, b, &lim) {
 			accepted++
 		}
@@ -110,6 +111,68 @@ func TestDecodeHeaderAgreesWithCheck(t *testing.T) {
 	sameAsChecked(t, make([]byte, HeaderLen-1), &lim)
 	if accepted < 1000 {
 		t.Fatalf("only %d headers accepted: the test hardly covers the fast path", accepted)
+	}
+}
+
+// A PUB or MSG with the payload-in-a-descriptor flag carries at least
+// one descriptor and a payload section of exactly 8 bytes (the memfd's
+// size); anything else is a fatal bad frame, found by the header alone.
+func TestPayloadFDFlagShape(t *testing.T) {
+	lim := Limits{MaxPayload: 1000, MaxHeaders: 100, MaxFDs: 4}
+	for _, tc := range []struct {
+		op         Op
+		flags      uint8
+		nfds       byte
+		payload    uint32
+		id         uint32
+		ok         bool
+		errContain string
+	}{
+		{OpPub, PubPayloadFD, 1, PayloadFDLen, 0, true, ""},
+		{OpPub, PubPayloadFD, 4, PayloadFDLen, 7, true, ""},
+		{OpPub, PubPayloadFD | PubRetain, 1, PayloadFDLen, 0, true, ""}, // refused later, as retain refused
+		{OpMsg, MsgPayloadFD, 1, PayloadFDLen, 1, true, ""},
+		{OpMsg, MsgPayloadFD | MsgRetained, 2, PayloadFDLen, 1, true, ""},
+		{OpPub, PubPayloadFD, 0, PayloadFDLen, 0, false, "0 fds"},
+		{OpPub, PubPayloadFD, 1, 0, 0, false, "payload section of 0 bytes"},
+		{OpPub, PubPayloadFD, 1, 7, 0, false, "7 bytes"},
+		{OpPub, PubPayloadFD, 1, 9, 0, false, "9 bytes"},
+		{OpPub, PubPayloadFD, 5, PayloadFDLen, 0, false, "carries 5 fds"}, // too many fds, after the shape
+		{OpMsg, MsgPayloadFD, 0, PayloadFDLen, 1, false, "0 fds"},
+		{OpMsg, MsgPayloadFD, 1, 100, 1, false, "100 bytes"},
+		{OpPub, 0, 0, PayloadFDLen, 0, true, ""}, // 8 inline bytes without the flag are just a payload
+	} {
+		b := headerBytes(Version, byte(tc.op), tc.flags, tc.nfds, 1, 0, 0, tc.payload, tc.id)
+		if ok := sameAsChecked(t, b, &lim); ok != tc.ok {
+			t.Fatalf("%v flags %#x nfds %d payload %d: accepted %v; want %v", tc.op, tc.flags, tc.nfds, tc.payload, ok, tc.ok)
+		}
+		if tc.ok {
+			continue
+		}
+		_, err := DecodeHeader(b, &lim)
+		we, _ := err.(*Error)
+		want := CodeBadFrame
+		if tc.nfds > lim.MaxFDs {
+			want = CodeTooManyFDs
+		}
+		if we == nil || we.Code != want || !we.Code.Fatal() || !strings.Contains(we.Text, tc.errContain) {
+			t.Fatalf("%v flags %#x nfds %d payload %d: %v; want %v naming %q", tc.op, tc.flags, tc.nfds, tc.payload, err, want, tc.errContain)
+		}
+	}
+}
+
+// The MSG that delivers a PUB with its payload in a descriptor keeps the
+// flag; the retain flag of a live PUB does not reach it.
+func TestMsgCarriesPayloadFDFlag(t *testing.T) {
+	o := Origin{Conn: 1}
+	pub := Header{Op: OpPub, Flags: PubPayloadFD, NFDs: 2, TopicLen: 1, PayloadLen: PayloadFDLen}
+	b := AppendMsgHead(nil, 5, &o, &pub)
+	if b[2] != MsgPayloadFD || b[3] != 2 {
+		t.Fatalf("MSG flags %#x nfds %d; want %#x and 2", b[2], b[3], MsgPayloadFD)
+	}
+	pub.Flags = PubRetain | PubPayloadFD
+	if b := AppendMsgHead(nil, 5, &o, &pub); b[2] != MsgRetained|MsgPayloadFD {
+		t.Fatalf("MSG flags %#x; want both bits a frame of the broker's may set", b[2])
 	}
 }
 
