@@ -193,26 +193,21 @@ func payloadResources(t testing.TB) (fds, memfdMaps int) {
 	return len(ents), bytes.Count(maps, []byte("/memfd:busd-payload"))
 }
 
-// Benchmarks: the publisher's cost per payload, from having no payload to
-// having a sealed memfd ready to publish, for the three ways to get there.
-// Run with
+// BenchmarkPayloadPublisher is the publisher's cost per payload, from
+// having no payload to holding a sealed memfd ready to publish, for the
+// ways to get there. pooled: NewPayload with the pool warm (the timer
+// stops while the pool prepares the next one), copy the payload in, Seal.
+// pooled-busy: the same back to back, so the pool never catches up and
+// NewPayload prepares on the caller's path. fresh: memfd.New (nothing
+// faulted in beforehand), copy in, Seal. reused-slice: copy the payload
+// into a reused []byte, then memfd.FromBytes, what Publish does with a
+// large one (pwrite(2) into a new memfd). pool-cost: what preparing one
+// memfd costs the pool's goroutine. The copy stands for the producer
+// writing its payload, the same in each. Closing the sealed memfd (which
+// frees its pages when nobody else holds it) is left out: once published,
+// the broker or a receiver holds the last reference. Run with
 //
-//		go test -run '^$' -bench PayloadPublisher -benchtime 20x -count 3 ./clientlib/
-//
-//	  - pooled: NewPayload with the pool warm (the timer stops while the
-//	    pool prepares the next one), copy the payload in, Seal;
-//	  - pooled-busy: the same back to back, so the pool never catches up
-//	    and NewPayload prepares on the caller's path;
-//	  - fresh: memfd.New (no pre-faulting), copy in, Seal;
-//	  - reused-slice: copy the payload into a reused []byte, then
-//	    memfd.FromBytes, which is what Publish does with a large one
-//	    (pwrite(2) into a new memfd);
-//	  - pool-cost: what preparing one memfd costs the pool's goroutine.
-//
-// The copy stands for the producer writing its payload, the same in each.
-// Closing the sealed memfd (which frees its pages when nobody else holds
-// it) is left out: once published, the broker or a receiver holds the
-// last reference.
+//	go test -run '^$' -bench PayloadPublisher -benchtime 20x -count 3 ./clientlib/
 func BenchmarkPayloadPublisher(b *testing.B) {
 	for _, size := range []int{1 << 20, 64 << 20} {
 		src := make([]byte, size)
