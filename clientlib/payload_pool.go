@@ -79,6 +79,7 @@ type Payload struct {
 	f    *os.File // nil once sealed or closed
 	data []byte   // the writable mapping, cap bytes; nil after Seal or Close
 	size int
+	pool *payloadPool // kicked once the payload is sealed or closed; nil if not pooled
 }
 
 // NewPayload returns a Payload of size bytes, all zero, to be written in
@@ -97,7 +98,7 @@ func (c *Conn) NewPayload(size int) (*Payload, error) {
 		return nil, c.closedErr()
 	default:
 	}
-	max := c.info.Load().MaxFDPayload
+	max := c.MaxFDPayload()
 	switch {
 	case size < 0:
 		return nil, fmt.Errorf("bus: payload of %d bytes: %w", size, unix.EINVAL)
@@ -112,6 +113,11 @@ func (c *Conn) NewPayload(size int) (*Payload, error) {
 	}
 	return p, nil
 }
+
+// MaxFDPayload returns the largest payload, in bytes, that the broker
+// takes in a memfd, from its INFO (max_fd_payload); 0 if it takes none.
+// A reconnect may change it.
+func (c *Conn) MaxFDPayload() uint64 { return c.info.Load().MaxFDPayload }
 
 // Bytes returns the payload's writable memory, len the size asked for.
 // It is valid until Seal or Close; using it after that faults.
@@ -153,7 +159,16 @@ func (p *Payload) Seal() (*os.File, error) {
 	}
 	f := p.f
 	p.f = nil
+	p.kickPool()
 	return f, nil
+}
+
+// kickPool has the pool the payload came from prepare its replacement.
+func (p *Payload) kickPool() {
+	if p.pool != nil {
+		p.pool.kick()
+		p.pool = nil
+	}
 }
 
 // Close discards a payload that was not sealed. It does nothing after
@@ -172,6 +187,7 @@ func (p *Payload) Close() error {
 		}
 		p.f = nil
 	}
+	p.kickPool()
 	if err != nil {
 		return fmt.Errorf("bus: close payload: %w", err)
 	}
@@ -267,7 +283,6 @@ func (pp *payloadPool) get(size int) (*Payload, error) {
 		cl.ready = cl.ready[:n-1]
 		pp.held -= capacity
 	}
-	pp.startLocked()
 	pp.mu.Unlock()
 	if p == nil {
 		var err error
@@ -276,12 +291,19 @@ func (pp *payloadPool) get(size int) (*Payload, error) {
 		}
 	}
 	p.size = size
+	p.pool = pp
 	return p, nil
 }
 
-// startLocked starts the refill goroutine unless it runs.
-func (pp *payloadPool) startLocked() {
-	if !pp.running {
+// kick starts the refill goroutine unless it runs. Payloads call it
+// when sealed or discarded, not when taken: preparing a memfd holds the
+// process's mmap lock while it populates, which would stall the caller's
+// own munmap in Seal, and competes for the CPU the caller is filling its
+// payload with.
+func (pp *payloadPool) kick() {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if !pp.running && pp.wantedLocked() != 0 {
 		pp.running = true
 		go pp.refill()
 	}
