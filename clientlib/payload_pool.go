@@ -19,47 +19,60 @@ import (
 //
 // # Cost, measured
 //
-// On the machine this was written on (a 2-vCPU Firecracker VM, Linux 6.18,
-// 4 KiB pages, shmem THP off; figures in payload_pool_test.go) the first
-// write from user space to each page of a new memfd costs 12 to 40 µs,
-// even once the kernel has allocated and mapped the page (MAP_POPULATE or
-// MADV_POPULATE_WRITE leave no page fault for the write, yet the write
-// still pays most of the cost); a fresh 64 MiB memfd filled through its
-// mapping takes 0.6 s, against 4 ms for the same copy into memory touched
-// before. So a Payload is prepared the cheapest way measured: the mapping
-// is made with MAP_POPULATE (cheap: the kernel allocates the pages) and
-// then one byte of every page is written from user space (what moves the
-// rest of the cost); 64 MiB take about 130 to 180 ms so, against 220 to
-// 300 ms for touching alone. After that, filling and sealing 64 MiB takes
-// about 10 ms.
+// Publisher's cost per payload, from nothing to a sealed memfd ready to
+// publish, with the payload's bytes written once (payload_pool_test.go,
+// BenchmarkPayloadPublisher, -benchtime 10x -count 3, ranges of the runs,
+// 2026-12-06, on a 2-vCPU Firecracker VM, Linux 6.18, 4 KiB pages, shmem
+// THP off, shared with other builds at the time):
 //
-// That preparation is paid by someone. A pool of prepared memfds, shared by
-// every Conn of the process, moves it off the caller's path: after each
-// NewPayload a background goroutine prepares a replacement of the same
-// size class, so the next NewPayload of that size finds one ready if the
-// publisher left it the time (about 2 ms of CPU per MiB here). A sealed
-// memfd can never be written again, so the pool cannot recycle what was
-// sent: each payload costs its preparation once, on the caller's path
-// (pool empty) or off it (pool warm).
+//	                                          1 MiB           64 MiB
+//	(a) NewPayload, pool warm, write, Seal    0.55-0.63 ms    40-65 ms
+//	    same, back to back (pool behind)      0.5-2.0 ms      182-200 ms
+//	(b) memfd.New (fresh), write, Seal        3.3-3.7 ms      247-271 ms
+//	(c) write a reused []byte, FromBytes      0.2-0.6 ms      21-31 ms
+//	    (what Publish does: pwrite(2))
+//	the pool's own cost to prepare one       2.3-2.6 ms      141-171 ms
 //
-// The honest recommendation, from the figures: for throughput, publish a
-// reused []byte with [Conn.Publish] (the memfd is written with pwrite(2),
-// about 18 ms of CPU per 64 MiB here, all of it on the caller's path, and
-// no memory held between payloads). Write in place for latency (a warm
-// pool makes the publisher's part about half that of the pwrite path)
-// when there is idle CPU to refill the pool, or when the payload is
-// produced into memory anyway (read from a device or a decoder) and a
-// second buffer of its size is not wanted.
+// What they say, on this machine:
+//
+//   - The first write from user space to each page of a new memfd costs
+//     12 to 40 µs here, even after the kernel allocated and mapped it
+//     (MAP_POPULATE or MADV_POPULATE_WRITE leave no page fault for the
+//     write, yet the write still pays most of it), so a fresh mapping (b)
+//     is the slowest way by far. A Payload is therefore prepared the
+//     cheapest way measured: mapped with MAP_POPULATE, then one byte of
+//     every page written from user space (64 MiB: 130-180 ms, against
+//     220-300 ms for the writes alone). On a miss NewPayload does it on
+//     the caller's path, which still beats (b).
+//   - Even warm, in place (a) is slower here than (c): Seal has to unmap
+//     the writable mapping before the kernel lets it add F_SEAL_WRITE, and
+//     unmapping 64 MiB of populated pages (page tables and TLB shootdowns
+//     across the process's threads) costs 15 to 90 ms in this VM, where
+//     pwrite(2) into a new memfd never maps anything.
+//   - The pool only moves the preparation, it does not remove it: each
+//     payload costs it 2.3 ms of CPU per MiB, and a sealed memfd can never
+//     be written again, so nothing can be recycled.
+//
+// Recommendation: publish a reused []byte with [Conn.Publish]; it is the
+// fastest and cheapest way here, and holds no memory between payloads.
+// Write in place when the payload is produced into memory anyway (read
+// from a device, decoded, computed) and a second buffer of its size is
+// not wanted, or when the publisher must not hold its own copy; with the
+// pool warm (idle CPU between payloads) it costs the publisher's thread
+// about twice the pwrite path and a fifth of a fresh memfd.
 //
 // # Bounds
 //
 // The pool holds at most [PayloadPoolBytes] bytes of prepared memfds at
-// once for the whole process, at most two per size class, and prepares
-// only payloads of at most half of it; larger ones are prepared on the
-// caller's path. A size class not asked for during [payloadPoolIdle] is
-// released. The memory is the publishing process's (shmem, charged to its
-// memory cgroup) while the memfds wait. At the limit nothing blocks:
-// NewPayload prepares the memfd itself, on its caller's path.
+// once for the whole process, at most two per size class (sizes rounded
+// up by at most an eighth), and prepares only payloads of at most half of
+// it; larger ones are prepared on the caller's path. A size class not
+// asked for during five seconds is released. The memory is the publishing
+// process's (shmem, charged to its memory cgroup) while the memfds wait,
+// and the CPU is its own too, spent by one goroutine that runs only while
+// there is something to prepare, after a payload is sealed or discarded.
+// At the limit nothing blocks: NewPayload prepares the memfd itself, on
+// its caller's path.
 
 // PayloadPoolBytes bounds the bytes of prepared, unused memfds that the
 // pool behind [Conn.NewPayload] holds at once for the whole process.

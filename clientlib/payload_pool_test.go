@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/busd/busd/bus"
 	"github.com/busd/busd/unixsock/memfd"
 )
 
@@ -290,4 +291,69 @@ func benchPooled(b *testing.B, src []byte, warm bool) {
 	}
 	b.StopTimer()
 	settled(b, pp)
+}
+
+// A payload written in place reaches a subscriber byte for byte, as Data
+// or, with PayloadFiles, as the memfd itself; the Conn checks the size
+// against the broker's max_fd_payload before anything is prepared.
+func TestNewPayloadPublished(t *testing.T) {
+	path, _ := startBusWith(t, func(cfg *bus.Config) { cfg.MaxFDPayload = 8 << 20 })
+	c := connect(t, path)
+	data, err := c.SubscribeSync("big.data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := c.SubscribeSync("big.>", PayloadFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	if got := c.MaxFDPayload(); got != 8<<20 {
+		t.Errorf("MaxFDPayload() = %d; want the 8 MiB the broker announced", got)
+	}
+	const size = 3<<20 + 17
+	p, err := c.NewPayload(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := p.Bytes()
+	for i := range b {
+		b[i] = byte(i*7 + i>>12)
+	}
+	want := bytes.Clone(b)
+	f, err := p.Seal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.PublishMsg(&Msg{Topic: "big.data", PayloadFile: f})
+	f.Close() // the connection has its own copy of the descriptor
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, data); !bytes.Equal(m.Data, want) {
+		t.Errorf("Data of %d bytes; want the %d written in place", len(m.Data), size)
+	}
+	m := next(t, files)
+	defer m.CloseFiles()
+	if m.PayloadFile == nil {
+		t.Fatal("PayloadFiles subscription got no PayloadFile")
+	}
+	got, err := memfd.ReadPayload(m.PayloadFile, size)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("PayloadFile: %d bytes, %v; want the %d written in place", len(got), err, size)
+	}
+
+	if _, err := c.NewPayload(8<<20 + 1); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("NewPayload over max_fd_payload: %v; want ErrTooLarge", err)
+	}
+	c.Close()
+	if _, err := c.NewPayload(10); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewPayload on a closed Conn: %v; want ErrClosed", err)
+	}
+
+	path, _ = startBusWith(t, func(cfg *bus.Config) { cfg.MaxFDPayload = 0 })
+	if _, err := connect(t, path).NewPayload(10); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("NewPayload from a broker that takes no memfds: %v; want ErrTooLarge", err)
+	}
+	drain(payloads) // what the pool prepared meanwhile: the leak check counts memfds
 }
