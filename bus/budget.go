@@ -369,9 +369,9 @@ func (l *ledger) handOver(a *account, k kind, n int64) {
 
 // usage is a snapshot of the ledger for Stats.
 type usage struct {
-	memory, fds int64
-	users       int
-	hits        uint64
+	memory, fds, payload int64
+	users                int
+	hits                 uint64
 }
 
 func (l *ledger) usage() usage {
@@ -380,6 +380,9 @@ func (l *ledger) usage() usage {
 	u := usage{memory: l.pools[poolMemory].used, fds: l.pools[poolFDs].used, users: len(l.users)}
 	for _, h := range l.hits {
 		u.hits += h
+	}
+	for _, a := range l.users {
+		u.payload += a.used[kFDPayload]
 	}
 	return u
 }

@@ -68,6 +68,10 @@ type Stats struct {
 	// PayloadWaits the times a publisher's reader waited for room in its
 	// user's held-payload budget (UserBudget.FDPayload).
 	FDPayloads, BadPayloads, PayloadWaits uint64
+	// PayloadBytes is the bytes of payloads in memfds the broker holds
+	// now, as charged to their publishers' UserBudget.FDPayload: pages it
+	// keeps alive, not memory of its own.
+	PayloadBytes int64
 }
 
 // Stats returns the current counters.
@@ -105,5 +109,6 @@ func (s *Server) Stats() Stats {
 		Users:            u.users,
 		Memory:           u.memory,
 		FDs:              u.fds,
+		PayloadBytes:     u.payload,
 	}
 }
