@@ -145,6 +145,17 @@ func TestCLISubOutOrderAndTopics(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
 		t.Errorf("%d entries in %s; want the 3 payloads and nothing else", len(ents), dir)
 	}
+
+	// A second run in the same directory goes on from the highest number.
+	sub = b.startSub(t, "-o", dir, "-count", "1", "a.>")
+	b.pub(t, "", "a.one", "again")
+	sub.wait(t)
+	if got, err := os.ReadFile(filepath.Join(dir, "000004-a.one")); err != nil || string(got) != "again" {
+		t.Errorf("second run: 000004-a.one: %q, %v; want %q", got, err, "again")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "000001-a.one")); string(got) != "first" {
+		t.Errorf("second run replaced 000001-a.one: %q", got)
+	}
 }
 
 // pub -file fails clearly: a missing file, DATA or -json with it, and a

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/busd/busd/clientlib"
@@ -84,7 +85,9 @@ func readFilePayload(path string, c *clientlib.Conn, inline bool) (*filePayload,
 
 // payloadWriter writes each payload `bus sub -o DIR` receives to a file
 // of its own in DIR, named by its order and its topic (000001-TOPIC), so
-// that ls lists them in the order they came.
+// that ls lists them in the order they came. Numbers go on from the
+// highest already in DIR, so that a second run adds to the first's files
+// and never replaces one.
 type payloadWriter struct {
 	dir string
 	n   int
@@ -92,38 +95,50 @@ type payloadWriter struct {
 
 // newPayloadWriter makes dir if it does not exist.
 func newPayloadWriter(dir string) (*payloadWriter, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("-o: %w", err)
 	}
-	return &payloadWriter{dir: dir}, nil
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-o: %w", err)
+	}
+	w := &payloadWriter{dir: dir}
+	for _, e := range ents {
+		num, _, ok := strings.Cut(e.Name(), "-")
+		if n, err := strconv.Atoi(num); ok && err == nil && len(num) >= 6 {
+			w.n = max(w.n, n)
+		}
+	}
+	return w, nil
 }
 
 // write writes m's payload and returns the file's path. A payload that
 // came in a memfd (m.PayloadFile, with clientlib.PayloadFiles) is copied
-// by the kernel (copy_file_range or sendfile), never through bus's memory.
-// The file is written under a temporary name and renamed once whole, so
-// that a file with the final name is always complete.
+// by the kernel, never through bus's memory. The file is written under a
+// hidden name and renamed once whole, so that a file with the final name
+// is always complete.
 func (w *payloadWriter) write(m *clientlib.Msg) (string, error) {
 	w.n++
 	name := fmt.Sprintf("%06d-%s", w.n, fileSafe(m.Topic))
 	path := filepath.Join(w.dir, name)
-	tmp, err := os.CreateTemp(w.dir, "."+name+".*")
+	part := filepath.Join(w.dir, "."+name+".part")
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 	if err != nil {
 		return "", fmt.Errorf("-o: %w", err)
 	}
 	if m.PayloadFile != nil {
-		err = copyAt(tmp, m.PayloadFile)
+		err = copyAt(f, m.PayloadFile)
 	} else {
-		_, err = tmp.Write(m.Data)
+		_, err = f.Write(m.Data)
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = os.Rename(part, path)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		os.Remove(part)
 		return "", fmt.Errorf("-o: payload of a message on %s: %w", m.Topic, err)
 	}
 	return path, nil

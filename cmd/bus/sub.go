@@ -23,7 +23,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	catFDs := fs.Bool("cat-fds", false, "after each payload, copy the content of every received file to stdout")
 	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
 	retained := fs.Bool("retained", false, "print the values the bus retains for the matching topics first (marked retained), then the updates")
-	outDir := fs.String("o", "", "write each payload to a file of its own in `DIR` (made if missing), named 000001-TOPIC, 000002-TOPIC, ...; print its path and the message's line")
+	outDir := fs.String("o", "", "write each payload to a file of its own in `DIR` (made if missing), named 000001-TOPIC, 000002-TOPIC, ... on from the highest number there; print its path and the message's line")
 	return func(ctx context.Context, e *env, patterns []string) error {
 		if len(patterns) == 0 {
 			return usageError(lookup("sub"))
