@@ -95,9 +95,12 @@ var pageSize = os.Getpagesize()
 // Its methods are not safe for concurrent use.
 type Payload struct {
 	f    *os.File // nil once sealed or closed
-	data []byte   // the writable mapping, cap bytes; nil after Seal or Close
+	data []byte   // the writable mapping, capacity bytes; nil after Seal or Close
 	size int
-	pool *payloadPool // kicked once the payload is sealed or closed; nil if not pooled
+	// capacity is the memfd's size: its size class (payloadClass), until
+	// Seal truncates it to size.
+	capacity int
+	pool     *payloadPool // kicked once the payload is sealed or closed; nil if not pooled
 }
 
 // NewPayload returns a Payload of size bytes, all zero, to be written in
@@ -116,14 +119,14 @@ func (c *Conn) NewPayload(size int) (*Payload, error) {
 		return nil, c.closedErr()
 	default:
 	}
-	max := c.MaxFDPayload()
+	limit := c.MaxFDPayload()
 	switch {
 	case size < 0:
 		return nil, fmt.Errorf("bus: payload of %d bytes: %w", size, unix.EINVAL)
-	case max == 0:
+	case limit == 0:
 		return nil, fmt.Errorf("%w: payload of %d bytes in a memfd: the bus takes none (max_fd_payload 0)", ErrTooLarge, size)
-	case uint64(size) > max:
-		return nil, fmt.Errorf("%w: payload of %d bytes; the bus takes %d in a memfd", ErrTooLarge, size, max)
+	case uint64(size) > limit:
+		return nil, fmt.Errorf("%w: payload of %d bytes; the bus takes %d in a memfd", ErrTooLarge, size, limit)
 	}
 	p, err := payloads.get(size)
 	if err != nil {
@@ -160,17 +163,17 @@ func (p *Payload) Seal() (*os.File, error) {
 		return nil, fmt.Errorf("bus: seal payload: %w", os.ErrClosed)
 	}
 	if p.data != nil {
-		capacity := len(p.data)
 		err := unix.Munmap(p.data)
 		p.data = nil
 		if err != nil {
 			return nil, fmt.Errorf("bus: seal payload: %w", os.NewSyscallError("munmap", err))
 		}
-		if capacity != p.size {
-			if err := unix.Ftruncate(int(p.f.Fd()), int64(p.size)); err != nil {
-				return nil, fmt.Errorf("bus: seal payload: %w", os.NewSyscallError("ftruncate", err))
-			}
+	}
+	if p.capacity != p.size {
+		if err := unix.Ftruncate(int(p.f.Fd()), int64(p.size)); err != nil {
+			return nil, fmt.Errorf("bus: seal payload: %w", os.NewSyscallError("ftruncate", err))
 		}
+		p.capacity = p.size
 	}
 	if _, err := unix.FcntlInt(p.f.Fd(), unix.F_ADD_SEALS, memfd.RequiredSeals); err != nil {
 		return nil, fmt.Errorf("bus: seal payload: %w", os.NewSyscallError("fcntl F_ADD_SEALS", err))
@@ -245,7 +248,7 @@ func prepare(capacity int) (*Payload, error) {
 	for i := 0; i < len(data); i += pageSize {
 		data[i] = 0
 	}
-	return &Payload{f: f, data: data, size: capacity}, nil
+	return &Payload{f: f, data: data, size: capacity, capacity: capacity}, nil
 }
 
 // payloads is the process's pool of prepared memfds. It is shared by
@@ -277,11 +280,12 @@ type payloadClassPool struct {
 }
 
 // get returns a prepared Payload of size bytes: a pooled one if ready,
-// else one prepared now. Either way the pool is asked to prepare another.
+// else one prepared now. Either way the pool prepares another once this
+// one is sealed or discarded (Payload.kickPool).
 func (pp *payloadPool) get(size int) (*Payload, error) {
 	capacity := payloadClass(size)
-	if capacity > pp.limit/2 {
-		p, err := prepare(capacity)
+	if capacity > pp.limit/2 { // never pooled: whole pages, no more
+		p, err := prepare(max((size+pageSize-1)/pageSize, 1) * pageSize)
 		if p != nil {
 			p.size = size
 		}

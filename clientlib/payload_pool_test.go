@@ -163,6 +163,18 @@ func TestPayloadPoolBounds(t *testing.T) {
 		t.Errorf("%d of 256 KiB still ready; want them released for the newer class", ready)
 	}
 	use(limit/2 + 1) // too large to pool
+	p, err := pp.get(limit/2 + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := p.Seal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := memfd.ReadPayload(f, limit/2+1); err != nil {
+		t.Errorf("a payload too large to pool, sealed: %v", err)
+	}
+	f.Close()
 	if ready, _ := readyOf(pp, limit/2+1); ready != 0 {
 		t.Errorf("%d ready of a class over half the limit; want none", ready)
 	}
