@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -73,7 +74,21 @@ func readFilePayload(path string, c *clientlib.Conn, inline bool) (*filePayload,
 	if known && st.Size() > maxFD {
 		return nil, fmt.Errorf("-file %s: %w: %d bytes; the bus takes at most %d (max_fd_payload)", path, clientlib.ErrTooLarge, st.Size(), maxFD)
 	}
-	mf, err := memfd.FromReader(f, maxFD)
+	var r io.Reader = f // a regular file: the kernel copies it into the memfd
+	if !known {
+		// A pipe or a device: a small payload goes inline as from a
+		// regular file; a large one into the memfd after what was read.
+		small := min(maxInline, clientlib.DefaultLargePayloadThreshold)
+		head, err := io.ReadAll(io.LimitReader(f, small+1))
+		if err != nil {
+			return nil, fmt.Errorf("-file: %w", err)
+		}
+		if int64(len(head)) <= small {
+			return &filePayload{data: head}, nil
+		}
+		r = io.MultiReader(bytes.NewReader(head), f)
+	}
+	mf, err := memfd.FromReader(r, maxFD)
 	if errors.Is(err, memfd.ErrTooLarge) {
 		return nil, fmt.Errorf("-file %s: %w: more than %d bytes; the bus takes at most %d (max_fd_payload)", path, clientlib.ErrTooLarge, maxFD, maxFD)
 	}
