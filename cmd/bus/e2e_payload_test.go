@@ -117,7 +117,8 @@ func TestCLIPubFileToTwoSubscribers(t *testing.T) {
 }
 
 // sub -o names its files by arrival and topic, takes inline payloads as
-// well, and pub -file sends a small file inline.
+// well, and pub -file sends a small file inline, and reads a pipe (a
+// large payload from it goes in a memfd after the bytes read first).
 func TestCLISubOutOrderAndTopics(t *testing.T) {
 	b := startBusd(t)
 	tmp := t.TempDir()
@@ -126,32 +127,34 @@ func TestCLISubOutOrderAndTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(tmp, "out")
-	sub := b.startSub(t, "-o", dir, "-count", "3", "a.>")
+	sub := b.startSub(t, "-o", dir, "-count", "4", "a.>")
 	b.pub(t, "", "a.one", "first")
 	b.pub(t, "", "-file", small, "a.two")
 	b.pub(t, "", "a.three.x", "")
+	piped := strings.Repeat("0123456789abcdef", 20<<10) // 320 KiB: over the threshold for a memfd
+	b.pub(t, piped, "-file", "/dev/stdin", "a.pipe")
 	out := sub.wait(t)
 	for _, f := range []struct{ name, content string }{
-		{"000001-a.one", "first"}, {"000002-a.two", "small file\n"}, {"000003-a.three.x", ""},
+		{"000001-a.one", "first"}, {"000002-a.two", "small file\n"}, {"000003-a.three.x", ""}, {"000004-a.pipe", piped},
 	} {
 		got, err := os.ReadFile(filepath.Join(dir, f.name))
 		if err != nil || string(got) != f.content {
-			t.Errorf("%s: %q, %v; want %q", f.name, got, err, f.content)
+			t.Errorf("%s: %d bytes, %v; want %d", f.name, len(got), err, len(f.content))
 		}
 		if !strings.Contains(out, filepath.Join(dir, f.name)+" "+f.name[7:]+" ") {
 			t.Errorf("output does not name %s:\n%s", f.name, out)
 		}
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
-		t.Errorf("%d entries in %s; want the 3 payloads and nothing else", len(ents), dir)
+	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
+		t.Errorf("%d entries in %s; want the 4 payloads and nothing else", len(ents), dir)
 	}
 
 	// A second run in the same directory goes on from the highest number.
 	sub = b.startSub(t, "-o", dir, "-count", "1", "a.>")
 	b.pub(t, "", "a.one", "again")
 	sub.wait(t)
-	if got, err := os.ReadFile(filepath.Join(dir, "000004-a.one")); err != nil || string(got) != "again" {
-		t.Errorf("second run: 000004-a.one: %q, %v; want %q", got, err, "again")
+	if got, err := os.ReadFile(filepath.Join(dir, "000005-a.one")); err != nil || string(got) != "again" {
+		t.Errorf("second run: 000005-a.one: %q, %v; want %q", got, err, "again")
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "000001-a.one")); string(got) != "first" {
 		t.Errorf("second run replaced 000001-a.one: %q", got)
