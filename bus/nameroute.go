@@ -287,16 +287,21 @@ func (c *conn) statusTo(reply []byte, status, reason string) {
 }
 
 // activationFailed answers the requests held for act, name's activation,
-// if it is still pending.
+// if it is still pending. It runs on the Activator's goroutine or a
+// timer, which no read batch or write ends: it hands the descriptors
+// the held requests released to the closer itself, else they (and a
+// payload's charge, payload.go) would wait for some other connection's
+// next batch.
 func (s *Server) activationFailed(name string, act *activation, err error) {
 	r := &s.names
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if e := r.names[name]; e != nil && e.act == act {
 		s.log.Warn("activation failed", "name", name, "err", err)
 		s.failHeldLocked(e, err)
 		r.forgetIdleLocked(e)
 	}
+	r.mu.Unlock()
+	s.closer.flush()
 }
 
 // failHeldLocked ends e's activation: each held request's requester gets

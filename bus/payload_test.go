@@ -43,10 +43,16 @@ func payloadMemfd(t testing.TB, content string, size int64, seals int) *os.File 
 // receipt id if id is not 0.
 func (c *rawClient) pubFD(id uint32, topic string, size uint64, fds ...int) {
 	c.t.Helper()
+	c.requestFD(id, 0, topic, "", size, fds...)
+}
+
+// requestFD is pubFD with a reply topic and more flags.
+func (c *rawClient) requestFD(id uint32, flags uint8, topic, reply string, size uint64, fds ...int) {
+	c.t.Helper()
 	var n [wire.PayloadFDLen]byte
 	binary.BigEndian.PutUint64(n[:], size)
-	f := wire.AppendPub(nil, topic, "", nil, n[:], len(fds))
-	f[2] = wire.PubPayloadFD
+	f := wire.AppendPub(nil, topic, reply, nil, n[:], len(fds))
+	f[2] = wire.PubPayloadFD | flags
 	wire.SetID(f, id)
 	c.send(f, fds...)
 }

@@ -278,3 +278,31 @@ func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep
 	}
 	return m
 }
+
+// pendingPayload is a payload memfd whose PUB waits in the output: where
+// the PUB starts in it, and the payload's size.
+type pendingPayload struct {
+	pos  int64
+	size int
+}
+
+// queuedPayloadLocked counts a payload memfd of size bytes whose PUB is
+// about to be appended to the output. Under c.mu.
+func (c *Conn) queuedPayloadLocked(size int64) {
+	c.fdMarks = append(c.fdMarks, pendingPayload{pos: c.out.End(), size: int(size)})
+	c.fdPending += int(size)
+}
+
+// payloadsTakenLocked stops counting the payload memfds whose PUBs the
+// writer has taken from the output. Under c.mu.
+func (c *Conn) payloadsTakenLocked() {
+	start := c.out.End() - int64(c.out.Len()) // where what still waits begins
+	i := 0
+	for i < len(c.fdMarks) && c.fdMarks[i].pos < start {
+		c.fdPending -= c.fdMarks[i].size
+		i++
+	}
+	if i > 0 {
+		c.fdMarks = c.fdMarks[:copy(c.fdMarks, c.fdMarks[i:])]
+	}
+}

@@ -408,3 +408,29 @@ func TestPlanPayload(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingPayloadCounts: a payload memfd whose PUB waits for the
+// writer counts against the pending limit at its size, until the writer
+// takes the PUB.
+func TestPendingPayloadCounts(t *testing.T) {
+	c := &Conn{opts: defaultOptions()}
+	c.opts.maxPending = 1 << 20
+	if c.fullLocked(1) {
+		t.Fatal("full with nothing queued")
+	}
+	c.out.Append(make([]byte, 100)) // a frame before it
+	c.queuedPayloadLocked(2 << 20)
+	c.out.Append(make([]byte, wire.HeaderLen+wire.PayloadFDLen)) // its PUB
+	if !c.fullLocked(1) {
+		t.Fatalf("not full with a 2 MiB payload memfd waiting and a 1 MiB limit (pending %d)", c.fdPending)
+	}
+	var batch wire.Outbox
+	if took, _ := c.out.TakeInto(&batch, true, wire.BatchMax); !took {
+		t.Fatal("the writer took nothing")
+	}
+	c.payloadsTakenLocked()
+	if c.fdPending != 0 || len(c.fdMarks) != 0 || c.fullLocked(1) {
+		t.Fatalf("after the writer took the PUB: pending %d, %d marks, full %v", c.fdPending, len(c.fdMarks), c.fullLocked(1))
+	}
+	batch.Reset()
+}

@@ -102,6 +102,9 @@ func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 // socket; Publish waits while the limit is reached (default 1 MiB: enough
 // to batch thousands of messages per write, small enough that the writer
 // and publishers work in parallel). A single larger message still goes.
+// A payload that goes in a memfd counts at its size while its PUB waits,
+// though only the PUB goes through the socket: the memfd is this
+// process's memory until the broker has it.
 func WithPendingLimit(bytes int) Option {
 	return func(o *options) error {
 		if bytes < 1 {
