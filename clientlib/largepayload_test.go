@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -204,7 +205,7 @@ func TestReceivePayloadFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := c.SubscribeSync("big.>", PayloadFiles())
+	files, err := c.SubscribeSync("big.*", PayloadFiles()) // another pattern: the same one would share sub's SUB
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,5 +466,65 @@ func TestBadReplyPayload(t *testing.T) {
 	}
 	if after := openFiles(t); after != before {
 		t.Errorf("%d files open after the bad reply, %d before", after, before)
+	}
+}
+
+// A publisher can send a sparse memfd: sealed at 2 GiB by ftruncate, it
+// costs the publisher no memory, while a receiver that read it would
+// allocate all of it. Over the connection's limit it is dropped unread
+// and reported as too large; a PayloadFiles subscription still takes it,
+// since it reads nothing.
+func TestLargePayloadLimit(t *testing.T) {
+	const size = 2 << 30
+	sparse := func(t *testing.T) *os.File {
+		fd, err := unix.MemfdCreate("sparse", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "sparse")
+		t.Cleanup(func() { f.Close() })
+		if err := unix.Ftruncate(fd, size); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfd.RequiredSeals); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if _, err := Connect(context.Background(), WithLargePayloadLimit(-1)); err == nil {
+		t.Fatal("Connect took a negative large payload limit")
+	}
+	fb := newFakeBus(t)
+	fb.fdPayload = 4 << 30
+	onErr, errs := errorsTo()
+	c := fb.connect(onErr)
+	sub, err := c.SubscribeSync("big.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fb.expect(wire.OpSub).ID
+	files, err := c.SubscribeSync("big.*", PayloadFiles()) // another pattern: the same one would share sub's SUB
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsid := fb.expect(wire.OpSub).ID
+	payload := sparse(t)
+	fb.writeFDs(msgFD(sid, "big.sparse", size, 1), rawFD(payload))
+	fb.writeFDs(msgFD(fsid, "big.sparse", size, 1), rawFD(payload))
+	fb.write(msg(sid, 7, "big.next", nil, "after"))
+	if m := next(t, sub); m.Topic != "big.next" {
+		t.Fatalf("got %q; want the message after the sparse one", m.Topic)
+	}
+	err = nextError(t, errs)
+	if !errors.Is(err, ErrBadPayload) || !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "WithLargePayloadLimit") {
+		t.Fatalf("error handler got %v; want ErrBadPayload and ErrTooLarge naming WithLargePayloadLimit", err)
+	}
+	m := next(t, files)
+	defer m.CloseFiles()
+	if m.PayloadFile == nil || m.Data != nil {
+		t.Fatalf("PayloadFiles subscription got file %v, %d bytes of data; want the file", m.PayloadFile, len(m.Data))
+	}
+	if st, err := m.PayloadFile.Stat(); err != nil || st.Size() != size {
+		t.Fatalf("its file: %v, %v; want %d bytes", st, err, size)
 	}
 }
