@@ -276,9 +276,17 @@ func (c *Conn) badPayload(s *Subscription, f *wire.Frame, err error) {
 // pl, checked by checkPayload: its bytes read with pread into new memory
 // (with ReuseMessages too: such a payload is far larger than what a lent
 // Msg keeps), or with PayloadFiles the memfd itself, pl's own descriptor
-// if mayKeep, else a duplicate. nil if s loses the message (its error was
-// reported).
+// if mayKeep, else a duplicate. nil if s loses the message: its error was
+// reported, or, when s's queue has no room for it, it is counted and
+// reported with the queue's drops, unread.
 func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep bool) *Msg {
+	if s.inbox == nil && !s.q.fits(int(min(pl.size, math.MaxInt)), c.opts.subMsgs, c.opts.subBytes) {
+		// Dropped before it is read: see msgQueue.fits.
+		if s.q.refuse() {
+			c.ready = append(c.ready, s)
+		}
+		return nil
+	}
 	var data []byte
 	var pf *os.File
 	switch {

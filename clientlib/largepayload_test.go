@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -526,5 +527,74 @@ func TestLargePayloadLimit(t *testing.T) {
 	}
 	if st, err := m.PayloadFile.Stat(); err != nil || st.Size() != size {
 		t.Fatalf("its file: %v, %v; want %d bytes", st, err, size)
+	}
+}
+
+// TestFDPayloadNotReadWhenDropped: a publisher seals sparse memfds,
+// which cost it nothing, and sends a burst of them to a subscription
+// that is not consuming. Its queue has room for one (the first, as it is
+// empty); the others are dropped. They must be dropped before they are
+// read: read first, each cost the receiver its whole size in memory
+// before the queue's bound was looked at, so one read batch of such
+// messages made the receiver allocate n times the payload.
+func TestFDPayloadNotReadWhenDropped(t *testing.T) {
+	const size, n = 64 << 20, 12
+	fd, err := unix.MemfdCreate("sparse", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := os.NewFile(uintptr(fd), "sparse")
+	defer payload.Close()
+	if err := unix.Ftruncate(fd, size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfd.RequiredSeals); err != nil {
+		t.Fatal(err)
+	}
+	fb := newFakeBus(t)
+	fb.fdPayload = 1 << 30
+	onErr, errs := errorsTo()
+	c := fb.connect(onErr, WithSubscriptionLimits(100, 1<<20))
+	sub, err := c.SubscribeSync("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fb.expect(wire.OpSub).ID
+	mark, err := c.SubscribeSync("mark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msid := fb.expect(wire.OpSub).ID
+	before := openFiles(t)
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	var frames []byte
+	fds := make([]int, n)
+	for i := range fds {
+		frames = append(frames, msgFD(sid, "big", size, 1)...)
+		fds[i] = rawFD(payload)
+	}
+	fb.writeFDs(frames, fds...)
+	fb.write(msg(msid, 7, "mark", nil, "after")) // read after every one of them
+	next(t, mark)
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	if got := openFiles(t); got != before {
+		t.Errorf("%d files open after the burst, %d before; want every payload descriptor closed", got, before)
+	}
+	if sub.Dropped() != n-1 {
+		t.Errorf("subscription dropped %d; want %d", sub.Dropped(), n-1)
+	}
+	var lost *LostError
+	if err := nextError(t, errs); !errors.As(err, &lost) || lost.Total != n-1 {
+		t.Errorf("error handler got %v; want a LostError for %d messages", err, n-1)
+	}
+	// One payload read, plus slack for whatever else ran; the bug read all n.
+	if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > 4*size {
+		t.Errorf("receiving the burst allocated %d MiB; want about one payload's %d MiB", alloc>>20, size>>20)
+	}
+	m := next(t, sub)
+	if len(m.Data) != size {
+		t.Errorf("the queued message has %d bytes; want %d", len(m.Data), size)
 	}
 }
