@@ -39,7 +39,8 @@ messages lost because it fell behind are reported on stderr; -retained
 prints the values the bus retains for them first, then the updates;
 -o DIR writes each payload to a file of its own in DIR instead,
 DIR/000001-TOPIC, DIR/000002-TOPIC, ... (one in a memfd copied by the
-kernel), and prints each file's path before the message's line`, subFlags, nil},
+kernel; a topic too long for a file name cut short), and prints each
+file's path before the message's line`, subFlags, nil},
 		{"monitor", monitorArgs, `watch the messages published to topics matching PATTERN (default >)
 without taking part: requests nobody serves still fail at once, queue
 groups and streams lose nothing to it, it gets no descriptors (fds= says

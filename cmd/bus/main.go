@@ -21,7 +21,8 @@
 // sealed memfd that the kernel fills from the file); sub prints what
 // arrives (and reports on stderr what it lost by falling behind), or with
 // -o DIR writes each payload to a file of its own in DIR, 000001-TOPIC,
-// 000002-TOPIC, ... (a payload in a memfd copied by the kernel); req sends one
+// 000002-TOPIC, ... (a payload in a memfd copied by the kernel, a topic
+// too long for a file name cut short); req sends one
 // request, DATA or all of stdin, and prints the reply; reply answers
 // requests with DATA, or with the output of CMD run by sh -c with the
 // request's payload on its stdin. If CMD fails, reply says so on stderr and

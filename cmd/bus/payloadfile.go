@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/busd/busd/clientlib"
 	"github.com/busd/busd/unixsock/memfd"
@@ -99,8 +100,9 @@ func readFilePayload(path string, c *clientlib.Conn, inline bool) (*filePayload,
 }
 
 // payloadWriter writes each payload `bus sub -o DIR` receives to a file
-// of its own in DIR, named by its order and its topic (000001-TOPIC), so
-// that ls lists them in the order they came. Numbers go on from the
+// of its own in DIR, named by its order and its topic (000001-TOPIC, the
+// topic cut short if too long for a file name: fileName), so that ls
+// lists them in the order they came. Numbers go on from the
 // highest already in DIR, so that a second run adds to the first's files
 // and never replaces one.
 type payloadWriter struct {
@@ -134,7 +136,7 @@ func newPayloadWriter(dir string) (*payloadWriter, error) {
 // is always complete.
 func (w *payloadWriter) write(m *clientlib.Msg) (string, error) {
 	w.n++
-	name := fmt.Sprintf("%06d-%s", w.n, fileSafe(m.Topic))
+	name := fileName(w.n, m.Topic)
 	path := filepath.Join(w.dir, name)
 	part := filepath.Join(w.dir, "."+name+".part")
 	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
@@ -187,6 +189,29 @@ func copyAt(dst, src *os.File) error {
 		}
 	}
 	return nil
+}
+
+// maxName is the longest file name (NAME_MAX on Linux), in bytes.
+const maxName = 255
+
+// fileName is the name of the nth payload's file, on topic: "000001-"
+// and the topic made safe (fileSafe), cut short, at a character's
+// boundary, so that the hidden ".NAME.part" it is written under fits in
+// maxName bytes. A topic may be topics.MaxLen (1024) bytes: left whole, a
+// long topic's file could not be made, and anyone who may publish on a
+// topic the subscriber's pattern matches could end `bus sub -o`.
+func fileName(n int, topic string) string {
+	prefix := fmt.Sprintf("%06d-", n)
+	t := fileSafe(topic)
+	room := maxName - len(prefix) - len("..part")
+	if len(t) > room {
+		cut := max(room, 0)
+		for cut > 0 && !utf8.RuneStart(t[cut]) {
+			cut--
+		}
+		t = t[:cut]
+	}
+	return prefix + t
 }
 
 // fileSafe makes a topic a file name: a topic cannot hold '/', but '>'
