@@ -164,9 +164,11 @@ type UserBudget struct {
 	// FDPayload bounds the bytes of payloads in memfds (Config.MaxFDPayload)
 	// that the broker holds at once for the uid's PUBs: charged when one
 	// is accepted, given back when the broker has closed its last copy
-	// of the descriptor (written to or dropped for every receiver). The
-	// pages are the publisher's, not the broker's; this bounds how much
-	// of them a uid can make the broker keep alive (docs/SECURITY.md).
+	// of the descriptor (written to or dropped for every receiver), and
+	// those the broker holds for the uid's monitors (each monitor's copy
+	// its own duplicate, dropped if it does not fit). The pages are the
+	// publisher's, not the broker's; this bounds how much of them a uid
+	// can make the broker keep alive (docs/SECURITY.md).
 	FDPayload int64
 }
 

@@ -125,11 +125,26 @@ func (c *conn) chargePayload(n int64) error {
 // reported at once by a gap notice if there is room, else as soon as
 // there is, whatever s's policy: the connection is not behind, so closing
 // it as a slow consumer would be wrong. c.mu is held.
-func (c *conn) refuseFDPayloadLocked(s *subscription) {
+func (c *conn) refuseFDPayloadLocked(s *subscription) { c.lossNowLocked(s, lossFDPayload) }
+
+// refuseMonitorPayload loses, for s, a monitor, a message whose payload is
+// in a memfd, its connection's user having no room for its own copy of
+// the descriptor (monitorPayload). Reported as refuseFDPayloadLocked does.
+func (c *conn) refuseMonitorPayload(s *subscription) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateOpen && !s.removed {
+		c.lossNowLocked(s, lossMonitorPayload)
+	}
+}
+
+// lossNowLocked counts a message s lost for reason, and queues its gap
+// notice at once if there is room, else as soon as there is. c.mu is held.
+func (c *conn) lossNowLocked(s *subscription, reason lossReason) {
 	c.srv.stats.dropped.Add(1)
 	c.dropped++
 	s.lost.Add(1)
-	s.reason = lossFDPayload
+	s.reason = reason
 	c.noteLossLocked(s, 1)
 	if !s.inGaps {
 		s.inGaps = true

@@ -432,3 +432,74 @@ func TestPayloadFDGivenBackOnDisconnectAndShutdown(t *testing.T) {
 	}
 	waitFor(t, "the payload held at shutdown to be given back", func() bool { return srv.heldPayload() == 0 })
 }
+
+// A monitor is a passive watcher: its copy never makes the publisher wait
+// (docs/PROTOCOL.md section 8). With a payload in a memfd it did: the
+// monitor's copy was a view of the publisher's descriptor, so a monitor
+// of another uid that stopped reading kept the publisher's uid charged
+// for the payload, and the publisher's next payloads waited for its
+// budget and were refused, delivered to nobody. The monitor's copy now
+// holds a descriptor of its own, charged to the monitor's uid: the
+// publisher's charge ends with its receivers, and a monitor whose uid
+// has no room loses the copy, told by a gap notice.
+func TestPayloadFDStoppedMonitorHoldsItsOwnCharge(t *testing.T) {
+	const other = 4321
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = c.FrameTimeout / 20 // how long a PUB would wait for the publisher's budget
+		c.WriteTimeout = time.Minute         // the stopped monitor is kept however slow the machine
+		withPolicy(t, "allow uid 4321 subscribe,monitor big")(c)
+	})
+	base := countFDs(t)
+	mon := dialAsHello(t, path, other, &wire.Hello{Version: wire.Version, Name: "monitor", FDPayloads: true})
+	mon.send(wire.AppendSub(nil, 1, "big", "", wire.SubMonitor))
+	mon.sync()
+	reader := subscriber(t, path, "big")
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, mon, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals) // sparse: no memory
+	for id := uint32(1); id <= 2; id++ {
+		pub.pubFD(id, "big", gib, int(payload.Fd()))
+		if r := pub.expectReceipt(id); r != (wire.Receipt{Delivered: 1}) {
+			t.Fatalf("PUB %d: receipt %v; want 1 delivered (the reader)", id, r)
+		}
+		unix.Close(readUntilPayload(t, reader))
+		// The reader's copy closed, the publisher holds nothing; the
+		// monitor's uid holds the first payload, and had no room for the
+		// second.
+		waitFor(t, "the reader's copy to be given back", func() bool { return srv.heldPayload() == gib })
+	}
+	if st := srv.Stats(); st.PayloadWaits != 0 || st.BadPayloads != 0 {
+		t.Fatalf("%d waits, %d refusals; want none: the monitor's copy is not the publisher's", st.PayloadWaits, st.BadPayloads)
+	}
+	if n := srv.pendingFDs(mon); n != 1 {
+		t.Fatalf("the stopped monitor's queue holds %d descriptors; want 1, the first payload", n)
+	}
+	fd := readUntilPayload(t, mon)
+	if inode(t, fd) != inode(t, int(payload.Fd())) {
+		t.Fatal("the monitor got another file")
+	}
+	unix.Close(fd)
+	for {
+		f := mon.next()
+		if f.Op != wire.OpMsg || f.Flags&wire.MsgPayloadFD != 0 {
+			t.Fatalf("monitor got %v (flags %#x); want MSGs and the gap notice for the second payload", f.Op, f.Flags)
+		}
+		if f.Origin.Conn != 0 {
+			continue
+		}
+		if n, _ := f.Headers.Get(wire.DroppedHeader); string(n) != "1" {
+			t.Fatalf("gap notice %s %q; want 1", wire.DroppedHeader, n)
+		}
+		if why, _ := f.Headers.Get(wire.ReasonHeader); !strings.Contains(string(why), "held payload") {
+			t.Fatalf("gap notice reason %q; want the held payload budget named", why)
+		}
+		break
+	}
+	waitFor(t, "the monitor's payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	payload.Close()
+	for _, c := range []*rawClient{mon, reader, pub} {
+		c.sock.Close()
+	}
+	waitFDs(t, base)
+}
