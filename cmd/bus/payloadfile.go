@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -134,12 +135,15 @@ func newPayloadWriter(dir string) (*payloadWriter, error) {
 // by the kernel, never through bus's memory. The file is written under a
 // hidden name and renamed once whole, so that a file with the final name
 // is always complete.
+//
+// DIR may be writable by others (-o takes a directory as it finds it, one
+// another user made in /tmp, say), so nothing there is trusted: the
+// hidden file is a new one of bus's own, created with O_EXCL (which
+// follows no symlink) under a name nobody can guess, and the rename
+// replaces nothing (RENAME_NOREPLACE): a name taken meanwhile makes the
+// payload take the next number.
 func (w *payloadWriter) write(m *clientlib.Msg) (string, error) {
-	w.n++
-	name := fileName(w.n, m.Topic)
-	path := filepath.Join(w.dir, name)
-	part := filepath.Join(w.dir, "."+name+".part")
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	f, part, err := createPart(w.dir, fmt.Sprintf("%06d-%s", w.n+1, fileSafe(m.Topic)))
 	if err != nil {
 		return "", fmt.Errorf("-o: %w", err)
 	}
@@ -151,14 +155,56 @@ func (w *payloadWriter) write(m *clientlib.Msg) (string, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(part, path)
+	var path string
+	for err == nil {
+		w.n++
+		path = filepath.Join(w.dir, fileName(w.n, m.Topic))
+		if err = renameNoReplace(part, path); errors.Is(err, os.ErrExist) {
+			err = nil
+			continue
+		}
+		break
 	}
 	if err != nil {
 		os.Remove(part)
 		return "", fmt.Errorf("-o: payload of a message on %s: %w", m.Topic, err)
 	}
 	return path, nil
+}
+
+// createPart creates a new hidden file in dir to write a payload into,
+// its name made of a random number and the start of name, and returns it
+// with its path.
+func createPart(dir, name string) (*os.File, string, error) {
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	name = strings.ToValidUTF8(name, "_")
+	for {
+		part := filepath.Join(dir, fmt.Sprintf(".%s.%016x.part", name, rand.Uint64()))
+		f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, os.ErrExist) {
+			continue // very unlikely: another name
+		}
+		return f, part, err
+	}
+}
+
+// renameNoReplace renames from to to unless to exists (an error matching
+// os.ErrExist). Where the file system does not take RENAME_NOREPLACE,
+// link(2) and unlink(2) do the same.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if err != unix.EINVAL && err != unix.ENOSYS {
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+		}
+		return nil
+	}
+	if err := os.Link(from, to); err != nil {
+		return err
+	}
+	return os.Remove(from)
 }
 
 // copyAt copies all of src to dst from src's offset 0 without moving
@@ -196,14 +242,13 @@ const maxName = 255
 
 // fileName is the name of the nth payload's file, on topic: "000001-"
 // and the topic made safe (fileSafe), cut short, at a character's
-// boundary, so that the hidden ".NAME.part" it is written under fits in
-// maxName bytes. A topic may be topics.MaxLen (1024) bytes: left whole, a
+// boundary, to fit in maxName bytes. A topic may be topics.MaxLen (1024) bytes: left whole, a
 // long topic's file could not be made, and anyone who may publish on a
 // topic the subscriber's pattern matches could end `bus sub -o`.
 func fileName(n int, topic string) string {
 	prefix := fmt.Sprintf("%06d-", n)
 	t := fileSafe(topic)
-	room := maxName - len(prefix) - len("..part")
+	room := maxName - len(prefix)
 	if len(t) > room {
 		cut := max(room, 0)
 		for cut > 0 && !utf8.RuneStart(t[cut]) {
