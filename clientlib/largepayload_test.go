@@ -206,7 +206,7 @@ func TestReceivePayloadFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := c.SubscribeSync("big.*", PayloadFiles()) // another pattern: the same one would share sub's SUB
+	files, err := c.SubscribeSync("big.>", PayloadFiles()) // the same pattern: the two share one SUB
 	if err != nil {
 		t.Fatal(err)
 	}
