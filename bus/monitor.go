@@ -159,17 +159,17 @@ func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 // room, or the duplicate cannot be made: the copy is lost.
 func (s *Server) monitorPayload(r *conn, set *fdSet) *fdSet {
 	led := s.led
-	if !led.chargeHeldCopy(r.acct, set.payload) {
+	if !led.chargeHeldCopy(r.acct, set.size) {
 		return nil
 	}
 	fd, err := unix.FcntlInt(uintptr(set.fds[0]), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		led.uncharge(r.acct, kFDPayload, set.payload)
+		led.uncharge(r.acct, kFDPayload, set.size)
 		led.give(r.acct, poolFDs, 1)
 		return nil
 	}
 	own := newFDSet(s, r.acct, []int{fd})
-	own.payload = set.payload
+	own.payload = set.size
 	return own
 }
 

@@ -240,6 +240,7 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdO
 	h.f.Payload = b
 	if set != nil {
 		set.ref()
+		set.hold() // its publisher stays charged for a payload in a memfd until it is delivered
 	}
 	e.act.held = append(e.act.held, h)
 	r.held++
@@ -413,6 +414,7 @@ func (s *Server) unholdLocked(h *heldMsg) {
 	}
 	s.led.uncharge(h.from.acct, kOutput, h.charged)
 	if h.set != nil {
+		h.set.unhold()
 		h.set.Release()
 	}
 }

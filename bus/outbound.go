@@ -58,13 +58,28 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 		}
 		return full, false, false
 	}
+	// A payload in a memfd: this copy is charged to this connection's
+	// user while it waits here (payloadCopy), never to the publisher, and
+	// never waited for: no room in the budget loses the message.
+	var rel wire.Releaser = set
+	if set != nil && set.size != 0 {
+		if !set.chargeCopy(c.acct) {
+			if mode == tryOnly {
+				return full, false, false // another queue group member may have room
+			}
+			c.lossReason = lossHeldPayload
+			c.refuseLocked(s, m)
+			return dropped, false, false
+		}
+		rel = &payloadCopy{set: set, acct: c.acct}
+	}
 	wake = c.out.Len() == 0
 	if lost {
 		c.appendNoticeLocked(s)
 	}
 	if set != nil {
 		set.ref()
-		c.out.AddFDs(set.fds, set)
+		c.out.AddFDs(set.fds, rel)
 		c.pendingFDs += m.nfds
 	}
 	switch {
