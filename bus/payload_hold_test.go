@@ -657,3 +657,47 @@ func TestPayloadFDSlowReceiverOverItsBudgetDisconnected(t *testing.T) {
 	}
 	waitFDs(t, base)
 }
+
+// A queue group member whose uid has no room for a copy of a payload in
+// a memfd does not lose the group's message while another member has
+// room: the group passes it on, as to a member whose queue is full.
+func TestPayloadFDQueueGroupPassesOverAMemberWithoutBudget(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = time.Minute
+		c.WriteTimeout = time.Minute
+		withPolicy(t, "allow uid 4321 subscribe big")(c)
+	})
+	slow := dialAsHello(t, path, otherUID, &wire.Hello{Version: wire.Version, Name: "slow", FDPayloads: true})
+	slow.sub(1, "big", "workers")
+	slow.sync()
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, slow, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals)
+	pub.pubFD(1, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("PUB 1: receipt %v; want 1 delivered (slow, the only member)", r)
+	}
+	waitFor(t, "slow's copy to be charged to its uid alone", func() bool { return srv.heldPayload() == gib })
+	fast := connectRaw(t, path)
+	fast.sub(1, "big", "workers")
+	fast.sync()
+	for id := uint32(2); id <= 5; id++ {
+		pub.pubFD(id, "big", gib, int(payload.Fd()))
+		if r := pub.expectReceipt(id); r != (wire.Receipt{Delivered: 1}) {
+			t.Fatalf("PUB %d: receipt %v; want 1 delivered (fast), none dropped", id, r)
+		}
+		unix.Close(readUntilPayload(t, fast))
+		waitFor(t, "fast's copy to be given back", func() bool { return srv.heldPayload() == gib })
+	}
+	if st := srv.Stats(); st.PayloadWaits != 0 || st.BadPayloads != 0 || st.Dropped != 0 {
+		t.Fatalf("%d waits, %d refusals, %d dropped; want none", st.PayloadWaits, st.BadPayloads, st.Dropped)
+	}
+	if n := srv.pendingFDs(slow); n != 1 {
+		t.Fatalf("slow's queue holds %d descriptors; want 1, the first payload", n)
+	}
+	for _, c := range []*rawClient{slow, fast, pub} {
+		c.sock.Close()
+	}
+	waitFor(t, "every payload to be given back", func() bool { return srv.heldPayload() == 0 })
+}
