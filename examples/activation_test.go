@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,6 +53,18 @@ func TestActivationExample(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the failed activation was answered only when the test's context ended")
+	}
+
+	// The clock lives as long as its bus: stopping busd ends it.
+	clock := o.Owner.PID
+	t.Cleanup(func() { syscall.Kill(clock, syscall.SIGKILL) }) // only if the check below failed
+	conn.Close()
+	b.Stop(t)
+	for deadline := time.Now().Add(20 * time.Second); syscall.Kill(clock, 0) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the clock (pid %d) still runs 20 s after its bus stopped", clock)
+		}
+		time.Sleep(10 * time.Millisecond) // polling another process's exit: there is no event to wait on
 	}
 }
 

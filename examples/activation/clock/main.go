@@ -41,7 +41,14 @@ func run(name, zone string, idle time.Duration) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	conn, err := clientlib.Connect(ctx, clientlib.WithName("clock"))
+	// A service the bus started lives as long as that bus: when the bus
+	// goes away the clock exits rather than wait for another (the next
+	// bus starts it again when someone asks), so that stopping busd leaves
+	// no service of its behind.
+	ctx, busGone := context.WithCancel(ctx)
+	defer busGone()
+	conn, err := clientlib.Connect(ctx, clientlib.WithName("clock"), clientlib.WithNoReconnect(),
+		clientlib.WithClosedHandler(func(*clientlib.Conn) { busGone() }))
 	if err != nil {
 		return err
 	}
