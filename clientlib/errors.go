@@ -110,6 +110,18 @@ var (
 	// ErrTooManySubscriptions matches subscriptions over the broker's
 	// per-connection limit.
 	ErrTooManySubscriptions error = wire.CodeTooManySubs
+	// ErrBadPayload matches a payload descriptor that failed its check.
+	// Received: a message whose payload came in a memfd (see "Large
+	// payloads" in the package doc) that is not a memfd, lacks a seal, or
+	// holds another size than its message announced; the message is
+	// dropped, its descriptors closed, and the error handler gets an error
+	// matching ErrBadPayload, naming the subscription, that wraps the
+	// memfd package's error (memfd.ErrNotMemfd, memfd.ErrNotSealed,
+	// memfd.ErrWrongSize); the connection continues. Published: a
+	// Msg.PayloadFile that is not a sealed memfd, or given with Data; and
+	// the broker's refusal of a payload descriptor (ERR bad payload), as a
+	// *ServerError.
+	ErrBadPayload error = wire.CodeBadPayload
 	// ErrPermissionDenied matches what the broker's policy forbids (a
 	// publish, subscription, reply, listen or dial), a publish or
 	// subscription into another connection's inbox, and a connection the

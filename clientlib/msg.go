@@ -29,6 +29,16 @@ type Msg struct {
 	// ownership: the connection duplicates them. On receipt the receiver
 	// owns them and must close them (CloseFiles).
 	Files []*os.File
+	// PayloadFile is a payload in a sealed memfd, in place of Data (see
+	// "Large payloads" in the package doc). On publish it is the caller's:
+	// a memfd it made and sealed (memfd.New and Writer.Seal,
+	// memfd.FromReader), checked with memfd.Verify before the message is
+	// queued (else an error matching ErrBadPayload; Data must then be
+	// empty); the connection duplicates it, and the caller keeps
+	// ownership. On receipt it is nil, unless the subscription was made
+	// with PayloadFiles: then it is the checked memfd, Data is nil, and
+	// the receiver owns it (CloseFiles closes it).
+	PayloadFile *os.File
 	// Origin is set on received messages only.
 	Origin Origin
 
@@ -77,12 +87,17 @@ func (m *Msg) canRespond() error {
 	return nil
 }
 
-// CloseFiles closes every file the message carries and returns the first
-// error.
+// CloseFiles closes every file the message carries, its PayloadFile
+// included, and returns the first error.
 func (m *Msg) CloseFiles() error {
 	var first error
 	for _, f := range m.Files {
 		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if m.PayloadFile != nil {
+		if err := m.PayloadFile.Close(); err != nil && first == nil {
 			first = err
 		}
 	}

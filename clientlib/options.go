@@ -28,17 +28,19 @@ type options struct {
 	onReconnect      func(*Conn, Restored)
 	onClosed         func(*Conn)
 	will             *willSpec // WithWill (will.go)
+	largeThreshold   int       // WithLargePayloadThreshold (largepayload.go); < 0: never
 }
 
 func defaultOptions() options {
 	return options{
-		maxPending:   1 << 20,
-		maxFDs:       1024,
-		subMsgs:      1 << 16,
-		subBytes:     64 << 20,
-		writeTimeout: 10 * time.Second,
-		reconnectBuf: 8 << 20,
-		onError:      func(*Conn, *Subscription, error) {},
+		maxPending:     1 << 20,
+		maxFDs:         1024,
+		subMsgs:        1 << 16,
+		subBytes:       64 << 20,
+		writeTimeout:   10 * time.Second,
+		reconnectBuf:   8 << 20,
+		largeThreshold: DefaultLargePayloadThreshold,
+		onError:        func(*Conn, *Subscription, error) {},
 	}
 }
 

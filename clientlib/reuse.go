@@ -66,9 +66,9 @@ func (s *Subscription) lend(payload []byte) *Msg {
 }
 
 // Clone returns a copy of m that shares nothing the connection may reuse:
-// its Data and Header are copies. Files are shared, not duplicated: only
-// one of the two should close them.
+// its Data and Header are copies. Files and PayloadFile are shared, not
+// duplicated: only one of the two should close them.
 func (m *Msg) Clone() *Msg {
 	return &Msg{Topic: m.Topic, Reply: m.Reply, Header: m.Header.Clone(), Data: bytes.Clone(m.Data),
-		Files: m.Files, Origin: m.Origin, sub: m.sub, sess: m.sess}
+		Files: m.Files, PayloadFile: m.PayloadFile, Origin: m.Origin, sub: m.sub, sess: m.sess}
 }

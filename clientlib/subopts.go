@@ -11,8 +11,9 @@ import (
 type SubOption func(*subConfig)
 
 type subConfig struct {
-	reuse bool  // ReuseMessages
-	flags uint8 // the SUB's flags: the broker's slow-consumer policy
+	reuse        bool  // ReuseMessages
+	payloadFiles bool  // PayloadFiles (largepayload.go)
+	flags        uint8 // the SUB's flags: the broker's slow-consumer policy
 
 	// Set by the package itself, never by a SubOption.
 	inbox    *inbox // the connection's reply inbox: replies skip the queue

@@ -29,16 +29,17 @@ type Subscription struct {
 	pattern string
 	group   string
 
-	q        msgQueue
-	pumpDone chan struct{} // closed when the handler's goroutine is done; nil without a handler
-	closing  atomic.Bool   // set by the first Unsubscribe or Drain
-	dropOnce sync.Once
-	dropped  chan struct{} // closed when the subscription ends without Drain: Unsubscribe, the connection's end
-	stopped  chan struct{} // closed by Unsubscribe only: queued messages are discarded
-	inbox    *inbox        // set on a connection's inbox subscription: replies skip the queue
-	reuse    bool          // ReuseMessages: the handler's Msgs come back for reuse
-	onLoss   func()        // see subConfig
-	listener bool          // see subConfig
+	q            msgQueue
+	pumpDone     chan struct{} // closed when the handler's goroutine is done; nil without a handler
+	closing      atomic.Bool   // set by the first Unsubscribe or Drain
+	dropOnce     sync.Once
+	dropped      chan struct{} // closed when the subscription ends without Drain: Unsubscribe, the connection's end
+	stopped      chan struct{} // closed by Unsubscribe only: queued messages are discarded
+	inbox        *inbox        // set on a connection's inbox subscription: replies skip the queue
+	reuse        bool          // ReuseMessages: the handler's Msgs come back for reuse
+	payloadFiles bool          // PayloadFiles: memfd payloads are handed over as files, not read
+	onLoss       func()        // see subConfig
+	listener     bool          // see subConfig
 
 	// Reader-owned.
 	free          []*Msg // lent Msgs ready for reuse
@@ -128,7 +129,7 @@ func (c *Conn) subscribeWith(pattern, group string, cfg subConfig) (*Subscriptio
 		}
 	}
 	s := &Subscription{conn: c, pattern: pattern, group: group, q: newMsgQueue(),
-		inbox: cfg.inbox, reuse: cfg.reuse, onLoss: cfg.onLoss, listener: cfg.listener,
+		inbox: cfg.inbox, reuse: cfg.reuse, payloadFiles: cfg.payloadFiles, onLoss: cfg.onLoss, listener: cfg.listener,
 		dropped: make(chan struct{}), stopped: make(chan struct{})}
 	if err := c.attach(s, c.keyFor(pattern, group, cfg.flags)); err != nil { // retain.go
 		return nil, err
