@@ -11,7 +11,11 @@
 // ends with "done" and its figures as JSON.
 //
 // Systems:
-//   - busd: bus.Server from this repository, clients through clientlib;
+//   - busd: bus.Server from this repository, clients through clientlib
+//     with its defaults (payloads over DefaultLargePayloadThreshold go in a
+//     sealed memfd); busd-inline and busd-fd are the same with every
+//     payload inline and every payload in a memfd; busd-memfd attaches a
+//     memfd of its own, written in place, to each message;
 //   - direct: the same frames over one Unix socket per subscriber, no broker;
 //   - relay: a minimal broker that forwards every frame to every other
 //     connection with batched writes: the cheapest possible broker hop;

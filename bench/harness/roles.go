@@ -19,7 +19,7 @@ func runRole(j *job) error {
 	switch j.Role {
 	case "broker":
 		switch j.System {
-		case "busd", "busd-memfd", "busd-topic":
+		case "busd", "busd-memfd", "busd-topic", "busd-inline", "busd-fd":
 			return runBusdBroker(j.Addr)
 		case "nats":
 			return runNATSBroker()

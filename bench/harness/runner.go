@@ -45,7 +45,7 @@ func Run(o Options) []Result {
 	var out []Result
 	for i := range Scenarios {
 		sc := &Scenarios[i]
-		if len(o.Only) > 0 && !slices.Contains(o.Only, sc.Key) {
+		if !o.wants(sc) {
 			continue
 		}
 		if len(sc.systems) == 0 {
@@ -115,6 +115,12 @@ func Run(o Options) []Result {
 		}
 	}
 	return out
+}
+
+// wants reports whether the options select sc: all scenarios without
+// Only, else those it names by key or by group.
+func (o *Options) wants(sc *Scenario) bool {
+	return len(o.Only) == 0 || slices.Contains(o.Only, sc.Key) || (sc.group != "" && slices.Contains(o.Only, sc.group))
 }
 
 // logExtra is what a repetition's log line adds to the headline: the two

@@ -13,14 +13,27 @@ import (
 // busdClient is a clientlib connection.
 type busdClient struct{ c *clientlib.Conn }
 
-func dialBusd(path string) (*busdClient, error) {
+// busdOptions are the options a system's clients connect with: busd takes
+// clientlib's defaults, as a program would; busd-inline and busd-fd set
+// the large-payload threshold to never and to every payload.
+func busdOptions(system string) []clientlib.Option {
+	switch system {
+	case "busd-inline":
+		return []clientlib.Option{clientlib.WithLargePayloadThreshold(-1)}
+	case "busd-fd":
+		return []clientlib.Option{clientlib.WithLargePayloadThreshold(0)}
+	}
+	return nil
+}
+
+func dialBusd(path string, opts ...clientlib.Option) (*busdClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := clientlib.Connect(ctx, clientlib.WithSocket(path),
+	c, err := clientlib.Connect(ctx, append([]clientlib.Option{clientlib.WithSocket(path),
 		clientlib.WithSubscriptionLimits(1<<24, 1<<31-1),
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
 			fmt.Fprintln(os.Stderr, "busd client:", err) // a broken run should say why
-		}))
+		})}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
