@@ -14,8 +14,10 @@
 //   - busd: bus.Server from this repository, clients through clientlib
 //     with its defaults (payloads over DefaultLargePayloadThreshold go in a
 //     sealed memfd); busd-inline and busd-fd are the same with every
-//     payload inline and every payload in a memfd; busd-memfd attaches a
-//     memfd of its own, written in place, to each message;
+//     payload inline and every payload in a memfd; busd-payloadfile
+//     writes each payload in place into a memfd of its own and publishes
+//     it sealed as Msg.PayloadFile; busd-memfd attaches one memfd,
+//     rewritten in place, to each message as an ordinary descriptor;
 //   - direct: the same frames over one Unix socket per subscriber, no broker;
 //   - relay: a minimal broker that forwards every frame to every other
 //     connection with batched writes: the cheapest possible broker hop;

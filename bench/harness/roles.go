@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/clientlib"
 	"github.com/busd/busd/unixsock"
+	"github.com/busd/busd/unixsock/memfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +21,7 @@ func runRole(j *job) error {
 	switch j.Role {
 	case "broker":
 		switch j.System {
-		case "busd", "busd-memfd", "busd-topic", "busd-inline", "busd-fd":
+		case "busd", "busd-memfd", "busd-topic", "busd-inline", "busd-fd", "busd-payloadfile":
 			return runBusdBroker(j.Addr)
 		case "nats":
 			return runNATSBroker()
@@ -248,13 +250,32 @@ func runPub(j *job) error {
 		return err
 	}
 	defer c.close()
-	payload := make([]byte, j.Size)
-	for i := range payload {
-		payload[i] = byte(i)
-	}
+	payload := payloadPattern(j.Size) // shared with fill: a 1 GiB payload is held once
 	var files []*os.File
 	var fill func()
+	send := func() error { return c.publish(pubTopic, payload, files) }
 	switch {
+	case j.System == "busd-payloadfile":
+		// A memfd of the publisher's own for every message, written in
+		// place through a mapping, sealed, and published as the payload:
+		// what a program that produces large data should do without
+		// the pool of clientlib's NewPayload.
+		b := c.(*busdClient)
+		send = func() error {
+			w, err := memfd.New(j.Size)
+			if err != nil {
+				return err
+			}
+			copy(w.Bytes(), payload)
+			f, err := w.Seal()
+			if err != nil {
+				w.Close()
+				return err
+			}
+			err = b.c.PublishMsg(&clientlib.Msg{Topic: pubTopic, PayloadFile: f})
+			f.Close() // the connection has its own duplicate
+			return err
+		}
 	case j.System == "busd-memfd":
 		f, mem, err := newMemfd(j.Size)
 		if err != nil {
@@ -278,7 +299,7 @@ func runPub(j *job) error {
 		if fill != nil {
 			fill()
 		}
-		if err := c.publish(pubTopic, payload, files); err != nil {
+		if err := send(); err != nil {
 			return err
 		}
 	}

@@ -74,9 +74,13 @@ type Scenario struct {
 // Systems, in the order they are run in each repetition. busd-inline and
 // busd-fd are busd with the client's large-payload threshold negative
 // (every payload inline, as before memfd payloads) and 0 (every payload in
-// a sealed memfd); busd-memfd attaches a memfd of its own, written in place
-// through a mapping, as the message's descriptor (sysbusd.go).
-var Systems = []string{"busd", "busd-inline", "busd-fd", "busd-memfd", "busd-topic", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
+// a sealed memfd); busd-payloadfile writes each payload in place into a new
+// memfd of its own and publishes it sealed as Msg.PayloadFile, its
+// subscribers taking it with PayloadFiles and reading it through a mapping;
+// busd-memfd attaches one memfd, unsealed and rewritten in place for every
+// message, as the message's descriptor, as a program passing descriptors
+// of its own would (sysbusd.go, roles.go).
+var Systems = []string{"busd", "busd-inline", "busd-fd", "busd-payloadfile", "busd-memfd", "busd-topic", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
 
 var (
 	allSystems = []string{"busd", "direct", "relay", "nats", "dbus-daemon", "dbus-broker", "mosquitto"}
@@ -108,9 +112,9 @@ var Scenarios = slices.Concat([]Scenario{
 	// busd-inline is how busd carried these before memfd payloads: the
 	// figure the transparent memfd path is measured against.
 	{Key: "bulk-64MiB-1sub", kind: bulk, size: 64 << 20, subs: 1, count: 8, quick: 2,
-		systems: []string{"busd", "busd-inline", "busd-memfd", "direct", "relay", "nats"}},
+		systems: []string{"busd", "busd-inline", "busd-payloadfile", "busd-memfd", "direct", "relay", "nats"}},
 	{Key: "bulk-64MiB-4sub", kind: bulk, size: 64 << 20, subs: 4, count: 4, quick: 1,
-		systems: []string{"busd", "busd-inline", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket; D-Bus and mosquitto are not run with 64 MiB messages"},
+		systems: []string{"busd", "busd-inline", "busd-payloadfile", "busd-memfd", "relay", "nats"}, note: "direct has one peer per socket; D-Bus and mosquitto are not run with 64 MiB messages"},
 	// 1 GiB is 16 times what an inline message may be: only memfds carry
 	// it. Each message is a GiB in the publisher, in the memfd, and (for
 	// busd, which reads the memfd into the Msg) in each subscriber: two
@@ -119,13 +123,14 @@ var Scenarios = slices.Concat([]Scenario{
 	{Key: "bulk-1GiB-4sub", kind: bulk, size: 1 << 30, subs: 4, count: 2, quick: 1,
 		systems: []string{"busd", "busd-memfd"},
 		note:    "an inline message carries at most 64 MiB (busd's max_payload, busd-inline) and NATS's at most 64 MB; the relay would copy the GiB for each subscriber; direct has one peer per socket"},
-}, sweep(), []Scenario{
 	// 1 GiB in 64 KiB writes: busd's direct stream and its topic stream
 	// against a plain Unix socket.
 	{Key: "stream", kind: stream, size: 64 << 10, count: 16_384, quick: 8_192,
 		systems: []string{"busd", "busd-topic", "direct"}, note: "the other buses have no streams"},
 	{Key: "idle-conn-mem", kind: idle, count: 1000, quick: 300, systems: brokers},
-})
+	// Last, so that a quick run that reaches its time budget in it has
+	// still run every other scenario.
+}, sweep())
 
 // The payload-size sweep: one subscriber, the same payload size in every
 // message, sizes from 16 B to 256 MiB, reported as one table (a row per
@@ -136,11 +141,12 @@ var sweepSizes = []int{16, 256, 4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 
 const (
 	sweepGroup = "sweep"
 	// A cell sends sweepBytes, at most sweepMsgs messages, at least one:
-	// 0.2-1 s at the rates inline and memfd reach (busd: 6M msgs/s at
-	// 16 B, 150-1000 MB/s from 64 KiB up), except inline and NATS at
-	// 64 MiB and the 256 MiB cells (one to four messages, 1-2 s).
-	sweepBytes      = 256 << 20
-	sweepMsgs       = 2_000_000
+	// 0.2-1 s at the rates busd reaches (4-6M msgs/s at 16 B, 400-1000
+	// MB/s from 4 KiB up; NATS takes about twice as long), 1-2 s where
+	// it moves 64 MiB inline at about 100 MB/s. Setting up and tearing
+	// down a cell's three processes adds about half a second to each.
+	sweepBytes      = 128 << 20
+	sweepMsgs       = 1_000_000
 	sweepQuickBytes = 32 << 20
 	sweepQuickMsgs  = 200_000
 	// sweepMaxInline is the largest payload busd carries inline (its

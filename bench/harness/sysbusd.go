@@ -11,7 +11,13 @@ import (
 )
 
 // busdClient is a clientlib connection.
-type busdClient struct{ c *clientlib.Conn }
+type busdClient struct {
+	c *clientlib.Conn
+	// payloadFiles subscribes with PayloadFiles: a payload that comes in
+	// a memfd is handed to the subscriber's function as the first file,
+	// not read into Data.
+	payloadFiles bool
+}
 
 // busdOptions are the options a system's clients connect with: busd takes
 // clientlib's defaults, as a program would; busd-inline and busd-fd set
@@ -52,7 +58,18 @@ func (b *busdClient) flush() error {
 
 func (b *busdClient) subscribe(topic string, fn func([]byte, []*os.File)) error {
 	// fn keeps neither the Msg nor its Data: they may be lent.
-	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { fn(m.Data, m.Files) }, clientlib.ReuseMessages()); err != nil {
+	opts := []clientlib.SubOption{clientlib.ReuseMessages()}
+	if b.payloadFiles {
+		opts = append(opts, clientlib.PayloadFiles())
+	}
+	var files []*os.File
+	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) {
+		files = append(files[:0], m.Files...)
+		if m.PayloadFile != nil {
+			files = append([]*os.File{m.PayloadFile}, m.Files...)
+		}
+		fn(m.Data, files)
+	}, opts...); err != nil {
 		return err
 	}
 	return b.flush()
