@@ -19,13 +19,14 @@ const (
 	kInputFDs
 	kRetained      // retained values kept (retain.go)
 	kRetainedBytes // their bytes
+	kFDPayload     // bytes of payloads in memfds held (payload.go)
 	nKinds
 )
 
 var kindNames = [nKinds]string{
 	kConns: "connections", kHandshakes: "connections in handshake", kSubs: "subscriptions", kWatchers: "$SYS. subscriptions",
 	kOutput: "output bytes", kOutputFDs: "output descriptors", kInput: "input bytes", kInputFDs: "input descriptors",
-	kRetained: "retained values", kRetainedBytes: "retained bytes",
+	kRetained: "retained values", kRetainedBytes: "retained bytes", kFDPayload: "held payload bytes",
 }
 
 // global says which broker-wide pool a kind also draws from.
@@ -79,6 +80,9 @@ type ledger struct {
 	// fdsFreed is closed when descriptors go back to the pool, for readers
 	// waiting for room in it (fdRoom); nil when nobody waits.
 	fdsFreed chan struct{}
+	// payloadsFreed is likewise closed when held payload bytes
+	// (kFDPayload) are given back (chargeOrWait).
+	payloadsFreed chan struct{}
 }
 
 // account is what one uid's connections hold. Its fields are guarded by
@@ -112,7 +116,7 @@ func newLedger(cfg *Config) *ledger {
 	l.limits = [nKinds]int64{
 		kConns: int64(u.Conns), kHandshakes: int64(u.Handshakes), kSubs: int64(u.Subs), kWatchers: int64(u.Watchers),
 		kOutput: u.Output, kOutputFDs: int64(u.OutputFDs), kInput: u.Input, kInputFDs: int64(u.InputFDs),
-		kRetained: int64(u.Retained), kRetainedBytes: u.RetainedBytes,
+		kRetained: int64(u.Retained), kRetainedBytes: u.RetainedBytes, kFDPayload: u.FDPayload,
 	}
 	l.pools[poolMemory].limit = cfg.MaxMemory
 	l.pools[poolFDs].limit = int64(cfg.MaxFDs)
@@ -169,6 +173,26 @@ func (l *ledger) charge(a *account, k kind, n int64) error {
 	return nil
 }
 
+// chargeOrWait is charge, for a kind with no pool given back by the
+// closer (kFDPayload): if the user's budget refuses n while a holds some
+// of k, which will be given back, it also returns a channel closed the
+// next time some of k is; nil if waiting cannot help.
+func (l *ledger) chargeOrWait(a *account, k kind, n int64) (<-chan struct{}, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tryLocked(a, k, n) == granted {
+		return nil, nil
+	}
+	err := &budgetError{budget: a.label + "'s " + kindNames[k], limit: l.limits[k], used: a.used[k], want: n}
+	if a.used[k] == 0 || n > l.limits[k] {
+		return nil, err
+	}
+	if l.payloadsFreed == nil {
+		l.payloadsFreed = make(chan struct{})
+	}
+	return l.payloadsFreed, err
+}
+
 // refusal says which budget refused a charge.
 type refusal uint8
 
@@ -212,6 +236,10 @@ func (l *ledger) uncharge(a *account, k kind, n int64) {
 	a.used[k] -= n
 	if p := k.global(); p != noPool {
 		l.giveLocked(a, p, n)
+	}
+	if k == kFDPayload && l.payloadsFreed != nil {
+		close(l.payloadsFreed)
+		l.payloadsFreed = nil
 	}
 	l.forgetIdleLocked(a)
 }
@@ -341,9 +369,9 @@ func (l *ledger) handOver(a *account, k kind, n int64) {
 
 // usage is a snapshot of the ledger for Stats.
 type usage struct {
-	memory, fds int64
-	users       int
-	hits        uint64
+	memory, fds, payload int64
+	users                int
+	hits                 uint64
 }
 
 func (l *ledger) usage() usage {
@@ -352,6 +380,9 @@ func (l *ledger) usage() usage {
 	u := usage{memory: l.pools[poolMemory].used, fds: l.pools[poolFDs].used, users: len(l.users)}
 	for _, h := range l.hits {
 		u.hits += h
+	}
+	for _, a := range l.users {
+		u.payload += a.used[kFDPayload]
 	}
 	return u
 }

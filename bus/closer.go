@@ -39,9 +39,10 @@ type closer struct {
 }
 
 type closeJob struct {
-	fds   []int
-	owner *account // whose share of the descriptor pool they take; nil for none
-	fn    func()   // or a close to run: a connection's socket
+	fds     []int
+	owner   *account // whose share of the descriptor pool they take; nil for none
+	payload int64    // bytes of owner's held payloads (kFDPayload) they keep alive
+	fn      func()   // or a close to run: a connection's socket
 }
 
 const (
@@ -58,9 +59,13 @@ func newCloser(led *ledger) *closer {
 
 // close queues fds to be closed, and their pool charge given back to
 // owner, by the next flush. It never blocks.
-func (c *closer) close(fds []int, owner *account) {
+func (c *closer) close(fds []int, owner *account) { c.closePayload(fds, owner, 0) }
+
+// closePayload is close for descriptors that keep payload bytes of
+// owner's held payloads alive: given back once they are closed.
+func (c *closer) closePayload(fds []int, owner *account, payload int64) {
 	if len(fds) > 0 {
-		c.add(closeJob{fds: fds, owner: owner}, false)
+		c.add(closeJob{fds: fds, owner: owner, payload: payload}, false)
 	}
 }
 
@@ -107,6 +112,7 @@ func (c *closer) signalLocked() {
 func (c *closer) run(main bool) {
 	var jobs []closeJob
 	given := map[*account]int64{}
+	payloads := map[*account]int64{}
 	c.mu.Lock()
 	for {
 		if len(c.queue) == 0 {
@@ -143,12 +149,19 @@ func (c *closer) run(main bool) {
 			}
 			if job.owner != nil {
 				given[job.owner] += int64(len(job.fds))
+				if job.payload != 0 {
+					payloads[job.owner] += job.payload
+				}
 			}
 		}
 		for owner, n := range given {
 			c.led.give(owner, poolFDs, n)
 		}
+		for owner, n := range payloads {
+			c.led.uncharge(owner, kFDPayload, n)
+		}
 		clear(given)
+		clear(payloads)
 		clear(jobs)
 		c.mu.Lock()
 		c.busy--

@@ -49,6 +49,12 @@ type Config struct {
 	// queued output, frames being read, buffers and subscriptions. Users
 	// share it fairly (see docs/SECURITY.md).
 	MaxMemory int64
+	// MaxFDPayload bounds the size of one payload in a memfd (PUB flag
+	// 0x02, docs/PROTOCOL.md section 6.1), announced in INFO as
+	// max_fd_payload; 0: the broker takes none. The broker never maps or
+	// copies such a payload, so it costs the broker no memory:
+	// UserBudget.FDPayload bounds what it keeps alive.
+	MaxFDPayload int64
 	// MaxFDs bounds the descriptors the broker holds for all users
 	// together: two per connection (its socket and the peer's pidfd) and
 	// every passed descriptor until it is written to its last receiver
@@ -155,6 +161,13 @@ type UserBudget struct {
 	// Names bounds the well-known names the uid's connections own or
 	// queue for, together; 0: 1024.
 	Names int
+	// FDPayload bounds the bytes of payloads in memfds (Config.MaxFDPayload)
+	// that the broker holds at once for the uid's PUBs: charged when one
+	// is accepted, given back when the broker has closed its last copy
+	// of the descriptor (written to or dropped for every receiver). The
+	// pages are the publisher's, not the broker's; this bounds how much
+	// of them a uid can make the broker keep alive (docs/SECURITY.md).
+	FDPayload int64
 }
 
 // Activator starts the services of names nobody owns (Config.Activator;
@@ -182,6 +195,11 @@ const (
 	// fdsPerConn is what a connection costs in descriptors: its socket and
 	// the pidfd of its peer.
 	fdsPerConn = 2
+	// defaultMaxFDPayload is the largest payload in a memfd by default:
+	// the broker never touches its pages, so the bound is about what a
+	// receiver should be asked to take in one message, not about the
+	// broker's memory.
+	defaultMaxFDPayload = 4 << 30
 )
 
 // DefaultConfig returns the configuration busd runs with by default. The
@@ -211,7 +229,9 @@ func DefaultConfig() Config {
 
 			Retained:      1024,
 			RetainedBytes: 4 << 20,
+			FDPayload:     defaultFDPayload(m),
 		},
+		MaxFDPayload:     defaultMaxFDPayload,
 		MaxRetained:      wire.DefaultMaxRetained,
 		MaxConns:         maxConns,
 		MaxMemory:        max(m.memory/4, 256<<20),
@@ -221,6 +241,15 @@ func DefaultConfig() Config {
 		WriteTimeout:     10 * time.Second,
 		StallBudget:      5 * time.Millisecond,
 	}
+}
+
+// defaultFDPayload is a uid's held-payload budget by default: a quarter
+// of the machine's memory (the pages a uid's held payloads keep alive are
+// memory the system cannot use for anything else), and at least two of
+// the largest payloads, so that a publisher can have one held while it
+// sends the next.
+func defaultFDPayload(m machine) int64 {
+	return max(m.ram/4, 2*defaultMaxFDPayload)
 }
 
 // Validate reports the first setting that cannot work.
@@ -250,6 +279,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: MaxRetained, User.Retained and User.RetainedBytes must be positive", ErrBadConfig)
 	case c.StallBudget < 0:
 		return fmt.Errorf("%w: StallBudget is negative", ErrBadConfig)
+	case c.MaxFDPayload < 0:
+		return fmt.Errorf("%w: MaxFDPayload is negative", ErrBadConfig)
+	case u.FDPayload < c.MaxFDPayload:
+		return fmt.Errorf("%w: User.FDPayload %d is below MaxFDPayload %d: the largest payload could never be held", ErrBadConfig, u.FDPayload, c.MaxFDPayload)
 	}
 	return nil
 }

@@ -18,10 +18,11 @@ const reservedFDs = 64
 type machine struct {
 	fdLimit int   // RLIMIT_NOFILE's soft limit
 	memory  int64 // bytes the process may use: physical memory, or its cgroup's limit if lower
+	ram     int64 // physical memory
 }
 
 func probeMachine() machine {
-	m := machine{fdLimit: 1024, memory: 1 << 30}
+	m := machine{fdLimit: 1024, memory: 1 << 30, ram: 1 << 30}
 	var rl unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur < 1<<31 {
 		m.fdLimit = int(rl.Cur)
@@ -29,6 +30,7 @@ func probeMachine() machine {
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
 		m.memory = int64(si.Totalram) * int64(si.Unit)
+		m.ram = m.memory
 	}
 	if limit, ok := cgroupMemoryLimit(); ok && limit < m.memory {
 		m.memory = limit

@@ -17,9 +17,12 @@ import (
 //   - a monitor is not a receiver: a request only monitors match still gets
 //     "no responders" at once, a queue group's message still goes to one
 //     member, a dial still goes to one listener, and no RECEIPT counts it;
-//   - it never gets a message's descriptors, which would let a watcher keep
-//     open files meant for one receiver; its copy has none and a
-//     wire.FDsHeader saying how many there were;
+//   - it never gets a message's own descriptors, which would let a watcher
+//     keep open files meant for one receiver; its copy has none and a
+//     wire.FDsHeader saying how many there were. A payload in a memfd
+//     (payload.go) is the message's payload, not one of its files: the
+//     copy carries that descriptor (and the flag), and the header counts
+//     the others;
 //   - it is never waited for: what its connection has no room for is
 //     dropped at once and reported as a gap, and it does not make the
 //     publisher pause (pace.go), however far behind it is;
@@ -83,6 +86,10 @@ func (c *conn) toMonitors(mons []*subscription, m *outMsg, set *fdSet) {
 		c.monitorCopy(&mm, &f, m)
 		m = &mm
 	}
+	view := monitorFDs(m, set)
+	if view != nil {
+		defer view.Release() // the router's reference
+	}
 	for _, s := range mons {
 		if !s.admits(m) || c.dropFast(s) {
 			continue
@@ -93,7 +100,7 @@ func (c *conn) toMonitors(mons []*subscription, m *outMsg, set *fdSet) {
 		r := s.c
 		// passive: dropped at once if there is no room, and never a
 		// reason to pause this publisher (behind is not looked at).
-		o, wake, _ := r.enqueueMsg(s, m, nil, passive)
+		o, wake, _ := r.enqueueMsg(s, m, view, passive)
 		if wake && !slices.Contains(c.wakes, r) {
 			c.wakes = append(c.wakes, r)
 		}
@@ -106,11 +113,17 @@ func (c *conn) toMonitors(mons []*subscription, m *outMsg, set *fdSet) {
 // monitorCopy sets mm up as m without its descriptors, with a header
 // saying how many there were, in f. A large message's payload is copied
 // whole, once for all monitors: its pieces follow headers that are not the
-// copy's.
+// copy's. A payload in a memfd stays: the copy keeps the flag and that
+// one descriptor (monitorFDs), and the header counts the others.
 func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 	*f = *m.pub
 	f.NFDs = 0
-	f.Headers = wire.AppendField(slices.Clip(f.Headers), wire.FDsHeader, strconv.Itoa(m.nfds))
+	withheld := m.nfds
+	if f.Flags&wire.PubPayloadFD != 0 {
+		f.NFDs = 1
+		withheld--
+	}
+	f.Headers = wire.AppendField(slices.Clip(f.Headers), wire.FDsHeader, strconv.Itoa(withheld))
 	f.HdrLen = uint32(len(f.Headers))
 	if m.body != nil {
 		// The pieces are m.body's: route took them from the frame.
@@ -120,6 +133,18 @@ func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 	*mm = outMsg{origin: m.origin, pub: f, private: m.private, replyInbox: m.replyInbox, retainSeq: m.retainSeq,
 		named: m.named, owner: m.owner}
 	mm.size = wire.MsgHeadLen + f.Size() - wire.HeaderLen
+	mm.nfds = int(f.NFDs)
+}
+
+// monitorFDs returns the descriptors a monitor's copy of m carries, m
+// being that copy: a view of set's payload descriptor if m's payload is
+// in a memfd, holding a reference to set (the caller releases it), else
+// nil.
+func monitorFDs(m *outMsg, set *fdSet) *fdSet {
+	if set == nil || m.pub.Flags&wire.PubPayloadFD == 0 {
+		return nil
+	}
+	return set.payloadView()
 }
 
 // largePayload returns a copy of the payload of f, a large frame read in

@@ -287,16 +287,21 @@ func (c *conn) statusTo(reply []byte, status, reason string) {
 }
 
 // activationFailed answers the requests held for act, name's activation,
-// if it is still pending.
+// if it is still pending. It runs on the Activator's goroutine or a
+// timer, which no read batch or write ends: it hands the descriptors
+// the held requests released to the closer itself, else they (and a
+// payload's charge, payload.go) would wait for some other connection's
+// next batch.
 func (s *Server) activationFailed(name string, act *activation, err error) {
 	r := &s.names
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if e := r.names[name]; e != nil && e.act == act {
 		s.log.Warn("activation failed", "name", name, "err", err)
 		s.failHeldLocked(e, err)
 		r.forgetIdleLocked(e)
 	}
+	r.mu.Unlock()
+	s.closer.flush()
 }
 
 // failHeldLocked ends e's activation: each held request's requester gets
@@ -328,17 +333,18 @@ func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
 		if s.brokerTo(owner, []byte(topic), nil, func(sub *subscription) bool { return sub.admits(&m) }, &m, h.set) == 0 && len(h.f.Reply) > 0 {
 			s.brokerTo(h.from, h.f.Reply, noRespondersHeaders, func(sub *subscription) bool { return sub.c == h.from }, nil, nil)
 		}
-		s.heldToMonitors(owner, topic, &m)
+		s.heldToMonitors(owner, topic, &m, h.set)
 		s.unholdLocked(h)
 	}
 }
 
 // heldToMonitors shows m, a held request just delivered to owner, to the
 // monitors of topic that may see it, as routing shows any message: a copy
-// without descriptors (monitor.go), offered passively. Under the
+// without descriptors but a payload in a memfd (of set), offered
+// passively (monitor.go). Under the
 // registry's lock, which comes before conn.mu; the sender token is only
 // tried.
-func (s *Server) heldToMonitors(owner *conn, topic string, m *outMsg) {
+func (s *Server) heldToMonitors(owner *conn, topic string, m *outMsg, set *fdSet) {
 	if s.nMonitors.Load() == 0 {
 		return
 	}
@@ -353,11 +359,15 @@ func (s *Server) heldToMonitors(owner *conn, topic string, m *outMsg) {
 		owner.monitorCopy(&mm, &f, m)
 		shown = &mm
 	}
+	view := monitorFDs(shown, set)
+	if view != nil {
+		defer view.Release()
+	}
 	for _, sub := range res.Plain {
 		if !sub.admits(shown) {
 			continue
 		}
-		o, wake, _ := sub.c.enqueueMsg(sub, shown, nil, passive)
+		o, wake, _ := sub.c.enqueueMsg(sub, shown, view, passive)
 		if o == queued {
 			s.stats.delivered.Add(1)
 		}

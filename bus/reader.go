@@ -83,6 +83,7 @@ func (c *conn) info() *wire.Info {
 		Retain:          true,
 		MaxRetained:     uint32(cfg.MaxRetained),
 		Names:           true,
+		MaxFDPayload:    uint64(cfg.MaxFDPayload),
 	}
 }
 

@@ -53,6 +53,12 @@ func (c *conn) publishFDs(f *wire.Frame) error {
 	if err := c.srv.refuseOwnSockets(fds); err != nil {
 		return err
 	}
+	if f.Flags&wire.PubPayloadFD != 0 {
+		if err := c.checkPayloadFD(f, set); err != nil { // payload.go
+			c.srv.stats.badPayloads.Add(1)
+			return err
+		}
+	}
 	return c.route(f, set)
 }
 

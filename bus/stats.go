@@ -26,6 +26,10 @@ type counters struct {
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64
 	fdsPassed atomic.Uint64
+	// fdPayloads counts PUBs with a payload in a memfd accepted,
+	// badPayloads those refused (bad payload), payloadWaits the times a
+	// reader waited for its user's held payloads to be given back.
+	fdPayloads, badPayloads, payloadWaits atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters and of what it holds.
@@ -59,6 +63,15 @@ type Stats struct {
 	// once per read batch; BytesOut those written to them, once per
 	// written batch; FDsPassed the descriptors received with PUBs.
 	BytesIn, BytesOut, FDsPassed uint64
+	// FDPayloads counts PUBs whose payload was in a memfd that the broker
+	// accepted, BadPayloads those it refused (bad payload), and
+	// PayloadWaits the times a publisher's reader waited for room in its
+	// user's held-payload budget (UserBudget.FDPayload).
+	FDPayloads, BadPayloads, PayloadWaits uint64
+	// PayloadBytes is the bytes of payloads in memfds the broker holds
+	// now, as charged to their publishers' UserBudget.FDPayload: pages it
+	// keeps alive, not memory of its own.
+	PayloadBytes int64
 }
 
 // Stats returns the current counters.
@@ -90,8 +103,12 @@ func (s *Server) Stats() Stats {
 		BytesIn:          s.stats.bytesIn.Load(),
 		BytesOut:         s.stats.bytesOut.Load(),
 		FDsPassed:        s.stats.fdsPassed.Load(),
+		FDPayloads:       s.stats.fdPayloads.Load(),
+		BadPayloads:      s.stats.badPayloads.Load(),
+		PayloadWaits:     s.stats.payloadWaits.Load(),
 		Users:            u.users,
 		Memory:           u.memory,
 		FDs:              u.fds,
+		PayloadBytes:     u.payload,
 	}
 }

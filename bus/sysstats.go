@@ -60,6 +60,7 @@ func (c *conn) answerStats(payload []byte) sysAnswer {
 		Dropped: st.Dropped, FDsPassed: st.FDsPassed, FDsHeld: st.FDs, FDsMax: int64(c.srv.cfg.MaxFDs),
 		Memory: st.Memory, MemoryMax: c.srv.cfg.MaxMemory,
 		Requests: st.Requests, Errors: st.Errors, Slow: st.SlowConsumers,
+		FDPayloads: st.FDPayloads, BadPayloads: st.BadPayloads, FDPayloadHeld: st.PayloadBytes,
 	}) // numbers: it cannot fail
 	return sysAnswer{payload: body}
 }

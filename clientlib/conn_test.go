@@ -86,9 +86,12 @@ func TestLocalValidation(t *testing.T) {
 	if _, err := c.QueueSubscribeSync("a", "g h"); !errors.Is(err, ErrInvalidGroup) {
 		t.Errorf("QueueSubscribe(group with space) = %v", err)
 	}
+	// Over max_payload a payload goes in a memfd (largepayload.go),
+	// unless the connection sends everything inline.
 	big := make([]byte, c.Limits().MaxPayload+1)
-	if err := c.Publish("a", big); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("Publish(too big) = %v", err)
+	inline := connect(t, path, WithLargePayloadThreshold(-1))
+	if err := inline.Publish("a", big); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Publish(too big), inline only = %v", err)
 	}
 	if err := c.PublishMsg(&Msg{Topic: "a", Header: HeaderOf("bad key", "v")}); err == nil {
 		t.Error("PublishMsg with a bad header key succeeded")

@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"encoding/binary"
 	"os"
 	"strconv"
 	"testing"
@@ -21,6 +22,8 @@ type fakeBus struct {
 	sock *unixsock.Conn
 	in   *wire.Reader
 	lim  wire.Limits
+	// fdPayload is the max_fd_payload its INFO announces: 0, none.
+	fdPayload uint64
 }
 
 // newFakeBus listens on a fresh socket; connect makes the client.
@@ -43,7 +46,7 @@ func (fb *fakeBus) connect(opts ...Option) *Conn {
 	accepted := make(chan error, 1)
 	go func() {
 		var err error
-		fb.sock, fb.in, err = acceptHello(fb.l, &fb.lim)
+		fb.sock, fb.in, err = acceptHelloFD(fb.l, &fb.lim, fb.fdPayload)
 		if err == nil {
 			// The watchdog of every read and write of the test's broker.
 			fb.sock.SetDeadline(time.Now().Add(10 * time.Second))
@@ -77,6 +80,11 @@ func tempListener(tb testing.TB) (path string, l *unixsock.Listener, remove func
 // acceptHello accepts one client on l and answers its HELLO with an INFO
 // announcing lim.
 func acceptHello(l *unixsock.Listener, lim *wire.Limits) (*unixsock.Conn, *wire.Reader, error) {
+	return acceptHelloFD(l, lim, 0)
+}
+
+// acceptHelloFD is acceptHello announcing max_fd_payload fdPayload too.
+func acceptHelloFD(l *unixsock.Listener, lim *wire.Limits, fdPayload uint64) (*unixsock.Conn, *wire.Reader, error) {
 	sock, err := l.Accept()
 	if err != nil {
 		return nil, nil, err
@@ -87,7 +95,7 @@ func acceptHello(l *unixsock.Listener, lim *wire.Limits) (*unixsock.Conn, *wire.
 		return nil, nil, err
 	}
 	info, _ := wire.AppendBody(nil, &wire.Info{Version: wire.Version, ConnID: 1,
-		MaxPayload: lim.MaxPayload, MaxHeaders: lim.MaxHeaders, MaxFDs: lim.MaxFDs, MaxSubs: 100})
+		MaxPayload: lim.MaxPayload, MaxHeaders: lim.MaxHeaders, MaxFDs: lim.MaxFDs, MaxSubs: 100, MaxFDPayload: fdPayload})
 	if _, err := sock.Write(wire.AppendControl(nil, wire.OpInfo, 0, info)); err != nil {
 		sock.Close()
 		return nil, nil, err
@@ -126,6 +134,23 @@ func msg(sid uint32, conn uint64, topic string, hdrs wire.Headers, payload strin
 	pub := wire.Frame{Topic: []byte(topic), Headers: hdrs, Payload: []byte(payload)}
 	pub.TopicLen, pub.HdrLen, pub.PayloadLen = uint16(len(topic)), uint32(len(hdrs)), uint32(len(payload))
 	return wire.AppendMsg(nil, sid, &wire.Origin{Conn: conn, PID: 1}, &pub)
+}
+
+// msgFD encodes a MSG for subscription sid whose payload is in a memfd
+// of size bytes (the first of nfds descriptors, sent with writeFDs).
+func msgFD(sid uint32, topic string, size uint64, nfds int) []byte {
+	pub := wire.Frame{Topic: []byte(topic), Payload: binary.BigEndian.AppendUint64(nil, size)}
+	pub.TopicLen, pub.PayloadLen = uint16(len(topic)), wire.PayloadFDLen
+	pub.Flags, pub.NFDs = wire.PubPayloadFD, uint8(nfds)
+	return wire.AppendMsg(nil, sid, &wire.Origin{Conn: 7, PID: 1}, &pub)
+}
+
+// writeFDs sends frame to the client with descriptors fds.
+func (fb *fakeBus) writeFDs(frame []byte, fds ...int) {
+	fb.t.Helper()
+	if _, err := fb.sock.WriteWithFDs(frame, fds); err != nil {
+		fb.t.Fatalf("fake broker writing: %v", err)
+	}
 }
 
 // gap encodes the broker's gap notice for subscription sid on pattern.

@@ -52,7 +52,8 @@ func leftGoroutines() []string {
 }
 
 // leftFDs returns the open descriptors that a Conn, a Watch or a test
-// broker would have made: sockets, inotify instances and pidfds.
+// broker would have made: sockets, inotify instances, pidfds, and the
+// memfds of large payloads.
 func leftFDs() []string {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -64,7 +65,8 @@ func leftFDs() []string {
 		if err != nil {
 			continue // the directory's own descriptor, closed by now
 		}
-		if strings.HasPrefix(target, "socket:") || strings.Contains(target, "inotify") || strings.Contains(target, "pidfd") {
+		if strings.HasPrefix(target, "socket:") || strings.Contains(target, "inotify") || strings.Contains(target, "pidfd") ||
+			strings.HasPrefix(target, "/memfd:busd-payload") { // a payload's memfd (largepayload.go)
 			left = append(left, e.Name()+" "+target)
 		}
 	}

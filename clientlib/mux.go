@@ -219,7 +219,7 @@ func (bs *brokerSub) pick(members []*Subscription) *Subscription {
 // made before any receiver has the message (a reply is handed over at
 // once). A member whose duplicates cannot be made loses the message, and
 // is told so.
-func (c *Conn) deliverEach(members []*Subscription, f *wire.Frame, files []*os.File) {
+func (c *Conn) deliverEach(members []*Subscription, f *wire.Frame, files []*os.File, pl *fdPayload) {
 	var dups [][]*os.File
 	var dupErr error
 	if len(files) > 0 {
@@ -239,7 +239,7 @@ func (c *Conn) deliverEach(members []*Subscription, f *wire.Frame, files []*os.F
 			}
 		}
 		// Only one receiver may own the frame's buffer.
-		c.deliverTo(s, f, fl, i == last)
+		c.deliverTo(s, f, fl, pl, i == last)
 	}
 }
 

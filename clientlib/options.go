@@ -116,7 +116,10 @@ func WithPendingLimit(bytes int) Option {
 // subscription and not yet handled; past either, new messages are dropped,
 // counted in Subscription.Dropped and reported to the error handler as a
 // *LostError (defaults: 65536 messages, 64 MiB). No slow-consumer policy
-// changes this: DisconnectWhenSlow is about the broker's queue.
+// changes this: DisconnectWhenSlow is about the broker's queue. A payload
+// that came in a memfd counts at its size, in Data or as a PayloadFile;
+// a message larger than the byte bound is taken when nothing else waits
+// (so a 100 MiB payload arrives under the default bound, one at a time).
 func WithSubscriptionLimits(msgs, bytes int) Option {
 	return func(o *options) error {
 		if msgs < 1 || bytes < 1 {
@@ -154,7 +157,9 @@ func WithNoReconnect() Option {
 // WithReconnectBuffer bounds the bytes of messages published while the
 // connection is reconnecting, kept to be sent once it is back, each
 // counted with 64 bytes for its record (default 8 MiB; 0 buffers
-// nothing). Past the bound Publish fails at once with an
+// nothing). A payload kept in a memfd (see "Large payloads" in the
+// package doc) counts at its size: it is this process's memory until it
+// is sent. Past the bound Publish fails at once with an
 // error matching ErrReconnectBufferFull. The files of buffered messages are
 // kept open (duplicates, as always) until they are sent, at most as many
 // as WithPendingLimit's descriptor bound allows (1024).

@@ -12,14 +12,18 @@ import (
 
 // Publish sends data to topic, with files as open descriptors. The
 // connection duplicates the files' descriptors, so the caller may close them
-// as soon as Publish returns. Publish returns once the message is queued for
+// as soon as Publish returns. data of any size up to the broker's limits
+// goes: over the large-payload threshold (WithLargePayloadThreshold) it is
+// copied into a sealed memfd, sent in its place (see "Large payloads" in
+// the package doc), and the caller may reuse data as soon as Publish
+// returns all the same. Publish returns once the message is queued for
 // the writer; use Flush to know the broker has it. It waits only while the
 // connection's pending output is at its limit (WithPendingLimit), and at
 // most until the connection ends, which it does if the broker accepts
 // nothing for the write timeout (WithWriteTimeout); PublishContext bounds
 // that wait with a context.
 func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
-	return c.publish(context.Background(), topic, "", nil, data, files, false, nil, 0)
+	return c.publish(context.Background(), topic, "", nil, data, files, nil, false, nil, 0)
 }
 
 // PublishContext is Publish, waiting for room in the pending limit only
@@ -27,11 +31,11 @@ func (c *Conn) Publish(topic string, data []byte, files ...*os.File) error {
 // sent. ctx is looked at only if there is a wait: a message that fits is
 // queued whatever the state of ctx.
 func (c *Conn) PublishContext(ctx context.Context, topic string, data []byte, files ...*os.File) error {
-	return c.publish(ctx, topic, "", nil, data, files, false, nil, 0)
+	return c.publish(ctx, topic, "", nil, data, files, nil, false, nil, 0)
 }
 
-// PublishMsg sends m: its topic, reply topic, header, data and files. It
-// waits like Publish.
+// PublishMsg sends m: its topic, reply topic, header, data (or
+// PayloadFile) and files. It waits like Publish.
 func (c *Conn) PublishMsg(m *Msg) error { return c.publishMsg(context.Background(), m, false, nil) }
 
 // PublishMsgContext is PublishMsg, waiting for room in the pending limit
@@ -55,27 +59,49 @@ func (c *Conn) publishMsg(ctx context.Context, m *Msg, now bool, pin *session) e
 			return err
 		}
 	}
-	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, now, pin, 0)
+	return c.publish(ctx, m.Topic, m.Reply, hdrs, m.Data, m.Files, m.PayloadFile, now, pin, 0)
 }
 
 // publish queues a PUB, waiting for room until ctx ends. While the
 // connection is reconnecting it keeps the message for the next one,
 // within the reconnect buffer's bound, unless pin is set: a request or a
 // reply belongs to the session pin and fails with ErrConnectionLost once
-// that is lost. flags are the PUB's (wire.PubRetain).
-func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, now bool, pin *session, flags uint8) error {
-	if err := c.checkPub(topic, reply, hdrs, data, files); err != nil {
+// that is lost. flags are the PUB's (wire.PubRetain). pf is a sealed
+// memfd holding the payload, or nil (Msg.PayloadFile). A payload that goes
+// in a memfd (largepayload.go) is written into one here, before c.mu is
+// taken: then data is its 8-byte size, and the memfd the first descriptor.
+func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Headers, data []byte, files []*os.File, pf *os.File, now bool, pin *session, flags uint8) error {
+	if err := c.checkPub(topic, reply, hdrs, files); err != nil {
+		return err
+	}
+	viaFD, size, err := c.planPayload(topic, data, pf, len(files), flags)
+	if err != nil {
 		return err
 	}
 	var dups *dupFDs
-	if len(files) > 0 {
-		var err error
+	var fdSize int64 // the bytes of a payload in a memfd, else 0
+	switch {
+	case viaFD:
+		if dups, err = payloadFDs(data, pf, files); err != nil {
+			return err
+		}
+		data, fdSize, flags = payloadSection(size), size, flags|wire.PubPayloadFD
+	case pf != nil: // inline after all: see planPayload
+		if data, err = readPayloadFile(pf, size); err != nil {
+			return err
+		}
+	}
+	if !viaFD && len(files) > 0 {
 		if dups, err = dupFiles(files); err != nil {
 			return err
 		}
 	}
+	nfds := 0
+	if dups != nil {
+		nfds = len(dups.fds)
+	}
 	c.mu.Lock()
-	if err := c.waitSpaceLocked(ctx, len(files)); err != nil {
+	if err := c.waitSpaceLocked(ctx, nfds); err != nil {
 		c.mu.Unlock()
 		if dups != nil {
 			dups.Release()
@@ -86,7 +112,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		return err
 	}
 	if pin != nil || c.status != Connected { // the common case, checked inline
-		if err := c.mayQueueLocked(topic, reply, hdrs, data, len(files), pin); err != nil {
+		if err := c.mayQueueLocked(topic, reply, hdrs, data, fdSize, nfds, pin); err != nil {
 			c.mu.Unlock()
 			if dups != nil {
 				dups.Release()
@@ -107,7 +133,7 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 	if wake {
 		c.wake()
 	}
-	c.appendPubLocked(topic, reply, hdrs, data, len(files), 0, flags)
+	c.appendPubLocked(topic, reply, hdrs, data, nfds, 0, flags)
 	c.seq++
 	c.counts.countOut(topic, reply, hdrs, data)
 	if reply != "" && pin != nil {
@@ -128,14 +154,15 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 // mayQueueLocked says whether a PUB may be queued now: on a live
 // session, yes; on a pinned session that was lost, no
 // (ErrConnectionLost); while reconnecting, if its copy fits in what is
-// left of the reconnect buffer (else ErrReconnectBufferFull).
-func (c *Conn) mayQueueLocked(topic, reply string, hdrs wire.Headers, data []byte, nfds int, pin *session) error {
+// left of the reconnect buffer (else ErrReconnectBufferFull). fdSize is
+// the size of a payload in a memfd, held while it is kept.
+func (c *Conn) mayQueueLocked(topic, reply string, hdrs wire.Headers, data []byte, fdSize int64, nfds int, pin *session) error {
 	switch {
 	case pin != nil && (pin != c.sess || pin.lost):
 		return fmt.Errorf("bus: publish to %q: %w", topic, ErrConnectionLost)
 	case c.status == Connected:
 		return nil
-	case c.replayMem+replayCost(topic, reply, hdrs, data) > c.opts.reconnectBuf:
+	case c.replayMem+replayCost(topic, reply, hdrs, data, fdSize) > c.opts.reconnectBuf:
 		return fmt.Errorf("%w: publish to %q: %d bytes buffered, the bound is %d (WithReconnectBuffer)",
 			ErrReconnectBufferFull, topic, c.replayMem, c.opts.reconnectBuf)
 	case nfds > 0 && c.fds+nfds > c.opts.maxFDs:
@@ -165,7 +192,9 @@ func (c *Conn) appendPubLocked(topic, reply string, hdrs wire.Headers, data []by
 
 // checkPub applies the grammar and the broker's limits before anything is
 // queued, so mistakes come back from Publish rather than later as ERR.
-func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, data []byte, files []*os.File) error {
+// The payload's size is planPayload's to check: over max_payload it may
+// still go, in a memfd.
+func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, files []*os.File) error {
 	if last := c.validTopic.Load(); last == nil || *last != topic {
 		if err := topics.ValidTopic(topic); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidTopic, err)
@@ -180,8 +209,6 @@ func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, data []byte, fil
 	}
 	lim := c.info.Load()
 	switch {
-	case len(data) > int(lim.MaxPayload):
-		return fmt.Errorf("%w: payload of %d bytes; the bus takes %d", ErrTooLarge, len(data), lim.MaxPayload)
 	case len(hdrs) > int(lim.MaxHeaders):
 		return fmt.Errorf("%w: headers of %d bytes; the bus takes %d", ErrTooLarge, len(hdrs), lim.MaxHeaders)
 	case len(files) > int(lim.MaxFDs):

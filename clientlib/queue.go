@@ -37,11 +37,15 @@ func newMsgQueue() msgQueue {
 	return msgQueue{ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// msgBytes is what m counts against its subscription's byte limit: its
+// payload, in Data or in a PayloadFile.
+func msgBytes(m *Msg) int { return len(m.Data) + m.held }
+
 // add appends m to the reader's batch and reports whether the batch was
 // empty, so the reader knows to flush this queue at the end of its read.
 func (q *msgQueue) add(m *Msg) bool {
 	q.batch = append(q.batch, m)
-	q.batchBytes += len(m.Data)
+	q.batchBytes += msgBytes(m)
 	return len(q.batch) == 1
 }
 
@@ -57,8 +61,10 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, wait
 		keep = 0
 	} else if room := maxMsgs - len(q.in); keep > room || q.inBytes+q.batchBytes > maxBytes {
 		keep = 0
-		for keep < len(batch) && keep < room && q.inBytes+len(batch[keep].Data) <= maxBytes {
-			q.inBytes += len(batch[keep].Data)
+		// A message larger than maxBytes goes when nothing waits, as a
+		// payload in a memfd may be: the bound is on the backlog.
+		for keep < len(batch) && keep < room && (q.inBytes+msgBytes(batch[keep]) <= maxBytes || len(q.in)+keep == 0) {
+			q.inBytes += msgBytes(batch[keep])
 			keep++
 		}
 	} else {

@@ -62,7 +62,8 @@ func (c *Conn) handle(f *wire.Frame) error {
 
 // deliver turns a MSG into a Msg on the queue of each subscription it is
 // for. Descriptors are taken first, so they are closed even if the
-// subscription is gone.
+// subscription is gone. A payload in a memfd (flag MsgPayloadFD) is the
+// first of them, checked once here and read (or handed over) by deliverTo.
 func (c *Conn) deliver(f *wire.Frame) error {
 	var files []*os.File
 	if f.NFDs > 0 {
@@ -75,36 +76,56 @@ func (c *Conn) deliver(f *wire.Frame) error {
 			files[i] = os.NewFile(uintptr(fd), "bus-fd")
 		}
 	}
+	pl, files, err := takePayload(f, files)
+	if err != nil {
+		return err
+	}
 	c.nIn++
 	c.nInBytes += uint64(f.Size())
 	bs, members := c.lookupSub(f.ID)
 	if len(members) == 0 { // unsubscribed while the message was on its way
 		closeAll(files)
+		pl.close()
 		return nil
 	}
 	if f.Origin.Conn == 0 { // from the broker itself: a status, or a gap notice
 		if lost, reason, ok := gapNotice(f); ok {
 			closeAll(files)
+			pl.close()
 			c.noteGap(members, lost, reason)
 			return nil
 		}
 	}
+	var one *Subscription // the only receiver, if there is one
 	switch {
 	case len(members) == 1:
-		c.deliverTo(members[0], f, files, true)
+		one = members[0]
 	case bs.key.group != "":
-		c.deliverTo(bs.pick(members), f, files, true)
-	default:
-		c.deliverEach(members, f, files)
+		one = bs.pick(members)
 	}
+	if pl != nil && !c.checkPayload(pl, f, one, members, files) {
+		return nil
+	}
+	if one != nil {
+		c.deliverTo(one, f, files, pl, true)
+	} else {
+		c.deliverEach(members, f, files, pl)
+	}
+	pl.close() // unless a receiver took it
 	return nil
 }
 
-// deliverTo gives s its own Msg of f, with files; with mayKeep the Msg may
-// take the frame's own buffer for its payload.
-func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, mayKeep bool) {
+// deliverTo gives s its own Msg of f, with files, and the payload in pl
+// if it is in a memfd; with mayKeep the Msg may take the frame's own
+// buffer for its payload, and pl's file.
+func (c *Conn) deliverTo(s *Subscription, f *wire.Frame, files []*os.File, pl *fdPayload, mayKeep bool) {
 	var m *Msg
 	switch {
+	case pl != nil:
+		if m = c.payloadMsg(s, f, pl, mayKeep); m == nil {
+			closeAll(files)
+			return
+		}
 	case s.reuse:
 		m = s.lend(f.Payload)
 	case mayKeep && len(f.Payload) > maxCarved && c.rs.in.Keep():

@@ -1,9 +1,13 @@
 package clientlib
 
 import (
+	"encoding/binary"
 	"fmt"
+	"os"
 
 	"github.com/busd/busd/bus/wire"
+	"github.com/busd/busd/unixsock/memfd"
+	"golang.org/x/sys/unix"
 )
 
 // Messages published while reconnecting. The broker they were meant for
@@ -74,7 +78,12 @@ type replayed struct {
 	hdrLen   uint32
 	dups     *dupFDs
 	id       uint32 // the id its PUB carried; 0 before it was encoded
-	flags    uint8  // its PUB's flags (wire.PubRetain)
+	flags    uint8  // its PUB's flags (wire.PubRetain, wire.PubPayloadFD)
+	// payload is, for a payload in a memfd (flags has PubPayloadFD), a
+	// descriptor of the memfd kept until the receipt, from which report
+	// reads the bytes back; nil if no report can be made (no error
+	// handler) or the duplicate failed.
+	payload *os.File
 }
 
 func (rp *replayed) topic() string { return string(rp.msg[:rp.topicLen]) }
@@ -89,9 +98,25 @@ func (rp *replayed) data() []byte {
 	return rp.msg[uint32(rp.topicLen)+uint32(rp.replyLen)+rp.hdrLen:]
 }
 
-// replayCost is what keeping a message costs the reconnect buffer.
-func replayCost(topic, reply string, hdrs wire.Headers, data []byte) int {
-	return len(topic) + len(reply) + len(hdrs) + len(data) + replayOverhead
+// fdSize is the size of a payload that is in a memfd, else 0.
+func (rp *replayed) fdSize() int64 {
+	if rp.flags&wire.PubPayloadFD == 0 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(rp.data()))
+}
+
+// cost is what keeping rp costs the reconnect buffer.
+func (rp *replayed) cost() int {
+	return replayCost(rp.topic(), rp.reply(), rp.hdrs(), rp.data(), rp.fdSize())
+}
+
+// replayCost is what keeping a message costs the reconnect buffer;
+// fdSize is the size of its payload if that is in a memfd (data is then
+// the 8-byte size): the memfd is this process's memory for as long as it
+// is kept, and counts as the bytes would.
+func replayCost(topic, reply string, hdrs wire.Headers, data []byte, fdSize int64) int {
+	return len(topic) + len(reply) + len(hdrs) + len(data) + int(fdSize) + replayOverhead
 }
 
 // bufferLocked keeps a message published while reconnecting, with its
@@ -102,7 +127,13 @@ func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte,
 	c.replays = append(c.replays, replayed{
 		msg: msg, topicLen: uint16(len(topic)), replyLen: uint16(len(reply)), hdrLen: uint32(len(hdrs)), dups: dups, flags: flags,
 	})
-	c.replayMem += replayCost(topic, reply, hdrs, data)
+	rp := &c.replays[len(c.replays)-1]
+	if flags&wire.PubPayloadFD != 0 && c.opts.onErrorSet {
+		if fd, err := unix.FcntlInt(uintptr(dups.fds[0]), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			rp.payload = os.NewFile(uintptr(fd), "bus-payload")
+		}
+	}
+	c.replayMem += rp.cost()
 	if dups != nil {
 		c.fds += len(dups.fds)
 	}
@@ -134,6 +165,9 @@ func (c *Conn) replayLocked(info *wire.Info) int {
 	}
 	c.seq += uint64(len(c.replays))
 	if !receipts {
+		for i := range c.replays {
+			c.replays[i].release()
+		}
 		c.replays, c.replayMem = nil, 0
 	}
 	return c.out.Len()
@@ -156,7 +190,7 @@ func (c *Conn) receipt(id uint32, payload []byte) error {
 	}
 	rp := c.replays[0]
 	c.replays = c.replays[1:]
-	c.replayMem -= replayCost(rp.topic(), rp.reply(), rp.hdrs(), rp.data())
+	c.replayMem -= rp.cost()
 	if len(c.replays) == 0 {
 		c.replays, c.replayMem = nil, 0 // let the backing array go
 	}
@@ -165,6 +199,7 @@ func (c *Conn) receipt(id uint32, payload []byte) error {
 		// order of the messages.
 		c.cb.push(nil, rp.report(ErrNotDelivered, int(r.Dropped)))
 	}
+	rp.release()
 	return nil
 }
 
@@ -181,12 +216,29 @@ func (c *Conn) forgetReplaysLocked(cause error) {
 		if c.opts.onErrorSet {
 			c.cb.push(nil, rp.report(cause, 0))
 		}
+		rp.release()
 	}
 	c.replays, c.replayMem = nil, 0
 }
 
-// report turns rp into the error the handler gets.
+// report turns rp into the error the handler gets. A payload that went in
+// a memfd is read back into Data: a copy made only for a message that went
+// wrong.
 func (rp *replayed) report(cause error, dropped int) *UndeliveredError {
 	m := &Msg{Topic: rp.topic(), Reply: rp.reply(), Header: decodeHeader(rp.hdrs()), Data: rp.data()}
+	if rp.flags&wire.PubPayloadFD != 0 {
+		m.Data = nil
+		if rp.payload != nil {
+			m.Data, _ = memfd.ReadPayload(rp.payload, rp.fdSize()) // a memfd this process made and sealed
+		}
+	}
 	return &UndeliveredError{Msg: m, Dropped: dropped, Err: cause}
+}
+
+// release closes the memfd kept for report, if any.
+func (rp *replayed) release() {
+	if rp.payload != nil {
+		rp.payload.Close()
+		rp.payload = nil
+	}
 }

@@ -33,7 +33,7 @@ import (
 // While the connection is reconnecting the message is kept, as any
 // publish, and retained once the connection is back.
 func (c *Conn) PublishRetained(topic string, data []byte) error {
-	return c.publish(context.Background(), topic, "", nil, data, nil, false, nil, wire.PubRetain)
+	return c.publish(context.Background(), topic, "", nil, data, nil, nil, false, nil, wire.PubRetain)
 }
 
 // PublishRetainedMsg is PublishRetained with a whole message: its topic,
@@ -49,7 +49,7 @@ func (c *Conn) PublishRetainedMsg(m *Msg) error {
 			return err
 		}
 	}
-	return c.publish(context.Background(), m.Topic, "", hdrs, m.Data, nil, false, nil, wire.PubRetain)
+	return c.publish(context.Background(), m.Topic, "", hdrs, m.Data, nil, m.PayloadFile, false, nil, wire.PubRetain)
 }
 
 // ErrRetainRefused matches the broker's refusal of a retained publish

@@ -137,7 +137,7 @@ func (w *TopicWriter) send(end bool, why string) {
 	}
 	// The payload is copied into the connection's output: the buffer is
 	// free again once publish returns.
-	if err := w.c.publish(context.Background(), w.topic, "", w.hdrs, w.buf, nil, false, nil, 0); err != nil {
+	if err := w.c.publish(context.Background(), w.topic, "", w.hdrs, w.buf, nil, nil, false, nil, 0); err != nil {
 		w.err = fmt.Errorf("bus: topic stream %q: %w", w.topic, err)
 		return
 	}

@@ -49,6 +49,12 @@ type BrokerStats struct {
 	Requests  uint64 `codec:"requests"`   // broker requests answered
 	Errors    uint64 `codec:"errors"`     // ERR frames sent
 	Slow      uint64 `codec:"slow"`       // connections closed as slow consumers
+	// FDPayloads counts PUBs whose payload was in a memfd (flag 0x02)
+	// routed, BadPayloads those refused (bad payload); FDPayloadHeld is
+	// the bytes of such payloads the broker holds descriptors of now.
+	FDPayloads    uint64 `codec:"fd_payloads"`
+	BadPayloads   uint64 `codec:"bad_payloads"`
+	FDPayloadHeld int64  `codec:"fd_payload_held"`
 }
 
 // ConnStats is one connection of a ConnList.

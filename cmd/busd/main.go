@@ -59,7 +59,9 @@
 // Its limits default to what bus.DefaultConfig derives from the machine,
 // after raising the soft RLIMIT_NOFILE to the hard limit; -max-pending,
 // -max-memory, -max-conns, -write-timeout, -frame-timeout and -stall-budget
-// change the common ones. docs/SECURITY.md says what each bounds.
+// change the common ones, and -max-fd-payload the largest payload sent in
+// a sealed memfd (4 GiB; 0 takes none). docs/SECURITY.md says what each
+// bounds.
 //
 // -metrics ADDR serves the broker's statistics (bus.Server.Stats) as
 // OpenMetrics text at GET /metrics, on a Unix socket path (ADDR has a /;
@@ -85,6 +87,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -129,6 +132,7 @@ func run(args []string) error {
 	}
 	def := bus.DefaultConfig()
 	maxPayload := fs.Uint("max-payload", uint(def.Limits.MaxPayload), "largest payload in bytes")
+	maxFDPayload := fs.Int64("max-fd-payload", def.MaxFDPayload, "largest payload in bytes sent in a sealed memfd, which the broker passes on without copying; 0: it takes none (each uid may have the broker hold twice this at once, or a quarter of the machine's memory if more)")
 	maxPending := fs.Int("max-pending", def.MaxPending, "bytes queued for one connection before its subscriptions lose messages")
 	maxMemory := fs.Int64("max-memory", def.MaxMemory, "bytes the broker holds for all clients together (default: a quarter of the machine's memory)")
 	maxConns := fs.Int("max-conns", def.MaxConns, "connections served at once (one uid may hold half)")
@@ -174,6 +178,9 @@ func run(args []string) error {
 	if err != nil || perm > 0o777 {
 		return cli.Usagef("-mode %q is not an octal permission: give one such as 0600 (busd's user only) or 0660 (with -group)", *mode)
 	}
+	if *maxFDPayload < 0 {
+		return cli.Usagef("-max-fd-payload %d is negative: give a size in bytes, or 0 to take no payloads in memfds", *maxFDPayload)
+	}
 	gid, err := parseGroup(*group)
 	if err != nil {
 		return &cli.UsageError{Err: err}
@@ -198,6 +205,9 @@ func run(args []string) error {
 	cfg := def
 	cfg.Logger = log
 	cfg.Limits.MaxPayload = uint32(*maxPayload)
+	cfg.MaxFDPayload = *maxFDPayload
+	// A uid may have two of the largest held at once, as by default.
+	cfg.User.FDPayload = max(cfg.User.FDPayload, cfg.MaxFDPayload, 2*min(cfg.MaxFDPayload, math.MaxInt64/2))
 	cfg.MaxPending, cfg.MaxMemory, cfg.MaxConns = *maxPending, *maxMemory, *maxConns
 	cfg.User.Conns = max(cfg.MaxConns/2, 1)
 	cfg.WriteTimeout, cfg.FrameTimeout, cfg.StallBudget = *writeTimeout, *frameTimeout, *stallBudget

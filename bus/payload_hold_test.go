@@ -1,0 +1,342 @@
+package bus
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
+)
+
+const gib = 1 << 30
+
+// stopSubscriber makes the broker's queue for sub, a subscriber to topic
+// that does not read, hold whatever is routed to it next: it shrinks the
+// send buffer of the broker's socket for sub (the kernel's minimum is a
+// few KiB; the broker sets megabytes), and pub publishes more on topic
+// than that takes (as much again and 256 KiB), but less than lag_bytes,
+// so that sub still takes messages.
+func stopSubscriber(t *testing.T, srv *Server, sub, pub *rawClient, topic string) {
+	t.Helper()
+	sc := srv.connOf(sub)
+	f, err := sc.sock.File() // a copy of the same socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.SetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_SNDBUF, 64<<10)
+	sndbuf, err := unix.GetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_SNDBUF)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const piece = 64 << 10
+	n := (sndbuf + 256<<10) / piece
+	if n*piece >= paceMark {
+		t.Fatalf("the socket's send buffer is %d bytes after shrinking it; want it far below lag_bytes", sndbuf)
+	}
+	for range n {
+		pub.send(wire.AppendPub(nil, topic, "", nil, make([]byte, piece), 0))
+	}
+	pub.sync()
+}
+
+// pendingFDs returns the descriptors the broker has queued for c.
+func (s *Server) pendingFDs(c *rawClient) int {
+	sc := s.connOf(c)
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.pendingFDs
+}
+
+// readUntilPayload reads c's frames up to the next MSG whose payload is in
+// a descriptor, and returns that descriptor (its own ones closed).
+func readUntilPayload(t *testing.T, c *rawClient) int {
+	t.Helper()
+	for {
+		f := c.next()
+		if f.Op != wire.OpMsg {
+			t.Fatalf("got %v; want MSGs", f.Op)
+		}
+		if f.Flags&wire.MsgPayloadFD == 0 {
+			continue
+		}
+		fds, err := c.sock.TakeFDs(int(f.NFDs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeFDs(fds[1:])
+		return fds[0]
+	}
+}
+
+// A payload queued for a subscriber that does not read stays charged to
+// its publisher's uid (UserBudget.FDPayload) while the broker holds it: a
+// PUB that would take the uid over its budget waits for room, up to
+// FrameTimeout, then is refused with bad payload naming the budget.
+// Once the subscriber goes, the charge is given back, and the next
+// payload goes through.
+func TestPayloadFDChargedWhileHeld(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = c.FrameTimeout / 20 // how long the refused PUB waits: nothing gives it room
+		c.WriteTimeout = time.Minute         // the stopped subscriber is kept however slow the machine
+	})
+	base := countFDs(t)
+	stopped := subscriber(t, path, "big")
+	reader := connectRaw(t, path)
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, stopped, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals) // sparse: no memory
+	pub.pubFD(1, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("receipt %v; want 1 delivered", r)
+	}
+	if n := srv.pendingFDs(stopped); n != 1 {
+		t.Fatalf("the stopped subscriber's queue holds %d descriptors; want the payload's", n)
+	}
+	if n := srv.heldPayload(); n != gib {
+		t.Fatalf("%d payload bytes charged; want %d", n, gib)
+	}
+	small := payloadMemfd(t, "x", 1, allSeals)
+	pub.pubFD(2, "big", 1, int(small.Fd()))
+	pub.expectErr(wire.CodeBadPayload, "held payload bytes budget is 1073741824; 1073741824 in use, 1 more asked for")
+	if r := pub.expectReceipt(2); r != (wire.Receipt{}) {
+		t.Fatalf("receipt %v; want 0 and 0", r)
+	}
+	if st := srv.Stats(); st.PayloadWaits != 1 || st.BadPayloads != 1 {
+		t.Fatalf("%d waits, %d refusals; want 1 and 1", st.PayloadWaits, st.BadPayloads)
+	}
+	stopped.sock.Close()
+	waitFor(t, "the held payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	reader.sub(1, "big", "")
+	reader.sync()
+	pub.pubFD(3, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(3); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("receipt %v; want 1 delivered", r)
+	}
+	unix.Close(readUntilPayload(t, reader))
+	waitFor(t, "the payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	payload.Close()
+	small.Close()
+	reader.sock.Close()
+	pub.sock.Close()
+	waitFDs(t, base)
+}
+
+// A publisher whose uid's held payloads fill its budget is paced, not
+// refused, when the receivers holding them read on: its PUB waits until
+// the broker has closed its copy of an earlier payload.
+func TestPayloadFDPublisherWaitsForItsBudget(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = time.Minute     // the publisher waits that long for room, however slow the machine
+		c.WriteTimeout = 2 * time.Minute // and the stopped subscriber is kept
+	})
+	stopped := subscriber(t, path, "big")
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, stopped, pub, "big")
+	first := payloadMemfd(t, "", gib, allSeals)
+	second := payloadMemfd(t, "", gib, allSeals)
+	pub.pubFD(1, "big", gib, int(first.Fd()))
+	pub.pubFD(2, "big", gib, int(second.Fd()))
+	waitFor(t, "the publisher to wait for its budget", func() bool { return srv.Stats().PayloadWaits == 1 })
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("receipt %v; want 1 delivered", r)
+	}
+	for i, want := range []*os.File{first, second} {
+		fd := readUntilPayload(t, stopped)
+		if inode(t, fd) != inode(t, int(want.Fd())) {
+			t.Fatalf("payload %d is another file", i+1)
+		}
+		unix.Close(fd)
+	}
+	if r := pub.expectReceipt(2); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("receipt %v; want 1 delivered, after the wait", r)
+	}
+	waitFor(t, "the payloads to be given back", func() bool { return srv.heldPayload() == 0 })
+}
+
+// A retained PUB and a broker request keep their refusals with a payload
+// in a memfd: retained values hold no descriptors, broker requests take
+// none. Either way nothing is delivered and nothing stays charged.
+func TestPayloadFDRetainedAndBrokerRequestRefused(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	sub := subscriber(t, path, "state")
+	pub := connectRaw(t, path)
+	payload := payloadMemfd(t, "on", 2, allSeals)
+	base := srv.Stats().FDs
+	pub.requestFD(1, wire.PubRetain, "state", "", 2, int(payload.Fd()))
+	pub.expectErr(wire.CodeRetainRefused, "carries no descriptors")
+	if r := pub.expectReceipt(1); r != (wire.Receipt{}) {
+		t.Fatalf("receipt %v; want 0 and 0", r)
+	}
+	pub.requestFD(2, 0, wire.SysReqPrefix+"info", pub.inbox("r"), 2, int(payload.Fd()))
+	pub.expectErr(wire.CodeReservedTopic, "carries no descriptors")
+	if r := pub.expectReceipt(2); r != (wire.Receipt{}) {
+		t.Fatalf("receipt %v; want 0 and 0", r)
+	}
+	sub.sync() // nothing was delivered before the PONG
+	waitFor(t, "the refused descriptors to be closed", func() bool { return srv.Stats().FDs == base })
+	if n := srv.heldPayload(); n != 0 {
+		t.Fatalf("%d payload bytes still charged", n)
+	}
+	late := connectRaw(t, path)
+	late.send(wire.AppendSub(nil, 1, "state", "", wire.SubRetained))
+	late.sync() // no retained value before the PONG
+}
+
+// A monitor's copy of a message whose payload is in a memfd carries the
+// payload (the same file, flag kept) and none of the message's own
+// descriptors, which Bus-FDs counts.
+func TestPayloadFDMonitorGetsOnlyThePayload(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	base := countFDs(t)
+	mon := monitor(t, path, "bulk.>")
+	sub := subscriber(t, path, "bulk.>")
+	pub := connectRaw(t, path)
+	payload := payloadMemfd(t, "watched", 7, allSeals)
+	own1, own2 := memfdWith(t, "one"), memfdWith(t, "two")
+	pub.pubFD(1, "bulk.x", 7, int(payload.Fd()), int(own1.Fd()), int(own2.Fd()))
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("receipt %v; want 1 (a monitor is no receiver)", r)
+	}
+	_, fds := sub.expectPayloadMsg("bulk.x", 7, 3)
+	closeFDs(fds)
+	f, mfds := mon.expectPayloadMsg("bulk.x", 7, 1)
+	if got := lastFDs(f.Headers); got != "2" {
+		t.Fatalf("the monitor's %s is %q; want 2, the message's own descriptors", wire.FDsHeader, got)
+	}
+	if inode(t, mfds[0]) != inode(t, int(payload.Fd())) {
+		t.Fatal("the monitor got another file")
+	}
+	if n := mon.sock.QueuedFDs(); n != 0 {
+		t.Fatalf("the monitor's socket received %d more descriptors", n)
+	}
+	closeFDs(mfds)
+	waitFor(t, "the payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	for _, f := range []*os.File{payload, own1, own2} {
+		f.Close()
+	}
+	for _, c := range []*rawClient{mon, sub, pub} {
+		c.sock.Close()
+	}
+	waitFDs(t, base)
+}
+
+// A request with a payload in a memfd held for an activation keeps its
+// charge while held, reaches the service with the same file (and a
+// monitor with the payload only), and gives the charge back; one whose
+// activation fails gives it back too.
+func TestPayloadFDHeldForActivation(t *testing.T) {
+	act := newFakeActivator("svc", "broken")
+	srv, path := testBroker(t, func(c *Config) {
+		c.Activator = act
+		withPolicy(t, "allow uid %me monitor _NAME.>")(c)
+	})
+	mon := monitor(t, path, wire.NamePrefix+">")
+	p := nameClient(t, path, "p")
+	payload := payloadMemfd(t, "", 64<<20, allSeals)
+	p.requestFD(0, 0, wire.NamePrefix+"svc.call", p.inbox("r"), 64<<20, int(payload.Fd()))
+	waitName(t, act.started, "svc")
+	p.sync()
+	if n := srv.heldPayload(); n != 64<<20 {
+		t.Fatalf("%d payload bytes charged while held; want %d", n, 64<<20)
+	}
+	svc := nameClient(t, path, "svc")
+	svc.sub(1, wire.NamePrefix+"svc.>", "")
+	svc.sync()
+	body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: "svc"})
+	svc.send(wire.AppendPub(nil, wire.SysReqNameRequest, svc.inbox("n"), nil, body, 0))
+	_, fds := svc.expectPayloadMsg(wire.NamePrefix+"svc.call", 64<<20, 1)
+	if inode(t, fds[0]) != inode(t, int(payload.Fd())) {
+		t.Fatal("the service got another file")
+	}
+	closeFDs(fds)
+	svc.nextAnswer(svc.inbox("n"))
+	f, mfds := mon.expectPayloadMsg(wire.NamePrefix+"svc.call", 64<<20, 1)
+	if lastFDs(f.Headers) != "0" {
+		t.Fatalf("the monitor's %s is %q; want 0", wire.FDsHeader, lastFDs(f.Headers))
+	}
+	closeFDs(mfds)
+	waitFor(t, "the delivered payload to be given back", func() bool { return srv.heldPayload() == 0 })
+
+	p.requestFD(0, 0, wire.NamePrefix+"broken", p.inbox("b"), 64<<20, int(payload.Fd()))
+	waitName(t, act.started, "broken")
+	p.sync()
+	if n := srv.heldPayload(); n != 64<<20 {
+		t.Fatalf("%d payload bytes charged while held; want %d", n, 64<<20)
+	}
+	act.fail("broken", errors.New("exit status 1"))
+	p.expectStatus(p.inbox("b"), wire.StatusNoResponders, "activation of broken failed")
+	waitFor(t, "the failed request's payload to be given back", func() bool { return srv.heldPayload() == 0 })
+}
+
+// vmRSS returns this process's resident memory, from /proc/self/status.
+func vmRSS(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// A 1 GiB payload in a memfd, published four times to four subscribers on
+// the default configuration, costs the broker (this process: it runs in
+// the test) no memory: it never maps or reads it. The memfd is sparse, so
+// the test costs none either. Every descriptor is closed after, and the
+// broker serves others on.
+func TestPayloadFDGiBCostsTheBrokerNothing(t *testing.T) {
+	srv, path := testBroker(t, nil)
+	base := countFDs(t)
+	var subs []*rawClient
+	for range 4 {
+		subs = append(subs, subscriber(t, path, "bulk"))
+	}
+	pub := connectRaw(t, path)
+	payload := payloadMemfd(t, "", gib, allSeals)
+	publish := func(id uint32) {
+		pub.pubFD(id, "bulk", gib, int(payload.Fd()))
+		if r := pub.expectReceipt(id); r != (wire.Receipt{Delivered: 4}) {
+			t.Fatalf("receipt %v; want 4 delivered", r)
+		}
+		for _, s := range subs {
+			_, fds := s.expectPayloadMsg("bulk", gib, 1)
+			closeFDs(fds)
+		}
+	}
+	publish(1) // what the first one sets up belongs to the baseline
+	before := vmRSS(t)
+	for i := range 4 {
+		publish(uint32(i + 2))
+	}
+	after := vmRSS(t)
+	t.Logf("resident memory %.1f MiB before 4 GiB in memfds to 4 subscribers each, %.1f MiB after", float64(before)/(1<<20), float64(after)/(1<<20))
+	if after-before > 8<<20 {
+		t.Fatalf("resident memory grew by %d bytes; want less than 8 MiB", after-before)
+	}
+	waitFor(t, "the payloads to be given back", func() bool { return srv.heldPayload() == 0 })
+	if st := srv.Stats(); st.FDPayloads != 5 {
+		t.Fatalf("%d payloads routed; want 5", st.FDPayloads)
+	}
+	payload.Close()
+	for _, c := range append(subs, pub) {
+		c.sock.Close()
+	}
+	waitFDs(t, base)
+	stillServes(t, path)
+}
