@@ -129,17 +129,20 @@ func runSub(j *job) error {
 		defer c.close()
 		c.subscribe(pubTopic, fn)
 	}
-	// Neither a message nor the end marker for 30 s means the connection
-	// died (or the publisher did): say so rather than hang.
+	// Neither a message nor the end marker for 30 s (and a second per
+	// 8 MiB of a message: a GiB of new memory takes this VM 3-30 s to
+	// fault in) means the connection died (or the publisher did): say so
+	// rather than hang.
+	quiet := 30*time.Second + time.Duration(j.Size/(8<<20))*time.Second
 	for last := int64(-1); ; {
 		select {
 		case <-finished:
-		case <-time.After(30 * time.Second):
+		case <-time.After(quiet):
 			if got := n.Load(); got != last {
 				last = got
 				continue
 			}
-			return fmt.Errorf("received %d of %d messages and no end marker, none for 30s", n.Load(), j.Count)
+			return fmt.Errorf("received %d of %d messages and no end marker, none for %v", n.Load(), j.Count, quiet)
 		}
 		break
 	}

@@ -86,6 +86,9 @@ func Run(o Options) []Result {
 			// of five.
 			scReps = max(reps, minPairedReps)
 		}
+		if sc.maxReps > 0 {
+			scReps = min(scReps, sc.maxReps)
+		}
 		for rep := range scReps {
 			for _, sys := range systems {
 				if failed[sys] != "" || skipped[sys] != "" {
