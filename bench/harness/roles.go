@@ -318,7 +318,25 @@ func runPub(j *job) error {
 		return err
 	}
 	done(report{})
-	return nil
+	// A subscriber that was lagging when the marker came lost it with the
+	// messages before it (a broker drops what it would queue for a
+	// receiver that fell too far behind, and busd's 5 ms stall budget is
+	// short on a machine other work loads). Repeat the marker until the
+	// parent stops us, so that such a run ends, its loss reported, rather
+	// than wait out the subscriber's no-progress timeout.
+	stop := make(chan struct{})
+	go func() { waitParent(); close(stop) }()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		if c.publish(pubTopic, nil, nil) != nil || c.flush() != nil {
+			<-stop // the peer is gone: nothing more to tell it
+			return nil
+		}
+	}
 }
 
 // runIdle holds j.Count connections with 10 subscriptions each until the
