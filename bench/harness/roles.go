@@ -79,8 +79,8 @@ func peer(j *job) (client, error) {
 }
 
 // runSub counts messages until j.Count have come or the publisher's end
-// marker has, touching every byte of large ones (read from the mapping when
-// they come as a memfd), and reports how many it got. It stays connected
+// marker has, touching every cache line of them with j.Touch (read from
+// the mapping when they come as a file), and reports how many it got. It stays connected
 // until the parent stops it: a subscriber that left at j.Count would make
 // the publisher's end marker, or for direct its last write, fail.
 func runSub(j *job) error {
@@ -97,7 +97,7 @@ func runSub(j *job) error {
 			finish() // whatever has not come by now was lost
 			return
 		}
-		if j.Size >= 1<<20 {
+		if j.Touch {
 			sink += sum(data)
 			for _, f := range files {
 				sink += sumFile(f)
