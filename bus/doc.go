@@ -18,7 +18,10 @@
 // budget, for receivers it left behind (pace.go); after a batch that
 // routed descriptors it also waits, at most FrameTimeout, for its user's
 // share of the broker's descriptors to have room for another read
-// (fdpace.go). It holds no lock while it waits. Each writer owns its
+// (fdpace.go); and a PUB whose payload is in a memfd that would take its
+// user past its held-payload budget waits, at most FrameTimeout, for the
+// user's payloads to be closed (payload.go). It holds no lock while it
+// waits. Each writer owns its
 // socket's write side, through a wire.Sender whose token a router may also
 // take for a moment to write a small batch to an idle connection itself.
 //
@@ -117,4 +120,10 @@
 // memory), for as long as the broker keeps it, whether or not that user
 // still has connections; a connection's last will (will.go) to its user's
 // input bytes while it is set.
+//
+// A payload in a memfd (payload.go) is charged to its publisher's user,
+// in held payload bytes, from when its PUB is accepted until the closer
+// has closed the broker's last copy of its descriptor (fdSet carries the
+// charge, the closer gives it back with the descriptors' place in the
+// pool): its pages are not the broker's, but its copy keeps them alive.
 package bus

@@ -54,6 +54,14 @@ func FuzzConnection(f *testing.F) {
 	h := wire.AppendControl(nil, wire.OpHello, 0, hello)
 	pub := wire.AppendPub(nil, "a.b", "r.s", wire.AppendField(nil, "k", "v"), []byte("payload"), 0)
 	pubFD := wire.AppendPub(nil, "a.b", "", nil, []byte("x"), 2)
+	// Payloads in a memfd: fuzzFiles' first file is a sealed memfd of 4
+	// bytes; announced as 4 it is routed, as 5 refused (bad payload).
+	pubPayload := func(size byte, id uint32, nfds int) []byte {
+		b := wire.AppendPub(nil, "a.b", "", nil, []byte{0, 0, 0, 0, 0, 0, 0, size}, nfds)
+		b[2] = wire.PubPayloadFD
+		wire.SetID(b, id)
+		return b
+	}
 	seeds := [][]byte{
 		fuzzChunk(actWrite, 0, h),
 		fuzzChunk(actWrite, 0, append(h, wire.AppendSub(nil, 1, "a.>", "", 0)...)),
@@ -68,6 +76,10 @@ func FuzzConnection(f *testing.F) {
 		fuzzChunk(actWrite, 0, append(h, h...)),
 		fuzzChunk(actWriteFDs, 3, append(h, pub[:10]...)),
 		fuzzChunk(actWrite, 0, pub),
+		append(fuzzChunk(actWrite, 0, append(h, wire.AppendSub(nil, 1, ">", "", 0)...)), fuzzChunk(actWriteFDs, 1, pubPayload(4, 7, 1))...),
+		append(fuzzChunk(actWrite, 0, append(h, wire.AppendSub(nil, 1, ">", "", wire.SubMonitor)...)), fuzzChunk(actWriteFDs, 3, pubPayload(4, 0, 3))...),
+		append(fuzzChunk(actWrite, 0, h), fuzzChunk(actWriteFDs, 1, pubPayload(5, 1, 1))...),
+		append(fuzzChunk(actWrite, 0, h), fuzzChunk(actWrite, 0, pubPayload(4, 1, 0))...),
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -90,7 +102,7 @@ func FuzzConnection(f *testing.F) {
 		}
 		waitFor(t, "the broker to let go of the connection", func() bool {
 			st := srv.Stats()
-			return st.Conns == 0 && st.Memory == 0 && st.FDs == 0
+			return st.Conns == 0 && st.Memory == 0 && st.FDs == 0 && st.PayloadBytes == 0
 		})
 		drained, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -112,9 +124,18 @@ func fuzzConnect(t *testing.T, srv *Server) *unixsock.Conn {
 	return b
 }
 
-// fuzzFiles returns descriptors of several kinds to attach: a memfd, a
-// pipe's ends and a socketpair's ends.
+// fuzzFiles returns descriptors of several kinds to attach: a sealed
+// memfd of 4 bytes (a payload for PUB flag 0x02), a memfd, a pipe's ends
+// and a socketpair's ends.
 func fuzzFiles(t *testing.T) []*os.File {
+	sealed, err := unix.MemfdCreate("fuzz-payload", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Pwrite(sealed, []byte("four"), 0)
+	if _, err := unix.FcntlInt(uintptr(sealed), unix.F_ADD_SEALS, allSeals); err != nil {
+		t.Fatal(err)
+	}
 	mfd, err := unix.MemfdCreate("fuzz", unix.MFD_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +148,7 @@ func fuzzFiles(t *testing.T) []*os.File {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []*os.File{os.NewFile(uintptr(mfd), "memfd"), r, w,
+	return []*os.File{os.NewFile(uintptr(sealed), "payload"), os.NewFile(uintptr(mfd), "memfd"), r, w,
 		os.NewFile(uintptr(pair[0]), "pair0"), os.NewFile(uintptr(pair[1]), "pair1")}
 }
 

@@ -1,8 +1,10 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,7 +87,7 @@ func TestPayloadFDChargedWhileHeld(t *testing.T) {
 		c.FrameTimeout = c.FrameTimeout / 20 // how long the refused PUB waits: nothing gives it room
 		c.WriteTimeout = time.Minute         // the stopped subscriber is kept however slow the machine
 	})
-	base := countFDs(t)
+	base, goroutines := countFDs(t), runtime.NumGoroutine()
 	stopped := subscriber(t, path, "big")
 	reader := connectRaw(t, path)
 	pub := connectRaw(t, path)
@@ -125,6 +127,7 @@ func TestPayloadFDChargedWhileHeld(t *testing.T) {
 	reader.sock.Close()
 	pub.sock.Close()
 	waitFDs(t, base)
+	waitGoroutines(t, goroutines)
 }
 
 // A publisher whose uid's held payloads fill its budget is paced, not
@@ -302,7 +305,7 @@ func vmRSS(t *testing.T) int64 {
 // broker serves others on.
 func TestPayloadFDGiBCostsTheBrokerNothing(t *testing.T) {
 	srv, path := testBroker(t, nil)
-	base := countFDs(t)
+	base, goroutines := countFDs(t), runtime.NumGoroutine()
 	var subs []*rawClient
 	for range 4 {
 		subs = append(subs, subscriber(t, path, "bulk"))
@@ -338,5 +341,94 @@ func TestPayloadFDGiBCostsTheBrokerNothing(t *testing.T) {
 		c.sock.Close()
 	}
 	waitFDs(t, base)
+	waitGoroutines(t, goroutines)
 	stillServes(t, path)
+}
+
+// The size of a PUB read in pieces (a headers section larger than the
+// read buffer) is the last 8 bytes of its body, however they are split.
+func TestPayloadFDSizeFromPieces(t *testing.T) {
+	size := []byte{0, 0, 0, 1, 2, 3, 4, 5}
+	want := uint64(0x0102030405)
+	for split := range len(size) + 1 {
+		f := wire.Frame{Body: [][]byte{append([]byte("topic+headers"), size[:split]...), size[split:]}}
+		if got := payloadFDSize(&f); got != want {
+			t.Fatalf("split at %d: size %#x; want %#x", split, got, want)
+		}
+	}
+	f := wire.Frame{Body: [][]byte{[]byte("topic+headers"), size[:3], size[3:5], size[5:]}}
+	if got := payloadFDSize(&f); got != want {
+		t.Fatalf("in three pieces: size %#x; want %#x", got, want)
+	}
+}
+
+// A PUB whose headers make it larger than the read buffer is read in
+// pieces; with its payload in a memfd, its size is read from the last one
+// and it is routed like any other.
+func TestPayloadFDWithLargeHeaders(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) { c.Limits.MaxHeaders = 256 << 10 })
+	sub := subscriber(t, path, "h")
+	pub := connectRaw(t, path)
+	payload := payloadMemfd(t, "", 3<<20, allSeals)
+	big := strings.Repeat("v", 40<<10)
+	hdrs := wire.AppendField(wire.AppendField(nil, "A", big), "B", big)
+	var n [wire.PayloadFDLen]byte
+	n[5] = 0x30 // 3 MiB
+	frame := wire.AppendPub(nil, "h", "", hdrs, n[:], 1)
+	frame[2] = wire.PubPayloadFD
+	pub.send(frame, int(payload.Fd()))
+	f, fds := sub.expectPayloadMsg("h", 3<<20, 1)
+	if len(f.Headers) != len(hdrs) {
+		t.Fatalf("headers of %d bytes; want %d", len(f.Headers), len(hdrs))
+	}
+	if inode(t, fds[0]) != inode(t, int(payload.Fd())) {
+		t.Fatal("another file")
+	}
+	closeFDs(fds)
+	waitFor(t, "the payload to be given back", func() bool { return srv.heldPayload() == 0 })
+}
+
+// A subscriber whose policy is disconnect, closed as a slow consumer with
+// a payload queued, gives the payload's charge back with its queue; so
+// does shutting the broker down with one queued.
+func TestPayloadFDGivenBackOnDisconnectAndShutdown(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxPending = 512 << 10
+		c.WriteTimeout = time.Minute // only the disconnect policy closes it
+	})
+	strict := connectRaw(t, path)
+	strict.send(wire.AppendSub(nil, 1, "big", "", wire.SubDisconnect))
+	strict.sync()
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, strict, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals)
+	pub.pubFD(1, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("receipt %v; want 1 delivered", r)
+	}
+	if n := srv.heldPayload(); n != gib {
+		t.Fatalf("%d payload bytes charged; want %d", n, gib)
+	}
+	pub.send(wire.AppendPub(nil, "big", "", nil, make([]byte, 1<<20), 0)) // no room: disconnect
+	waitFor(t, "the slow consumer's payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	if st := srv.Stats(); st.SlowConsumers != 1 {
+		t.Fatalf("%d slow consumers; want 1", st.SlowConsumers)
+	}
+
+	stopped := subscriber(t, path, "big")
+	stopSubscriber(t, srv, stopped, pub, "big")
+	pub.pubFD(2, "big", gib, int(payload.Fd()))
+	pub.expectReceipt(2)
+	if n := srv.heldPayload(); n != gib {
+		t.Fatalf("%d payload bytes charged; want %d", n, gib)
+	}
+	strict.sock.Close() // it is gone already; its writer waits for it to read the ERR
+	// stopped reads nothing: shutting down gives up on it when ctx ends,
+	// and closes what its queue held.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+	waitFor(t, "the payload held at shutdown to be given back", func() bool { return srv.heldPayload() == 0 })
 }

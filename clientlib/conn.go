@@ -32,8 +32,13 @@ type Conn struct {
 	reconnDone chan struct{}
 	pre        wire.Outbox // the SUBs restoring subscriptions: written before out
 	out        wire.Outbox
-	fds        int        // duplicated descriptors waiting for the writer (in out)
-	space      *sync.Cond // signalled when out shrinks
+	fds        int // duplicated descriptors waiting for the writer (in out)
+	// fdPending is the bytes of payload memfds whose PUBs wait for the
+	// writer (in out), counted against the pending limit as bytes in out
+	// are; fdMarks says where each PUB starts, in order (largepayload.go).
+	fdPending int
+	fdMarks   []pendingPayload
+	space     *sync.Cond // signalled when out shrinks
 	// seq counts the frames queued on the current session; HELLO was 1.
 	// While reconnecting it counts the frames buffered (see install).
 	seq uint64
@@ -399,6 +404,7 @@ func (c *Conn) shutdown(err error, flush bool) {
 		c.mu.Lock()
 		c.out.Reset()
 		c.pre.Reset()
+		c.fdPending, c.fdMarks = 0, nil
 		c.forgetReplaysLocked(err)
 		c.mu.Unlock()
 		s.send.Close()

@@ -201,8 +201,12 @@
 // on arrival (not a memfd, not sealed, not the size announced) drops its
 // message, closes its descriptors, and goes to the error handler as an
 // error matching ErrBadPayload naming the subscription; the connection
-// goes on. A PayloadFile to publish that is not a sealed memfd is
-// refused with ErrBadPayload before anything is sent.
+// goes on (a reply's Request fails with it at once). A PayloadFile to
+// publish that is not a sealed memfd is refused with ErrBadPayload before
+// anything is sent. A memfd waiting to be written counts against
+// WithPendingLimit at its size, and one kept while reconnecting against
+// WithReconnectBuffer: it is the publisher's memory until the broker has
+// it.
 //
 // # Retained values and last wills
 //

@@ -235,9 +235,14 @@ func verifyFD(f *os.File, size int64) error {
 }
 
 // badPayload tells the error handler that s lost the message f because of
-// its payload descriptor.
+// its payload descriptor; a reply's request fails with the error instead,
+// at once.
 func (c *Conn) badPayload(s *Subscription, f *wire.Frame, err error) {
-	c.cb.push(s, fmt.Errorf("%w: message to %q for subscription %q dropped: %w", ErrBadPayload, f.Topic, s.pattern, err))
+	err = fmt.Errorf("%w: message to %q for subscription %q dropped: %w", ErrBadPayload, f.Topic, s.pattern, err)
+	if s.inbox != nil && s.inbox.failReply(string(f.Topic), err) {
+		return
+	}
+	c.cb.push(s, err)
 }
 
 // payloadMsg returns s's Msg for a message whose payload is in the memfd
@@ -272,9 +277,37 @@ func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep
 	} else {
 		m = c.newMsg(nil)
 	}
-	m.Data, m.PayloadFile = data, pf
+	m.Data, m.PayloadFile, m.viaFD = data, pf, true
 	if pf != nil {
 		m.held = int(pl.size)
 	}
 	return m
+}
+
+// pendingPayload is a payload memfd whose PUB waits in the output: where
+// the PUB starts in it, and the payload's size.
+type pendingPayload struct {
+	pos  int64
+	size int
+}
+
+// queuedPayloadLocked counts a payload memfd of size bytes whose PUB is
+// about to be appended to the output. Under c.mu.
+func (c *Conn) queuedPayloadLocked(size int64) {
+	c.fdMarks = append(c.fdMarks, pendingPayload{pos: c.out.End(), size: int(size)})
+	c.fdPending += int(size)
+}
+
+// payloadsTakenLocked stops counting the payload memfds whose PUBs the
+// writer has taken from the output. Under c.mu.
+func (c *Conn) payloadsTakenLocked() {
+	start := c.out.End() - int64(c.out.Len()) // where what still waits begins
+	i := 0
+	for i < len(c.fdMarks) && c.fdMarks[i].pos < start {
+		c.fdPending -= c.fdMarks[i].size
+		i++
+	}
+	if i > 0 {
+		c.fdMarks = c.fdMarks[:copy(c.fdMarks, c.fdMarks[i:])]
+	}
 }

@@ -316,3 +316,42 @@ func TestLargePayloadFiles(t *testing.T) {
 		t.Fatalf("the publisher wrote %d bytes", out)
 	}
 }
+
+// TestLargeReconnectToBrokerWithout: a large message kept while
+// reconnecting to a broker that turns out to take no payloads in memfds
+// is reported, with its bytes, not sent (which a broker predating them
+// would take for a protocol error); the Conn goes on.
+func TestLargeReconnectToBrokerWithout(t *testing.T) {
+	onErr, undelivered := undeliveredOptions()
+	path, srv, c, events := eventConn(t, onErr, WithReconnectBuffer(10<<20))
+	own, err := c.SubscribeSync("own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	stopBus(t, srv)
+	nextConnEvent(t, events, "disconnected")
+	large, small := randomBytes(1<<20), []byte("small")
+	if err := c.Publish("own", large); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish("own", small); err != nil {
+		t.Fatal(err)
+	}
+	serveWith(t, path, func(cfg *bus.Config) { cfg.MaxFDPayload = 0 })
+	nextConnEvent(t, events, "reconnected")
+	u := nextUndelivered(t, undelivered)
+	if !errors.Is(u, ErrTooLarge) || !bytes.Equal(u.Msg.Data, large) {
+		t.Fatalf("report %v with %d bytes; want the large one, too large for this broker", u, len(u.Msg.Data))
+	}
+	if m := next(t, own); !bytes.Equal(m.Data, small) {
+		t.Fatalf("got %d bytes; want the small message, sent after the large one was dropped", len(m.Data))
+	}
+	flush(t, c)
+	c.mu.Lock()
+	left, mem, fds := len(c.replays), c.replayMem, c.fds
+	c.mu.Unlock()
+	if left != 0 || mem != 0 || fds != 0 || c.Status() != Connected {
+		t.Fatalf("%d copies, %d bytes, %d descriptors kept; status %v", left, mem, fds, c.Status())
+	}
+}

@@ -408,3 +408,62 @@ func TestPlanPayload(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingPayloadCounts: a payload memfd whose PUB waits for the
+// writer counts against the pending limit at its size, until the writer
+// takes the PUB.
+func TestPendingPayloadCounts(t *testing.T) {
+	c := &Conn{opts: defaultOptions()}
+	c.opts.maxPending = 1 << 20
+	if c.fullLocked(1) {
+		t.Fatal("full with nothing queued")
+	}
+	c.out.Append(make([]byte, 100)) // a frame before it
+	c.queuedPayloadLocked(2 << 20)
+	c.out.Append(make([]byte, wire.HeaderLen+wire.PayloadFDLen)) // its PUB
+	if !c.fullLocked(1) {
+		t.Fatalf("not full with a 2 MiB payload memfd waiting and a 1 MiB limit (pending %d)", c.fdPending)
+	}
+	var batch wire.Outbox
+	if took, _ := c.out.TakeInto(&batch, true, wire.BatchMax); !took {
+		t.Fatal("the writer took nothing")
+	}
+	c.payloadsTakenLocked()
+	if c.fdPending != 0 || len(c.fdMarks) != 0 || c.fullLocked(1) {
+		t.Fatalf("after the writer took the PUB: pending %d, %d marks, full %v", c.fdPending, len(c.fdMarks), c.fullLocked(1))
+	}
+	batch.Reset()
+}
+
+// TestBadReplyPayload: a reply whose payload memfd fails its check fails
+// its Request at once, with ErrBadPayload, rather than at its timeout.
+func TestBadReplyPayload(t *testing.T) {
+	fb := newFakeBus(t)
+	fb.fdPayload = 1 << 30
+	c := fb.connect()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Request(testCtx(t), "svc.x", []byte("q"))
+		done <- err
+	}()
+	sub := fb.expect(wire.OpSub) // the inbox; a frame is valid until the next is read
+	sid, inbox := sub.ID, string(sub.Topic)
+	reply := string(fb.expect(wire.OpPub).Reply)
+	if !strings.HasPrefix(reply, strings.TrimSuffix(inbox, ">")) {
+		t.Fatalf("request's reply topic %q is not under the inbox %q", reply, inbox)
+	}
+	payload := sealedWith(t, randomBytes(100), 0)
+	before := openFiles(t)
+	fb.writeFDs(msgFD(sid, reply, 100, 1), rawFD(payload))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBadPayload) || !errors.Is(err, memfd.ErrNotSealed) || !strings.Contains(err.Error(), `"svc.x"`) {
+			t.Fatalf("Request: %v; want ErrBadPayload, not sealed, naming svc.x", err)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("Request still waits after its reply was dropped")
+	}
+	if after := openFiles(t); after != before {
+		t.Errorf("%d files open after the bad reply, %d before", after, before)
+	}
+}

@@ -42,10 +42,11 @@ type Msg struct {
 	// Origin is set on received messages only.
 	Origin Origin
 
-	sub  *Subscription
-	sess *session // the session it arrived on: a reply goes on it or not at all
-	own  []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
-	held int      // the size of a received PayloadFile: bytes queued, as Data's are
+	sub   *Subscription
+	sess  *session // the session it arrived on: a reply goes on it or not at all
+	own   []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
+	held  int      // the size of a received PayloadFile: bytes queued, as Data's are
+	viaFD bool     // received with its payload in a memfd (see msgQueue.flush)
 	// retained: it is a retained value from the broker's store, not a
 	// live publish (see Retained).
 	retained bool

@@ -102,6 +102,9 @@ func WithErrorHandler(f func(c *Conn, sub *Subscription, err error)) Option {
 // socket; Publish waits while the limit is reached (default 1 MiB: enough
 // to batch thousands of messages per write, small enough that the writer
 // and publishers work in parallel). A single larger message still goes.
+// A payload that goes in a memfd counts at its size while its PUB waits,
+// though only the PUB goes through the socket: the memfd is this
+// process's memory until the broker has it.
 func WithPendingLimit(bytes int) Option {
 	return func(o *options) error {
 		if bytes < 1 {
@@ -117,9 +120,10 @@ func WithPendingLimit(bytes int) Option {
 // counted in Subscription.Dropped and reported to the error handler as a
 // *LostError (defaults: 65536 messages, 64 MiB). No slow-consumer policy
 // changes this: DisconnectWhenSlow is about the broker's queue. A payload
-// that came in a memfd counts at its size, in Data or as a PayloadFile;
-// a message larger than the byte bound is taken when nothing else waits
-// (so a 100 MiB payload arrives under the default bound, one at a time).
+// that came in a memfd counts at its size, in Data or as a PayloadFile,
+// and may be larger than the byte bound (it is bounded by the broker's
+// max_fd_payload, not max_payload): it is taken when nothing else waits,
+// so a 100 MiB payload arrives under the default bound, one at a time.
 func WithSubscriptionLimits(msgs, bytes int) Option {
 	return func(o *options) error {
 		if msgs < 1 || bytes < 1 {

@@ -129,6 +129,9 @@ func (c *Conn) publish(ctx context.Context, topic, reply string, hdrs wire.Heade
 		c.out.AddFDs(dups.fds, dups)
 		c.fds += len(dups.fds)
 	}
+	if fdSize > 0 {
+		c.queuedPayloadLocked(fdSize)
+	}
 	wake := c.out.Len() == 0 && !now
 	if wake {
 		c.wake()

@@ -61,9 +61,11 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, wait
 		keep = 0
 	} else if room := maxMsgs - len(q.in); keep > room || q.inBytes+q.batchBytes > maxBytes {
 		keep = 0
-		// A message larger than maxBytes goes when nothing waits, as a
-		// payload in a memfd may be: the bound is on the backlog.
-		for keep < len(batch) && keep < room && (q.inBytes+msgBytes(batch[keep]) <= maxBytes || len(q.in)+keep == 0) {
+		// A payload that came in a memfd may be larger than maxBytes (it
+		// is bounded by max_fd_payload, not max_payload): it goes when
+		// nothing waits, so the bound is on the backlog.
+		for keep < len(batch) && keep < room &&
+			(q.inBytes+msgBytes(batch[keep]) <= maxBytes || batch[keep].viaFD && len(q.in)+keep == 0) {
 			q.inBytes += msgBytes(batch[keep])
 			keep++
 		}

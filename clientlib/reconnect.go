@@ -124,6 +124,7 @@ func (c *Conn) sessionEnded(s *session, err error) {
 	c.out.Reset()
 	c.pre.Reset()
 	c.fds = 0
+	c.fdPending, c.fdMarks = 0, nil
 	c.seq = 0
 	c.inbox.forgetSeqs()
 	c.forgetReplaysLocked(ErrConnectionLost) // sent, or lost with the output: the broker has not said which

@@ -47,8 +47,10 @@ type UndeliveredError struct {
 	// the broker refused the message, its *ServerError reached the
 	// handler just before); ErrConnectionLost (the connection dropped
 	// again before the receipt came: it may or may not have been
-	// delivered); or the error that ended the Conn first (ErrClosed after
-	// Close).
+	// delivered); an error matching ErrTooLarge (its payload went in a
+	// memfd, which the broker reconnected to does not take that large, or
+	// at all: it was not sent); or the error that ended the Conn first
+	// (ErrClosed after Close).
 	Err error
 }
 
@@ -146,6 +148,7 @@ func (c *Conn) bufferLocked(topic, reply string, hdrs wire.Headers, data []byte,
 // empty (nothing else is queued while reconnecting).
 func (c *Conn) replayLocked(info *wire.Info) int {
 	receipts := info.Receipts && c.opts.onErrorSet
+	c.dropUnsendableLocked(info)
 	for i := range c.replays {
 		rp := &c.replays[i]
 		nfds := 0
@@ -171,6 +174,31 @@ func (c *Conn) replayLocked(info *wire.Info) int {
 		c.replays, c.replayMem = nil, 0
 	}
 	return c.out.Len()
+}
+
+// dropUnsendableLocked reports, and does not send, the kept messages
+// whose payload memfd the broker of info does not take (it announces a
+// smaller max_fd_payload, or none): sent, such a PUB would be refused, or,
+// by a broker that predates memfd payloads, end the connection for good
+// as a protocol error. Under c.mu.
+func (c *Conn) dropUnsendableLocked(info *wire.Info) {
+	keep := c.replays[:0]
+	for _, rp := range c.replays {
+		if rp.flags&wire.PubPayloadFD == 0 || uint64(rp.fdSize()) <= info.MaxFDPayload {
+			keep = append(keep, rp)
+			continue
+		}
+		c.replayMem -= rp.cost()
+		rp.dups.Release()
+		c.fds -= len(rp.dups.fds)
+		if c.opts.onErrorSet {
+			c.cb.push(nil, rp.report(fmt.Errorf("%w: the broker reconnected to takes payloads in a memfd of at most %d bytes; this one has %d",
+				ErrTooLarge, info.MaxFDPayload, rp.fdSize()), 0))
+		}
+		rp.release()
+	}
+	clear(c.replays[len(keep):])
+	c.replays = keep
 }
 
 // receipt handles the broker's RECEIPT for the PUB with id id: the first

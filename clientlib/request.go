@@ -145,6 +145,9 @@ func (c *Conn) exchange(ctx context.Context, topic string, send func(replyTo str
 	}
 	select {
 	case a := <-ch:
+		if br, ok := a.refusal.(badReply); ok {
+			return nil, fmt.Errorf("bus: request to %q: %w", topic, br.err)
+		}
 		if a.refusal != nil {
 			return nil, &requestRefused{topic, a.refusal}
 		}
@@ -270,6 +273,29 @@ func (in *inbox) refuseSeq(seq uint64, err error) bool {
 	ch <- answer{refusal: err} // capacity 1, one send per token, as in deliverReply
 	return true
 }
+
+// failReply fails the request waiting for a reply to topic, which
+// arrived with a payload memfd that failed its check (largepayload.go),
+// at once rather than at its timeout; it reports whether one was waiting.
+func (in *inbox) failReply(topic string, err error) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.prefix == "" || !strings.HasPrefix(topic, in.prefix) {
+		return false
+	}
+	ch := in.takeLocked(topic[len(in.prefix):])
+	if ch == nil {
+		return false
+	}
+	ch <- answer{refusal: badReply{err}} // capacity 1, one send per token, as in deliverReply
+	return true
+}
+
+// badReply is the answer to a request whose reply was dropped for its
+// payload descriptor.
+type badReply struct{ err error }
+
+func (b badReply) Error() string { return b.err.Error() }
 
 // requestRefused is a request whose PUB the broker refused.
 type requestRefused struct {

@@ -7,8 +7,10 @@ import (
 
 // ReuseMessages lends the handler each Msg instead of giving it away: the
 // Msg and its Data are valid only until the handler returns, after which
-// the connection fills them with a later message. Topic, Reply, Header and
-// Files are the handler's to keep, as without the option; to keep the rest,
+// the connection fills them with a later message. Topic, Reply, Header,
+// Files and PayloadFile are the handler's to keep, as without the option,
+// and so is a Data read from a payload memfd (see "Large payloads" in the
+// package doc: such a payload is too large to lend); to keep the rest,
 // Clone the Msg.
 //
 // Receiving then allocates nothing per message for the Msg and its Data (a

@@ -8,7 +8,9 @@ import (
 	"github.com/busd/busd/bus/wire"
 )
 
-// Stats are a Conn's own counters since Connect, across reconnects.
+// Stats are a Conn's own counters since Connect, across reconnects. The
+// bytes are those that went through the socket: a payload in a memfd
+// (see "Large payloads" in the package doc) counts its 8-byte size only.
 type Stats struct {
 	MsgsIn   uint64 // messages read from the broker (gap notices and answers included)
 	BytesIn  uint64 // their bytes, as framed

@@ -55,7 +55,8 @@ func DisconnectWhenSlow() SubOption {
 // count as a receiver (a request only monitors match still fails at once
 // with ErrNoResponders, and Publish's receipt does not count it), takes no
 // queue group's messages from its members nor any stream's dials, and
-// never gets a message's descriptors: the last "Bus-FDs" field of
+// never gets a message's descriptors (a payload in a memfd still arrives,
+// as Data, or as PayloadFile with PayloadFiles): the last "Bus-FDs" field of
 // Msg.Header, the broker's, says how many the message carried. Not
 // Header.Get, which returns the first: a sender may set a "Bus-FDs" of
 // its own, which the broker's then follows. Without one, the message

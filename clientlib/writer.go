@@ -61,8 +61,11 @@ func (c *Conn) waitSpaceLocked(ctx context.Context, nfds int) error {
 
 // fullLocked reports whether a message with nfds descriptors must wait for
 // the writer. One message always goes when nothing waits, however large.
+// A payload memfd waiting counts at its size: a publisher of large
+// payloads faster than the broker reads would otherwise pile up memfds,
+// up to the descriptor bound, each as large as its payload.
 func (c *Conn) fullLocked(nfds int) bool {
-	return c.out.Len() >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0
+	return c.out.Len()+c.fdPending >= c.opts.maxPending || nfds > 0 && c.fds+nfds > c.opts.maxFDs && c.fds > 0
 }
 
 // writeLoop writes what publishers leave to it, until session s ends.
@@ -170,6 +173,7 @@ func (c *Conn) takeBatch(s *session, batch *wire.Outbox, descOK bool) (took, emp
 	}
 	if took, empty = c.out.TakeInto(batch, descOK, wire.BatchMax); took {
 		c.fds = c.out.FDs() // what the batch took no longer waits; the rest still does
+		c.payloadsTakenLocked()
 		c.space.Broadcast()
 	}
 	return took, empty
