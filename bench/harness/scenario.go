@@ -75,9 +75,9 @@ type Scenario struct {
 // Systems, in the order they are run in each repetition. busd-inline and
 // busd-fd are busd with the client's large-payload threshold negative
 // (every payload inline, as before memfd payloads) and 0 (every payload in
-// a sealed memfd); busd-payloadfile writes each payload in place into a new
-// memfd of its own and publishes it sealed as Msg.PayloadFile, its
-// subscribers taking it with PayloadFiles and reading it through a mapping;
+// a sealed memfd); busd-payloadfile publishes each payload as a sealed memfd
+// of its own (Msg.PayloadFile), its subscribers taking it with PayloadFiles
+// and reading it through a mapping rather than into memory of their own;
 // busd-memfd attaches one memfd, unsealed and rewritten in place for every
 // message, as the message's descriptor, as a program passing descriptors
 // of its own would (sysbusd.go, roles.go).
@@ -111,7 +111,9 @@ var Scenarios = slices.Concat([]Scenario{
 	{Key: "fd-per-msg", kind: pubsub, size: 16, subs: 1, fds: true, count: 500_000, quick: 50_000,
 		systems: []string{"busd", "direct", "relay", "dbus-daemon", "dbus-broker"}, note: "nats and mosquitto cannot carry descriptors"},
 	// busd-inline is how busd carried these before memfd payloads: the
-	// figure the transparent memfd path is measured against.
+	// figure the transparent memfd path is measured against;
+	// busd-payloadfile is the same memfd taken as a file and mapped by
+	// the subscribers.
 	{Key: "bulk-64MiB-1sub", kind: bulk, size: 64 << 20, subs: 1, count: 8, quick: 2,
 		systems: []string{"busd", "busd-inline", "busd-payloadfile", "busd-memfd", "direct", "relay", "nats"}},
 	{Key: "bulk-64MiB-4sub", kind: bulk, size: 64 << 20, subs: 4, count: 4, quick: 1,
