@@ -193,6 +193,22 @@ func (l *ledger) chargeOrWait(a *account, k kind, n int64) (<-chan struct{}, err
 	return l.payloadsFreed, err
 }
 
+// chargeHeldCopy charges a the n bytes of a payload in a memfd and one
+// descriptor of the broker's pool, for a copy of the payload's descriptor
+// it holds (a monitor's, monitorPayload), or takes nothing and reports
+// false. Never waits: a monitor's copy is dropped when there is no room.
+func (l *ledger) chargeHeldCopy(a *account, n int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a.used[kFDPayload]+n > l.limits[kFDPayload] || l.roomLocked(a, poolFDs) < 1 {
+		l.hits[kFDPayload]++
+		return false
+	}
+	a.used[kFDPayload] += n
+	l.takeNowLocked(a, poolFDs, 1)
+	return true
+}
+
 // refusal says which budget refused a charge.
 type refusal uint8
 

@@ -162,11 +162,16 @@ type UserBudget struct {
 	// queue for, together; 0: 1024.
 	Names int
 	// FDPayload bounds the bytes of payloads in memfds (Config.MaxFDPayload)
-	// that the broker holds at once for the uid's PUBs: charged when one
-	// is accepted, given back when the broker has closed its last copy
-	// of the descriptor (written to or dropped for every receiver). The
-	// pages are the publisher's, not the broker's; this bounds how much
-	// of them a uid can make the broker keep alive (docs/SECURITY.md).
+	// that the broker holds at once for the uid: each of its PUBs' while
+	// the broker routes it (from acceptance until every receiver's copy
+	// is queued, or a request held for an activation is delivered or
+	// fails; a PUB without room waits for some to be given back, at most
+	// FrameTimeout, then is refused), and each copy queued for one of its
+	// connections, a subscriber's or a monitor's, until it is written or
+	// dropped (one without room is lost under the subscription's policy,
+	// never waited for). The pages are the publisher's, not the broker's;
+	// this bounds how much of them a uid can make the broker keep alive
+	// (docs/SECURITY.md).
 	FDPayload int64
 }
 
@@ -246,8 +251,8 @@ func DefaultConfig() Config {
 // defaultFDPayload is a uid's held-payload budget by default: a quarter
 // of the machine's memory (the pages a uid's held payloads keep alive are
 // memory the system cannot use for anything else), and at least two of
-// the largest payloads, so that a publisher can have one held while it
-// sends the next.
+// the largest payloads, so that a receiver can have one queued while the
+// next is routed to it.
 func defaultFDPayload(m machine) int64 {
 	return max(m.ram/4, 2*defaultMaxFDPayload)
 }

@@ -69,15 +69,19 @@ type conn struct {
 	// Shared with routers and the writer, under mu.
 	mu         sync.Mutex
 	out        wire.Outbox
-	pending    int             // bytes queued or being written
-	pendingFDs int             // descriptors queued or being written
-	grant      int64           // output bytes charged to acct for this connection
-	grantFDs   int64           // output descriptors charged likewise
-	written    int64           // stream position the writer has written up to
-	ctrlEnd    int64           // stream position just after the last control frame queued
-	ctrlBytes  int             // control bytes queued since the writer last passed ctrlEnd
-	progress   chan struct{}   // closed when the writer finishes a batch; nil if nobody waits
-	lagging    bool            // publishers stopped waiting for it; see pace.go
+	pending    int           // bytes queued or being written
+	pendingFDs int           // descriptors queued or being written
+	grant      int64         // output bytes charged to acct for this connection
+	grantFDs   int64         // output descriptors charged likewise
+	written    int64         // stream position the writer has written up to
+	ctrlEnd    int64         // stream position just after the last control frame queued
+	ctrlBytes  int           // control bytes queued since the writer last passed ctrlEnd
+	progress   chan struct{} // closed when the writer finishes a batch; nil if nobody waits
+	lagging    bool          // publishers stopped waiting for it; see pace.go
+	// fdPayloads: its HELLO said it takes payloads in memfds
+	// (payload.go); set by the reader before its first SUB, read-only
+	// after.
+	fdPayloads bool
 	lossReason lossReason      // why the last message that did not fit did not
 	name       string          // HELLO's name, for $SYS.req.conn
 	helloDone  bool            // its HELLO was accepted: $SYS.req.conns lists it

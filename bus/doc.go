@@ -19,8 +19,8 @@
 // routed descriptors it also waits, at most FrameTimeout, for its user's
 // share of the broker's descriptors to have room for another read
 // (fdpace.go); and a PUB whose payload is in a memfd that would take its
-// user past its held-payload budget waits, at most FrameTimeout, for the
-// user's payloads to be closed (payload.go). It holds no lock while it
+// user past its held-payload budget waits, at most FrameTimeout, for some
+// of the user's held payloads to be given back (payload.go). It holds no lock while it
 // waits. Each writer owns its
 // socket's write side, through a wire.Sender whose token a router may also
 // take for a moment to write a small batch to an idle connection itself.
@@ -121,9 +121,13 @@
 // still has connections; a connection's last will (will.go) to its user's
 // input bytes while it is set.
 //
-// A payload in a memfd (payload.go) is charged to its publisher's user,
-// in held payload bytes, from when its PUB is accepted until the closer
-// has closed the broker's last copy of its descriptor (fdSet carries the
-// charge, the closer gives it back with the descriptors' place in the
-// pool): its pages are not the broker's, but its copy keeps them alive.
+// A payload in a memfd (payload.go) is charged, in held payload bytes,
+// to its publisher's user while the broker routes it (from when its PUB
+// is accepted until every copy is queued, or a request held for an
+// activation is delivered or fails: fdSet.holds), and to each receiver's
+// user for that receiver's copy while it is queued (payloadCopy, the
+// outbox's releaser for it, gives it back when the copy is written or
+// dropped); a monitor's copy is a duplicate descriptor charged to the
+// monitor's user until it is closed. Its pages are not the broker's, but
+// its copies keep them alive.
 package bus

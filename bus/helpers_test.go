@@ -73,11 +73,18 @@ func connectRaw(t testing.TB, path string) *rawClient {
 	return connectNamed(t, path, t.Name())
 }
 
-// connectNamed dials and completes the handshake with HELLO name name.
+// connectNamed dials and completes the handshake with HELLO name name,
+// saying it takes payloads in memfds, as the current client does.
 func connectNamed(t testing.TB, path, name string) *rawClient {
 	t.Helper()
+	return connectHello(t, path, &wire.Hello{Version: wire.Version, Name: name, FDPayloads: true})
+}
+
+// connectHello dials and completes the handshake with hello.
+func connectHello(t testing.TB, path string, hello *wire.Hello) *rawClient {
+	t.Helper()
 	c := dialRaw(t, path)
-	body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: name})
+	body, _ := wire.AppendBody(nil, hello)
 	c.send(wire.AppendControl(nil, wire.OpHello, 0, body))
 	f := c.next()
 	if f.Op != wire.OpInfo {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/busd/busd/bus/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Monitors. A SUB with wire.SubMonitor is a passive watcher, like
@@ -75,7 +76,9 @@ func checkMonitorSub(f *wire.Frame) error {
 }
 
 // toMonitors gives a copy of m to each monitor in mons that may see it.
-// set is m's descriptors, nil for none: monitors never get them. The copy
+// set is m's descriptors, nil for none: monitors never get them, but for
+// a payload in a memfd, of which each gets a duplicate of its own
+// (monitorPayload). The copy
 // of a message with descriptors, or with a wire.FDsHeader its publisher
 // set, ends with the broker's wire.FDsHeader, so that the last one a
 // monitor sees is always the true count.
@@ -86,10 +89,7 @@ func (c *conn) toMonitors(mons []*subscription, m *outMsg, set *fdSet) {
 		c.monitorCopy(&mm, &f, m)
 		m = &mm
 	}
-	view := monitorFDs(m, set)
-	if view != nil {
-		defer view.Release() // the router's reference
-	}
+	payload := set != nil && m.pub.Flags&wire.PubPayloadFD != 0
 	for _, s := range mons {
 		if !s.admits(m) || c.dropFast(s) {
 			continue
@@ -98,9 +98,19 @@ func (c *conn) toMonitors(mons []*subscription, m *outMsg, set *fdSet) {
 			c.flushDrops()
 		}
 		r := s.c
+		var own *fdSet
+		if payload && r.fdPayloads { // else enqueueMsg reports the loss (fd_payloads)
+			if own = c.srv.monitorPayload(r, set); own == nil {
+				r.refuseMonitorPayload(s)
+				continue
+			}
+		}
 		// passive: dropped at once if there is no room, and never a
 		// reason to pause this publisher (behind is not looked at).
-		o, wake, _ := r.enqueueMsg(s, m, view, passive)
+		o, wake, _ := r.enqueueMsg(s, m, own, passive)
+		if own != nil {
+			own.Release() // the router's reference
+		}
 		if wake && !slices.Contains(c.wakes, r) {
 			c.wakes = append(c.wakes, r)
 		}
@@ -114,7 +124,8 @@ func (c *conn) toMonitors(mons []*subscription, m *outMsg, set *fdSet) {
 // saying how many there were, in f. A large message's payload is copied
 // whole, once for all monitors: its pieces follow headers that are not the
 // copy's. A payload in a memfd stays: the copy keeps the flag and that
-// one descriptor (monitorFDs), and the header counts the others.
+// one descriptor (each monitor its own duplicate: monitorPayload), and the
+// header counts the others.
 func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 	*f = *m.pub
 	f.NFDs = 0
@@ -136,15 +147,30 @@ func (c *conn) monitorCopy(mm *outMsg, f *wire.Frame, m *outMsg) {
 	mm.nfds = int(f.NFDs)
 }
 
-// monitorFDs returns the descriptors a monitor's copy of m carries, m
-// being that copy: a view of set's payload descriptor if m's payload is
-// in a memfd, holding a reference to set (the caller releases it), else
-// nil.
-func monitorFDs(m *outMsg, set *fdSet) *fdSet {
-	if set == nil || m.pub.Flags&wire.PubPayloadFD == 0 {
+// monitorPayload returns the descriptor a monitor's copy of a message
+// whose payload is in a memfd carries, for r, the monitor's connection: a
+// duplicate of set's payload descriptor, its own, charged to r's user
+// (the payload's size against its held payloads, the descriptor against
+// its share of the broker's descriptors) until it is closed. A view of
+// the publisher's descriptor would keep the publisher's charge for as
+// long as the monitor holds it, so a monitor that stopped reading would
+// make the publisher wait for its budget and be refused: a passive
+// watcher must change nothing for the publisher. nil if r's user has no
+// room, or the duplicate cannot be made: the copy is lost.
+func (s *Server) monitorPayload(r *conn, set *fdSet) *fdSet {
+	led := s.led
+	if !led.chargeHeldCopy(r.acct, set.size) {
 		return nil
 	}
-	return set.payloadView()
+	fd, err := unix.FcntlInt(uintptr(set.fds[0]), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		led.uncharge(r.acct, kFDPayload, set.size)
+		led.give(r.acct, poolFDs, 1)
+		return nil
+	}
+	own := newFDSet(s, r.acct, []int{fd})
+	own.payload = set.size
+	return own
 }
 
 // largePayload returns a copy of the payload of f, a large frame read in

@@ -240,6 +240,7 @@ func (s *Server) holdFor(c *conn, f *wire.Frame, name string, set *fdSet) (holdO
 	h.f.Payload = b
 	if set != nil {
 		set.ref()
+		set.hold() // its publisher stays charged for a payload in a memfd until it is delivered
 	}
 	e.act.held = append(e.act.held, h)
 	r.held++
@@ -340,8 +341,8 @@ func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
 
 // heldToMonitors shows m, a held request just delivered to owner, to the
 // monitors of topic that may see it, as routing shows any message: a copy
-// without descriptors but a payload in a memfd (of set), offered
-// passively (monitor.go). Under the
+// without descriptors but a payload in a memfd (of set, each monitor its
+// own duplicate: monitorPayload), offered passively (monitor.go). Under the
 // registry's lock, which comes before conn.mu; the sender token is only
 // tried.
 func (s *Server) heldToMonitors(owner *conn, topic string, m *outMsg, set *fdSet) {
@@ -359,15 +360,22 @@ func (s *Server) heldToMonitors(owner *conn, topic string, m *outMsg, set *fdSet
 		owner.monitorCopy(&mm, &f, m)
 		shown = &mm
 	}
-	view := monitorFDs(shown, set)
-	if view != nil {
-		defer view.Release()
-	}
+	payload := set != nil && shown.pub.Flags&wire.PubPayloadFD != 0
 	for _, sub := range res.Plain {
 		if !sub.admits(shown) {
 			continue
 		}
-		o, wake, _ := sub.c.enqueueMsg(sub, shown, view, passive)
+		var own *fdSet
+		if payload && sub.c.fdPayloads { // else enqueueMsg reports the loss (fd_payloads)
+			if own = s.monitorPayload(sub.c, set); own == nil {
+				sub.c.refuseMonitorPayload(sub)
+				continue
+			}
+		}
+		o, wake, _ := sub.c.enqueueMsg(sub, shown, own, passive)
+		if own != nil {
+			own.Release()
+		}
 		if o == queued {
 			s.stats.delivered.Add(1)
 		}
@@ -406,6 +414,7 @@ func (s *Server) unholdLocked(h *heldMsg) {
 	}
 	s.led.uncharge(h.from.acct, kOutput, h.charged)
 	if h.set != nil {
+		h.set.unhold()
 		h.set.Release()
 	}
 }

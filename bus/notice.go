@@ -21,12 +21,15 @@ import (
 type lossReason uint8
 
 const (
-	lossLagging   lossReason = iota // it fell behind and did not catch up within a publisher's stall budget
-	lossQueue                       // the connection's MaxPending
-	lossQueueFDs                    // the connection's MaxPendingFDs
-	lossUserBytes                   // the uid's output budget
-	lossUserFDs                     // the uid's output descriptor budget
-	lossMemory                      // the uid's share of the broker's memory
+	lossLagging        lossReason = iota // it fell behind and did not catch up within a publisher's stall budget
+	lossQueue                            // the connection's MaxPending
+	lossQueueFDs                         // the connection's MaxPendingFDs
+	lossUserBytes                        // the uid's output budget
+	lossUserFDs                          // the uid's output descriptor budget
+	lossMemory                           // the uid's share of the broker's memory
+	lossFDPayload                        // a payload in a memfd, which the connection does not take (payload.go)
+	lossMonitorPayload                   // a monitor's copy of a payload in a memfd, for which its uid had no room (monitor.go)
+	lossHeldPayload                      // a receiver's copy of a payload in a memfd, for which its uid's held payload budget had no room (payloadCopy)
 )
 
 // reasonText says what lossReason r means for this connection.
@@ -43,6 +46,12 @@ func (c *conn) reasonText(r lossReason) string {
 		return fmt.Sprintf("%s's output budget of %d bytes is used up", c.acct.label, cfg.User.Output)
 	case lossUserFDs:
 		return fmt.Sprintf("%s's output budget of %d descriptors is used up", c.acct.label, cfg.User.OutputFDs)
+	case lossFDPayload:
+		return "its payload was in a memfd, and this connection's HELLO did not say it takes those (fd_payloads)"
+	case lossHeldPayload:
+		return fmt.Sprintf("its payload was in a memfd, and %s's held payload budget of %d bytes had no room for this copy", c.acct.label, cfg.User.FDPayload)
+	case lossMonitorPayload:
+		return fmt.Sprintf("its payload was in a memfd, and %s's held payload budget of %d bytes (or its share of the broker's descriptors) had no room for this monitor's copy", c.acct.label, cfg.User.FDPayload)
 	}
 	return fmt.Sprintf("%s's share of the broker's memory (%d bytes in all) is used up", c.acct.label, cfg.MaxMemory)
 }

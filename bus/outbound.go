@@ -40,6 +40,13 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 	if c.state != stateOpen || s.removed {
 		return gone, false, false
 	}
+	if m.pub.Flags&wire.PubPayloadFD != 0 && !c.fdPayloads {
+		if mode == tryOnly {
+			return gone, false, false // a queue group's next member may take it
+		}
+		c.refuseFDPayloadLocked(s) // payload.go
+		return dropped, false, false
+	}
 	// The message first: the notice's size is worked out only once the
 	// message fits, since a connection that is losing messages is asked
 	// for room for each.
@@ -51,13 +58,28 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 		}
 		return full, false, false
 	}
+	// A payload in a memfd: this copy is charged to this connection's
+	// user while it waits here (payloadCopy), never to the publisher, and
+	// never waited for: no room in the budget loses the message.
+	var rel wire.Releaser = set
+	if set != nil && set.size != 0 {
+		if !set.chargeCopy(c.acct) {
+			if mode == tryOnly {
+				return full, false, false // another queue group member may have room
+			}
+			c.lossReason = lossHeldPayload
+			c.refuseLocked(s, m)
+			return dropped, false, false
+		}
+		rel = &payloadCopy{set: set, acct: c.acct}
+	}
 	wake = c.out.Len() == 0
 	if lost {
 		c.appendNoticeLocked(s)
 	}
 	if set != nil {
 		set.ref()
-		c.out.AddFDs(set.fds, set)
+		c.out.AddFDs(set.fds, rel)
 		c.pendingFDs += m.nfds
 	}
 	switch {

@@ -18,14 +18,24 @@ import (
 //
 // The pages are not the broker's: they were charged to whoever wrote
 // them (the publisher's memory cgroup). What the broker does own is that
-// its copy keeps them alive after the publisher has let go, for as long
-// as a receiver's queue, or a request held for an activation, holds the
-// message. So the publisher's uid is charged the payload's size
-// (UserBudget.FDPayload) from the moment the PUB is accepted until the
-// closer has closed the broker's last copy of the descriptor (fdSet,
-// closer.go): every path that ends a message (written, dropped, its
-// receiver gone, shutdown) goes through that, so the charge cannot
-// outlive the descriptor.
+// its copies keep them alive after the publisher has let go. Each is
+// charged (UserBudget.FDPayload, the payload's size) to whoever makes the
+// broker hold it:
+//
+//   - the publisher's uid, while the broker holds the PUB's descriptor to
+//     route it: from the moment the PUB is accepted until the router has
+//     queued every copy and let go of it, or, for a request held for an
+//     activation, until it is delivered or fails (fdSet.holds). Over its
+//     budget a publisher waits for its own payloads in flight, at most
+//     FrameTimeout (chargePayload), so it is paced, never frozen by a
+//     receiver;
+//   - each receiver's uid, for its copy while the copy waits in its
+//     queue, until it is written or dropped, whichever way
+//     (payloadCopy). Without room, that receiver loses the message under
+//     its subscription's slow-consumer policy, at once: output queued for
+//     a receiver is the receiver's, and nobody waits for it;
+//   - a monitor's uid, for its own duplicate of the descriptor, until the
+//     closer has closed it (monitorPayload, monitor.go).
 
 // payloadFDSize returns the size a PUB with wire.PubPayloadFD announces:
 // its payload section, a big-endian uint64 (the header check made it 8
@@ -49,8 +59,9 @@ func payloadFDSize(f *wire.Frame) uint64 {
 
 // checkPayloadFD checks the payload descriptor of a PUB with
 // wire.PubPayloadFD, set's first, and charges its size to the
-// publisher's uid, on set, until set's descriptors are closed. A refusal
-// is a non-fatal bad payload naming the problem.
+// publisher's uid while the broker holds set to route it (the router's
+// hold, which publishFDs drops: fdSet.unhold). A refusal is a non-fatal
+// bad payload naming the problem.
 func (c *conn) checkPayloadFD(f *wire.Frame, set *fdSet) error {
 	size := payloadFDSize(f)
 	limit := c.srv.cfg.MaxFDPayload
@@ -69,7 +80,8 @@ func (c *conn) checkPayloadFD(f *wire.Frame, set *fdSet) error {
 		}
 		return wire.Errorf(wire.CodeBadPayload, "payload of %d bytes in a descriptor: %v", size, err)
 	}
-	set.payload = int64(size)
+	set.size = int64(size)
+	set.holds.Store(1) // the router's
 	c.srv.stats.fdPayloads.Add(1)
 	return nil
 }
@@ -90,11 +102,12 @@ func payloadProblem(err error) string {
 
 // chargePayload charges n bytes of held payloads to c's user. Over the
 // budget, the reader waits for payloads the broker holds for the user to
-// be closed, at most FrameTimeout, as it waits for room for descriptors
-// (fdpace.go): receivers that keep up give the budget back within
-// moments, so a publisher that is only ahead of them is paced, and only
-// one whose payloads stay held (by receivers that do not read) is
-// refused.
+// be given back, at most FrameTimeout, as it waits for room for
+// descriptors (fdpace.go). What the user is charged as a publisher is
+// given back as soon as its PUBs are routed, whatever their receivers do
+// with their copies, so this paces a publisher with many payloads in
+// flight (its other connections', requests held for activations), and
+// a slow receiver cannot make it wait: its copies are its own charge.
 func (c *conn) chargePayload(n int64) error {
 	led := c.srv.led
 	freed, err := led.chargeOrWait(c.acct, kFDPayload, n)
@@ -115,4 +128,40 @@ func (c *conn) chargePayload(n int64) error {
 		freed, err = led.chargeOrWait(c.acct, kFDPayload, n)
 	}
 	return err
+}
+
+// refuseFDPayloadLocked loses, for s, a message whose payload is in a
+// memfd, s's connection not having said in its HELLO that it takes those
+// (wire.Hello.FDPayloads): a client written before them would take the
+// 8-byte size for the payload, or the flag for a protocol error. (A queue
+// group passes it to another member instead: enqueueMsg.) The loss is
+// reported at once by a gap notice if there is room, else as soon as
+// there is, whatever s's policy: the connection is not behind, so closing
+// it as a slow consumer would be wrong. c.mu is held.
+func (c *conn) refuseFDPayloadLocked(s *subscription) { c.lossNowLocked(s, lossFDPayload) }
+
+// refuseMonitorPayload loses, for s, a monitor, a message whose payload is
+// in a memfd, its connection's user having no room for its own copy of
+// the descriptor (monitorPayload). Reported as refuseFDPayloadLocked does.
+func (c *conn) refuseMonitorPayload(s *subscription) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateOpen && !s.removed {
+		c.lossNowLocked(s, lossMonitorPayload)
+	}
+}
+
+// lossNowLocked counts a message s lost for reason, and queues its gap
+// notice at once if there is room, else as soon as there is. c.mu is held.
+func (c *conn) lossNowLocked(s *subscription, reason lossReason) {
+	c.srv.stats.dropped.Add(1)
+	c.dropped++
+	s.lost.Add(1)
+	s.reason = reason
+	c.noteLossLocked(s, 1)
+	if !s.inGaps {
+		s.inGaps = true
+		c.gaps = append(c.gaps, s)
+	}
+	c.flushGapsLocked()
 }

@@ -75,12 +75,15 @@ func readUntilPayload(t *testing.T, c *rawClient) int {
 	}
 }
 
-// A payload queued for a subscriber that does not read stays charged to
-// its publisher's uid (UserBudget.FDPayload) while the broker holds it: a
-// PUB that would take the uid over its budget waits for room, up to
-// FrameTimeout, then is refused with bad payload naming the budget.
-// Once the subscriber goes, the charge is given back, and the next
-// payload goes through.
+// A payload queued for a subscriber that does not read is charged to the
+// subscriber's uid (UserBudget.FDPayload) while its queue holds it; here
+// that is the publisher's own uid, whose copy takes the publisher's
+// charge over (charged once, not twice). A PUB that would take the uid
+// over its budget waits for room, up to FrameTimeout, then is refused
+// with bad payload naming the budget. Once the subscriber goes, the
+// charge is given back, and the next payload goes through. (A receiver
+// of another uid pays for its copies itself, and never makes the
+// publisher wait: TestPayloadFDSlowReceiverOfAnotherUIDPaysForItsCopies.)
 func TestPayloadFDChargedWhileHeld(t *testing.T) {
 	srv, path := testBroker(t, func(c *Config) {
 		c.MaxFDPayload, c.User.FDPayload = gib, gib
@@ -130,9 +133,10 @@ func TestPayloadFDChargedWhileHeld(t *testing.T) {
 	waitGoroutines(t, goroutines)
 }
 
-// A publisher whose uid's held payloads fill its budget is paced, not
-// refused, when the receivers holding them read on: its PUB waits until
-// the broker has closed its copy of an earlier payload.
+// A publisher whose uid's held payloads fill its budget (here, copies
+// queued for a subscriber of its own uid) is paced, not refused, when the
+// receivers holding them read on: its PUB waits until a copy of an
+// earlier payload has been written.
 func TestPayloadFDPublisherWaitsForItsBudget(t *testing.T) {
 	srv, path := testBroker(t, func(c *Config) {
 		c.MaxFDPayload, c.User.FDPayload = gib, gib
@@ -431,4 +435,269 @@ func TestPayloadFDGivenBackOnDisconnectAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the payload held at shutdown to be given back", func() bool { return srv.heldPayload() == 0 })
+}
+
+// A monitor is a passive watcher: its copy never makes the publisher wait
+// (docs/PROTOCOL.md section 8). With a payload in a memfd it did: the
+// monitor's copy was a view of the publisher's descriptor, so a monitor
+// of another uid that stopped reading kept the publisher's uid charged
+// for the payload, and the publisher's next payloads waited for its
+// budget and were refused, delivered to nobody. The monitor's copy now
+// holds a descriptor of its own, charged to the monitor's uid: the
+// publisher's uid pays for its PUB while it is routed, and for the copy
+// of the reader (its own uid) until it is read, and a monitor whose uid
+// has no room loses the copy, told by a gap notice.
+func TestPayloadFDStoppedMonitorHoldsItsOwnCharge(t *testing.T) {
+	const other = 4321
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = c.FrameTimeout / 20 // how long a PUB would wait for the publisher's budget
+		c.WriteTimeout = time.Minute         // the stopped monitor is kept however slow the machine
+		withPolicy(t, "allow uid 4321 subscribe,monitor big")(c)
+	})
+	base := countFDs(t)
+	mon := dialAsHello(t, path, other, &wire.Hello{Version: wire.Version, Name: "monitor", FDPayloads: true})
+	mon.send(wire.AppendSub(nil, 1, "big", "", wire.SubMonitor))
+	mon.sync()
+	reader := subscriber(t, path, "big")
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, mon, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals) // sparse: no memory
+	for id := uint32(1); id <= 2; id++ {
+		pub.pubFD(id, "big", gib, int(payload.Fd()))
+		if r := pub.expectReceipt(id); r != (wire.Receipt{Delivered: 1}) {
+			t.Fatalf("PUB %d: receipt %v; want 1 delivered (the reader)", id, r)
+		}
+		unix.Close(readUntilPayload(t, reader))
+		// The reader's copy closed, the publisher holds nothing; the
+		// monitor's uid holds the first payload, and had no room for the
+		// second.
+		waitFor(t, "the reader's copy to be given back", func() bool { return srv.heldPayload() == gib })
+	}
+	if st := srv.Stats(); st.PayloadWaits != 0 || st.BadPayloads != 0 {
+		t.Fatalf("%d waits, %d refusals; want none: the monitor's copy is not the publisher's", st.PayloadWaits, st.BadPayloads)
+	}
+	if n := srv.pendingFDs(mon); n != 1 {
+		t.Fatalf("the stopped monitor's queue holds %d descriptors; want 1, the first payload", n)
+	}
+	fd := readUntilPayload(t, mon)
+	if inode(t, fd) != inode(t, int(payload.Fd())) {
+		t.Fatal("the monitor got another file")
+	}
+	unix.Close(fd)
+	for {
+		f := mon.next()
+		if f.Op != wire.OpMsg || f.Flags&wire.MsgPayloadFD != 0 {
+			t.Fatalf("monitor got %v (flags %#x); want MSGs and the gap notice for the second payload", f.Op, f.Flags)
+		}
+		if f.Origin.Conn != 0 {
+			continue
+		}
+		if n, _ := f.Headers.Get(wire.DroppedHeader); string(n) != "1" {
+			t.Fatalf("gap notice %s %q; want 1", wire.DroppedHeader, n)
+		}
+		if why, _ := f.Headers.Get(wire.ReasonHeader); !strings.Contains(string(why), "held payload") {
+			t.Fatalf("gap notice reason %q; want the held payload budget named", why)
+		}
+		break
+	}
+	waitFor(t, "the monitor's payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	payload.Close()
+	for _, c := range []*rawClient{mon, reader, pub} {
+		c.sock.Close()
+	}
+	waitFDs(t, base)
+}
+
+// otherUID is the uid slow receivers of another user connect as.
+const otherUID = 4321
+
+// readPastMsgs reads c's frames, closing the descriptors of MSGs that
+// carry some, up to the first that is not a MSG, or is a gap notice (a
+// MSG from the broker), which it returns; payloads counts the MSGs whose
+// payload was in a descriptor.
+func readPastMsgs(t *testing.T, c *rawClient) (f wire.Frame, payloads int) {
+	t.Helper()
+	for {
+		f = c.next()
+		if f.Op != wire.OpMsg || f.Origin.Conn == 0 {
+			return f, payloads
+		}
+		if f.NFDs > 0 {
+			fds, err := c.sock.TakeFDs(int(f.NFDs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeFDs(fds)
+		}
+		if f.Flags&wire.MsgPayloadFD != 0 {
+			payloads++
+		}
+	}
+}
+
+// A receiver's copy of a payload in a memfd is charged to the receiver's
+// uid, not the publisher's. It was the publisher's until the broker
+// closed its last copy: a subscriber of another uid that did not read
+// held the publisher's payloads, and the publisher's next PUBs waited
+// FrameTimeout for its budget and were refused (bad payload), delivered
+// to nobody: one frozen receiver starved a publisher. Now the stopped
+// subscriber fills its own uid's budget, then loses the payloads it has
+// no room for, told by a gap notice naming that budget, while the
+// publisher never waits and a subscriber that reads gets every one.
+func TestPayloadFDSlowReceiverOfAnotherUIDPaysForItsCopies(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, 2*gib
+		c.FrameTimeout = time.Minute // a publisher that waited would show in PayloadWaits
+		c.WriteTimeout = time.Minute // the stopped subscriber is kept however slow the machine
+		withPolicy(t, "allow uid 4321 subscribe big")(c)
+	})
+	base, goroutines := countFDs(t), runtime.NumGoroutine()
+	slow := dialAsHello(t, path, otherUID, &wire.Hello{Version: wire.Version, Name: "slow", FDPayloads: true})
+	slow.sub(1, "big", "")
+	slow.sync()
+	fast := subscriber(t, path, "big")
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, slow, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals) // sparse: no memory
+	const pubs = 5
+	for id := uint32(1); id <= pubs; id++ {
+		pub.pubFD(id, "big", gib, int(payload.Fd()))
+		want := wire.Receipt{Delivered: 2}
+		if id > 2 { // slow's uid holds 2 GiB, its budget
+			want = wire.Receipt{Delivered: 1, Dropped: 1}
+		}
+		if r := pub.expectReceipt(id); r != want {
+			t.Fatalf("PUB %d: receipt %v; want %v", id, r, want)
+		}
+		fd := readUntilPayload(t, fast)
+		if inode(t, fd) != inode(t, int(payload.Fd())) {
+			t.Fatalf("PUB %d: the fast subscriber got another file", id)
+		}
+		unix.Close(fd)
+		// Only slow's copies stay charged: to its uid, at most its budget.
+		want64 := int64(min(id, 2)) * gib
+		waitFor(t, "the fast subscriber's copy to be given back", func() bool { return srv.heldPayload() == want64 })
+	}
+	if st := srv.Stats(); st.PayloadWaits != 0 || st.BadPayloads != 0 {
+		t.Fatalf("%d waits, %d refusals; want none: slow's copies are not the publisher's", st.PayloadWaits, st.BadPayloads)
+	}
+	if n := srv.pendingFDs(slow); n != 2 {
+		t.Fatalf("the stopped subscriber's queue holds %d descriptors; want 2 payloads", n)
+	}
+	f, got := readPastMsgs(t, slow)
+	if got != 2 || f.Op != wire.OpMsg {
+		t.Fatalf("slow got %d payloads then %v; want 2, then its gap notice", got, f.Op)
+	}
+	if d, _ := f.Headers.Get(wire.DroppedHeader); string(d) != strconv.Itoa(pubs-2) {
+		t.Fatalf("gap notice %s %q; want %d", wire.DroppedHeader, d, pubs-2)
+	}
+	wantWhy := "uid 4321's held payload budget of 2147483648 bytes had no room for this copy"
+	if why, _ := f.Headers.Get(wire.ReasonHeader); !strings.Contains(string(why), wantWhy) {
+		t.Fatalf("gap notice reason %q; want it to contain %q", why, wantWhy)
+	}
+	waitFor(t, "slow's copies to be given back", func() bool { return srv.heldPayload() == 0 })
+	payload.Close()
+	for _, c := range []*rawClient{slow, fast, pub} {
+		c.sock.Close()
+	}
+	waitFor(t, "the connections to close", func() bool { return srv.Stats().Conns == 0 })
+	if n := srv.heldPayload(); n != 0 {
+		t.Fatalf("%d payload bytes charged with every connection closed; want 0", n)
+	}
+	waitFDs(t, base)
+	waitGoroutines(t, goroutines)
+}
+
+// A stopped subscriber of another uid whose policy is disconnect, with no
+// room in its uid's held payload budget for a copy, is closed as a slow
+// consumer naming that budget, at once; the publisher does not wait, the
+// reading subscriber gets the payload, and every charge comes back.
+func TestPayloadFDSlowReceiverOverItsBudgetDisconnected(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = time.Minute
+		c.WriteTimeout = time.Minute // only the disconnect policy closes it
+		withPolicy(t, "allow uid 4321 subscribe big")(c)
+	})
+	base := countFDs(t)
+	strict := dialAsHello(t, path, otherUID, &wire.Hello{Version: wire.Version, Name: "strict", FDPayloads: true})
+	strict.send(wire.AppendSub(nil, 1, "big", "", wire.SubDisconnect))
+	strict.sync()
+	fast := subscriber(t, path, "big")
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, strict, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals)
+	pub.pubFD(1, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 2}) {
+		t.Fatalf("PUB 1: receipt %v; want 2 delivered", r)
+	}
+	unix.Close(readUntilPayload(t, fast))
+	waitFor(t, "the fast subscriber's copy to be given back", func() bool { return srv.heldPayload() == gib })
+	pub.pubFD(2, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(2); r != (wire.Receipt{Delivered: 1, Dropped: 1}) {
+		t.Fatalf("PUB 2: receipt %v; want 1 delivered, 1 dropped", r)
+	}
+	unix.Close(readUntilPayload(t, fast))
+	f, _ := readPastMsgs(t, strict)
+	var e wire.Error
+	if f.Op != wire.OpErr || wire.DecodeBody(f.Payload, &e) != nil {
+		t.Fatalf("strict got %v; want the slow consumer ERR", f.Op)
+	}
+	if want := "uid 4321's held payload budget of 1073741824 bytes had no room for this copy"; e.Code != wire.CodeSlowConsumer || !strings.Contains(e.Text, want) {
+		t.Fatalf("ERR %v %q; want %v containing %q", e.Code, e.Text, wire.CodeSlowConsumer, want)
+	}
+	if st := srv.Stats(); st.SlowConsumers != 1 || st.PayloadWaits != 0 || st.BadPayloads != 0 {
+		t.Fatalf("%d slow consumers, %d waits, %d refusals; want 1, 0, 0", st.SlowConsumers, st.PayloadWaits, st.BadPayloads)
+	}
+	waitFor(t, "every payload to be given back", func() bool { return srv.heldPayload() == 0 })
+	payload.Close()
+	for _, c := range []*rawClient{strict, fast, pub} {
+		c.sock.Close()
+	}
+	waitFDs(t, base)
+}
+
+// A queue group member whose uid has no room for a copy of a payload in
+// a memfd does not lose the group's message while another member has
+// room: the group passes it on, as to a member whose queue is full.
+func TestPayloadFDQueueGroupPassesOverAMemberWithoutBudget(t *testing.T) {
+	srv, path := testBroker(t, func(c *Config) {
+		c.MaxFDPayload, c.User.FDPayload = gib, gib
+		c.FrameTimeout = time.Minute
+		c.WriteTimeout = time.Minute
+		withPolicy(t, "allow uid 4321 subscribe big")(c)
+	})
+	slow := dialAsHello(t, path, otherUID, &wire.Hello{Version: wire.Version, Name: "slow", FDPayloads: true})
+	slow.sub(1, "big", "workers")
+	slow.sync()
+	pub := connectRaw(t, path)
+	stopSubscriber(t, srv, slow, pub, "big")
+	payload := payloadMemfd(t, "", gib, allSeals)
+	pub.pubFD(1, "big", gib, int(payload.Fd()))
+	if r := pub.expectReceipt(1); r != (wire.Receipt{Delivered: 1}) {
+		t.Fatalf("PUB 1: receipt %v; want 1 delivered (slow, the only member)", r)
+	}
+	waitFor(t, "slow's copy to be charged to its uid alone", func() bool { return srv.heldPayload() == gib })
+	fast := connectRaw(t, path)
+	fast.sub(1, "big", "workers")
+	fast.sync()
+	for id := uint32(2); id <= 5; id++ {
+		pub.pubFD(id, "big", gib, int(payload.Fd()))
+		if r := pub.expectReceipt(id); r != (wire.Receipt{Delivered: 1}) {
+			t.Fatalf("PUB %d: receipt %v; want 1 delivered (fast), none dropped", id, r)
+		}
+		unix.Close(readUntilPayload(t, fast))
+		waitFor(t, "fast's copy to be given back", func() bool { return srv.heldPayload() == gib })
+	}
+	if st := srv.Stats(); st.PayloadWaits != 0 || st.BadPayloads != 0 || st.Dropped != 0 {
+		t.Fatalf("%d waits, %d refusals, %d dropped; want none", st.PayloadWaits, st.BadPayloads, st.Dropped)
+	}
+	if n := srv.pendingFDs(slow); n != 1 {
+		t.Fatalf("slow's queue holds %d descriptors; want 1, the first payload", n)
+	}
+	for _, c := range []*rawClient{slow, fast, pub} {
+		c.sock.Close()
+	}
+	waitFor(t, "every payload to be given back", func() bool { return srv.heldPayload() == 0 })
 }

@@ -46,6 +46,9 @@ func (c *conn) handshake() error {
 	c.sock.SetReadDeadline(noDeadline)
 	c.srv.handshakeDone(c)
 	c.setName(hello.Name)
+	// Before any SUB of this connection is in the index: routers read it
+	// only through a subscription, published under the index's lock.
+	c.fdPayloads = hello.FDPayloads
 	if hello.Name != "" {
 		c.log = c.log.With("client", hello.Name)
 	}

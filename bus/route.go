@@ -48,7 +48,10 @@ func (c *conn) publishFDs(f *wire.Frame) error {
 	c.srv.stats.fdsPassed.Add(uint64(len(fds)))
 	c.sentFDs = true
 	set := newFDSet(c.srv, c.acct, fds)
-	defer set.Release() // the router's reference
+	defer func() {
+		set.unhold()  // the publisher's charge for a payload in a memfd ends here
+		set.Release() // the router's reference
+	}()
 	defer c.releaseInput()
 	if err := c.srv.refuseOwnSockets(fds); err != nil {
 		return err

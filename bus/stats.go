@@ -69,8 +69,9 @@ type Stats struct {
 	// user's held-payload budget (UserBudget.FDPayload).
 	FDPayloads, BadPayloads, PayloadWaits uint64
 	// PayloadBytes is the bytes of payloads in memfds the broker holds
-	// now, as charged to their publishers' UserBudget.FDPayload: pages it
-	// keeps alive, not memory of its own.
+	// now, as charged to users' UserBudget.FDPayload (publishers' while
+	// routed, receivers' and monitors' per queued copy): pages it keeps
+	// alive, not memory of its own.
 	PayloadBytes int64
 }
 

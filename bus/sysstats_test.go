@@ -149,6 +149,12 @@ func TestSubsRequestCountsPatterns(t *testing.T) {
 // SO_PEERCRED records. Only root can.
 func dialAs(t *testing.T, path string, uid int) *rawClient {
 	t.Helper()
+	return dialAsHello(t, path, uid, &wire.Hello{Version: wire.Version, Name: "other"})
+}
+
+// dialAsHello is dialAs with hello as the handshake's HELLO.
+func dialAsHello(t *testing.T, path string, uid int, hello *wire.Hello) *rawClient {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to connect as another uid")
 	}
@@ -182,7 +188,7 @@ func dialAs(t *testing.T, path string, uid int) *rawClient {
 	lim := wire.Limits{MaxPayload: 1 << 30, MaxHeaders: 1 << 20, MaxFDs: wire.MaxFDsPerFrame}
 	c := &rawClient{t: t, sock: d.sock, in: wire.NewReader(d.sock, &lim)}
 	t.Cleanup(func() { d.sock.Close() })
-	body, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: "other"})
+	body, _ := wire.AppendBody(nil, hello)
 	c.send(wire.AppendControl(nil, wire.OpHello, 0, body))
 	if f := c.next(); f.Op != wire.OpInfo || wire.DecodeBody(f.Payload, &c.info) != nil {
 		t.Fatalf("handshake answered with %v", f.Op)

@@ -202,7 +202,9 @@ func (s *session) handshake(ctx context.Context, name string) (wire.Info, error)
 	var info wire.Info
 	stop := context.AfterFunc(ctx, func() { s.sock.SetDeadline(time.Now()) })
 	defer stop()
-	body, err := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: name})
+	// fd_payloads: every MSG with a payload in a memfd is read (reader.go),
+	// so the broker may send them.
+	body, err := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: name, FDPayloads: true})
 	if err != nil {
 		return info, err
 	}

@@ -203,7 +203,12 @@
 // error matching ErrBadPayload naming the subscription; the connection
 // goes on (a reply's Request fails with it at once). A PayloadFile to
 // publish that is not a sealed memfd is refused with ErrBadPayload before
-// anything is sent. A memfd waiting to be written counts against
+// anything is sent. A receiver reads at most WithLargePayloadLimit bytes
+// of one payload into memory (DefaultLargePayloadLimit, 1 GiB): a
+// publisher can seal a sparse memfd that costs it nothing, so the bound
+// that protects a receiver's memory is the receiver's; a larger payload is
+// dropped unread and reported (ErrBadPayload and ErrTooLarge), unless the
+// subscription takes PayloadFiles. A memfd waiting to be written counts against
 // WithPendingLimit at its size, and one kept while reconnecting against
 // WithReconnectBuffer: it is the publisher's memory until the broker has
 // it.

@@ -42,14 +42,41 @@ func WithLargePayloadThreshold(bytes int) Option {
 	}
 }
 
+// DefaultLargePayloadLimit is the largest payload that came in a memfd
+// a connection reads into memory, unless WithLargePayloadLimit says
+// otherwise.
+const DefaultLargePayloadLimit = 1 << 30
+
+// WithLargePayloadLimit sets the largest payload in bytes, among those
+// that come in a memfd, that the connection reads into a Msg's Data;
+// default DefaultLargePayloadLimit. A larger one is dropped, its
+// descriptors closed, and the error handler gets an error matching both
+// ErrBadPayload and ErrTooLarge. The broker bounds such payloads only by
+// its max_fd_payload (4 GiB by default), and a publisher can send a
+// sparse memfd that costs it no memory, while each receiver that reads it
+// allocates its whole size: this bound is the receiver's own. A
+// subscription with PayloadFiles takes payloads of any size, since it
+// reads nothing.
+func WithLargePayloadLimit(bytes int64) Option {
+	return func(o *options) error {
+		if bytes < 0 {
+			return fmt.Errorf("bus: large payload limit %d is negative", bytes)
+		}
+		o.largeLimit = bytes
+		return nil
+	}
+}
+
 // PayloadFiles makes the subscription take a payload that came in a memfd
 // as the file itself, not its bytes: Msg.PayloadFile is the memfd,
 // checked (memfd, sealed, of the size announced), and Msg.Data is nil. The
 // receiver owns the file and closes it (Msg.CloseFiles does). It is for
-// receivers that pass the bytes on without reading them all (write them to
-// a file with io.Copy, which the kernel does itself; map them with
-// memfd.Open), so a payload of any size costs them no memory of their
-// own. Payloads that came inline are in Data as always.
+// receivers that pass the bytes on without reading them all (copy them
+// to a file with sendfile(2) or copy_file_range(2) at explicit offsets,
+// never at the file's own read position, which every receiver shares with
+// the sender; map them with memfd.Open), so a payload of any size costs
+// them no memory of their own. Payloads that came inline are in Data as
+// always.
 func PayloadFiles() SubOption { return func(c *subConfig) { c.payloadFiles = true } }
 
 // planPayload decides how a payload of data (or pf, a Msg.PayloadFile)
@@ -249,13 +276,25 @@ func (c *Conn) badPayload(s *Subscription, f *wire.Frame, err error) {
 // pl, checked by checkPayload: its bytes read with pread into new memory
 // (with ReuseMessages too: such a payload is far larger than what a lent
 // Msg keeps), or with PayloadFiles the memfd itself, pl's own descriptor
-// if mayKeep, else a duplicate. nil if s loses the message (its error was
-// reported).
+// if mayKeep, else a duplicate. nil if s loses the message: its error was
+// reported, or, when s's queue has no room for it, it is counted and
+// reported with the queue's drops, unread.
 func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep bool) *Msg {
+	if s.inbox == nil && !s.q.fits(int(min(pl.size, math.MaxInt)), c.opts.subMsgs, c.opts.subBytes) {
+		// Dropped before it is read: see msgQueue.fits.
+		if s.q.refuse() {
+			c.ready = append(c.ready, s)
+		}
+		return nil
+	}
 	var data []byte
 	var pf *os.File
 	switch {
 	case !s.payloadFiles:
+		if limit := c.opts.largeLimit; pl.size > limit {
+			c.badPayload(s, f, fmt.Errorf("%w: %d bytes; this connection reads at most %d (WithLargePayloadLimit)", ErrTooLarge, pl.size, limit))
+			return nil
+		}
 		var err error
 		if data, err = memfd.ReadPayload(pl.f, pl.size); err != nil {
 			c.badPayload(s, f, err)

@@ -2,10 +2,12 @@ package clientlib
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -204,7 +206,7 @@ func TestReceivePayloadFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := c.SubscribeSync("big.>", PayloadFiles())
+	files, err := c.SubscribeSync("big.>", PayloadFiles()) // the same pattern: the two share one SUB
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,5 +467,134 @@ func TestBadReplyPayload(t *testing.T) {
 	}
 	if after := openFiles(t); after != before {
 		t.Errorf("%d files open after the bad reply, %d before", after, before)
+	}
+}
+
+// A publisher can send a sparse memfd: sealed at 2 GiB by ftruncate, it
+// costs the publisher no memory, while a receiver that read it would
+// allocate all of it. Over the connection's limit it is dropped unread
+// and reported as too large; a PayloadFiles subscription still takes it,
+// since it reads nothing.
+func TestLargePayloadLimit(t *testing.T) {
+	const size = 2 << 30
+	sparse := func(t *testing.T) *os.File {
+		fd, err := unix.MemfdCreate("sparse", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "sparse")
+		t.Cleanup(func() { f.Close() })
+		if err := unix.Ftruncate(fd, size); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfd.RequiredSeals); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if _, err := Connect(context.Background(), WithLargePayloadLimit(-1)); err == nil {
+		t.Fatal("Connect took a negative large payload limit")
+	}
+	fb := newFakeBus(t)
+	fb.fdPayload = 4 << 30
+	onErr, errs := errorsTo()
+	c := fb.connect(onErr)
+	sub, err := c.SubscribeSync("big.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fb.expect(wire.OpSub).ID
+	files, err := c.SubscribeSync("big.*", PayloadFiles()) // another pattern: the same one would share sub's SUB
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsid := fb.expect(wire.OpSub).ID
+	payload := sparse(t)
+	fb.writeFDs(msgFD(sid, "big.sparse", size, 1), rawFD(payload))
+	fb.writeFDs(msgFD(fsid, "big.sparse", size, 1), rawFD(payload))
+	fb.write(msg(sid, 7, "big.next", nil, "after"))
+	if m := next(t, sub); m.Topic != "big.next" {
+		t.Fatalf("got %q; want the message after the sparse one", m.Topic)
+	}
+	err = nextError(t, errs)
+	if !errors.Is(err, ErrBadPayload) || !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "WithLargePayloadLimit") {
+		t.Fatalf("error handler got %v; want ErrBadPayload and ErrTooLarge naming WithLargePayloadLimit", err)
+	}
+	m := next(t, files)
+	defer m.CloseFiles()
+	if m.PayloadFile == nil || m.Data != nil {
+		t.Fatalf("PayloadFiles subscription got file %v, %d bytes of data; want the file", m.PayloadFile, len(m.Data))
+	}
+	if st, err := m.PayloadFile.Stat(); err != nil || st.Size() != size {
+		t.Fatalf("its file: %v, %v; want %d bytes", st, err, size)
+	}
+}
+
+// TestFDPayloadNotReadWhenDropped: a publisher seals sparse memfds,
+// which cost it nothing, and sends a burst of them to a subscription
+// that is not consuming. Its queue has room for one (the first, as it is
+// empty); the others are dropped. They must be dropped before they are
+// read: read first, each cost the receiver its whole size in memory
+// before the queue's bound was looked at, so one read batch of such
+// messages made the receiver allocate n times the payload.
+func TestFDPayloadNotReadWhenDropped(t *testing.T) {
+	const size, n = 64 << 20, 12
+	fd, err := unix.MemfdCreate("sparse", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := os.NewFile(uintptr(fd), "sparse")
+	defer payload.Close()
+	if err := unix.Ftruncate(fd, size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfd.RequiredSeals); err != nil {
+		t.Fatal(err)
+	}
+	fb := newFakeBus(t)
+	fb.fdPayload = 1 << 30
+	onErr, errs := errorsTo()
+	c := fb.connect(onErr, WithSubscriptionLimits(100, 1<<20))
+	sub, err := c.SubscribeSync("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fb.expect(wire.OpSub).ID
+	mark, err := c.SubscribeSync("mark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msid := fb.expect(wire.OpSub).ID
+	before := openFiles(t)
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	var frames []byte
+	fds := make([]int, n)
+	for i := range fds {
+		frames = append(frames, msgFD(sid, "big", size, 1)...)
+		fds[i] = rawFD(payload)
+	}
+	fb.writeFDs(frames, fds...)
+	fb.write(msg(msid, 7, "mark", nil, "after")) // read after every one of them
+	next(t, mark)
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	if got := openFiles(t); got != before {
+		t.Errorf("%d files open after the burst, %d before; want every payload descriptor closed", got, before)
+	}
+	if sub.Dropped() != n-1 {
+		t.Errorf("subscription dropped %d; want %d", sub.Dropped(), n-1)
+	}
+	var lost *LostError
+	if err := nextError(t, errs); !errors.As(err, &lost) || lost.Total != n-1 {
+		t.Errorf("error handler got %v; want a LostError for %d messages", err, n-1)
+	}
+	// One payload read, plus slack for whatever else ran; the bug read all n.
+	if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > 4*size {
+		t.Errorf("receiving the burst allocated %d MiB; want about one payload's %d MiB", alloc>>20, size>>20)
+	}
+	m := next(t, sub)
+	if len(m.Data) != size {
+		t.Errorf("the queued message has %d bytes; want %d", len(m.Data), size)
 	}
 }

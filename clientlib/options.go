@@ -29,6 +29,7 @@ type options struct {
 	onClosed         func(*Conn)
 	will             *willSpec // WithWill (will.go)
 	largeThreshold   int       // WithLargePayloadThreshold (largepayload.go); < 0: never
+	largeLimit       int64     // WithLargePayloadLimit (largepayload.go)
 }
 
 func defaultOptions() options {
@@ -40,6 +41,7 @@ func defaultOptions() options {
 		writeTimeout:   10 * time.Second,
 		reconnectBuf:   8 << 20,
 		largeThreshold: DefaultLargePayloadThreshold,
+		largeLimit:     DefaultLargePayloadLimit,
 		onError:        func(*Conn, *Subscription, error) {},
 	}
 }

@@ -14,6 +14,7 @@ type msgQueue struct {
 	// Reader side, touched by the reader goroutine only.
 	batch      []*Msg
 	batchBytes int
+	batchDrops int // messages refused before they were read (refuse)
 
 	// Hand-over, under mu.
 	mu       sync.Mutex
@@ -46,7 +47,30 @@ func msgBytes(m *Msg) int { return len(m.Data) + m.held }
 func (q *msgQueue) add(m *Msg) bool {
 	q.batch = append(q.batch, m)
 	q.batchBytes += msgBytes(m)
-	return len(q.batch) == 1
+	return len(q.batch) == 1 && q.batchDrops == 0
+}
+
+// fits reports whether a message of n bytes that came in a memfd would
+// be kept if it joined the batch now, so that the reader reads (or
+// duplicates) its payload only then: a sparse memfd costs its publisher
+// nothing and its receiver its whole size, so a burst of them, read
+// first and dropped at flush, would cost the receiver the burst's sum.
+// It judges as flush does, counting the whole batch, so what it lets
+// through flush keeps unless an earlier message in the batch is dropped.
+// Reader only.
+func (q *msgQueue) fits(n, maxMsgs, maxBytes int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	waiting := len(q.in) + len(q.batch)
+	return q.err == nil && waiting < maxMsgs && (waiting == 0 || q.inBytes+q.batchBytes+n <= maxBytes)
+}
+
+// refuse counts a message fits turned away as one the queue had no room
+// for, and reports whether the reader must flush the queue at the end of
+// its read, as add does.
+func (q *msgQueue) refuse() bool {
+	q.batchDrops++
+	return len(q.batch) == 0 && q.batchDrops == 1
 }
 
 // flush hands the batch over, keeping within maxMsgs and maxBytes waiting
@@ -54,6 +78,8 @@ func (q *msgQueue) add(m *Msg) bool {
 // were dropped now and in all, and how many now wait for the consumer.
 func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, waiting int) {
 	batch := q.batch
+	refused := q.batchDrops
+	q.batchDrops = 0
 	q.mu.Lock()
 	keep := len(batch)
 	ended := q.err != nil
@@ -74,7 +100,7 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, wait
 	}
 	q.in = append(q.in, batch[:keep]...)
 	if !ended {
-		q.dropped += uint64(len(batch) - keep)
+		q.dropped += uint64(len(batch) - keep + refused)
 	}
 	total, waiting = q.dropped, len(q.in)
 	q.mu.Unlock()
@@ -92,7 +118,7 @@ func (q *msgQueue) flush(maxMsgs, maxBytes int) (dropped int, total uint64, wait
 	if ended {
 		return 0, total, waiting
 	}
-	return len(batch) - keep, total, waiting
+	return len(batch) - keep + refused, total, waiting
 }
 
 // addLost counts n messages lost in the broker and returns how many the

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		"github.com/busd/busd/examples/request-reply", "github.com/busd/busd/examples/workers",
 		"github.com/busd/busd/examples/streams", "github.com/busd/busd/examples/plugins-policy",
 		"github.com/busd/busd/examples/reconnect", "github.com/busd/busd/examples/single-instance",
-		"github.com/busd/busd/examples/activation/clock")
+		"github.com/busd/busd/examples/activation/clock", "github.com/busd/busd/examples/large-payload")
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {

@@ -22,6 +22,11 @@ var handle = func() *codec.MsgpackHandle {
 type Hello struct {
 	Version uint64 `codec:"version"` // the protocol version the client speaks
 	Name    string `codec:"name"`    // a name for logs and monitoring, may be empty
+	// FDPayloads says the client takes MSGs whose payload is in a memfd
+	// (MsgPayloadFD, docs/PROTOCOL.md section 6.1). Without it the broker
+	// sends it none: such a message is lost to its subscriptions, each
+	// told by a gap notice.
+	FDPayloads bool `codec:"fd_payloads,omitempty"`
 }
 
 // Info is the payload of INFO, the broker's answer to HELLO.

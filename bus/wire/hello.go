@@ -13,7 +13,8 @@ const MaxNameLen = 255
 // docs/PROTOCOL.md section 4: exactly one msgpack map and nothing after
 // it; keys of type str (not bin), none twice; "version" present, an
 // integer that is not negative (in any integer encoding); "name", if
-// present, a str of at most MaxNameLen bytes. Other keys are ignored
+// present, a str of at most MaxNameLen bytes; "fd_payloads", if present,
+// a bool. Other keys are ignored
 // whatever their values, which must be well-formed msgpack. A payload that
 // breaks a rule is an *Error with CodeBadFrame naming the rule. The
 // version is not compared with Version: that is the broker's to refuse.
@@ -64,6 +65,11 @@ func DecodeHello(b []byte) (Hello, error) {
 				return h, helloErr("name is %d bytes; the limit is %d", v.data, MaxNameLen)
 			}
 			h.Name = string(b[off+v.head : off+v.head+int(v.data)])
+		case "fd_payloads":
+			if v.kind != mpBool {
+				return h, helloErr("fd_payloads is a msgpack %v; it must be a bool", v.kind)
+			}
+			h.FDPayloads = b[off] == 0xc3
 		default:
 			n, ok := skipValue(b[off:])
 			if !ok {

@@ -58,10 +58,14 @@ func TestDecodeHelloAccepts(t *testing.T) {
 		{"str8 key", mp(0x81, 0xd9, 7, []byte("version"), 1), 1, ""},
 		{"empty name", mp(0x82, "name", "", "version", 1), 1, ""},
 		{"longest name", mp(0x82, "name", name255, "version", 1), 1, name255},
+		{"fd_payloads false", mp(0x82, "version", 1, "fd_payloads", 0xc2), 1, ""},
 		{"unknown keys with any values", mp(0x84, "version", 1,
 			"a", 0x93, 0xc0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0x82, "x", 1, "x", 2, // nested duplicates are not the HELLO's
 			"b", 0xc4, 2, 0xff, 0xff, // bin
 			"c", 0xd6, 0xff, 0, 0, 0, 0), 1, ""}, // timestamp ext
+	}
+	if h, err := DecodeHello(mp(0x82, "fd_payloads", 0xc3, "version", 1)); err != nil || !h.FDPayloads {
+		t.Errorf("fd_payloads true: got %+v, %v", h, err)
 	}
 	for _, c := range cases {
 		h, err := DecodeHello(c.in)
@@ -100,6 +104,9 @@ func TestDecodeHelloRefuses(t *testing.T) {
 		{"name bin", mp(0x82, "version", 1, "name", 0xc4, 1, 'x'), "name is a msgpack bin"},
 		{"name nil", mp(0x82, "version", 1, "name", 0xc0), "name is a msgpack nil"},
 		{"name too long", mp(0x82, "version", 1, "name", strings.Repeat("n", MaxNameLen+1)), "name is 256 bytes; the limit is 255"},
+		{"fd_payloads integer", mp(0x82, "version", 1, "fd_payloads", 1), "fd_payloads is a msgpack integer; it must be a bool"},
+		{"fd_payloads nil", mp(0x82, "version", 1, "fd_payloads", 0xc0), "fd_payloads is a msgpack nil"},
+		{"fd_payloads twice", mp(0x83, "fd_payloads", 0xc3, "version", 1, "fd_payloads", 0xc2), `has the key "fd_payloads" twice`},
 		{"fewer entries than announced", mp(0x82, "version", 1), "ends inside key 2"},
 		{"key cut short", mp(0x81, 0xa7, []byte("vers")), "ends inside key 1"},
 		{"value cut short", mp(0x81, "version", 0xcd, 0), `ends inside the value of key "version"`},
@@ -119,7 +126,7 @@ func TestDecodeHelloRefuses(t *testing.T) {
 
 // The codec the Go client encodes HELLO with and DecodeHello agree.
 func TestDecodeHelloRoundTrip(t *testing.T) {
-	for _, in := range []Hello{{Version: 1}, {Version: 1, Name: "editor"}, {Version: 1<<64 - 1, Name: strings.Repeat("é", 127)}} {
+	for _, in := range []Hello{{Version: 1}, {Version: 1, Name: "editor"}, {Version: 1, FDPayloads: true}, {Version: 1<<64 - 1, Name: strings.Repeat("é", 127)}} {
 		b, err := AppendBody(nil, &in)
 		if err != nil {
 			t.Fatal(err)

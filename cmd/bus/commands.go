@@ -29,11 +29,18 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{"pub", pubArgs, `publish DATA to TOPIC, or each line of stdin without DATA; -retain
-asks the bus to keep it as TOPIC's current value (empty DATA clears it)`, pubFlags, nil},
+		{"pub", pubArgs, `publish DATA to TOPIC, or each line of stdin without DATA, or with
+-file the content of PATH as one payload of any size up to the bus's
+max_fd_payload (a large one in a sealed memfd that the kernel fills from
+the file and the bus passes on unread); -retain asks the bus to keep it
+as TOPIC's current value (empty DATA clears it)`, pubFlags, nil},
 		{"sub", subArgs, `print the messages published to topics matching the patterns;
 messages lost because it fell behind are reported on stderr; -retained
-prints the values the bus retains for them first, then the updates`, subFlags, nil},
+prints the values the bus retains for them first, then the updates;
+-o DIR writes each payload to a file of its own in DIR instead,
+DIR/000001-TOPIC, DIR/000002-TOPIC, ... (one in a memfd copied by the
+kernel; a topic too long for a file name cut short), and prints each
+file's path before the message's line`, subFlags, nil},
 		{"monitor", monitorArgs, `watch the messages published to topics matching PATTERN (default >)
 without taking part: requests nobody serves still fail at once, queue
 groups and streams lose nothing to it, it gets no descriptors (fds= says

@@ -91,7 +91,7 @@ type compFlag struct {
 }
 
 // flagKinds says which flags take a directory or a file.
-var flagKinds = map[string]string{"dir": "dir", "socket": "file", "attach": "file"}
+var flagKinds = map[string]string{"dir": "dir", "socket": "file", "attach": "file", "file": "file", "o": "dir"}
 
 func newCompletion() *completion {
 	conn := compFlags((&env{}).connFlags)

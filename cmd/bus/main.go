@@ -2,8 +2,8 @@
 //
 //	bus [connection flags] COMMAND [flags] ARGS
 //
-//	bus pub [-count N] [-attach FILE]... [-H key=value]... [-json] TOPIC [DATA]
-//	bus sub [-count N] [-raw | -json] [-cat-fds] [-queue GROUP] PATTERN...
+//	bus pub [-count N] [-attach FILE]... [-H key=value]... [-json | -file PATH] TOPIC [DATA]
+//	bus sub [-count N] [-raw | -json | -o DIR] [-cat-fds] [-queue GROUP] PATTERN...
 //	bus monitor [-json] [PATTERN]
 //	bus req [-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]
 //	bus reply [-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]
@@ -16,8 +16,13 @@
 //	bus version
 //	bus completion bash|zsh|fish
 //
-// pub sends DATA, or each line of stdin; sub prints what arrives (and
-// reports on stderr what it lost by falling behind); req sends one
+// pub sends DATA, or each line of stdin, or with -file a file's content
+// as one payload of any size up to the bus's limit (a large one goes in a
+// sealed memfd that the kernel fills from the file); sub prints what
+// arrives (and reports on stderr what it lost by falling behind), or with
+// -o DIR writes each payload to a file of its own in DIR, 000001-TOPIC,
+// 000002-TOPIC, ... (a payload in a memfd copied by the kernel, a topic
+// too long for a file name cut short); req sends one
 // request, DATA or all of stdin, and prints the reply; reply answers
 // requests with DATA, or with the output of CMD run by sh -c with the
 // request's payload on its stdin. If CMD fails, reply says so on stderr and
@@ -106,8 +111,8 @@ import (
 // The synopsis of each command, shared by the usage text and the errors
 // that show it. Keep the package comment in step.
 const (
-	pubArgs    = "[-count N] [-attach FILE]... [-H key=value]... [-json] [-retain] TOPIC [DATA]"
-	subArgs    = "[-count N] [-raw | -json] [-cat-fds] [-queue GROUP | -retained] PATTERN..."
+	pubArgs    = "[-count N] [-attach FILE]... [-H key=value]... [-json | -file PATH] [-retain] TOPIC [DATA]"
+	subArgs    = "[-count N] [-raw | -json | -o DIR] [-cat-fds] [-queue GROUP | -retained] PATTERN..."
 	reqArgs    = "[-timeout D] [-H key=value]... [-json] [-v] TOPIC [DATA]"
 	replyArgs  = "[-count N] [-queue GROUP] [-json] [-exec CMD] PATTERN [DATA]"
 	streamArgs = "[-timeout D] listen|dial NAME | write|read TOPIC"

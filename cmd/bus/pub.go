@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/busd/busd/clientlib"
 	"github.com/busd/busd/internal/cli"
 )
 
@@ -22,11 +23,18 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	retain := fs.Bool("retain", false, "ask the bus to keep the message as TOPIC's retained value (empty DATA clears it): sub -retained shows it first")
 	var attach repeated
 	fs.Var(&attach, "attach", "open FILE and send its descriptor with every message (repeatable)")
+	file := fs.String("file", "", "send the content of file `PATH` as one payload, of any size up to the bus's limit (a large one in a sealed memfd the kernel fills: no copy through bus)")
 	var out outgoing
 	out.register(fs, "DATA, or each line of stdin, is JSON")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) < 1 || len(args) > 2 {
 			return usageError(lookup("pub"))
+		}
+		if *file != "" && len(args) != 1 {
+			return cli.Usagef("-file: the payload is the file's content: give TOPIC alone, without DATA")
+		}
+		if *file != "" && out.json {
+			return cli.Usagef("-file: the payload is the file's bytes as they are: it does not go with -json")
 		}
 		if *count < 1 {
 			return cli.Usagef("-count %d: must be at least 1", *count)
@@ -54,10 +62,7 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				return err
 			}
 			m.Files = files
-			publish := c.PublishMsg
-			if *retain {
-				publish = c.PublishRetainedMsg
-			}
+			publish := publishOf(c, *retain)
 			for range *count {
 				if err := publish(m); err != nil {
 					return err
@@ -65,9 +70,12 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			}
 			return nil
 		}
-		if len(args) == 2 {
+		switch {
+		case *file != "":
+			err = sendFile(c, *file, *retain, args[0], &out, files, *count, publishOf(c, *retain))
+		case len(args) == 2:
 			err = send([]byte(args[1]))
-		} else {
+		default:
 			err = eachLine(e, send)
 		}
 		if err != nil {
@@ -80,6 +88,36 @@ func pubFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		}
 		return c.LastRefusal() // and took it all
 	}
+}
+
+// publishOf is how pub publishes: retained with -retain.
+func publishOf(c *clientlib.Conn, retain bool) func(*clientlib.Msg) error {
+	if retain {
+		return c.PublishRetainedMsg
+	}
+	return c.PublishMsg
+}
+
+// sendFile publishes the content of path to topic count times, with the
+// -H headers and the -attach files. The file is read once: a large one
+// goes as a sealed memfd, which the same descriptor carries each time.
+func sendFile(c *clientlib.Conn, path string, retain bool, topic string, out *outgoing, files []*os.File, count int, publish func(*clientlib.Msg) error) error {
+	p, err := readFilePayload(path, c, retain)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	m, err := out.message(topic, p.data)
+	if err != nil {
+		return err
+	}
+	m.Files, m.PayloadFile = files, p.file
+	for range count {
+		if err := publish(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eachLine calls send with every line of stdin, without its newline. An

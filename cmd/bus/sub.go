@@ -23,6 +23,7 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	catFDs := fs.Bool("cat-fds", false, "after each payload, copy the content of every received file to stdout")
 	group := fs.String("queue", "", "join queue `GROUP`: each message goes to one member of the group")
 	retained := fs.Bool("retained", false, "print the values the bus retains for the matching topics first (marked retained), then the updates")
+	outDir := fs.String("o", "", "write each payload to a file of its own in `DIR` (made if missing), named 000001-TOPIC, 000002-TOPIC, ... on from the highest number there; print its path and the message's line")
 	return func(ctx context.Context, e *env, patterns []string) error {
 		if len(patterns) == 0 {
 			return usageError(lookup("sub"))
@@ -30,7 +31,20 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if *asJSON && (*raw || *catFDs) {
 			return cli.Usagef("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
 		}
+		if *outDir != "" && (*asJSON || *raw) {
+			return cli.Usagef("-o writes the payloads to files: it does not go with -raw or -json")
+		}
 		var opts []clientlib.SubOption
+		var pw *payloadWriter
+		if *outDir != "" {
+			var err error
+			if pw, err = newPayloadWriter(*outDir); err != nil {
+				return err
+			}
+			// A payload in a memfd comes as the file, copied to DIR by the
+			// kernel: none of it passes through bus's memory.
+			opts = append(opts, clientlib.PayloadFiles())
+		}
 		if *retained {
 			if *group != "" {
 				return cli.Usagef("-retained: a queue group member gets no retained values (-queue)")
@@ -79,9 +93,12 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				return fmt.Errorf("the connection to the bus ended: %w", c.Err())
 			}
 			var err error
-			if jp != nil {
+			switch {
+			case jp != nil:
 				_, err = out.Write(jp.message(m))
-			} else {
+			case pw != nil:
+				err = saveMsg(out, pw, m, *catFDs)
+			default:
 				err = printMsg(out, m, *raw, *catFDs)
 			}
 			m.CloseFiles()
@@ -122,6 +139,32 @@ func printMsg(w *bufio.Writer, m *clientlib.Msg, raw, catFDs bool) error {
 	return nil
 }
 
+// saveMsg writes m's payload to its file in pw's directory and prints the
+// file's path and the line sub prints for m, with the payload's size.
+func saveMsg(w *bufio.Writer, pw *payloadWriter, m *clientlib.Msg, catFDs bool) error {
+	path, err := pw.write(m)
+	if err != nil {
+		return err
+	}
+	size := int64(len(m.Data))
+	if m.PayloadFile != nil {
+		st, err := m.PayloadFile.Stat()
+		if err != nil {
+			return err
+		}
+		size = st.Size()
+	}
+	fmt.Fprintf(w, "%s %s\n", path, describeSize(m, len(m.Files), size))
+	if catFDs {
+		for i, f := range m.Files {
+			if err := catFile(w, f); err != nil {
+				return fmt.Errorf("reading file %d of a message on %s: %w", i, m.Topic, err)
+			}
+		}
+	}
+	return nil
+}
+
 // catFile copies a received file from its start: the descriptor shares its
 // offset with the sender's, so reading at offsets keeps every receiver's
 // view whole. Pipes and sockets, which have no offsets, are read as they
@@ -142,7 +185,13 @@ func describe(m *clientlib.Msg) string { return describeFDs(m, len(m.Files)) }
 // describeFDs is describe for a message that carried nfds files, which a
 // monitor is told of but does not get.
 func describeFDs(m *clientlib.Msg, nfds int) string {
-	s := fmt.Sprintf("%s %dB pid=%d uid=%d conn=%d fds=%d", m.Topic, len(m.Data), m.Origin.PID, m.Origin.UID, m.Origin.Conn, nfds)
+	return describeSize(m, nfds, int64(len(m.Data)))
+}
+
+// describeSize is describeFDs for a payload of size bytes, which may be in
+// a file rather than in m.Data.
+func describeSize(m *clientlib.Msg, nfds int, size int64) string {
+	s := fmt.Sprintf("%s %dB pid=%d uid=%d conn=%d fds=%d", m.Topic, size, m.Origin.PID, m.Origin.UID, m.Origin.Conn, nfds)
 	if m.Retained() {
 		s += " retained"
 	}

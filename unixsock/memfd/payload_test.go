@@ -102,6 +102,25 @@ func TestFromReader(t *testing.T) {
 	if err != nil || !bytes.Equal(data, src) {
 		t.Fatalf("ReadPayload after FromReader: equal %v, %v", bytes.Equal(data, src), err)
 	}
+	// Not a file: copied through user memory, to the same result.
+	g, err := FromReader(bytes.NewReader(src), int64(len(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if data, err := ReadPayload(g, int64(len(src))); err != nil || !bytes.Equal(data, src) {
+		t.Fatalf("ReadPayload after FromReader of a bytes.Reader: equal %v, %v", bytes.Equal(data, src), err)
+	}
+	// From the file's own offset, as io.Copy would.
+	file.Seek(1000, io.SeekStart)
+	h, err := FromReader(file, int64(len(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if data, err := ReadPayload(h, int64(len(src)-1000)); err != nil || !bytes.Equal(data, src[1000:]) {
+		t.Fatalf("FromReader from offset 1000: equal %v, %v", bytes.Equal(data, src[1000:]), err)
+	}
 	fds0, _ := resources(t)
 	file.Seek(0, io.SeekStart)
 	if f, err := FromReader(file, int64(len(src)-1)); f != nil || !errors.Is(err, ErrTooLarge) {
