@@ -28,6 +28,10 @@ type job struct {
 	FDs      bool   `json:"fds"`      // one descriptor per message
 	Lag      string `json:"lag"`      // a subscriber that is not counted: lagStalled or lagSlow
 	Inflight int    `json:"inflight"` // requests outstanding at once; 0 means 1
+	// Touch has a subscriber read every cache line of each payload, as a
+	// receiver that uses its data would: large messages, and every size
+	// of the sweep, so that its rows differ only in size.
+	Touch bool `json:"touch"`
 }
 
 // The laggards, subscribers that are connected but not counted, by how they

@@ -25,8 +25,12 @@ type client interface {
 // dial connects to a system's broker (or, for direct, a peer).
 func dial(j *job) (client, error) {
 	switch j.System {
-	case "busd", "busd-memfd":
-		return dialBusd(j.Addr)
+	case "busd", "busd-memfd", "busd-inline", "busd-fd", "busd-payloadfile":
+		b, err := dialBusd(j.Addr, busdOptions(j.System)...)
+		if err == nil {
+			b.payloadFiles = j.System == "busd-payloadfile"
+		}
+		return b, err
 	case "nats":
 		return dialNATS(j.Addr)
 	case "relay", "direct":

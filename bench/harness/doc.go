@@ -11,7 +11,14 @@
 // ends with "done" and its figures as JSON.
 //
 // Systems:
-//   - busd: bus.Server from this repository, clients through clientlib;
+//   - busd: bus.Server from this repository, clients through clientlib
+//     with its defaults (payloads over DefaultLargePayloadThreshold go in a
+//     sealed memfd); busd-inline and busd-fd are the same with every
+//     payload inline and every payload in a memfd; busd-payloadfile
+//     publishes each payload as a sealed memfd of its own
+//     (Msg.PayloadFile) that its subscribers take as a file
+//     (PayloadFiles) and map; busd-memfd attaches one memfd, rewritten in
+//     place, to each message as an ordinary descriptor;
 //   - direct: the same frames over one Unix socket per subscriber, no broker;
 //   - relay: a minimal broker that forwards every frame to every other
 //     connection with batched writes: the cheapest possible broker hop;

@@ -30,12 +30,21 @@ func TestEverySystemInEveryScenario(t *testing.T) {
 		if strings.HasPrefix(sc.Key, "bulk") {
 			sc.size = 1 << 20 // the mechanics, not the memory
 		}
+		count := small[sc.kind]
+		if sc.group == sweepGroup {
+			// The sweep's cells differ only in size: one small, one over
+			// the default threshold, a few messages of it.
+			if sc.size != 16 && sc.size != 1<<20 {
+				continue
+			}
+			count = min(count, 8<<20/sc.size)
+		}
 		for _, sys := range sc.systems {
 			t.Run(sc.Key+"/"+sys, func(t *testing.T) {
 				if why := available(sys); why != "" {
 					t.Skip(why) // the peer is not installed (.ci/run installs them)
 				}
-				r, err := run(&sc, sys, small[sc.kind], 0)
+				r, err := run(&sc, sys, count, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -43,7 +52,7 @@ func TestEverySystemInEveryScenario(t *testing.T) {
 					t.Fatalf("headline metric %v in %+v", v, r)
 				}
 				if r.Lost != 0 {
-					t.Errorf("lost %d of %d messages", r.Lost, small[sc.kind]*sc.subs)
+					t.Errorf("lost %d of %d messages", r.Lost, count*sc.subs)
 				}
 				switch {
 				case sc.kind == reqrep:
@@ -80,6 +89,62 @@ func checkPaired(t *testing.T, r *Result) {
 	}
 }
 
+// TestSweep checks the payload-size sweep's scenarios: every size once, in
+// order, -only sweep selecting them all, counts that keep a cell short,
+// and no system asked to carry what it cannot (over 64 MiB only busd and
+// busd-fd).
+func TestSweep(t *testing.T) {
+	var sizes []int
+	o := Options{Only: []string{sweepGroup}}
+	for i := range Scenarios {
+		sc := &Scenarios[i]
+		if o.wants(sc) != (sc.group == sweepGroup) {
+			t.Errorf("-only %s selects %s: %v", sweepGroup, sc.Key, o.wants(sc))
+		}
+		if sc.group != sweepGroup {
+			continue
+		}
+		sizes = append(sizes, sc.size)
+		if want := "sweep-" + sizeName(sc.size); sc.Key != want {
+			t.Errorf("key %s; want %s", sc.Key, want)
+		}
+		if sc.kind != pubsub || sc.subs != 1 {
+			t.Errorf("%s: kind %v, %d subscribers; want pubsub to 1", sc.Key, sc.kind, sc.subs)
+		}
+		for _, n := range []int{sc.count, sc.quick} {
+			if n < 1 || n > sweepMsgs || (n > 1 && n*sc.size > sweepBytes) {
+				t.Errorf("%s: %d messages of %d bytes", sc.Key, n, sc.size)
+			}
+		}
+		if sc.quick > sc.count {
+			t.Errorf("%s: quick %d > full %d", sc.Key, sc.quick, sc.count)
+		}
+		inlineToo := sc.size <= sweepMaxInline
+		if got := slices.Contains(sc.systems, "busd-inline") || slices.Contains(sc.systems, "nats"); got != inlineToo {
+			t.Errorf("%s (%d bytes): systems %q", sc.Key, sc.size, sc.systems)
+		}
+		if !slices.Contains(sc.systems, "busd") || !slices.Contains(sc.systems, "busd-fd") {
+			t.Errorf("%s: systems %q lack busd or busd-fd", sc.Key, sc.systems)
+		}
+		for _, sys := range sc.systems {
+			if !slices.Contains(Systems, sys) {
+				t.Errorf("%s: system %s is not in Systems", sc.Key, sys)
+			}
+		}
+	}
+	if !slices.Equal(sizes, sweepSizes) || sizes[0] != 16 || sizes[len(sizes)-1] != 256<<20 {
+		t.Errorf("sweep sizes %v; want %v from 16 B to 256 MiB", sizes, sweepSizes)
+	}
+	if n := countFor("busd-fd", pubsub, sweepMsgs, false); n != fdMsgs {
+		t.Errorf("busd-fd gets %d messages of %d; want %d", n, sweepMsgs, fdMsgs)
+	}
+	for n, want := range map[int]string{16: "16B", 4 << 10: "4KiB", 256 << 20: "256MiB", 1 << 30: "1GiB", 1000: "1000B"} {
+		if got := sizeName(n); got != want {
+			t.Errorf("sizeName(%d) = %s; want %s", n, got, want)
+		}
+	}
+}
+
 // TestPairOrder checks that the paired scenarios alternate which half of a
 // repetition runs first, and pick their laggard.
 func TestPairOrder(t *testing.T) {
@@ -111,7 +176,7 @@ func TestEndMarkerEndsAShortRun(t *testing.T) {
 		size int
 		fds  bool
 	}{
-		{"busd", 16, false}, {"busd-memfd", 4096, false}, {"direct", 16, true}, {"relay", 16, false},
+		{"busd", 16, false}, {"busd-fd", 16, false}, {"busd-memfd", 4096, false}, {"direct", 16, true}, {"relay", 16, false},
 		{"nats", 16, false}, {"dbus-daemon", 16, false}, {"dbus-broker", 16, false}, {"mosquitto", 16, false},
 	} {
 		t.Run(tc.sys, func(t *testing.T) {
@@ -271,6 +336,12 @@ func TestReports(t *testing.T) {
 		{Scenario: "idle-conn-mem", System: "busd", Skipped: "not yet"},
 		{Scenario: "stalled-sub", System: "busd", MsgsPerS: 200e3, AloneMsgsPerS: 1e6, Ratio: 0.2, MBPerS: 3.2, Lost: 7, Reps: 1},
 		{Scenario: "stalled-sub", System: "nats", MsgsPerS: 900e3, AloneMsgsPerS: 1e6, Ratio: 0.9, MBPerS: 14.4, Reps: 1},
+		{Scenario: "sweep-16B", System: "busd", MsgsPerS: 6e6, MBPerS: 96, Reps: 1},
+		{Scenario: "sweep-16B", System: "busd-inline", MsgsPerS: 6e6, MBPerS: 96, Reps: 1},
+		{Scenario: "sweep-16B", System: "busd-fd", MsgsPerS: 50e3, MBPerS: 0.8, Reps: 1},
+		{Scenario: "sweep-16B", System: "nats", Skipped: "failed: no"},
+		{Scenario: "sweep-256MiB", System: "busd", MsgsPerS: 4, MBPerS: 1073.7, Lost: 1, Reps: 1},
+		{Scenario: "sweep-256MiB", System: "busd-fd", MsgsPerS: 4, MBPerS: 1073.7, Reps: 1},
 	}
 	if a := Advantage(&rs[0], &rs[1]); a != 3 {
 		t.Errorf("throughput advantage %v; want 3", a)
@@ -285,7 +356,11 @@ func TestReports(t *testing.T) {
 	for _, want := range []string{"### pubsub-16B", "| nats | 1.00M |", "3.00×", "| nats | 100 |", "2.00×", "skipped: not yet", "p99.9 800 µs, 80k replies/s",
 		"| direct | 1000 | 0 | 0 | 1080 ms | 0.90× |",
 		"| system | msgs/s with ÷ alone |", "| busd | 0.2 | 0 | 0 | **lost 7 messages**; 200k msgs/s with, 1.00M alone; 3.2 MB/s | — |",
-		"| nats | 0.9 | 0 | 0 | 900k msgs/s with, 1.00M alone; 14.4 MB/s | 0.22× |"} {
+		"| nats | 0.9 | 0 | 0 | 900k msgs/s with, 1.00M alone; 14.4 MB/s | 0.22× |",
+		"### sweep\n", "| size | busd | busd-inline | busd-fd | nats | busd ÷ better of inline, fd |",
+		"| 16B | 96 MB/s (6.00M/s) | 96 MB/s (6.00M/s) | 0.8 MB/s (50k/s) | skipped: failed: no | 1.00 |\n",
+		"| 256MiB | 1074 MB/s (4/s) **lost 1** | — | 1074 MB/s (4/s) | — | 1.00 |\n",
+		"sweep-256MiB: over 64 MiB"} {
 		if !strings.Contains(tables.String(), want) {
 			t.Errorf("tables lack %q:\n%s", want, tables.String())
 		}

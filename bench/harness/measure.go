@@ -215,7 +215,8 @@ func measurePubSub(g *rig, sc *Scenario, count int, lag string, r *Result) error
 	var subs []*proc
 	var addrs []string
 	for i := range sc.subs {
-		p, _, err := g.launch(job{Role: "sub", System: g.sys, Addr: g.peerAddr(i), Count: count, Size: sc.size, FDs: sc.fds}, true)
+		p, _, err := g.launch(job{Role: "sub", System: g.sys, Addr: g.peerAddr(i), Count: count, Size: sc.size, FDs: sc.fds,
+			Touch: sc.size >= 1<<20 || sc.group == sweepGroup}, true)
 		if err != nil {
 			return err
 		}

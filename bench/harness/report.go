@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/busd/busd/clientlib"
 )
 
 // WriteJSON prints one JSON object per result.
@@ -32,9 +34,18 @@ func Advantage(busd, r *Result) float64 {
 }
 
 // WriteTables prints a Markdown table per scenario: each system's figures
-// and busd's advantage over it.
+// and busd's advantage over it; the scenarios of a group (the sweep) make
+// one table, a row each, where the first of them is.
 func WriteTables(w io.Writer, rs []Result) {
+	printed := map[string]bool{}
 	for _, group := range byScenario(rs) {
+		if g := groupOf(group[0].Scenario); g != "" {
+			if !printed[g] {
+				printed[g] = true
+				writeSweep(w, g, rs)
+			}
+			continue
+		}
 		busd := group[0]
 		for _, r := range group {
 			if r.System == "busd" {
@@ -65,6 +76,95 @@ func WriteTables(w io.Writer, rs []Result) {
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.System, num(v), num(r.Min), num(r.Max), figs, adv)
 		}
 	}
+}
+
+// writeSweep prints the results of group g's scenarios as one table: a row
+// per payload size, a column per system with MB/s and msgs/s, and busd's
+// rate over the better of busd-inline and busd-fd, which is 1 where the
+// default threshold picks the faster way and below 1 where it does not.
+func writeSweep(w io.Writer, g string, rs []Result) {
+	cells := map[string]map[string]*Result{} // scenario, system
+	for i := range rs {
+		r := &rs[i]
+		if groupOf(r.Scenario) != g {
+			continue
+		}
+		if cells[r.Scenario] == nil {
+			cells[r.Scenario] = map[string]*Result{}
+		}
+		cells[r.Scenario][r.System] = r
+	}
+	var systems []string
+	for _, sys := range Systems {
+		for _, row := range cells {
+			if row[sys] != nil {
+				systems = append(systems, sys)
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n### %s\n\n", g)
+	fmt.Fprintf(w, "MB/s (msgs/s) by payload size, one subscriber. busd sends payloads over %s (clientlib.DefaultLargePayloadThreshold) in a sealed memfd; busd-inline never does, busd-fd always does.\n\n",
+		sizeName(clientlib.DefaultLargePayloadThreshold))
+	fmt.Fprintf(w, "| size |")
+	for _, sys := range systems {
+		fmt.Fprintf(w, " %s |", sys)
+	}
+	fmt.Fprintf(w, " busd ÷ better of inline, fd |\n|---|")
+	for range systems {
+		fmt.Fprintf(w, "---|")
+	}
+	fmt.Fprintf(w, "---|\n")
+	var notes []string
+	for _, sc := range Scenarios {
+		row := cells[sc.Key]
+		if sc.group != g || row == nil {
+			continue
+		}
+		if sc.note != "" {
+			notes = append(notes, sc.Key+": "+sc.note)
+		}
+		fmt.Fprintf(w, "| %s |", sizeName(sc.size))
+		for _, sys := range systems {
+			r := row[sys]
+			switch {
+			case r == nil:
+				fmt.Fprintf(w, " — |")
+			case r.Skipped != "":
+				fmt.Fprintf(w, " skipped: %s |", r.Skipped)
+			default:
+				lost := ""
+				if r.Lost > 0 {
+					lost = fmt.Sprintf(" **lost %d**", r.Lost)
+				}
+				fmt.Fprintf(w, " %s MB/s (%s/s)%s |", num(r.MBPerS), num(r.MsgsPerS), lost)
+			}
+		}
+		best := 0.0
+		for _, sys := range []string{"busd-inline", "busd-fd"} {
+			if r := row[sys]; r != nil && r.Skipped == "" {
+				best = math.Max(best, r.MBPerS)
+			}
+		}
+		if b := row["busd"]; b != nil && b.Skipped == "" && best > 0 {
+			fmt.Fprintf(w, " %.2f |\n", b.MBPerS/best)
+		} else {
+			fmt.Fprintf(w, " — |\n")
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "; "))
+	}
+}
+
+// groupOf returns the group of a scenario key, "" if none.
+func groupOf(key string) string {
+	for _, sc := range Scenarios {
+		if sc.Key == key {
+			return sc.group
+		}
+	}
+	return ""
 }
 
 func metricName(k kind) string {
@@ -147,6 +247,9 @@ func WriteSVG(w io.Writer, rs []Result) {
 	}
 	var bars []bar
 	for _, group := range byScenario(rs) {
+		if groupOf(group[0].Scenario) != "" {
+			continue // the sweep compares busd with itself: its table says it
+		}
 		var busd *Result
 		for i := range group {
 			if group[i].System == "busd" && group[i].Skipped == "" {

@@ -45,7 +45,7 @@ func Run(o Options) []Result {
 	var out []Result
 	for i := range Scenarios {
 		sc := &Scenarios[i]
-		if len(o.Only) > 0 && !slices.Contains(o.Only, sc.Key) {
+		if !o.wants(sc) {
 			continue
 		}
 		if len(sc.systems) == 0 {
@@ -63,6 +63,11 @@ func Run(o Options) []Result {
 		count := sc.count
 		if o.Quick {
 			count = sc.quick
+		}
+		if count == 0 {
+			out = append(out, Result{Scenario: sc.Key, System: "busd", Skipped: "not run with -quick"})
+			logf("%s: skipped: not run with -quick", sc.Key)
+			continue
 		}
 		runs := map[string][]Result{}
 		failed := map[string]string{}
@@ -85,6 +90,9 @@ func Run(o Options) []Result {
 			// repetitions gave 0.976): even a quick run takes the median
 			// of five.
 			scReps = max(reps, minPairedReps)
+		}
+		if sc.maxReps > 0 {
+			scReps = min(scReps, sc.maxReps)
 		}
 		for rep := range scReps {
 			for _, sys := range systems {
@@ -115,6 +123,12 @@ func Run(o Options) []Result {
 		}
 	}
 	return out
+}
+
+// wants reports whether the options select sc: all scenarios without
+// Only, else those it names by key or by group.
+func (o *Options) wants(sc *Scenario) bool {
+	return len(o.Only) == 0 || slices.Contains(o.Only, sc.Key) || (sc.group != "" && slices.Contains(o.Only, sc.group))
 }
 
 // logExtra is what a repetition's log line adds to the headline: the two

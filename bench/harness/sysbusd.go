@@ -11,16 +11,35 @@ import (
 )
 
 // busdClient is a clientlib connection.
-type busdClient struct{ c *clientlib.Conn }
+type busdClient struct {
+	c *clientlib.Conn
+	// payloadFiles subscribes with PayloadFiles: a payload that comes in
+	// a memfd is handed to the subscriber's function as the first file,
+	// not read into Data.
+	payloadFiles bool
+}
 
-func dialBusd(path string) (*busdClient, error) {
+// busdOptions are the options a system's clients connect with: busd takes
+// clientlib's defaults, as a program would; busd-inline and busd-fd set
+// the large-payload threshold to never and to every payload.
+func busdOptions(system string) []clientlib.Option {
+	switch system {
+	case "busd-inline":
+		return []clientlib.Option{clientlib.WithLargePayloadThreshold(-1)}
+	case "busd-fd":
+		return []clientlib.Option{clientlib.WithLargePayloadThreshold(0)}
+	}
+	return nil
+}
+
+func dialBusd(path string, opts ...clientlib.Option) (*busdClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := clientlib.Connect(ctx, clientlib.WithSocket(path),
+	c, err := clientlib.Connect(ctx, append([]clientlib.Option{clientlib.WithSocket(path),
 		clientlib.WithSubscriptionLimits(1<<24, 1<<31-1),
 		clientlib.WithErrorHandler(func(_ *clientlib.Conn, _ *clientlib.Subscription, err error) {
 			fmt.Fprintln(os.Stderr, "busd client:", err) // a broken run should say why
-		}))
+		})}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +58,18 @@ func (b *busdClient) flush() error {
 
 func (b *busdClient) subscribe(topic string, fn func([]byte, []*os.File)) error {
 	// fn keeps neither the Msg nor its Data: they may be lent.
-	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) { fn(m.Data, m.Files) }, clientlib.ReuseMessages()); err != nil {
+	opts := []clientlib.SubOption{clientlib.ReuseMessages()}
+	if b.payloadFiles {
+		opts = append(opts, clientlib.PayloadFiles())
+	}
+	var files []*os.File
+	if _, err := b.c.Subscribe(topic, func(m *clientlib.Msg) {
+		files = append(files[:0], m.Files...)
+		if m.PayloadFile != nil {
+			files = append([]*os.File{m.PayloadFile}, m.Files...)
+		}
+		fn(m.Data, files)
+	}, opts...); err != nil {
 		return err
 	}
 	return b.flush()

@@ -7,7 +7,8 @@
 //
 // It prints a Markdown table per scenario with each system's median, min and
 // max and busd's advantage over it; -json prints one JSON object per scenario
-// and system instead. See docs/PERFORMANCE.md.
+// and system instead; the payload-size sweep (-only sweep) is one table,
+// a row per size. See docs/PERFORMANCE.md and docs/PAYLOADS.md.
 package main
 
 import (
@@ -23,10 +24,10 @@ import (
 func main() {
 	harness.RunChild() // a re-executed role never returns from here
 
-	quick := flag.Bool("quick", false, "run every scenario briefly (starting none after four minutes)")
+	quick := flag.Bool("quick", false, "run every scenario but bulk-1GiB-4sub briefly (starting none after five minutes)")
 	asJSON := flag.Bool("json", false, "print one JSON object per scenario and system")
 	reps := flag.Int("reps", 0, "repetitions per system (default 5, or 1 with -quick)")
-	only := flag.String("only", "", "comma-separated scenario keys to run")
+	only := flag.String("only", "", "comma-separated scenario keys to run, or groups of them (sweep: the payload-size sweep)")
 	systems := flag.String("systems", "", "comma-separated system keys to run (default all)")
 	svg := flag.String("svg", "", "also write a chart of busd's advantage to this SVG file")
 	verbose := flag.Bool("v", false, "log each repetition to stderr")
@@ -43,7 +44,9 @@ func main() {
 		o.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	}
 	if *quick {
-		o.Budget = 240 * time.Second
+		// Five minutes: a quiet quick run took 140-210 s before the
+		// payload-size sweep, which adds about 40 s and runs last.
+		o.Budget = 300 * time.Second
 	}
 	start := time.Now()
 	results := harness.Run(o)
