@@ -23,8 +23,11 @@ import (
 
 // DefaultLargePayloadThreshold is the payload size above which a message
 // goes in a sealed memfd rather than inline, unless
-// WithLargePayloadThreshold says otherwise.
-const DefaultLargePayloadThreshold = 256 << 10
+// WithLargePayloadThreshold says otherwise. It is where make bench's
+// payload-size sweep (docs/PAYLOADS.md) found the two ways equal, one
+// subscriber reading each payload: inline was 1.1-1.6 times faster from
+// 512 KiB to 3 MiB, the memfd 1.4 times at 8 MiB and 2.3 times at 64 MiB.
+const DefaultLargePayloadThreshold = 4 << 20
 
 // WithLargePayloadThreshold sets the payload size in bytes above which
 // Publish (and every call that publishes) sends the payload in a sealed
@@ -274,8 +277,8 @@ func (c *Conn) badPayload(s *Subscription, f *wire.Frame, err error) {
 
 // payloadMsg returns s's Msg for a message whose payload is in the memfd
 // pl, checked by checkPayload: its bytes read with pread into new memory
-// (with ReuseMessages too: such a payload is far larger than what a lent
-// Msg keeps), or with PayloadFiles the memfd itself, pl's own descriptor
+// (with ReuseMessages, into a buffer its queue kept from an earlier
+// payload, if one is large enough), or with PayloadFiles the memfd itself, pl's own descriptor
 // if mayKeep, else a duplicate. nil if s loses the message: its error was
 // reported, or, when s's queue has no room for it, it is counted and
 // reported with the queue's drops, unread.
@@ -296,7 +299,17 @@ func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep
 			return nil
 		}
 		var err error
-		if data, err = memfd.ReadPayload(pl.f, pl.size); err != nil {
+		if s.reuse {
+			// Lent, like every Data under ReuseMessages: into a buffer
+			// an earlier payload used, whose pages are in already.
+			if data = s.q.takeBig(int(pl.size)); data == nil {
+				data = make([]byte, pl.size)
+			}
+			err = memfd.ReadPayloadInto(pl.f, data)
+		} else {
+			data, err = memfd.ReadPayload(pl.f, pl.size)
+		}
+		if err != nil {
 			c.badPayload(s, f, err)
 			return nil
 		}
@@ -317,6 +330,9 @@ func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep
 		m = c.newMsg(nil)
 	}
 	m.Data, m.PayloadFile, m.viaFD = data, pf, true
+	if s.reuse && data != nil {
+		m.big = data
+	}
 	if pf != nil {
 		m.held = int(pl.size)
 	}

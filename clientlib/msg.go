@@ -45,6 +45,7 @@ type Msg struct {
 	sub   *Subscription
 	sess  *session // the session it arrived on: a reply goes on it or not at all
 	own   []byte   // a lent Msg's payload buffer, kept for its next message (see ReuseMessages)
+	big   []byte   // a lent Msg's buffer for a payload that came in a memfd, given back to its queue (msgQueue.keepBig)
 	held  int      // the size of a received PayloadFile: bytes queued, as Data's are
 	viaFD bool     // received with its payload in a memfd (see msgQueue.flush)
 	// retained: it is a retained value from the broker's store, not a

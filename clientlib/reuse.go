@@ -8,10 +8,11 @@ import (
 // ReuseMessages lends the handler each Msg instead of giving it away: the
 // Msg and its Data are valid only until the handler returns, after which
 // the connection fills them with a later message. Topic, Reply, Header,
-// Files and PayloadFile are the handler's to keep, as without the option,
-// and so is a Data read from a payload memfd (see "Large payloads" in the
-// package doc: such a payload is too large to lend); to keep the rest,
-// Clone the Msg.
+// Files and PayloadFile are the handler's to keep, as without the option;
+// to keep the rest, Clone the Msg. A Data read from a payload memfd (see
+// "Large payloads" in the package doc) is lent too: the subscription keeps
+// up to two such buffers of at most 64 MiB each for later payloads, whose
+// pages are then in already (a first touch costs a page fault per page).
 //
 // Receiving then allocates nothing per message for the Msg and its Data (a
 // Reply, Header or Files it carries are still new). On a subscription taking

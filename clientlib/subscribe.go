@@ -266,8 +266,9 @@ func (s *Subscription) pump(f func(*Msg)) {
 			}
 			f(m)
 			// Back to the store: what the Msg points at (a payload of its
-			// own, files, headers) must not stay reachable while it waits.
-			*m = Msg{own: m.own}
+			// own, files, headers) must not stay reachable while it waits;
+			// its buffers go on (big to its queue: takeAll).
+			*m = Msg{own: m.own, big: m.big}
 		}
 	}
 }

@@ -90,6 +90,29 @@ func ReadPayload(f *os.File, size int64) ([]byte, error) {
 	return data, nil
 }
 
+// ReadPayloadInto is ReadPayload into p, memory the caller has (and has
+// touched before, so that reading costs no page faults), with len(p) the
+// size the message announced.
+func ReadPayloadInto(f *os.File, p []byte) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("memfd: read %s: %w: %w", f.Name(), ErrNotMemfd, err)
+	}
+	var readErr error
+	cerr := rc.Control(func(fd uintptr) {
+		if readErr = Verify(int(fd), int64(len(p))); readErr == nil {
+			readErr = preadFull(int(fd), p)
+		}
+	})
+	if cerr != nil {
+		return fmt.Errorf("memfd: read %s: %w: %w (%v)", f.Name(), ErrNotMemfd, os.ErrClosed, cerr)
+	}
+	if readErr != nil {
+		return fmt.Errorf("memfd: read %s: %w", f.Name(), readErr)
+	}
+	return nil
+}
+
 // preadFull fills p from offset 0 of fd. The file is sealed at len(p)
 // bytes, so a short read is an error, not the end of a growing file.
 func preadFull(fd int, p []byte) error {
