@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -79,6 +80,7 @@ func ReadPayload(f *os.File, size int64) ([]byte, error) {
 			return
 		}
 		data = make([]byte, size)
+		hugePages(data)
 		readErr = preadFull(int(fd), data)
 	})
 	if cerr != nil {
@@ -101,6 +103,7 @@ func ReadPayloadInto(f *os.File, p []byte) error {
 	var readErr error
 	cerr := rc.Control(func(fd uintptr) {
 		if readErr = Verify(int(fd), int64(len(p))); readErr == nil {
+			hugePages(p)
 			readErr = preadFull(int(fd), p)
 		}
 	})
@@ -233,4 +236,30 @@ func copyIn(dst *os.File, r io.Reader, limit int64) (int64, error) {
 		n += int64(k)
 	}
 	return n, nil
+}
+
+// hugePageSize is the size of a transparent huge page on x86-64 and arm64
+// with 4 KiB pages.
+const hugePageSize = 2 << 20
+
+// hugePages asks the kernel to back the whole huge pages inside p with
+// transparent huge pages (madvise MADV_HUGEPAGE), before anything is read
+// into it. Where transparent huge pages are enabled only on request (the
+// common "madvise" setting), a payload read into new memory otherwise
+// faults in 4 KiB at a time: measured here, reading 64 MiB into new Go
+// memory took 115-270 ms without the hint and 16-170 ms with it (the
+// kernel may have to compact memory for its first huge pages). It is
+// only a hint: an error (no THP in this kernel) changes nothing, and
+// memory already in place is not moved.
+func hugePages(p []byte) {
+	if len(p) < 2*hugePageSize {
+		return
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
+	first := (start + hugePageSize - 1) &^ (hugePageSize - 1)
+	last := (start + uintptr(len(p))) &^ (hugePageSize - 1)
+	if last <= first {
+		return
+	}
+	unix.Madvise(p[first-start:last-start], unix.MADV_HUGEPAGE)
 }

@@ -3,10 +3,12 @@ package memfd
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -129,4 +131,49 @@ func TestFromReader(t *testing.T) {
 	if fds1, _ := resources(t); fds1 != fds0 {
 		t.Fatalf("FromReader over the limit left %d descriptors open", fds1-fds0)
 	}
+}
+
+// hugePages marks the whole huge pages inside a large buffer for
+// transparent huge pages: the kernel lists the range with the "hg" flag
+// in /proc/self/smaps (unless it has no transparent huge pages at all,
+// when madvise refuses MADV_HUGEPAGE and there is nothing to ask for).
+func TestHugePagesHint(t *testing.T) {
+	buf := make([]byte, 8*hugePageSize)
+	hugePages(buf)
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	first := (start + hugePageSize - 1) &^ (hugePageSize - 1)
+	probe := make([]byte, 4*hugePageSize) // asked apart from buf, which must owe its flag to hugePages alone
+	ps := uintptr(unsafe.Pointer(unsafe.SliceData(probe)))
+	pf := (ps + hugePageSize - 1) &^ (hugePageSize - 1)
+	if err := unix.Madvise(probe[pf-ps:pf-ps+hugePageSize], unix.MADV_HUGEPAGE); errors.Is(err, unix.EINVAL) {
+		if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err == nil {
+			t.Fatal("the kernel has transparent huge pages but refuses MADV_HUGEPAGE")
+		}
+		return // nothing to ask for on this kernel
+	}
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inRange bool
+	for _, line := range strings.Split(string(smaps), "\n") {
+		var lo, hi uintptr
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 { // a mapping's first line: "lo-hi perms ..."
+			inRange = lo <= first && first < hi
+			continue
+		}
+		if inRange && strings.HasPrefix(line, "VmFlags:") {
+			if !strings.Contains(line, " hg") {
+				t.Fatalf("the buffer's huge pages are not marked for THP: %s", line)
+			}
+			data := make([]byte, len(buf))
+			fill(data)
+			copy(buf, data)
+			if !bytes.Equal(buf, data) {
+				t.Fatal("the buffer no longer holds what is written to it")
+			}
+			return
+		}
+	}
+	t.Fatalf("no mapping in /proc/self/smaps holds the buffer at %#x", first)
 }
