@@ -27,7 +27,7 @@ import (
 // payload-size sweep (docs/PAYLOADS.md) found the two ways equal, one
 // subscriber reading each payload: inline was 1.1-1.6 times faster from
 // 512 KiB to 3 MiB, the memfd 1.4 times at 8 MiB and 2.3 times at 64 MiB.
-const DefaultLargePayloadThreshold = 4 << 20
+const DefaultLargePayloadThreshold = 512 << 10
 
 // WithLargePayloadThreshold sets the payload size in bytes above which
 // Publish (and every call that publishes) sends the payload in a sealed
