@@ -161,7 +161,7 @@
 // A payload of any size up to the broker's limits goes through Publish
 // (and Request, Respond, the Value forms, queue groups, topic streams)
 // as it is: no size cliff. Over the large-payload threshold
-// (DefaultLargePayloadThreshold, 4 MiB; WithLargePayloadThreshold), or
+// (DefaultLargePayloadThreshold, 512 KiB; WithLargePayloadThreshold), or
 // over the broker's max_payload, the payload is not copied through the
 // socket: Publish writes it into a new memfd with pwrite, seals it
 // against any change, and sends the descriptor in its place (INFO
@@ -187,8 +187,9 @@
 //
 // Who pays: the memfd's pages are the sender's memory (charged to its
 // memory cgroup) until every receiver has closed its descriptor, which a
-// receiver reading into Data does at once; the broker charges the
-// sender's uid for the payloads it holds for slow receivers. The
+// receiver reading into Data does at once; the broker charges what it
+// holds to the sender's uid while it routes a payload, then to each
+// receiver's uid for that receiver's queued copy. The
 // publisher pays the copy into the memfd, each receiver its copy out.
 // Small payloads stay inline: a memfd costs system calls and page faults
 // that copying a few kilobytes through the socket does not

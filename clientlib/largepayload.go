@@ -23,10 +23,11 @@ import (
 
 // DefaultLargePayloadThreshold is the payload size above which a message
 // goes in a sealed memfd rather than inline, unless
-// WithLargePayloadThreshold says otherwise. It is where make bench's
-// payload-size sweep (docs/PAYLOADS.md) found the two ways equal, one
-// subscriber reading each payload: inline was 1.1-1.6 times faster from
-// 512 KiB to 3 MiB, the memfd 1.4 times at 8 MiB and 2.3 times at 64 MiB.
+// WithLargePayloadThreshold says otherwise. It lies where make bench's
+// payload-size sweep (docs/PAYLOADS.md) found the two ways cross, one
+// subscriber reading each payload: in two runs (commits 50bf190 and
+// 656835d) inline was 1.2-1.3 times faster at 256 KiB, the memfd
+// 1.2-1.3 times at 1 MiB and 2.0-2.6 times at 4 MiB.
 const DefaultLargePayloadThreshold = 512 << 10
 
 // WithLargePayloadThreshold sets the payload size in bytes above which
