@@ -177,16 +177,7 @@ func payloadFDs(data []byte, pf *os.File, files []*os.File) (*dupFDs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: duplicating the payload's memfd: %w", err)
 	}
-	d := &dupFDs{fds: append(make([]int, 0, 1+len(files)), fd)}
-	for i, f := range files {
-		fd, err := dupFile(f)
-		if err != nil {
-			d.Release()
-			return nil, fmt.Errorf("bus: duplicating file %d (%s): %w", i, f.Name(), err)
-		}
-		d.fds = append(d.fds, fd)
-	}
-	return d, nil
+	return dupFilesAfter(append(make([]int, 0, 1+len(files)), fd), files)
 }
 
 // payloadSection is the payload section of a PUB whose payload is in a

@@ -225,7 +225,13 @@ func (c *Conn) checkPub(topic, reply string, hdrs wire.Headers, files []*os.File
 type dupFDs struct{ fds []int }
 
 func dupFiles(files []*os.File) (*dupFDs, error) {
-	d := &dupFDs{fds: make([]int, 0, len(files))}
+	return dupFilesAfter(make([]int, 0, len(files)), files)
+}
+
+// dupFilesAfter is dupFiles with fds, descriptors the duplicates own
+// already, first: closed with them on failure.
+func dupFilesAfter(fds []int, files []*os.File) (*dupFDs, error) {
+	d := &dupFDs{fds: fds}
 	for i, f := range files {
 		fd, err := dupFile(f)
 		if err != nil {
