@@ -138,6 +138,7 @@ func drain(pp *payloadPool) {
 func TestPayloadPoolBounds(t *testing.T) {
 	const limit = 1 << 20
 	pp := newPayloadPool(limit, 50*time.Millisecond)
+	t.Cleanup(func() { settled(t, pp); drain(pp) }) // none of its memfds may close during another test's count
 	fdsBefore, _ := payloadResources(t)
 	use := func(size int) {
 		t.Helper()
@@ -368,7 +369,12 @@ func TestNewPayloadPublished(t *testing.T) {
 	if _, err := connect(t, path).NewPayload(10); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("NewPayload from a broker that takes no memfds: %v; want ErrTooLarge", err)
 	}
-	drain(payloads) // what the pool prepared meanwhile: the leak check counts memfds
+	// What the pool prepared meanwhile, once it has stopped preparing (a
+	// refill that finished after the drain would leave memfds that its
+	// idle timer closes later, in the middle of another test's count of
+	// open descriptors): the leak checks count memfds.
+	settled(t, payloads)
+	drain(payloads)
 }
 
 // BenchmarkPayloadPublish is BenchmarkPayloadPublisher's pooled and

@@ -307,7 +307,11 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	}
 	c.Close()
 	waitGone(t, "clientlib.(*Conn)", "clientlib.(*callbacks)", "clientlib.(*Subscription).pump")
-	if n := openFDs(t); n != fds {
+	// More would be a leak. Fewer is someone else's: the process's other
+	// descriptors (a file another test dropped, which the collector
+	// closes; the payload pool's memfds, released when idle) may close
+	// meanwhile.
+	if n := openFDs(t); n > fds {
 		t.Fatalf("%d descriptors open after Close; %d before the broker and the Conn", n, fds)
 	}
 	select {
