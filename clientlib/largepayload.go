@@ -9,7 +9,6 @@ import (
 
 	"github.com/busd/busd/bus/wire"
 	"github.com/busd/busd/unixsock/memfd"
-	"golang.org/x/sys/unix"
 )
 
 // Large payloads (docs/PROTOCOL.md section 6.1). A payload over the
@@ -135,13 +134,7 @@ func verifyPayloadFile(pf *os.File) (int64, error) {
 	}
 	var size int64
 	var verr error
-	if err := rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if verr = unix.Fstat(int(fd), &st); verr == nil {
-			size = st.Size
-			verr = memfd.Verify(int(fd), size)
-		}
-	}); err != nil {
+	if err := rc.Control(func(fd uintptr) { size, verr = memfd.Size(int(fd)) }); err != nil {
 		verr = err
 	}
 	if verr != nil {
@@ -150,10 +143,11 @@ func verifyPayloadFile(pf *os.File) (int64, error) {
 	return size, nil
 }
 
-// readPayloadFile reads a PayloadFile of size bytes that goes inline.
+// readPayloadFile reads a PayloadFile of size bytes that goes inline;
+// verifyPayloadFile has checked it.
 func readPayloadFile(pf *os.File, size int64) ([]byte, error) {
-	data, err := memfd.ReadPayload(pf, size)
-	if err != nil {
+	data := memfd.NewBuffer(int(size))
+	if err := memfd.ReadInto(pf, data); err != nil {
 		return nil, fmt.Errorf("%w: PayloadFile: %w", ErrBadPayload, err)
 	}
 	return data, nil
@@ -291,17 +285,16 @@ func (c *Conn) payloadMsg(s *Subscription, f *wire.Frame, pl *fdPayload, mayKeep
 			return nil
 		}
 		var err error
+		// checkPayload verified pl once for every receiver. Under
+		// ReuseMessages Data is lent, like every Data then: into a buffer
+		// an earlier payload used, whose pages are in already.
 		if s.reuse {
-			// Lent, like every Data under ReuseMessages: into a buffer
-			// an earlier payload used, whose pages are in already.
-			if data = s.q.takeBig(int(pl.size)); data == nil {
-				data = make([]byte, pl.size)
-			}
-			err = memfd.ReadPayloadInto(pl.f, data)
-		} else {
-			data, err = memfd.ReadPayload(pl.f, pl.size)
+			data = s.q.takeBig(int(pl.size))
 		}
-		if err != nil {
+		if data == nil {
+			data = memfd.NewBuffer(int(pl.size))
+		}
+		if err = memfd.ReadInto(pl.f, data); err != nil {
 			c.badPayload(s, f, err)
 			return nil
 		}

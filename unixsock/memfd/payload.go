@@ -31,7 +31,7 @@ import (
 // ([ErrNotMemfd], [ErrNotSealed]), and one wrapping [ErrWrongSize] for a
 // size other than the one announced. Verify does not take fd.
 func Verify(fd int, size int64) error {
-	actual, err := stat(fd)
+	actual, err := Size(fd)
 	if err != nil {
 		return err
 	}
@@ -40,6 +40,12 @@ func Verify(fd int, size int64) error {
 	}
 	return nil
 }
+
+// Size checks that fd is a memfd carrying every one of [RequiredSeals],
+// as [Verify] does, and returns its size, which the seals fix for good:
+// for a sender that has a memfd to publish and no size to check it
+// against. Size does not take fd.
+func Size(fd int) (int64, error) { return stat(fd) }
 
 // stat is the check common to Open and Verify: a memfd with every
 // required seal, and its size.
@@ -79,8 +85,7 @@ func ReadPayload(f *os.File, size int64) ([]byte, error) {
 		if readErr = Verify(int(fd), size); readErr != nil {
 			return
 		}
-		data = make([]byte, size)
-		hugePages(data)
+		data = NewBuffer(int(size))
 		readErr = preadFull(int(fd), data)
 	})
 	if cerr != nil {
@@ -92,22 +97,26 @@ func ReadPayload(f *os.File, size int64) ([]byte, error) {
 	return data, nil
 }
 
-// ReadPayloadInto is ReadPayload into p, memory the caller has (and has
-// touched before, so that reading costs no page faults), with len(p) the
-// size the message announced.
-func ReadPayloadInto(f *os.File, p []byte) error {
+// NewBuffer returns n bytes of new Go memory to read a payload into,
+// asking the kernel to back it with transparent huge pages (see
+// hugePages) before anything touches it.
+func NewBuffer(n int) []byte {
+	p := make([]byte, n)
+	hugePages(p)
+	return p
+}
+
+// ReadInto fills p with the bytes of f, a memfd that has passed [Verify]
+// for len(p) bytes: its seals keep that true, so it is not checked again.
+// Memory that has not been touched yet should come from [NewBuffer].
+// ReadInto does not take f.
+func ReadInto(f *os.File, p []byte) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("memfd: read %s: %w: %w", f.Name(), ErrNotMemfd, err)
 	}
 	var readErr error
-	cerr := rc.Control(func(fd uintptr) {
-		if readErr = Verify(int(fd), int64(len(p))); readErr == nil {
-			hugePages(p)
-			readErr = preadFull(int(fd), p)
-		}
-	})
-	if cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { readErr = preadFull(int(fd), p) }); cerr != nil {
 		return fmt.Errorf("memfd: read %s: %w: %w (%v)", f.Name(), ErrNotMemfd, os.ErrClosed, cerr)
 	}
 	if readErr != nil {

@@ -35,6 +35,13 @@ func TestPayloadRoundTrip(t *testing.T) {
 		if !bytes.Equal(data, src) {
 			t.Fatalf("ReadPayload of %d bytes returned other bytes", size)
 		}
+		if n, err := Size(int(got.Fd())); n != int64(size) || err != nil {
+			t.Fatalf("Size = %d, %v; want %d", n, err, size)
+		}
+		again := NewBuffer(size)
+		if err := ReadInto(got, again); err != nil || !bytes.Equal(again, src) {
+			t.Fatalf("ReadInto of %d bytes: equal %v, %v", size, bytes.Equal(again, src), err)
+		}
 		// The sender can no longer change it: every seal is there.
 		if _, err := unix.Pwrite(int(got.Fd()), []byte("x"), 0); size > 0 && !errors.Is(err, unix.EPERM) {
 			t.Fatalf("pwrite into a sent payload = %v; want EPERM", err)
@@ -70,6 +77,11 @@ func TestReadPayloadRefuses(t *testing.T) {
 		{"negative size", rawMemfd(t, 10, RequiredSeals), -1, ErrTooLarge, "-1 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == ErrNotSealed || tc.want == ErrNotMemfd {
+				if _, err := Size(int(tc.f.Fd())); !errors.Is(err, tc.want) {
+					t.Fatalf("Size = %v; want %v", err, tc.want)
+				}
+			}
 			data, err := ReadPayload(tc.f, tc.size)
 			if data != nil || !errors.Is(err, tc.want) {
 				t.Fatalf("ReadPayload = %d bytes, %v; want %v", len(data), err, tc.want)
