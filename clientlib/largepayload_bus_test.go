@@ -251,11 +251,11 @@ func TestLargeTopicStream(t *testing.T) {
 	wentByMemfd(t, wc, len(data))
 }
 
-// TestLargeReconnectBuffer: a large message published while reconnecting
-// is kept with its memfd, counted at its size, and delivered after the
-// reconnect; one that reaches nobody is reported with its bytes.
-func TestLargeReconnectBuffer(t *testing.T) {
-	onErr, undelivered := undeliveredOptions()
+// reconnectingWithLarge returns a Conn subscribed to "own", reconnecting
+// to path (its broker stopped), that sends payloads over 256 KiB in
+// memfds and keeps 10 MiB while reconnecting.
+func reconnectingWithLarge(t *testing.T, onErr Option) (string, *Conn, chan connEvent, *Subscription) {
+	t.Helper()
 	path, srv, c, events := eventConn(t, onErr, WithReconnectBuffer(10<<20), WithLargePayloadThreshold(256<<10))
 	own, err := c.SubscribeSync("own")
 	if err != nil {
@@ -264,6 +264,15 @@ func TestLargeReconnectBuffer(t *testing.T) {
 	flush(t, c)
 	stopBus(t, srv)
 	nextConnEvent(t, events, "disconnected")
+	return path, c, events, own
+}
+
+// TestLargeReconnectBuffer: a large message published while reconnecting
+// is kept with its memfd, counted at its size, and delivered after the
+// reconnect; one that reaches nobody is reported with its bytes.
+func TestLargeReconnectBuffer(t *testing.T) {
+	onErr, undelivered := undeliveredOptions()
+	path, c, events, own := reconnectingWithLarge(t, onErr)
 
 	mine, theirs := randomBytes(4<<20), randomBytes(4<<20+1)
 	if err := c.Publish("own", mine); err != nil {
@@ -335,14 +344,7 @@ func TestLargePayloadFiles(t *testing.T) {
 // would take for a protocol error); the Conn goes on.
 func TestLargeReconnectToBrokerWithout(t *testing.T) {
 	onErr, undelivered := undeliveredOptions()
-	path, srv, c, events := eventConn(t, onErr, WithReconnectBuffer(10<<20), WithLargePayloadThreshold(256<<10))
-	own, err := c.SubscribeSync("own")
-	if err != nil {
-		t.Fatal(err)
-	}
-	flush(t, c)
-	stopBus(t, srv)
-	nextConnEvent(t, events, "disconnected")
+	path, c, events, own := reconnectingWithLarge(t, onErr)
 	large, small := randomBytes(1<<20), []byte("small")
 	if err := c.Publish("own", large); err != nil {
 		t.Fatal(err)
