@@ -35,9 +35,12 @@ func WithTrustedUIDs(uids ...int) Option {
 	}
 }
 
-// trustedUIDs lists the users whose sockets and brokers o trusts.
+// trustedUIDs lists the users whose sockets and brokers o trusts, each
+// once.
 func (o *options) trustedUIDs() []int {
-	return append([]int{os.Geteuid(), 0}, o.trusted...)
+	uids := append([]int{os.Geteuid(), 0}, o.trusted...)
+	slices.Sort(uids)
+	return slices.Compact(uids)
 }
 
 // checkBusDir checks, before dialing, that the directory of the socket at
@@ -48,8 +51,28 @@ func checkBusDir(path string, trusted []int) error {
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	return fmt.Errorf("%w: %w; refusing to connect (a bus run by another user: WithTrustedUIDs, or bus -trust UID)", ErrUntrustedBus, err)
+	// unixsock's words for the fault, without its prefix: this error
+	// already says what kind it is.
+	why := strings.TrimPrefix(err.Error(), unixsock.ErrInsecureDir.Error()+": ")
+	if _, serr := os.Lstat(path); errors.Is(serr, fs.ErrNotExist) {
+		why += " (no socket is there yet)"
+	}
+	advice := "for a bus run by another user: WithTrustedUIDs, or bus -trust UID"
+	if strings.Contains(why, "may write to it") {
+		advice = "use a bus in a directory only its user may write to, such as the default $XDG_RUNTIME_DIR/busd"
+	}
+	return &untrustedDirError{err: err, msg: fmt.Sprintf("%v: %s; refusing to connect to %s: %s", ErrUntrustedBus, why, path, advice)}
 }
+
+// untrustedDirError is ErrUntrustedBus for the socket's directory; it also
+// matches unixsock.ErrInsecureDir.
+type untrustedDirError struct {
+	err error // from unixsock.CheckDir
+	msg string
+}
+
+func (e *untrustedDirError) Error() string   { return e.msg }
+func (e *untrustedDirError) Unwrap() []error { return []error{ErrUntrustedBus, e.err} }
 
 // checkBroker checks that the process listening at the other end of sock
 // runs as a trusted user, from the credentials the kernel recorded when

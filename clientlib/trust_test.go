@@ -2,9 +2,11 @@ package clientlib
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,27 @@ func TestConnectRefusesAnUntrustedDirectory(t *testing.T) {
 				t.Fatal("the client connected to the impostor")
 			}
 		})
+	}
+}
+
+// A socket not there yet, in a directory anyone may write to (as /tmp):
+// the refusal says what is wrong once, that no socket is there, and what
+// to use instead; it does not wait for one.
+func TestConnectRefusesASharedDirectoryBeforeWaiting(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Connect(testCtx(t), WithSocket(filepath.Join(dir, "none.sock")))
+	msg := fmt.Sprint(err)
+	if !errors.Is(err, ErrUntrustedBus) || !errors.Is(err, unixsock.ErrInsecureDir) ||
+		!strings.Contains(msg, "mode 1777: others may write to it") || !strings.Contains(msg, "no socket is there yet") ||
+		!strings.Contains(msg, "directory only its user may write to") ||
+		strings.Contains(msg, "unixsock:") || strings.Count(msg, "untrusted bus") != 1 {
+		t.Fatalf("Connect = %q; want one ErrUntrustedBus naming the mode, the missing socket and what to do", msg)
+	}
+	if uids := (&options{trusted: []int{0, os.Geteuid(), 7}}).trustedUIDs(); len(uids) != len(slices.Compact(slices.Sorted(slices.Values(uids)))) {
+		t.Errorf("trustedUIDs = %v: a uid twice", uids)
 	}
 }
 

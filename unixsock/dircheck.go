@@ -27,16 +27,20 @@ func CheckDir(dir string, owners ...int) error {
 			ErrInsecureDir, dir, st.Uid)
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
-	case !slices.Contains(owners, int(st.Uid)) || st.Mode&0o022 != 0:
-		return fmt.Errorf("%w: %s has mode %04o and owner uid %d; want no group or other write permission and owner uid %s",
-			ErrInsecureDir, dir, st.Mode&0o7777, st.Uid, uidList(owners))
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("%w: %s has mode %04o: others may write to it, and so put a socket of their own there",
+			ErrInsecureDir, dir, st.Mode&0o7777)
+	case !slices.Contains(owners, int(st.Uid)):
+		return fmt.Errorf("%w: %s has owner uid %d; want owner uid %s",
+			ErrInsecureDir, dir, st.Uid, uidList(owners))
 	}
 	return nil
 }
 
-// uidList spells owners for an error: "1000", "1000 or 0".
+// uidList spells owners for an error, each once: "1000", "1000 or 0".
 func uidList(owners []int) string {
 	s := ""
+	owners = slices.Compact(slices.Sorted(slices.Values(owners)))
 	for i, u := range owners {
 		switch {
 		case i == 0:

@@ -426,7 +426,7 @@ func TestCheckDirOwners(t *testing.T) {
 		t.Fatalf("CheckDir of our own 0700 directory: %v", err)
 	}
 	if err := CheckDir(dir, me+1, me+2); !errors.Is(err, ErrInsecureDir) ||
-		!strings.Contains(err.Error(), fmt.Sprintf("owner uid %d; want", me)) {
+		!strings.Contains(err.Error(), fmt.Sprintf("owner uid %d; want owner uid %d or %d", me, me+1, me+2)) {
 		t.Fatalf("CheckDir with other owners = %v; want ErrInsecureDir naming the owner", err)
 	}
 	if err := CheckDir(filepath.Join(dir, "missing"), me); !errors.Is(err, fs.ErrNotExist) {

@@ -192,7 +192,7 @@ const (
 	gateSlow
 )
 
-// The slow laggard's pace: the subscriber of busd's issue #11, which read
+// The slow laggard's pace: a subscriber that once (before busd paced publishers) read
 // 64 KiB every 90 ms (about 0.7 MB/s) and held up an unrelated publisher
 // for seconds. Steady progress, so that a broker cannot take it for a
 // stalled one; 64 KiB is also what the raw laggard reads at once. (With 10

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Code is an error code carried in ERR frames. A Code is itself an error, so
@@ -93,9 +94,16 @@ func Errorf(code Code, format string, args ...any) *Error {
 
 // Error returns a message such as `bus: invalid topic: topic "a..b": token
 // 2 is empty (frame 7, PUB)`.
+//
+// A text that already names the kind, as "the broker is shutting down"
+// does, is not prefixed with it again.
 func (e *Error) Error() string {
 	s := "bus: " + e.Code.Error()
-	if e.Text != "" {
+	switch {
+	case e.Text == "":
+	case strings.Contains(e.Text, e.Code.Error()):
+		s = "bus: " + e.Text
+	default:
 		s += ": " + e.Text
 	}
 	if e.Seq != 0 {

@@ -104,7 +104,7 @@ var streamModes = []string{"listen", "dial", "write", "read"}
 
 // usageError is the error of a command given the wrong arguments.
 func usageError(c *command) error {
-	return cli.Usagef("usage: bus %s %s", c.name, c.args)
+	return cli.Usagef("usage: %s", strings.TrimSpace("bus "+c.name+" "+c.args))
 }
 
 // connFlags registers the flags every command takes, before or after it.

@@ -125,8 +125,10 @@ func compFlags(register func(*flag.FlagSet)) []compFlag {
 	register(fs)
 	var flags []compFlag
 	fs.VisitAll(func(f *flag.Flag) {
-		valueName, usage := flag.UnquoteUsage(f)
-		flags = append(flags, compFlag{Name: "-" + f.Name, Doc: summary(usage), Value: valueName != "", Kind: flagKinds[f.Name]})
+		_, usage := flag.UnquoteUsage(f)
+		boolFlag, _ := f.Value.(interface{ IsBoolFlag() bool })
+		takesValue := boolFlag == nil || !boolFlag.IsBoolFlag()
+		flags = append(flags, compFlag{Name: "-" + f.Name, Doc: summary(usage), Value: takesValue, Kind: flagKinds[f.Name]})
 	})
 	return flags
 }

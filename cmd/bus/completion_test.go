@@ -70,6 +70,30 @@ var completions = []struct {
 	{[]string{"bus", "-no-r"}, "-no-reconnect"},
 	{[]string{"bus", "na"}, "names"},
 	{[]string{"bus", "own", "-rep"}, "-replace"},
+	{[]string{"bus", "own", "-allow-replacement", "-no"}, "-no-queue -no-reconnect"},
+}
+
+// The scripts skip a value flag's value by the flag's name alone, before
+// they know the command: a name must take a value in every command or in
+// none.
+func TestFlagNamesTakeAValueEverywhereOrNowhere(t *testing.T) {
+	comp := newCompletion()
+	takes := map[string]string{} // flag name -> "value" or "no value", and the command that says so
+	for _, c := range comp.Commands {
+		for _, f := range c.Flags {
+			kind := "no value"
+			if f.Value {
+				kind = "value"
+			}
+			if prev, ok := takes[f.Name]; ok && !strings.HasPrefix(prev, kind+" ") {
+				t.Errorf("%s takes %s in %s, but %s", f.Name, kind, c.Name, prev)
+			}
+			takes[f.Name] = kind + " (in " + c.Name + ")"
+		}
+	}
+	if takes["-count"] == "" || !strings.HasPrefix(takes["-count"], "value") || !strings.HasPrefix(takes["-json"], "no value") {
+		t.Errorf("flags read wrong: -count %q, -json %q", takes["-count"], takes["-json"])
+	}
 }
 
 func TestCompletionBash(t *testing.T) {

@@ -90,6 +90,7 @@ func TestCLIHelp(t *testing.T) {
 		{"bus", []string{"sub", "x", "--help"}, sub},
 		{"busd", []string{"-h"}, []string{"usage: busd [flags]", "-max-conns int", "-version", "BUSD_DIR", "exit status:"}},
 		{"busd", []string{"--help"}, []string{"usage: busd [flags]"}},
+		{"busd", []string{"help"}, []string{"usage: busd [flags]"}},
 	} {
 		cmd := exec.CommandContext(b.ctx, filepath.Join(binDir, tc.bin), tc.args...)
 		var out, errOut strings.Builder
@@ -117,6 +118,7 @@ func TestCLIVersion(t *testing.T) {
 		{"bus", []string{"version"}},
 		{"bus", []string{"--version"}},
 		{"busd", []string{"-version"}},
+		{"busd", []string{"version"}},
 	} {
 		path := filepath.Join(binDir, tc.bin)
 		info, err := exec.Command("go", "version", "-m", path).Output()

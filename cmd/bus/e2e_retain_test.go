@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The acceptance check of issue 16: a value retained before a subscriber
+// Retained first: a value retained before a subscriber
 // starts is the first thing `bus sub -retained` prints, marked retained,
 // then every update, none missing, in order.
 func TestCLIRetainedFirstThenUpdates(t *testing.T) {

@@ -194,8 +194,10 @@ func run(ctx context.Context, args []string, e *env) error {
 	case err == nil && *version:
 		e.command = "version"
 		return versionFlags(top)(ctx, e, nil)
-	case err != nil:
+	case errors.Is(err, cli.ErrNotAFlag):
 		return fmt.Errorf("%w: before the command go only the connection flags (-dir, -name, -socket, -trust, -no-reconnect); its own go after it", err)
+	case err != nil:
+		return err
 	case len(rest) == 0:
 		writeUsage(e.stderr)
 		return cli.Usagef("no command given")

@@ -110,9 +110,10 @@ func printNames(e *env, names []clientlib.NameOwner) error {
 
 func ownFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	replace := fs.Bool("replace", false, "take the name from an owner that allows replacement")
-	allow := fs.Bool("allow-replacement", false, "let a later `bus own -replace` take the name")
-	queue := fs.Bool("queue", true, "wait in the name's queue if another owns it")
-	noQueue := fs.Bool("no-queue", false, "fail if another owns the name, rather than wait for it (-queue=false)")
+	// No backquotes in these usages: flag takes a backquoted word as the
+	// name of the flag's value, and these take none.
+	allow := fs.Bool("allow-replacement", false, "let a later 'bus own -replace' take the name")
+	noQueue := fs.Bool("no-queue", false, "fail if another owns the name, rather than wait in its queue")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) != 1 {
 			return usageError(lookup("own"))
@@ -125,7 +126,7 @@ func ownFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if *allow {
 			flags = append(flags, clientlib.AllowReplacement)
 		}
-		if *noQueue || !*queue {
+		if *noQueue {
 			flags = append(flags, clientlib.DoNotQueue)
 		}
 		c, err := e.connect(ctx)

@@ -37,7 +37,7 @@ func streamFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			"read":  streamRead,
 		}[mode]
 		if !ok {
-			return cli.Usagef("bus stream %s: unknown mode; usage: bus stream %s", mode, streamArgs)
+			return cli.Usagef("unknown stream mode %q; usage: bus stream %s", mode, streamArgs)
 		}
 		e.waitsForBus = mode == "listen"
 		c, err := e.connect(ctx)

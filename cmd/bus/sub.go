@@ -28,6 +28,9 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if len(patterns) == 0 {
 			return usageError(lookup("sub"))
 		}
+		if *count < 0 {
+			return cli.Usagef("-count %d: must not be negative (0: run until interrupted)", *count)
+		}
 		if *asJSON && (*raw || *catFDs) {
 			return cli.Usagef("-json prints one JSON value a line: it does not go with -raw or -cat-fds")
 		}

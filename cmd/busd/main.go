@@ -134,7 +134,7 @@ func run(args []string) error {
 	maxPayload := fs.Uint("max-payload", uint(def.Limits.MaxPayload), "largest payload in bytes")
 	maxFDPayload := fs.Int64("max-fd-payload", def.MaxFDPayload, "largest payload in bytes sent in a sealed memfd, which the broker passes on without copying; 0: it takes none (each uid may have the broker hold twice this at once, or a quarter of the machine's memory if more)")
 	maxPending := fs.Int("max-pending", def.MaxPending, "bytes queued for one connection before its subscriptions lose messages")
-	maxMemory := fs.Int64("max-memory", def.MaxMemory, "bytes the broker holds for all clients together (default: a quarter of the machine's memory)")
+	maxMemory := fs.Int64("max-memory", 0, fmt.Sprintf("bytes the broker holds for all clients together (0, the default: a quarter of the machine's memory, here %d)", def.MaxMemory))
 	maxConns := fs.Int("max-conns", def.MaxConns, "connections served at once (one uid may hold half)")
 	writeTimeout := fs.Duration("write-timeout", def.WriteTimeout, "how long a connection may accept nothing while output waits before it is closed")
 	frameTimeout := fs.Duration("frame-timeout", def.FrameTimeout, "how long a frame may take to arrive whole")
@@ -142,7 +142,16 @@ func run(args []string) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 5*time.Second, "how long busd, told to stop, lets connections flush what it accepted before it closes them")
 	acts := addActivationFlags(fs)
 	version := fs.Bool("version", false, "print busd's version and the VCS revision it was built from, and exit")
-	switch pos, err := cli.Parse(fs, args); {
+	pos, err := cli.Parse(fs, args)
+	if err == nil && len(pos) == 1 { // by habit, as for bus
+		switch pos[0] {
+		case "help":
+			pos, err = nil, flag.ErrHelp
+		case "version":
+			pos, *version = nil, true
+		}
+	}
+	switch {
 	case errors.Is(err, flag.ErrHelp):
 		writeUsage(os.Stdout, fs)
 		return err
@@ -159,7 +168,7 @@ func run(args []string) error {
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return cli.Usagef("-log-level: %w", err)
+		return cli.Usagef("-log-level %q: give debug, info, warn or error", *level)
 	}
 	newHandler, err := logHandler(*logFormat)
 	if err != nil {
@@ -177,6 +186,13 @@ func run(args []string) error {
 	perm, err := strconv.ParseUint(*mode, 8, 32)
 	if err != nil || perm > 0o777 {
 		return cli.Usagef("-mode %q is not an octal permission: give one such as 0600 (busd's user only) or 0660 (with -group)", *mode)
+	}
+	limits := limitFlags{*maxPayload, *maxPending, *maxConns, *maxMemory, *writeTimeout, *frameTimeout}
+	if err := limits.check(); err != nil {
+		return err
+	}
+	if *maxMemory == 0 {
+		*maxMemory = def.MaxMemory
 	}
 	if *maxFDPayload < 0 {
 		return cli.Usagef("-max-fd-payload %d is negative: give a size in bytes, or 0 to take no payloads in memfds", *maxFDPayload)
@@ -215,7 +231,10 @@ func run(args []string) error {
 	cfg.AllowUIDs, cfg.AllowGIDs = uids, gids
 	if *policyFile != "" {
 		if cfg.Policy, err = policy.Load(*policyFile); err != nil {
-			return fmt.Errorf("-policy: %w (fix the file; busd -check-config %s checks it without starting)", err, *policyFile)
+			if errors.Is(err, os.ErrNotExist) {
+				return cli.Usagef("-policy %s: no such file", *policyFile)
+			}
+			return fmt.Errorf("the -policy file does not load: %w (fix it; busd -check-config %s checks it without starting)", err, *policyFile)
 		}
 	}
 	// The collector works harder before the process outgrows what its

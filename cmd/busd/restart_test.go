@@ -1,6 +1,6 @@
 package main
 
-// Stopping and starting again (issue 13, "The broker"): the order of the
+// Stopping and starting again: the order of the
 // steps of a graceful stop, a second broker for a live bus, a broker
 // killed with SIGKILL and its successor, and the lock file's record.
 

@@ -5,8 +5,9 @@
 // flag stops at the first argument that is not a flag, so `bus sub x
 // -count 1` would subscribe to "-count" and "1"; [Parse] takes flags
 // before, between and after the positional arguments instead, up to "--".
-// flag says "parse error" for `-timeout 1`; Parse makes every duration flag
-// suggest the unit. No flag library is needed for either.
+// flag says "parse error" for `-timeout 1` or `-count x`; Parse makes every
+// duration flag suggest the unit, and every number flag say what it wants.
+// No flag library is needed for either.
 package cli
 
 import (
@@ -25,6 +26,9 @@ const (
 	ExitError = 1 // the command ran and failed
 	ExitUsage = 2 // the command line cannot be run as written
 )
+
+// ErrNotAFlag is in the error of a flag the flag set does not define.
+var ErrNotAFlag = errors.New("not a flag")
 
 // UsageError is a command line that cannot be run as written: an unknown
 // flag or command, a bad flag value, the wrong number of arguments.
@@ -78,7 +82,7 @@ func Leading(fs *flag.FlagSet, args []string) (flags, rest []string, err error) 
 func parseFlags(fs *flag.FlagSet, flags []string) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	defer hintDurations(fs)()
+	defer hintValues(fs)()
 	if err := fs.Parse(flags); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -111,9 +115,9 @@ func split(fs *flag.FlagSet, args []string, leading bool) (flags, pos []string, 
 		case f == nil && (name == "h" || name == "help"):
 			return nil, nil, flag.ErrHelp
 		case f == nil && len(pos) > 0:
-			return nil, nil, Usagef("%s is not a flag of %s; an argument that starts with '-' goes after --, as in: %s [flags] -- ARGS", a, fs.Name(), fs.Name())
+			return nil, nil, Usagef("%s is %w of %s; an argument that starts with '-' goes after --, as in: %s [flags] -- ARGS", a, ErrNotAFlag, fs.Name(), fs.Name())
 		case f == nil:
-			return nil, nil, Usagef("%s is not a flag of %s", a, fs.Name())
+			return nil, nil, Usagef("%s is %w of %s", a, ErrNotAFlag, fs.Name())
 		}
 		flags = append(flags, a)
 		if !hasValue && !isBool(f) && i+1 < len(args) {
@@ -129,23 +133,33 @@ func isBool(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// hintDurations makes every duration flag of fs say which unit a bare
-// number lacks, where flag would say only "parse error", until the
-// function it returns puts the flags back: flag's help names a duration
-// flag's type by its own Value type.
-func hintDurations(fs *flag.FlagSet) (restore func()) {
-	var hinted []*flag.Flag
+// hintValues makes every duration and number flag of fs say what a value
+// should look like, where flag would say only "parse error", until the
+// function it returns puts the flags back: flag's help names a flag's
+// type by its own Value type.
+func hintValues(fs *flag.FlagSet) (restore func()) {
+	type original struct {
+		f *flag.Flag
+		v flag.Value
+	}
+	var hinted []original
 	fs.VisitAll(func(f *flag.Flag) {
-		if g, ok := f.Value.(flag.Getter); ok {
-			if _, isDuration := g.Get().(time.Duration); isDuration {
-				f.Value = durationHint{g}
-				hinted = append(hinted, f)
-			}
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		switch g.Get().(type) {
+		case time.Duration:
+			hinted = append(hinted, original{f, f.Value})
+			f.Value = durationHint{g}
+		case int, int64, uint, uint64:
+			hinted = append(hinted, original{f, f.Value})
+			f.Value = numberHint{g}
 		}
 	})
 	return func() {
-		for _, f := range hinted {
-			f.Value = f.Value.(durationHint).Getter
+		for _, h := range hinted {
+			h.f.Value = h.v
 		}
 	}
 }
@@ -160,4 +174,21 @@ func (d durationHint) Set(s string) error {
 		return errors.New("not a duration: write it as 5s, 500ms, 1m30s or 2h")
 	}
 	return nil
+}
+
+type numberHint struct{ flag.Getter }
+
+func (n numberHint) Set(s string) error {
+	err := n.Getter.Set(s)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, strconv.ErrRange) || strings.Contains(err.Error(), "out of range"):
+		return errors.New("value out of range")
+	}
+	switch n.Get().(type) {
+	case uint, uint64:
+		return errors.New("not a whole number of 0 or more: write it as 10")
+	}
+	return errors.New("not a whole number: write it as 10")
 }
