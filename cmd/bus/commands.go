@@ -148,7 +148,8 @@ environment:
 exit status:
   0  done (sub, reply and stream also end with 0 on ctrl-C)
   1  failed: refused by the bus, no reply in time, the connection ended
-     under -no-reconnect, and so on; stderr says why
+     under -no-reconnect, a restarted bus refused to restore what sub,
+     monitor, reply, stream listen or own had, and so on; stderr says why
   2  the command line cannot be run as written: stderr says what is wrong
 
 Run 'bus help COMMAND' for a command's flags.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -210,5 +211,61 @@ func TestCLIQueueWorkerFollowsARestart(t *testing.T) {
 	expectLine(t, stdout, "job-2")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("bus sub -queue: %v", err)
+	}
+}
+
+// A broker restarted with a policy that refuses what a command had
+// subscribed to: the command does not stay running deaf, it fails naming
+// the refusal. Each waiting command is tried: sub, a queue-group sub,
+// monitor, reply, stream listen and own.
+func TestCLIRefusedAfterARestartFails(t *testing.T) {
+	b := startBusd(t)
+	policy := filepath.Join(t.TempDir(), "policy")
+	rules := "deny any subscribe refused.>\ndeny any subscribe watched.>\ndeny any listen refused-stream\ndeny any own org.refused\nallow any all >\n"
+	if err := os.WriteFile(policy, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []*exec.Cmd
+	var stderrs []<-chan string
+	for _, tc := range []struct {
+		args  []string
+		ready string
+	}{
+		{[]string{"sub", "refused.a"}, "bus: subscribed"},
+		{[]string{"sub", "-queue", "workers", "refused.b"}, "bus: subscribed"},
+		{[]string{"monitor", "watched.>"}, "bus: monitoring"},
+		{[]string{"reply", "refused.svc", "ok"}, "bus: replying"},
+		{[]string{"stream", "listen", "refused-stream"}, "bus: listening"},
+		{[]string{"own", "org.refused"}, "bus: requested org.refused"},
+	} {
+		cmd, _, stderr := b.startPiped(t, tc.args...)
+		expectLine(t, stderr, tc.ready)
+		cmds, stderrs = append(cmds, cmd), append(stderrs, stderr)
+	}
+	killBusd(t, b)
+	bustest.StartWith(t, binDir, bustest.Options{Args: []string{"-dir", b.Dir, "-policy", policy}})
+	for i, cmd := range cmds {
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Errorf("%q refused after the restart: %v; want exit status 1", cmd.Args, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%q still runs 20s after the restarted bus refused it", cmd.Args)
+			continue
+		}
+		var said []string
+		for l := range stderrs[i] {
+			said = append(said, l)
+		}
+		restoredLine := func(l string) bool { return strings.Contains(l, "restored") }
+		if cmd.Args[1] == "own" { // its name is not restored, the watch of it is
+			restoredLine = func(l string) bool { return strings.Contains(l, "name forbidden") && l != said[len(said)-1] }
+		}
+		if last := said[len(said)-1]; !strings.Contains(last, "denied by rule") || slices.ContainsFunc(said, restoredLine) {
+			t.Errorf("%q said %q; want the refusal last, once, and no line saying it was restored", cmd.Args, said)
+		}
 	}
 }

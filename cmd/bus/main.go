@@ -100,6 +100,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -137,6 +138,21 @@ type env struct {
 	waitsForBus bool
 	closed      chan struct{} // closed when the connection has ended for good
 	command     string        // the command being run, for the hint after a usage error
+
+	// refused is closed when the broker refuses one of the command's
+	// subscriptions, refusal says why: at the start, or when a restarted
+	// broker (a new policy, say) refuses to restore it. A command that
+	// would otherwise wait for messages that can no longer come fails.
+	refused     chan struct{}
+	refusal     error
+	refusedOnce sync.Once
+	// handledRefusal is the last refusal the error handler has seen: a
+	// newer c.LastRefusal() is one still on its way to the handler.
+	handledRefusal error
+	// nameNotRestored tells bus own (ownsNames) that a restarted broker
+	// did not give its name back (another took it, or a policy keeps it).
+	nameNotRestored chan error
+	ownsNames       bool
 
 	// onLost, if set, is told of lost messages instead of stderr (bus
 	// monitor shows them among the messages).
@@ -264,6 +280,8 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 	}
 	e.closed = make(chan struct{})
 	closed := e.closed
+	e.refused = make(chan struct{})
+	e.nameNotRestored = make(chan error, 1)
 	var reconnect clientlib.Option
 	if e.noReconnect {
 		reconnect = clientlib.WithNoReconnect()
@@ -274,9 +292,11 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 			fmt.Fprintf(e.stderr, "bus: connection lost (%s); reconnecting\n", strings.TrimPrefix(err.Error(), "bus: "))
 		}),
 		clientlib.WithReconnectHandler(func(c *clientlib.Conn, r clientlib.Restored) {
-			// Said once the subscriptions are in place at the broker; if
-			// the connection drops again first, its own line says so.
-			if e.flush(ctx, c) == nil {
+			// Said once the subscriptions are in place at the broker (a
+			// refusal comes before the flush's answer, and the command
+			// fails with it instead); if the connection drops again
+			// first, its own line says so.
+			if e.flush(ctx, c) == nil && !e.wasRefused() && c.LastRefusal() == e.handledRefusal {
 				fmt.Fprintf(e.stderr, "bus: reconnected to %s, %d subscriptions restored\n", e.socketPath(), r.Subscriptions+r.Listeners)
 			}
 		}),
@@ -287,9 +307,26 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 		clientlib.WithTrustedUIDs(e.trust...),
 		// Errors no call returns, lost messages among them (a
 		// *clientlib.LostError says how many, where and why).
-		clientlib.WithErrorHandler(func(c *clientlib.Conn, _ *clientlib.Subscription, err error) {
+		clientlib.WithErrorHandler(func(c *clientlib.Conn, sub *clientlib.Subscription, err error) {
 			var se *clientlib.ServerError
-			if e.checksRefusals && errors.As(err, &se) && !se.Code.Fatal() {
+			refusal := errors.As(err, &se) && !se.Code.Fatal()
+			if refusal {
+				e.handledRefusal = err
+			}
+			if refusal && sub != nil {
+				// The command fails with it (sub and monitor through
+				// e.refused, reply through Next): said then, once.
+				e.refusedOnce.Do(func() { e.refusal = err; close(e.refused) })
+				return
+			}
+			if e.checksRefusals && refusal {
+				return
+			}
+			if e.ownsNames && (errors.Is(err, clientlib.ErrNameNotRestored) || errors.Is(err, clientlib.ErrNameForbidden)) {
+				select {
+				case e.nameNotRestored <- err: // own says it, or fails with it
+				default:
+				}
 				return
 			}
 			if err == c.Err() {
@@ -306,6 +343,23 @@ func (e *env) connect(ctx context.Context) (*clientlib.Conn, error) {
 		err = e.noBus(err)
 	}
 	return c, err
+}
+
+// wasRefused reports whether the broker has refused a subscription of the
+// command.
+func (e *env) wasRefused() bool {
+	select {
+	case <-e.refused:
+		return true
+	default:
+		return false
+	}
+}
+
+// subscriptionRefused is the error a command that waits for messages ends
+// with when the broker has refused one of its subscriptions.
+func (e *env) subscriptionRefused() error {
+	return fmt.Errorf("the bus refused a subscription: %w", e.refusal)
 }
 
 // noBus says that nothing serves the bus the flags name, and what to do,

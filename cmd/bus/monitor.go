@@ -69,6 +69,8 @@ func monitorFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error 
 			case s = <-ch:
 			case <-ctx.Done():
 				return nil // interrupted: the way a monitor stops
+			case <-e.refused: // a restarted broker would not restore it
+				return e.subscriptionRefused()
 			case <-e.closed:
 				return fmt.Errorf("the connection to the bus ended: %w", c.Err())
 			}

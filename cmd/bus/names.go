@@ -129,6 +129,7 @@ func ownFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		if *noQueue {
 			flags = append(flags, clientlib.DoNotQueue)
 		}
+		e.ownsNames = true
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err
@@ -187,6 +188,13 @@ func own(ctx context.Context, e *env, c *clientlib.Conn, name string, flags []cl
 					return fmt.Errorf("lost %s to %s", name, by)
 				}
 			}
+		case err := <-e.nameNotRestored: // after a reconnect
+			if o, oerr := c.NameOwner(ctx, name); oerr == nil && queuedIn(o, c.ConnID()) {
+				owner = false
+				fmt.Fprintf(e.stderr, "bus: queued for %s again: %v\n", name, strings.TrimPrefix(err.Error(), "bus: "))
+				continue
+			}
+			return err
 		case <-ctx.Done():
 			return release(c, name)
 		}

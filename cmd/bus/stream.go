@@ -40,6 +40,7 @@ func streamFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			return cli.Usagef("unknown stream mode %q; usage: bus stream %s", mode, streamArgs)
 		}
 		e.waitsForBus = mode == "listen"
+		e.checksRefusals = mode == "listen" // refusedAfterFlush, then AcceptStream's error
 		c, err := e.connect(ctx)
 		if err != nil {
 			return err
@@ -57,7 +58,7 @@ func streamListen(ctx context.Context, e *env, c *clientlib.Conn, name string) e
 		return err
 	}
 	defer l.Close()
-	if err := e.flush(ctx, c); err != nil {
+	if err := e.refusedAfterFlush(ctx, c); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "bus: listening for a stream named %q on %s\n", name, e.socketPath())

@@ -92,6 +92,8 @@ func subFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			case m = <-msgs:
 			case <-ctx.Done():
 				return nil // interrupted: a normal way to stop
+			case <-e.refused: // a restarted broker would not restore it
+				return e.subscriptionRefused()
 			case <-e.closed: // -no-reconnect, or an error not worth reconnecting after
 				return fmt.Errorf("the connection to the bus ended: %w", c.Err())
 			}
