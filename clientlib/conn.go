@@ -27,6 +27,9 @@ type Conn struct {
 	sess   *session // the current session, live or lost
 	status Status
 	up     chan struct{} // closed when a reconnect succeeds; replaced when the connection is lost
+	// installed is closed when a reconnect succeeds, and replaced at once:
+	// for those that must ask the new broker again (WatchName).
+	installed chan struct{}
 	// reconnDone is closed when the reconnecting goroutine has returned;
 	// nil if none was started.
 	reconnDone chan struct{}
@@ -149,6 +152,8 @@ func Connect(ctx context.Context, opts ...Option) (*Conn, error) {
 		kick:   make(chan struct{}, 1),
 		cb:     newCallbacks(),
 		quit:   make(chan struct{}),
+
+		installed: make(chan struct{}),
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.space = sync.NewCond(&c.mu)
@@ -431,6 +436,14 @@ func (c *Conn) closedErr() error {
 		return ErrClosed
 	}
 	return c.err
+}
+
+// nextReconnect returns a channel closed when the next reconnect
+// succeeds.
+func (c *Conn) nextReconnect() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.installed
 }
 
 // LastRefusal returns the last error with which the broker refused a frame

@@ -236,13 +236,17 @@ func (c *Conn) Names(ctx context.Context) (names []NameOwner, total int, err err
 // the two: WatchName subscribes to the name's events first, then asks for
 // the owner, and drops the events that the answer already covers (by
 // their Seq), so no change is missed or reported twice. A consumer that
-// does not keep up loses changes (the subscription's limits apply), and
-// changes while the connection is reconnecting are not seen: each
-// NameChange's Old says who the owner was before it.
+// does not keep up loses changes (the subscription's limits apply).
+//
+// Across a reconnect WatchName asks the broker again, as it did at first,
+// and reports the owner then as one change from the last one it reported
+// (if it differs): the changes while the connection was away are not seen
+// one by one, and a restarted broker numbers its changes (Seq) anew.
 func (c *Conn) WatchName(ctx context.Context, name string) (<-chan NameChange, error) {
 	if err := wire.ValidName(name); err != nil {
 		return nil, err
 	}
+	reconnected := c.nextReconnect() // before the SUB: a reconnect after it is seen
 	sub, err := c.SubscribeSync(wire.SysNameOwner + name)
 	if err != nil {
 		return nil, err
@@ -256,30 +260,112 @@ func (c *Conn) WatchName(ctx context.Context, name string) (<-chan NameChange, e
 	}
 	ch := make(chan NameChange, 1)
 	ch <- NameChange{Name: name, New: o.Owner, Seq: o.Seq}
+	w := &nameWatch{c: c, name: name, sub: sub, ch: ch, owner: o.Owner, last: o.Seq, reconnected: reconnected}
+	go w.run(ctx)
+	return ch, nil
+}
+
+// nameWatch is the goroutine of a WatchName.
+type nameWatch struct {
+	c           *Conn
+	name        string
+	sub         *Subscription
+	ch          chan NameChange
+	owner       *NameHolder     // the last owner reported
+	last        uint64          // the Seq of the last change reported, or of the answer
+	reconnected <-chan struct{} // closed by the next reconnect
+}
+
+func (w *nameWatch) run(ctx context.Context) {
+	defer close(w.ch)
+	defer w.sub.Unsubscribe()
+	for {
+		m, err := w.next(ctx)
+		switch {
+		case errors.Is(err, errReconnected):
+			if !w.askAgain(ctx) {
+				return
+			}
+			continue
+		case err != nil:
+			return
+		}
+		var ev wire.NameEvent
+		if m.Origin.Conn != 0 || wire.DecodeBody(m.Data, &ev) != nil || ev.Seq <= w.last {
+			continue
+		}
+		w.last = ev.Seq
+		if !w.report(ctx, NameChange{Name: ev.Name, Old: holder(ev.Old), New: holder(ev.New), Seq: ev.Seq}) {
+			return
+		}
+	}
+}
+
+// errReconnected is what next returns when the connection has reconnected.
+var errReconnected = errors.New("reconnected")
+
+// next waits for the next event, or for a reconnect.
+func (w *nameWatch) next(ctx context.Context) (*Msg, error) {
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
-		defer close(ch)
-		defer sub.Unsubscribe()
-		last := o.Seq
-		for {
-			m, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			var ev wire.NameEvent
-			if m.Origin.Conn != 0 || wire.DecodeBody(m.Data, &ev) != nil || ev.Seq <= last {
-				continue
-			}
-			last = ev.Seq
-			select {
-			case ch <- NameChange{Name: ev.Name, Old: holder(ev.Old), New: holder(ev.New), Seq: ev.Seq}:
-			case <-ctx.Done():
-				return
-			case <-c.quit:
-				return
-			}
+		select {
+		case <-w.reconnected:
+			cancel()
+		case <-nctx.Done():
 		}
 	}()
-	return ch, nil
+	m, err := w.sub.Next(nctx)
+	if err != nil && ctx.Err() == nil && isClosed(w.reconnected) {
+		return nil, errReconnected
+	}
+	return m, err
+}
+
+// askAgain asks the new broker for the owner, as WatchName did at first,
+// and reports it if it differs from the last one reported.
+func (w *nameWatch) askAgain(ctx context.Context) bool {
+	w.reconnected = w.c.nextReconnect()
+	o, err := w.c.NameOwner(ctx, w.name)
+	if err != nil {
+		// Lost again, or closed: the next reconnect asks again; a closed
+		// Conn ends the subscription, and so the watch.
+		return ctx.Err() == nil
+	}
+	w.last = o.Seq
+	if sameHolder(w.owner, o.Owner) {
+		return true
+	}
+	return w.report(ctx, NameChange{Name: w.name, Old: w.owner, New: o.Owner, Seq: o.Seq})
+}
+
+func (w *nameWatch) report(ctx context.Context, ch NameChange) bool {
+	w.owner = ch.New
+	select {
+	case w.ch <- ch:
+		return true
+	case <-ctx.Done():
+	case <-w.c.quit:
+	}
+	return false
+}
+
+// sameHolder reports whether a and b are the same connection, or both
+// nobody.
+func sameHolder(a, b *NameHolder) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ConnID == b.ConnID && a.PID == b.PID
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // namesToken begins the reply topics of the name requests a reconnect

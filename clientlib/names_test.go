@@ -157,6 +157,44 @@ func TestNamesRestoredAfterReconnect(t *testing.T) {
 	}
 }
 
+// A watch of a name carries on across a broker restart: it reports the
+// owner the new broker knows (nobody, the old owner having not come back)
+// as a change from the last one, then the new broker's changes, though
+// their numbers (Seq) start again below those of the old broker.
+func TestWatchNameFollowsARestart(t *testing.T) {
+	path, srv, w, events := eventConn(t)
+	old := connect(t, path, WithNoReconnect())
+	for range 3 { // numbers the old broker's changes past those the new one will give
+		requestName(t, old, "org.example.Watched", PrimaryOwner)
+		if _, err := old.ReleaseName(testCtx(t), "org.example.Watched"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requestName(t, old, "org.example.Watched", PrimaryOwner)
+	changes, err := w.WatchName(testCtx(t), "org.example.Watched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := nextChange(t, changes)
+	if connOfHolder(first.New) != old.ConnID() {
+		t.Fatalf("first change %+v; want the owner conn %d", first, old.ConnID())
+	}
+	stopBus(t, srv)
+	nextConnEvent(t, events, "disconnected")
+	serveOn(t, path)
+	nextConnEvent(t, events, "reconnected")
+	gone := nextChange(t, changes)
+	if gone.New != nil || connOfHolder(gone.Old) != connOfHolder(first.New) {
+		t.Fatalf("after the restart: %+v; want the old owner gone (New nil, Old conn %d)", gone, connOfHolder(first.New))
+	}
+	successor := connect(t, path)
+	requestName(t, successor, "org.example.Watched", PrimaryOwner)
+	taken := nextChange(t, changes)
+	if connOfHolder(taken.New) != successor.ConnID() || taken.Old != nil || taken.Seq > first.Seq {
+		t.Fatalf("the new broker's change %+v; want the successor conn %d from nobody, numbered anew (at most %d)", taken, successor.ConnID(), first.Seq)
+	}
+}
+
 // Refusals are errors to match: a name the policy keeps, a bound reached,
 // a bad name.
 func TestRequestNameRefusals(t *testing.T) {

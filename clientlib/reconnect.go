@@ -242,6 +242,8 @@ func (c *Conn) install(s *session, info *wire.Info, attempts int) bool {
 	c.counts.reconnects++
 	c.info.Store(info)
 	close(c.up)
+	close(c.installed)
+	c.installed = make(chan struct{})
 	if f := c.opts.onReconnect; f != nil {
 		c.cb.pushFunc(func() { f(c, r) })
 	}
