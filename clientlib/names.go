@@ -308,15 +308,16 @@ var errReconnected = errors.New("reconnected")
 func (w *nameWatch) next(ctx context.Context) (*Msg, error) {
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	reconnected := w.reconnected // askAgain replaces it, maybe before this goroutine runs
 	go func() {
 		select {
-		case <-w.reconnected:
+		case <-reconnected:
 			cancel()
 		case <-nctx.Done():
 		}
 	}()
 	m, err := w.sub.Next(nctx)
-	if err != nil && ctx.Err() == nil && isClosed(w.reconnected) {
+	if err != nil && ctx.Err() == nil && isClosed(reconnected) {
 		return nil, errReconnected
 	}
 	return m, err

@@ -58,7 +58,7 @@ func checkBusDir(path string, trusted []int) error {
 		why += " (no socket is there yet)"
 	}
 	advice := "for a bus run by another user: WithTrustedUIDs, or bus -trust UID"
-	if strings.Contains(why, "may write to it") {
+	if fi, serr := os.Lstat(filepath.Dir(path)); serr == nil && fi.Mode().Perm()&0o022 != 0 {
 		advice = "use a bus in a directory only its user may write to, such as the default $XDG_RUNTIME_DIR/busd"
 	}
 	return &untrustedDirError{err: err, msg: fmt.Sprintf("%v: %s; refusing to connect to %s: %s", ErrUntrustedBus, why, path, advice)}

@@ -73,7 +73,7 @@ func TestConnectRefusesASharedDirectoryBeforeWaiting(t *testing.T) {
 	_, err := Connect(testCtx(t), WithSocket(filepath.Join(dir, "none.sock")))
 	msg := fmt.Sprint(err)
 	if !errors.Is(err, ErrUntrustedBus) || !errors.Is(err, unixsock.ErrInsecureDir) ||
-		!strings.Contains(msg, "mode 1777: others may write to it") || !strings.Contains(msg, "no socket is there yet") ||
+		!strings.Contains(msg, "mode 1777: other users may write to it") || !strings.Contains(msg, "no socket is there yet") ||
 		!strings.Contains(msg, "directory only its user may write to") ||
 		strings.Contains(msg, "unixsock:") || strings.Count(msg, "untrusted bus") != 1 {
 		t.Fatalf("Connect = %q; want one ErrUntrustedBus naming the mode, the missing socket and what to do", msg)

@@ -28,8 +28,12 @@ func CheckDir(dir string, owners ...int) error {
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 		return fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
 	case st.Mode&0o022 != 0:
-		return fmt.Errorf("%w: %s has mode %04o: others may write to it, and so put a socket of their own there",
-			ErrInsecureDir, dir, st.Mode&0o7777)
+		who := "other users"
+		if st.Mode&0o002 == 0 {
+			who = "its group's members"
+		}
+		return fmt.Errorf("%w: %s has mode %04o: %s may write to it, and so put a socket of their own there",
+			ErrInsecureDir, dir, st.Mode&0o7777, who)
 	case !slices.Contains(owners, int(st.Uid)):
 		return fmt.Errorf("%w: %s has owner uid %d; want owner uid %s",
 			ErrInsecureDir, dir, st.Uid, uidList(owners))

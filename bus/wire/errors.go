@@ -95,13 +95,13 @@ func Errorf(code Code, format string, args ...any) *Error {
 // Error returns a message such as `bus: invalid topic: topic "a..b": token
 // 2 is empty (frame 7, PUB)`.
 //
-// A text that already names the kind, as "the broker is shutting down"
-// does, is not prefixed with it again.
+// A text that already ends with the kind's name, as "the broker is
+// shutting down" does, is not prefixed with it again.
 func (e *Error) Error() string {
 	s := "bus: " + e.Code.Error()
 	switch {
 	case e.Text == "":
-	case strings.Contains(e.Text, e.Code.Error()):
+	case strings.HasSuffix(e.Text, " "+e.Code.Error()):
 		s = "bus: " + e.Text
 	default:
 		s += ": " + e.Text

@@ -167,7 +167,10 @@ func own(ctx context.Context, e *env, c *clientlib.Conn, name string, flags []cl
 		select {
 		case ch, ok := <-changes:
 			if !ok {
-				return release(c, name)
+				if ctx.Err() != nil {
+					return release(c, name)
+				}
+				return e.watchEnded(ctx, c, name) // refused, or the connection ended
 			}
 			me := ch.New != nil && ch.New.ConnID == c.ConnID()
 			switch {
@@ -179,26 +182,72 @@ func own(ctx context.Context, e *env, c *clientlib.Conn, name string, flags []cl
 				}
 			case !me && owner:
 				owner = false
-				by := "nobody"
-				if ch.New != nil {
-					by = fmt.Sprintf("conn %d (pid %d)", ch.New.ConnID, ch.New.PID)
+				o, err := c.NameOwner(ctx, name)
+				if err != nil || queuedIn(o, c.ConnID()) {
+					fmt.Fprintf(e.stderr, "bus: lost %s to %s; queued for it\n", name, holderText(ch.New))
+					continue
 				}
-				fmt.Fprintf(e.stderr, "bus: lost %s to %s\n", name, by)
-				if o, err := c.NameOwner(ctx, name); err == nil && !queuedIn(o, c.ConnID()) {
-					return fmt.Errorf("lost %s to %s", name, by)
+				if ch.New == nil {
+					// Nobody has it, and this connection asked for it
+					// again (a reconnect): the broker refused, and the
+					// reason is on its way to the error handler.
+					return e.nameRefusal(ctx, name)
 				}
+				return fmt.Errorf("lost %s to %s", name, holderText(ch.New))
 			}
 		case err := <-e.nameNotRestored: // after a reconnect
-			if o, oerr := c.NameOwner(ctx, name); oerr == nil && queuedIn(o, c.ConnID()) {
+			o, oerr := c.NameOwner(ctx, name)
+			switch {
+			case oerr != nil: // lost again: the next reconnect asks again
+			case queuedIn(o, c.ConnID()):
 				owner = false
-				fmt.Fprintf(e.stderr, "bus: queued for %s again: %v\n", name, strings.TrimPrefix(err.Error(), "bus: "))
-				continue
+				fmt.Fprintf(e.stderr, "bus: queued for %s again: %s owns it now\n", name, holderText(o.Owner))
+			case o.Owner != nil && o.Owner.ConnID == c.ConnID(): // taken again meanwhile
+			default:
+				return err
 			}
-			return err
+		case <-e.refused: // the watch of the name
+			return e.subscriptionRefused()
 		case <-ctx.Done():
 			return release(c, name)
 		}
 	}
+}
+
+// holderText names who holds a name, for a line of bus own.
+func holderText(h *clientlib.NameHolder) string {
+	if h == nil {
+		return "nobody"
+	}
+	return fmt.Sprintf("conn %d (pid %d)", h.ConnID, h.PID)
+}
+
+// nameRefusal waits for the reason a reconnect's request for name failed,
+// which the error handler passes on, and returns it.
+func (e *env) nameRefusal(ctx context.Context, name string) error {
+	select {
+	case err := <-e.nameNotRestored:
+		return err
+	case <-e.closed:
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second): // a reason that never comes is not waited for longer
+	}
+	return fmt.Errorf("%s was not given back after a reconnect, and nobody owns it", name)
+}
+
+// watchEnded says why the watch of own's name ended, which the error
+// handler or the connection's end tells.
+func (e *env) watchEnded(ctx context.Context, c *clientlib.Conn, name string) error {
+	select {
+	case <-e.refused:
+		return e.subscriptionRefused()
+	case <-e.closed:
+		return fmt.Errorf("the connection to the bus ended: %w", c.Err())
+	case <-ctx.Done():
+		return nil
+	case <-time.After(10 * time.Second):
+	}
+	return fmt.Errorf("the watch of %s ended", name)
 }
 
 func queuedIn(o clientlib.NameOwner, id uint64) bool {
