@@ -137,7 +137,7 @@ func fmtHeaders(h [][2]string) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-// The acceptance check of the issue: `bus pub -H a=1 -H a=2` reaches
+// Repeated headers end to end: `bus pub -H a=1 -H a=2` reaches
 // `bus sub -json` with both values, in order.
 func TestCLIRepeatedHeaderJSON(t *testing.T) {
 	b := startBusd(t)

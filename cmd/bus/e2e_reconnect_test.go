@@ -156,7 +156,7 @@ func TestCLIReplyAndListenCarryOnAcrossABusdRestart(t *testing.T) {
 	}
 }
 
-// What the issue checks, whole: bus sub started before any busd waits for
+// A whole restart, end to end: bus sub started before any busd waits for
 // the bus, gets one message, follows a busd killed with SIGKILL and
 // started again, gets a second, and exits 0 having printed both.
 func TestCLISubStartedBeforeTheBusFollowsARestart(t *testing.T) {
