@@ -47,6 +47,7 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 		{"busd", []string{"-max-conns", "0"}, "-max-conns 0: give a positive number", "MaxConns"},
 		{"busd", []string{"-max-pending", "-5"}, "-max-pending -5: give a positive number", "MaxPending"},
 		{"busd", []string{"-policy", "/nonexistent/policy"}, "-policy /nonexistent/policy: no such file", "policy: policy"},
+		{"busd", []string{"-max-memory", "1"}, "-max-memory 1 is too small to serve connections", "MaxMemory"},
 	} {
 		cmd := exec.CommandContext(b.ctx, filepath.Join(binDir, tc.bin), tc.args...)
 		cmd.Env = b.Env()

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"math"
+	"strings"
 	"time"
+
+	"github.com/busd/busd/bus"
 
 	"github.com/busd/busd/internal/cli"
 )
@@ -34,4 +38,28 @@ func (l limitFlags) check() error {
 		return cli.Usagef("-frame-timeout %v: must be positive, such as 10s", l.frameTimeout)
 	}
 	return nil
+}
+
+// configFlags names, for each Config field a flag sets, the flag.
+var configFlags = strings.NewReplacer(
+	"Limits.MaxPayload", "-max-payload",
+	"MaxFDPayload", "-max-fd-payload",
+	"MaxPending", "-max-pending",
+	"MaxMemory", "-max-memory",
+	"MaxConns", "-max-conns",
+	"MaxFDs", "the descriptor limit (ulimit -n)",
+	"FrameTimeout", "-frame-timeout",
+	"WriteTimeout", "-write-timeout",
+	"StallBudget", "-stall-budget",
+)
+
+// validateFlags is cfg.Validate in the words of busd's flags: a combination
+// of flags the broker cannot run with is a usage error that names them.
+func validateFlags(cfg *bus.Config) error {
+	err := cfg.Validate()
+	if err == nil || !errors.Is(err, bus.ErrBadConfig) {
+		return err
+	}
+	why := strings.TrimPrefix(err.Error(), bus.ErrBadConfig.Error()+": ")
+	return cli.Usagef("%s", configFlags.Replace(why))
 }

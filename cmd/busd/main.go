@@ -237,6 +237,9 @@ func run(args []string) error {
 			return fmt.Errorf("the -policy file does not load: %w (fix it; busd -check-config %s checks it without starting)", err, *policyFile)
 		}
 	}
+	if err := validateFlags(&cfg); err != nil {
+		return err
+	}
 	// The collector works harder before the process outgrows what its
 	// budgets allow, with room for the runtime and the broker's own state.
 	debug.SetMemoryLimit(cfg.MaxMemory + runtimeHeadroom)
