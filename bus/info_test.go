@@ -60,7 +60,7 @@ var dumpTitle = regexp.MustCompile(`^(C->B|B->C) .* (\d+) bytes$`)
 
 // documentedExchange reads the frames of PROTOCOL.md section 10 from their
 // hexdumps (encoding/hex.Dump's format).
-func documentedExchange(t *testing.T) []dump {
+func documentedExchange(t *testing.T) (dumps []dump, keysSentence []string) {
 	t.Helper()
 	doc, err := os.ReadFile("../docs/PROTOCOL.md")
 	if err != nil {
@@ -73,7 +73,10 @@ func documentedExchange(t *testing.T) []dump {
 	// The broker request after it carries a pid and a time of its run:
 	// it is checked by hand, not replayed.
 	sec, _, _ = strings.Cut(sec, "\n### A broker request")
-	var dumps []dump
+	if strings.Contains(sec, "_test.go:") {
+		t.Error("section 10 has a test's output pasted into it")
+	}
+	keysSentence = infoKeys.FindStringSubmatch(sec)
 	for _, line := range strings.Split(sec, "\n") {
 		if m := dumpTitle.FindStringSubmatch(line); m != nil {
 			dumps = append(dumps, dump{title: line})
@@ -99,7 +102,7 @@ func documentedExchange(t *testing.T) []dump {
 			t.Fatalf("%q: the dump has %d bytes", d.title, len(d.b))
 		}
 	}
-	return dumps
+	return dumps, keysSentence
 }
 
 func isHexOffset(s string) bool {
@@ -114,7 +117,7 @@ func isHexOffset(s string) bool {
 // the MSG's origin (this process's). On a difference the test prints the
 // real frame in the document's format, to paste there.
 func TestDocumentedExchange(t *testing.T) {
-	dumps := documentedExchange(t)
+	dumps, keysSentence := documentedExchange(t)
 	hello, _ := wire.AppendBody(nil, &wire.Hello{Version: wire.Version, Name: "demo"})
 	sent := [][]byte{
 		wire.AppendControl(nil, wire.OpHello, 0, hello),
@@ -154,4 +157,15 @@ func TestDocumentedExchange(t *testing.T) {
 	if len(sent) != 0 {
 		t.Fatalf("the document leaves out %d of the client's frames", len(sent))
 	}
+	// The prose before the dumps counts INFO's keys too.
+	info := dumps[1].b[wire.HeaderLen:]
+	if len(keysSentence) != 3 || info[0] != 0xde ||
+		keysSentence[1] != strconv.Itoa(int(binary.BigEndian.Uint16(info[1:]))) ||
+		strings.ReplaceAll(keysSentence[2], " ", "") != hex.EncodeToString(info[:3]) {
+		t.Errorf("section 10 says %q of INFO's map; it begins % x", keysSentence, info[:3])
+	}
 }
+
+// infoKeys is section 10's sentence on INFO's map: its count of keys and
+// its first three bytes.
+var infoKeys = regexp.MustCompile("INFO's map has (\\d+)\\s+keys, so it is a map 16 \\(`([0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2})`\\)")
