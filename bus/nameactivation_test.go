@@ -265,3 +265,34 @@ func TestHeldRequestShownToMonitors(t *testing.T) {
 	}
 	mon.quiet()
 }
+
+// A held request is decided again when it is delivered: one that a policy
+// loaded while it was held no longer lets its requester publish reaches
+// nobody, and its requester is told why; one still allowed is delivered.
+func TestHeldRequestDecidedAgainUnderANewPolicy(t *testing.T) {
+	act := newFakeActivator("svc")
+	srv, path := testBroker(t, func(c *Config) { c.Activator = act })
+	p := nameClient(t, path, "p")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc.secret", p.inbox("denied"), nil, []byte("no"), 0))
+	waitName(t, act.started, "svc")
+	p.send(wire.AppendPub(nil, wire.NamePrefix+"svc.open", p.inbox("allowed"), nil, []byte("yes"), 0))
+	p.sync() // both held
+	srv.SetPolicy(mustPolicy(t, "deny uid %me publish _NAME.svc.secret\nallow uid %me all >"))
+
+	svc := nameClient(t, path, "svc")
+	svc.sub(1, wire.NamePrefix+"svc.>", "")
+	svc.sync()
+	body, _ := wire.AppendBody(nil, &wire.NameRequest{Name: "svc"})
+	svc.send(wire.AppendPub(nil, wire.SysReqNameRequest, svc.inbox("n"), nil, body, 0))
+	if f := svc.next(); f.Op != wire.OpMsg || string(f.Payload) != "yes" {
+		t.Fatalf("service got %v %q; want only the request still allowed", f.Op, f.Payload)
+	}
+	svc.nextAnswer(svc.inbox("n"))
+	svc.quiet()
+	p.expectStatus(p.inbox("denied"), wire.StatusNoResponders, `publish to "_NAME.svc.secret" denied by rule at line 1`)
+	srv.names.mu.Lock()
+	defer srv.names.mu.Unlock()
+	if srv.names.held != 0 {
+		t.Fatalf("%d requests still held", srv.names.held)
+	}
+}

@@ -323,14 +323,29 @@ func (s *Server) failHeldLocked(e *nameEntry, why error) {
 
 // releaseHeldLocked delivers the requests held for e's activation, in
 // order, to owner, its new owner; one that reaches none of its
-// subscriptions gets its requester the no-responders MSG.
+// subscriptions gets its requester the no-responders MSG. Each is decided
+// again under the policy in force now: one a policy loaded while it was
+// held no longer lets its requester publish is answered the same way, the
+// rule as the reason, and reaches nobody.
 func (s *Server) releaseHeldLocked(e *nameEntry, owner *conn) {
 	for _, h := range s.endActivationLocked(e) {
+		topic := unsafe.String(unsafe.SliceData(h.f.Topic), len(h.f.Topic))
+		if _, err := h.from.checkPublish(topic, h.f.Reply); err != nil {
+			var we *wire.Error
+			reason := err.Error()
+			if errors.As(err, &we) {
+				reason = we.Text
+			}
+			hdrs := wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
+			hdrs = wire.AppendField(hdrs, wire.ReasonHeader, reason+" (the policy changed while the request was held)")
+			s.brokerTo(h.from, h.f.Reply, hdrs, func(sub *subscription) bool { return sub.c == h.from }, nil, nil)
+			s.unholdLocked(h)
+			continue
+		}
 		m := outMsg{origin: &h.origin, pub: &h.f, named: true, owner: owner}
 		m.size = wire.MsgHeadLen + h.f.Size() - wire.HeaderLen
 		m.nfds = int(h.f.NFDs)
 		m.replyInbox = inboxOf(string(h.f.Reply))
-		topic := unsafe.String(unsafe.SliceData(h.f.Topic), len(h.f.Topic))
 		if s.brokerTo(owner, []byte(topic), nil, func(sub *subscription) bool { return sub.admits(&m) }, &m, h.set) == 0 && len(h.f.Reply) > 0 {
 			s.brokerTo(h.from, h.f.Reply, noRespondersHeaders, func(sub *subscription) bool { return sub.c == h.from }, nil, nil)
 		}
