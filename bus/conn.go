@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/busd/busd/bus/policy"
@@ -447,7 +448,12 @@ func (c *conn) noteOnce(what logOnce, msg string, args ...any) {
 	}
 }
 
+// isQuietClose reports whether err is a client going away: end of file,
+// or a reset, which is what a client that closes with frames of the
+// broker's still unread in its socket causes (a clean goodbye that sends
+// without waiting for the answer does).
 func isQuietClose(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errShuttingDown)
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errShuttingDown) ||
+		errors.Is(err, syscall.ECONNRESET)
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/busd/busd/bus/wire"
 )
 
@@ -42,6 +44,25 @@ func TestConnEventsSayWhoAndWhy(t *testing.T) {
 	normal.sock.Close()
 	if ev := nextConnEvent(t, w, wire.SysConnDown, normal); ev.Reason != wire.ReasonNormal || ev.Name != "normal one" {
 		t.Fatalf("down event %+v; want reason normal", ev)
+	}
+
+	// A client that closes with the broker's frames unread (here a PONG)
+	// resets the connection: it went away all the same.
+	hasty := connectNamed(t, path, "hasty")
+	nextConnEvent(t, w, wire.SysConnUp, hasty)
+	hasty.send(wire.AppendControl(nil, wire.OpPing, 1, nil))
+	dup, err := hasty.sock.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readable := []unix.PollFd{{Fd: int32(dup.Fd()), Events: unix.POLLIN}}
+	if n, err := unix.Poll(readable, 10000); n != 1 || err != nil { // the PONG is there, unread
+		t.Fatalf("poll: %d, %v; want the PONG waiting", n, err)
+	}
+	dup.Close()
+	hasty.sock.Close()
+	if ev := nextConnEvent(t, w, wire.SysConnDown, hasty); ev.Reason != wire.ReasonNormal || ev.Text != "" {
+		t.Fatalf("down event %+v; want reason normal for a close with frames unread", ev)
 	}
 
 	bad := connectNamed(t, path, "bad")

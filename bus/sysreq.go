@@ -88,7 +88,7 @@ func (c *conn) sysPublish(f *wire.Frame, topic string) error {
 		if name == "will" {
 			most = wire.MaxWillRequest
 		}
-		a = badRequest(fmt.Sprintf("the payload is %d bytes; a %s request is at most %d", f.PayloadLen, topic, most))
+		a = badRequest(fmt.Sprintf("the frame is %d bytes (a payload of %d); a %s request is one frame of at most 64 KiB, its payload at most %d", f.Size(), f.PayloadLen, topic, most))
 	default:
 		a = h(c, f.Payload)
 	}

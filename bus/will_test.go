@@ -166,7 +166,7 @@ func TestWillRefusals(t *testing.T) {
 		{wire.WillRequest{Topic: "a", Payload: make([]byte, 64)}, wire.StatusBadRequest, "max_retained is 64"},
 		// A frame read in pieces: the answer names the will request's bound.
 		{wire.WillRequest{Topic: "a", Payload: make([]byte, 4*wire.MaxWillRequest)}, wire.StatusBadRequest,
-			fmt.Sprintf("a %s request is at most %d", wire.SysReqWill, wire.MaxWillRequest)},
+			fmt.Sprintf("a %s request is one frame of at most 64 KiB, its payload at most %d", wire.SysReqWill, wire.MaxWillRequest)},
 	} {
 		if st, why := c.setWill(&tc.req); st != tc.status || !strings.Contains(why, tc.reason) {
 			t.Fatalf("will %+v: answered %q %q; want %s saying %q", tc.req, st, why, tc.status, tc.reason)
