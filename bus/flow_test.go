@@ -5,9 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -371,5 +375,53 @@ func TestSmallStepsAreProgress(t *testing.T) {
 	}
 	if st := srv.Stats(); st.SlowConsumers != 0 || st.Conns != 2 {
 		t.Fatalf("stats %+v: a reading subscriber was cut off", st)
+	}
+}
+
+// A subscriber that stops reading messages with descriptors falls behind
+// by descriptors, not bytes: once lagging, it loses those messages, and
+// its gap notice names the descriptor mark, not the byte one.
+func TestLaggingByDescriptorsSaysSo(t *testing.T) {
+	_, path := testBroker(t, nil)
+	sub := subscriber(t, path, "fds")
+	pub := connectRaw(t, path)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	fds := make([]int, 64)
+	for i := range fds {
+		fds[i] = int(r.Fd())
+	}
+	// 16 KiB each fills its socket's buffer (wire.SendBuffer) within some
+	// 256 messages; then the broker's queue for it passes the lagging
+	// bound of 2048 descriptors while it holds well under a MiB.
+	payload := make([]byte, 16<<10)
+	for range wire.SendBuffer/len(payload) + 100 {
+		pub.send(wire.AppendPub(nil, "fds", "", nil, payload, len(fds)), fds...)
+	}
+	pub.sync()
+	for n := 0; ; n++ {
+		f, err := sub.tryNext(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", n, err)
+		}
+		if f.NFDs > 0 {
+			got, err := sub.sock.TakeFDs(int(f.NFDs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fd := range got {
+				unix.Close(fd)
+			}
+			continue
+		}
+		_, reason := gapNotice(t, f)
+		if !strings.Contains(reason, "descriptors behind") {
+			t.Fatalf("gap notice says %q; want the descriptor mark named", reason)
+		}
+		return
 	}
 }

@@ -30,6 +30,7 @@ const (
 	lossFDPayload                        // a payload in a memfd, which the connection does not take (payload.go)
 	lossMonitorPayload                   // a monitor's copy of a payload in a memfd, for which its uid had no room (monitor.go)
 	lossHeldPayload                      // a receiver's copy of a payload in a memfd, for which its uid's held payload budget had no room (payloadCopy)
+	lossLaggingFDs                       // as lossLagging, by descriptors: a message with some, while it holds more than laggingMaxFDs
 )
 
 // reasonText says what lossReason r means for this connection.
@@ -38,6 +39,8 @@ func (c *conn) reasonText(r lossReason) string {
 	switch r {
 	case lossLagging:
 		return fmt.Sprintf("this connection fell more than %d bytes behind and did not catch up within %v", paceMark, cfg.StallBudget)
+	case lossLaggingFDs:
+		return fmt.Sprintf("this connection fell more than %d descriptors behind and did not catch up within %v", lagFDs(cfg), cfg.StallBudget)
 	case lossQueue:
 		return fmt.Sprintf("this connection's queue of %d bytes is full", cfg.MaxPending)
 	case lossQueueFDs:

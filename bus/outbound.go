@@ -124,7 +124,7 @@ func (c *conn) roomLocked(size, nfds int) bool {
 		c.setFullLocked()
 		return false
 	case c.lagging && nfds > 0 && c.pendingFDs > laggingMaxFDs(cfg):
-		c.lossReason = lossLagging // not full: it still takes messages without descriptors
+		c.lossReason = lossLaggingFDs // not full: it still takes messages without descriptors
 		return false
 	case c.pending+size > cfg.MaxPending:
 		c.lossReason = lossQueue
