@@ -408,6 +408,5 @@ func (c *conn) answerNames(payload []byte) sysAnswer {
 		list.Names = append(list.Names, r.names[name].ownerLocked())
 	}
 	r.mu.Unlock()
-	body, _ := wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
-	return sysAnswer{payload: body}
+	return sysAnswer{payload: fitEntries(c, list, list.Names, list.Truncated, func(l *wire.NameList, e []wire.NameOwner, cut bool) { l.Names, l.Truncated = e, cut })}
 }

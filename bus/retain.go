@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -310,11 +309,7 @@ func (c *conn) answerRetained(payload []byte) sysAnswer {
 			Since: uint64(v.since.UnixNano()),
 		})
 	}
-	body, err := wire.AppendBody(nil, &list)
-	if err != nil {
-		return sysAnswer{status: wire.StatusBadRequest, reason: fmt.Sprint(err)}
-	}
-	return sysAnswer{payload: body}
+	return sysAnswer{payload: fitEntries(c, list, list.Retained, list.Truncated, func(l *wire.RetainedList, e []wire.RetainedValue, cut bool) { l.Retained, l.Truncated = e, cut })}
 }
 
 // topicString is f's topic as a string sharing its bytes.

@@ -96,6 +96,40 @@ func (c *conn) sysPublish(f *wire.Frame, topic string) error {
 	return nil
 }
 
+// fitList encodes a list answer with the first n of its entries, for the
+// largest n whose encoding fits in the payload a client takes
+// (max_payload): a list of long topics or patterns could otherwise make an
+// answer no client may read. encode(n) encodes the list cut to its first n
+// entries, marked truncated when n is short of them all.
+func (c *conn) fitList(n int, encode func(n int) []byte) []byte {
+	most := int(c.srv.cfg.Limits.MaxPayload)
+	b := encode(n)
+	if len(b) <= most || n == 0 {
+		return b
+	}
+	lo, hi := 0, n // encode(hi) is too large; the empty list is taken to fit
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if len(encode(mid)) <= most {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return encode(lo)
+}
+
+// fitEntries is fitList for the list answer l, whose entries are all and
+// whose truncated mark is truncated: set puts a cut of them, and the mark,
+// into l.
+func fitEntries[L, E any](c *conn, l L, all []E, truncated bool, set func(l *L, entries []E, truncated bool)) []byte {
+	return c.fitList(len(all), func(n int) []byte {
+		set(&l, all[:n], truncated || n < len(all))
+		b, _ := wire.AppendBody(nil, &l) // numbers and strings: it cannot fail
+		return b
+	})
+}
+
 func badRequest(reason string) sysAnswer {
 	return sysAnswer{status: wire.StatusBadRequest, reason: reason}
 }

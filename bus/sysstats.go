@@ -109,7 +109,7 @@ func (c *conn) answerConns(payload []byte) sysAnswer {
 			list.Conns = append(list.Conns, cs)
 		}
 	}
-	a.payload, _ = wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
+	a.payload = fitEntries(c, list, list.Conns, list.Truncated, func(l *wire.ConnList, e []wire.ConnStats, cut bool) { l.Conns, l.Truncated = e, cut })
 	return a
 }
 
@@ -181,6 +181,6 @@ func (c *conn) answerSubs(payload []byte) sysAnswer {
 	if list.Total > req.Limit {
 		list.Subs, list.Truncated = list.Subs[:req.Limit], true
 	}
-	a.payload, _ = wire.AppendBody(nil, &list) // numbers and strings: it cannot fail
+	a.payload = fitEntries(c, list, list.Subs, list.Truncated, func(l *wire.SubList, e []wire.SubStats, cut bool) { l.Subs, l.Truncated = e, cut })
 	return a
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -354,5 +355,31 @@ func TestSubsRequestChargesItsBuilding(t *testing.T) {
 		if list.Total != 101 {
 			t.Fatalf("list of %d; want 101", list.Total)
 		}
+	}
+}
+
+// A list answer fits in the payload a client takes: with a small
+// max_payload and many long patterns, $SYS.req.subs gives what fits,
+// marked truncated, with the total, rather than a MSG no client may read.
+func TestListAnswersFitMaxPayload(t *testing.T) {
+	_, path := testBroker(t, func(c *Config) { c.Limits.MaxPayload = 2048 })
+	a := connectRaw(t, path)
+	long := strings.Repeat("x", 200)
+	for i := range 40 {
+		a.sub(uint32(i+1), fmt.Sprintf("%s.%d", long, i), "")
+	}
+	a.sync()
+	var list wire.SubList
+	a.sub(900, a.inbox(">"), "")
+	a.send(wire.AppendPub(nil, wire.SysReqSubs, a.inbox("s"), nil, nil, 0))
+	f, status, _ := a.nextAnswer(a.inbox("s"))
+	if status != "" || len(f.Payload) > 2048 {
+		t.Fatalf("answer: status %q, %d payload bytes; want one of at most max_payload (2048)", status, len(f.Payload))
+	}
+	if err := wire.DecodeBody(f.Payload, &list); err != nil {
+		t.Fatal(err)
+	}
+	if !list.Truncated || list.Total != 41 || len(list.Subs) == 0 || len(list.Subs) >= 41 {
+		t.Fatalf("list of %d of %d, truncated %v; want some of 41, truncated", len(list.Subs), list.Total, list.Truncated)
 	}
 }
