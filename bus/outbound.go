@@ -11,6 +11,7 @@ type outcome uint8
 
 const (
 	gone    outcome = iota // the connection is closing, or the subscription was removed: a queue group picks another member
+	unfit                  // the connection does not take such a message (a payload in a memfd): lost, and reported, but no wait would help
 	full                   // no room: the caller may wait, or the subscription's policy applies
 	dropped                // no room, and the subscription's policy was applied
 	queued                 // queued for the writer
@@ -45,7 +46,7 @@ func (c *conn) enqueueMsg(s *subscription, m *outMsg, set *fdSet, mode enqueueMo
 			return gone, false, false // a queue group's next member may take it
 		}
 		c.refuseFDPayloadLocked(s) // payload.go
-		return dropped, false, false
+		return unfit, false, false
 	}
 	// The message first: the notice's size is worked out only once the
 	// message fits, since a connection that is losing messages is asked

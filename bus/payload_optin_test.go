@@ -60,3 +60,23 @@ func TestPayloadFDOnlyForClientsThatTakeThem(t *testing.T) {
 		t.Fatalf("stats count %d dropped; want 1", st.Dropped)
 	}
 }
+
+// A request whose payload is in a memfd, whose only subscriber does not
+// take those, is answered 503 with why, not 429: waiting would not help.
+// Its RECEIPT counts the loss.
+func TestPayloadFDRequestNobodyTakes(t *testing.T) {
+	_, path := testBroker(t, nil)
+	old := connectHello(t, path, &wire.Hello{Version: wire.Version, Name: "old"})
+	old.sub(1, "svc", "")
+	old.sync()
+	req := connectRaw(t, path)
+	req.sub(1, req.inbox(">"), "")
+	req.sync()
+	payload := payloadMemfd(t, "ask", 3, allSeals)
+	req.requestFD(7, 0, "svc", req.inbox("r"), 3, int(payload.Fd()))
+	req.expectStatus(req.inbox("r"), wire.StatusNoResponders, "fd_payloads")
+	if r := req.expectReceipt(7); r != (wire.Receipt{Dropped: 1}) {
+		t.Fatalf("receipt %v; want 1 dropped", r)
+	}
+	old.next() // its gap notice
+}

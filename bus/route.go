@@ -146,7 +146,7 @@ func (c *conn) route(f *wire.Frame, set *fdSet) error {
 	// Before the router lets go of a large frame's pieces: its reply topic
 	// is in the first, which nobody else holds when nobody took the frame.
 	if len(f.Reply) > 0 && o != queued {
-		c.noResponders(f.Reply, o != gone)
+		c.noResponders(f.Reply, o)
 	}
 	if m.body != nil {
 		m.body.Release() // the router's reference
@@ -159,7 +159,7 @@ func (c *conn) tally(o outcome) outcome {
 	switch o {
 	case queued:
 		c.routed.Delivered++
-	case dropped:
+	case dropped, unfit:
 		c.routed.Dropped++
 	}
 	return o
@@ -275,6 +275,8 @@ func (c *conn) initOutMsg(m *outMsg, f *wire.Frame, receivers int) {
 var (
 	noRespondersHeaders = wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders)
 	droppedHeaders      = wire.AppendField(nil, wire.StatusHeader, wire.StatusDropped)
+	unfitHeaders        = wire.AppendField(wire.AppendField(nil, wire.StatusHeader, wire.StatusNoResponders),
+		wire.ReasonHeader, "no subscriber takes payloads in memfds (fd_payloads)")
 )
 
 // noResponders tells the requester that nobody got its request: an empty
@@ -283,11 +285,15 @@ var (
 // whose inbox is a queue group member does not wait out its timeout
 // either. Only its own: otherwise a client could make the broker send
 // messages in its name to anyone. The status says whether nobody
-// subscribes (503) or everyone who does was too far behind to take it
-// (429).
-func (c *conn) noResponders(reply []byte, dropped bool) {
+// subscribes (503), nobody who does takes such a message (503, with why:
+// o is unfit), or everyone who does was too far behind to take it (429:
+// trying again later may work).
+func (c *conn) noResponders(reply []byte, o outcome) {
 	hdrs := noRespondersHeaders
-	if dropped {
+	switch o {
+	case unfit:
+		hdrs = unfitHeaders
+	case full, dropped:
 		hdrs = droppedHeaders
 	}
 	c.toOwn(reply, hdrs, nil, nil)
