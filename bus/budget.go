@@ -13,6 +13,7 @@ const (
 	kHandshakes
 	kSubs
 	kWatchers // subscriptions to "$SYS." patterns, each offered every event
+	kGroups   // subscriptions in a queue group, each group a copy of every matching message
 	kOutput
 	kOutputFDs
 	kInput
@@ -24,7 +25,7 @@ const (
 )
 
 var kindNames = [nKinds]string{
-	kConns: "connections", kHandshakes: "connections in handshake", kSubs: "subscriptions", kWatchers: "$SYS. subscriptions",
+	kConns: "connections", kHandshakes: "connections in handshake", kSubs: "subscriptions", kWatchers: "$SYS. subscriptions", kGroups: "queue group subscriptions",
 	kOutput: "output bytes", kOutputFDs: "output descriptors", kInput: "input bytes", kInputFDs: "input descriptors",
 	kRetained: "retained values", kRetainedBytes: "retained bytes", kFDPayload: "held payload bytes",
 }
@@ -114,7 +115,7 @@ func newLedger(cfg *Config) *ledger {
 	l := &ledger{users: map[uint32]*account{}}
 	u := &cfg.User
 	l.limits = [nKinds]int64{
-		kConns: int64(u.Conns), kHandshakes: int64(u.Handshakes), kSubs: int64(u.Subs), kWatchers: int64(u.Watchers),
+		kConns: int64(u.Conns), kHandshakes: int64(u.Handshakes), kSubs: int64(u.Subs), kWatchers: int64(u.Watchers), kGroups: int64(u.Groups),
 		kOutput: u.Output, kOutputFDs: int64(u.OutputFDs), kInput: u.Input, kInputFDs: int64(u.InputFDs),
 		kRetained: int64(u.Retained), kRetainedBytes: u.RetainedBytes, kFDPayload: u.FDPayload,
 	}

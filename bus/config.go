@@ -140,6 +140,12 @@ type UserBudget struct {
 	// it is, so their number is what every connection's coming and going
 	// costs the broker.
 	Watchers int
+	// Groups bounds the uid's subscriptions in a queue group. Each group
+	// matching a topic gets its own copy of every message on it, and
+	// duplicate subscriptions are refused only within one group; so the
+	// groups one uid may join on a pattern are what it may make every
+	// publish to it cost.
+	Groups int
 	// Output bounds the bytes queued for the uid's connections to read:
 	// messages, control frames and gap notices.
 	Output int64
@@ -227,6 +233,7 @@ func DefaultConfig() Config {
 			Handshakes: 128,
 			Subs:       262144,
 			Watchers:   256,
+			Groups:     1024,
 			Output:     512 << 20,
 			OutputFDs:  min(8192, maxFDs/2),
 			Input:      256 << 20,
@@ -269,7 +276,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: MaxConns, MaxSubs, MaxPending and MaxReplyPermits must be positive", ErrBadConfig)
 	case c.MaxPendingFDs < int(c.Limits.MaxFDs):
 		return fmt.Errorf("%w: MaxPendingFDs %d is below Limits.MaxFDs %d", ErrBadConfig, c.MaxPendingFDs, c.Limits.MaxFDs)
-	case u.Conns < 1 || u.Handshakes < 1 || u.Subs < 1 || u.Watchers < 1 || u.Output < 1 || u.Input < 1:
+	case u.Conns < 1 || u.Handshakes < 1 || u.Subs < 1 || u.Watchers < 1 || u.Groups < 1 || u.Output < 1 || u.Input < 1:
 		return fmt.Errorf("%w: every User budget must be positive", ErrBadConfig)
 	case u.OutputFDs < int(c.Limits.MaxFDs) || u.InputFDs < int(c.Limits.MaxFDs):
 		return fmt.Errorf("%w: User.OutputFDs and User.InputFDs must be at least Limits.MaxFDs (%d)", ErrBadConfig, c.Limits.MaxFDs)

@@ -291,3 +291,27 @@ func TestMonitorOfStreamIsNoListenEvent(t *testing.T) {
 		t.Fatalf("first event %q about conn %d; want the listener's (%d) arrival, the monitor (%d) being none", f.Topic, ev.ConnID, l.info.ConnID, mon.info.ConnID)
 	}
 }
+
+// Queue group subscriptions are a budget of the uid's: each group on a
+// pattern is another copy of every matching message, which duplicate
+// subscriptions in different groups would otherwise multiply without end.
+func TestGroupsAreBudgeted(t *testing.T) {
+	if g := DefaultConfig().User.Groups; g < 64 || g > 65536 {
+		t.Fatalf("default User.Groups %d; want some hundreds", g)
+	}
+	_, path := testBroker(t, func(c *Config) { c.User.Groups = 3 })
+	c := connectRaw(t, path)
+	for sid := range uint32(3) {
+		c.sub(sid+1, "victim.t", fmt.Sprintf("g%d", sid))
+	}
+	c.sync()
+	c.sub(4, "victim.t", "g4")
+	c.expectErr(wire.CodeTooManySubs, "queue group subscriptions budget is 3")
+	c.sub(5, "victim.t", "") // a plain subscription is no group
+	c.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
+	c.sub(6, "victim.t", "g6") // an UNSUB gives one back
+	c.sync()
+	other := connectRaw(t, path) // the budget is the uid's
+	other.sub(1, "other.t", "g")
+	other.expectErr(wire.CodeTooManySubs, "queue group subscriptions budget is 3")
+}

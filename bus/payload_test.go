@@ -215,7 +215,10 @@ func TestPayloadFDRefusals(t *testing.T) {
 			if st := srv.Stats(); st.BadPayloads != before.BadPayloads+1 || st.FDPayloads != 0 {
 				t.Fatalf("%d refused, %d routed; want %d and 0", st.BadPayloads, st.FDPayloads, before.BadPayloads+1)
 			}
-			waitFor(t, "the refused descriptor to be closed", func() bool { return srv.Stats().FDs == before.FDs })
+			// At most as many as before: a descriptor the broker was still
+			// closing when the subtest began (the connections' setup, under
+			// load) may be gone by now too.
+			waitFor(t, "the refused descriptor to be closed", func() bool { return srv.Stats().FDs <= before.FDs })
 			if n := srv.heldPayload(); n != 0 {
 				t.Fatalf("%d payload bytes still charged", n)
 			}

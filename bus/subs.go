@@ -117,23 +117,36 @@ func groupText(group string) string {
 	return " in queue group " + group
 }
 
-// chargeSub charges a subscription to the connection's user: one of its
-// subscriptions, and its memory.
+// subCharge is one thing a subscription is charged to its user.
+type subCharge struct {
+	k kind
+	n int64
+}
+
+// subCharges lists what s is charged to its connection's user: one of its
+// subscriptions, its memory, and one of its $SYS. subscriptions or queue
+// group subscriptions if it is one.
+func subCharges(s *subscription) []subCharge {
+	cs := []subCharge{{kSubs, 1}, {kInput, subCost(s)}}
+	if watchesEvents(s.pattern) {
+		cs = append(cs, subCharge{kWatchers, 1})
+	}
+	if s.group != "" {
+		cs = append(cs, subCharge{kGroups, 1})
+	}
+	return cs
+}
+
+// chargeSub charges a subscription to the connection's user (subCharges),
+// all or nothing.
 func (c *conn) chargeSub(s *subscription) error {
 	led := c.srv.led
-	if err := led.charge(c.acct, kSubs, 1); err != nil {
-		c.budgetHit("subscription refused over budget", err)
-		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
-	}
-	if err := led.charge(c.acct, kInput, subCost(s)); err != nil {
-		led.uncharge(c.acct, kSubs, 1)
-		c.budgetHit("subscription refused over budget", err)
-		return wire.Errorf(wire.CodeTooManySubs, "%v", err)
-	}
-	if watchesEvents(s.pattern) {
-		if err := led.charge(c.acct, kWatchers, 1); err != nil {
-			led.uncharge(c.acct, kSubs, 1)
-			led.uncharge(c.acct, kInput, subCost(s))
+	cs := subCharges(s)
+	for i, ch := range cs {
+		if err := led.charge(c.acct, ch.k, ch.n); err != nil {
+			for _, done := range cs[:i] {
+				led.uncharge(c.acct, done.k, done.n)
+			}
 			c.budgetHit("subscription refused over budget", err)
 			return wire.Errorf(wire.CodeTooManySubs, "%v", err)
 		}
@@ -142,10 +155,8 @@ func (c *conn) chargeSub(s *subscription) error {
 }
 
 func (c *conn) unchargeSub(s *subscription) {
-	c.srv.led.uncharge(c.acct, kSubs, 1)
-	c.srv.led.uncharge(c.acct, kInput, subCost(s))
-	if watchesEvents(s.pattern) {
-		c.srv.led.uncharge(c.acct, kWatchers, 1)
+	for _, ch := range subCharges(s) {
+		c.srv.led.uncharge(c.acct, ch.k, ch.n)
 	}
 }
 

@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"errors"
+	"syscall"
 	"time"
 
 	"github.com/busd/busd/bus/wire"
@@ -45,6 +47,11 @@ func (c *conn) flush() (finished bool) {
 		case err == nil:
 			return done
 		case !isTimeout(err):
+			if errors.Is(err, syscall.ETOOMANYREFS) && c.srv.noteLines.take(time.Now(), c.srv.log) {
+				// Not this connection's doing: see docs/SECURITY.md,
+				// "Descriptors in flight".
+				c.log.Warn("closing: the kernel refused to pass it descriptors (ETOOMANYREFS): busd's uid has as many descriptors sent and not yet read by receivers as its RLIMIT_NOFILE; raise busd's descriptor limit, or give it CAP_SYS_RESOURCE", "err", err)
+			}
 			return true
 		case c.readSinceArmed():
 			c.armedAt = time.Time{} // it read some: a new deadline, and on

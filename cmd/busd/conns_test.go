@@ -141,9 +141,10 @@ func sameUIDConnections(t *testing.T, b *target) {
 // 20,000 subscriptions to ">" on one connection: all but the first are
 // refused (duplicate subscription; the ERRs come at the ERR rate bound, so
 // the test reads the first few hundred and then closes), and a message to
-// it is delivered once, not 20,000 times. Then 30,000 distinct queue
-// groups on one pattern are all accepted, and removing them, when their
-// connection closes, does not wedge a normal client's round trips.
+// it is delivered once, not 20,000 times. Then 30,000 distinct patterns
+// are all accepted, and removing them, when their connection closes, does
+// not wedge a normal client's round trips. (Distinct queue groups on one
+// pattern stop at the uid's budget of them, bus.UserBudget.Groups.)
 func TestManySubscriptions(t *testing.T) {
 	b := start(t, bustest.Options{})
 	dup := b.Connect(t, "duplicates")
@@ -175,11 +176,11 @@ func TestManySubscriptions(t *testing.T) {
 	b.serves() // others are served while the duplicates are refused
 	dup.Close()
 
-	groups := b.Connect(t, "groups")
+	groups := b.Connect(t, "patterns")
 	const n = 30_000
 	subs = subs[:0]
 	for i := range n {
-		subs = wire.AppendSub(subs, uint32(i+1), "work.>", fmt.Sprintf("g%d", i), 0)
+		subs = wire.AppendSub(subs, uint32(i+1), fmt.Sprintf("work.%d.>", i), "", 0)
 	}
 	groups.Send(subs)
 	groups.Sync() // every SUB handled, and none refused: an ERR would come before the PONG
