@@ -247,6 +247,14 @@ func run(args []string) error {
 	if gid >= 0 {
 		opts = append(opts, unixsock.WithGroup(gid))
 	}
+	// The signals are busd's before its socket is: one that comes the
+	// moment clients can connect (a supervisor's SIGTERM, a SIGHUP right
+	// after start) is handled, never the default action that kills.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	listeners, activated, err := listen(*socket, *dir, *name, opts)
 	if err != nil {
 		return err
@@ -279,8 +287,6 @@ func run(args []string) error {
 	if len(uids)+len(gids) > 0 {
 		log.Info("allow-lists", "uids", *allowUIDs, "gids", *allowGIDs)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	var reloads []func()
 	if *policyFile != "" || act == nil { // else SIGHUP is for the services alone
 		reloads = append(reloads, func() { reloadPolicy(srv, *policyFile, log) })
@@ -288,7 +294,7 @@ func run(args []string) error {
 	if act != nil {
 		reloads = append(reloads, func() { reloadServices(act, log) })
 	}
-	go onHangup(ctx, reloads...)
+	go onHangup(ctx, hup, reloads...)
 	// Serve runs until Shutdown: the order of the steps of stopping is
 	// this function's (see shutdown), not left to each Serve's context.
 	errs := make(chan error, len(listeners))

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/busd/busd/bus"
 	"github.com/busd/busd/bus/policy"
@@ -23,12 +21,9 @@ func checkPolicy(path string) error {
 	return nil
 }
 
-// onHangup calls each of reloads on each SIGHUP until ctx ends: one
-// signal reads again everything busd reads from files.
-func onHangup(ctx context.Context, reloads ...func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// onHangup calls each of reloads on each SIGHUP, as hup delivers them,
+// until ctx ends: one signal reads again everything busd reads from files.
+func onHangup(ctx context.Context, hup <-chan os.Signal, reloads ...func()) {
 	for {
 		select {
 		case <-ctx.Done():
