@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"reflect"
@@ -91,7 +92,7 @@ type Activator struct {
 
 	reloadMu sync.Mutex        // one load of the directory at a time
 	badSeen  map[string]string // file → the error last logged for it; under reloadMu
-	dirSeen  string            // the directory's error last logged; under reloadMu
+	dirSeen  string            // the directory's error last logged ("gone" for any not-exist); under reloadMu
 
 	mu       sync.Mutex
 	services map[string]*entry
@@ -221,10 +222,16 @@ func (a *Activator) reload(logRefused bool) error {
 	}
 	a.mu.Unlock()
 	if err != nil {
-		if logRefused && err.Error() != a.dirSeen {
+		// A directory gone is one refusal, whichever call found it gone
+		// (lstat, open, reading it while it is removed).
+		seen := err.Error()
+		if errors.Is(err, fs.ErrNotExist) {
+			seen = "gone"
+		}
+		if logRefused && seen != a.dirSeen {
 			a.log.Error("services directory refused: no service can be activated until it is fixed", "dir", a.cfg.Dir, "err", err)
 		}
-		a.dirSeen = err.Error()
+		a.dirSeen = seen
 		clear(a.badSeen)
 		return err
 	}

@@ -216,8 +216,12 @@ func TestDirectoryRemovedAndMadeAgain(t *testing.T) {
 	rec.wait(t, "service loaded", "service", "b.test")
 	writeService(t, dir, "c.test", "name = c.test\nexec = /bin/true\n")
 	rec.wait(t, "service loaded", "service", "c.test") // the watch's
-	if n := len(rec.find("services directory refused: no service can be activated until it is fixed")); n != 1 {
-		t.Errorf("the refusal logged %d times; want once", n)
+	if refused := rec.find("services directory refused: no service can be activated until it is fixed"); len(refused) != 1 {
+		var errs []string
+		for _, r := range refused {
+			errs = append(errs, r.attrs["err"])
+		}
+		t.Errorf("the refusal logged %d times (%q); want once", len(refused), errs)
 	}
 }
 
