@@ -252,22 +252,35 @@ func TestWatchersAreBudgeted(t *testing.T) {
 		t.Fatalf("default User.Watchers %d; want a few hundred", w)
 	}
 	_, path := testBroker(t, func(c *Config) { c.User.Watchers = 3 })
+	c := expectSubBudget(t, path, "$SYS. subscriptions budget is 3", func(c *rawClient, sid uint32) {
+		c.sub(sid, "$SYS.listen.>", fmt.Sprintf("g%d", sid))
+	})
+	c.send(wire.AppendSub(nil, 10, "$SYS.listen.up.>", "", wire.SubMonitor)) // a monitor is one too
+	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+	c.sub(11, "app.>", "") // other subscriptions are not watchers
+	c.sync()
+}
+
+// expectSubBudget checks a budget of 3 of a kind of subscriptions, which
+// sub makes (sid unique): a fourth is refused with ERR too many
+// subscriptions saying want; an UNSUB gives one back; the budget is the
+// uid's, not the connection's. It returns the connection, with 3 held.
+func expectSubBudget(t *testing.T, path, want string, sub func(c *rawClient, sid uint32)) *rawClient {
+	t.Helper()
 	c := connectRaw(t, path)
 	for sid := range uint32(3) {
-		c.sub(sid+1, "$SYS.listen.>", fmt.Sprintf("g%d", sid))
+		sub(c, sid+1)
 	}
 	c.sync()
-	c.sub(4, "$SYS.listen.>", "g4")
-	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
-	c.send(wire.AppendSub(nil, 5, "$SYS.listen.up.>", "", wire.SubMonitor))
-	c.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
-	c.sub(6, "app.>", "") // other subscriptions are not watchers
+	sub(c, 4)
+	c.expectErr(wire.CodeTooManySubs, want)
 	c.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
-	c.sub(7, "$SYS.listen.>", "g7")
+	sub(c, 5)
 	c.sync()
-	other := connectRaw(t, path) // the budget is the uid's
-	other.sub(1, "$SYS.listen.>", "")
-	other.expectErr(wire.CodeTooManySubs, "$SYS. subscriptions budget is 3")
+	other := connectRaw(t, path)
+	sub(other, 1)
+	other.expectErr(wire.CodeTooManySubs, want)
+	return c
 }
 
 // A monitor of a stream's topic watches its dials and is no listener: its
@@ -300,18 +313,9 @@ func TestGroupsAreBudgeted(t *testing.T) {
 		t.Fatalf("default User.Groups %d; want some hundreds", g)
 	}
 	_, path := testBroker(t, func(c *Config) { c.User.Groups = 3 })
-	c := connectRaw(t, path)
-	for sid := range uint32(3) {
-		c.sub(sid+1, "victim.t", fmt.Sprintf("g%d", sid))
-	}
+	c := expectSubBudget(t, path, "queue group subscriptions budget is 3", func(c *rawClient, sid uint32) {
+		c.sub(sid, "victim.t", fmt.Sprintf("g%d", sid))
+	})
+	c.sub(10, "victim.t", "") // a plain subscription is no group
 	c.sync()
-	c.sub(4, "victim.t", "g4")
-	c.expectErr(wire.CodeTooManySubs, "queue group subscriptions budget is 3")
-	c.sub(5, "victim.t", "") // a plain subscription is no group
-	c.send(wire.AppendControl(nil, wire.OpUnsub, 1, nil))
-	c.sub(6, "victim.t", "g6") // an UNSUB gives one back
-	c.sync()
-	other := connectRaw(t, path) // the budget is the uid's
-	other.sub(1, "other.t", "g")
-	other.expectErr(wire.CodeTooManySubs, "queue group subscriptions budget is 3")
 }

@@ -5,13 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/busd/busd/bus/wire"
 )
@@ -385,16 +383,7 @@ func TestLaggingByDescriptorsSaysSo(t *testing.T) {
 	_, path := testBroker(t, nil)
 	sub := subscriber(t, path, "fds")
 	pub := connectRaw(t, path)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	fds := make([]int, 64)
-	for i := range fds {
-		fds[i] = int(r.Fd())
-	}
+	fds := slices.Repeat([]int{pipeFD(t)}, 64)
 	// 16 KiB each fills its socket's buffer (wire.SendBuffer) within some
 	// 256 messages; then the broker's queue for it passes the lagging
 	// bound of 2048 descriptors while it holds well under a MiB.
@@ -413,9 +402,7 @@ func TestLaggingByDescriptorsSaysSo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, fd := range got {
-				unix.Close(fd)
-			}
+			closeFDs(got)
 			continue
 		}
 		_, reason := gapNotice(t, f)
